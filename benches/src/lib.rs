@@ -1,0 +1,1 @@
+//! hb benchmarks live under `benches/benches/` (criterion) and `cargo xtask bench`.

@@ -1,0 +1,119 @@
+//! Types shared by the XDP program (`hb-ebpf`) and user space (`hb-daemon`).
+//!
+//! Everything here is `#[repr(C)]` with fixed-width fields and explicit padding so the kernel and
+//! user space agree on every byte. The `user` feature adds `aya::Pod` implementations.
+#![no_std]
+
+/// Heartbeat wire format: the fixed-offset prefix of every hb message (see `docs/protocol.md`).
+///
+/// All multi-byte fields are big-endian. The XDP program reads only this prefix; the rest of
+/// the message (body and authentication trailer) is decoded and verified in user space.
+pub mod wire {
+    /// `"HBd1"`: first four bytes of every hb message.
+    pub const MAGIC: [u8; 4] = *b"HBd1";
+    /// Protocol version carried at [`OFF_VERSION`].
+    pub const VERSION: u8 = 1;
+    /// Offset of the magic.
+    pub const OFF_MAGIC: usize = 0;
+    /// Offset of the version byte.
+    pub const OFF_VERSION: usize = 4;
+    /// Offset of the message type byte.
+    pub const OFF_TYPE: usize = 5;
+    /// Offset of the 16-bit flags.
+    pub const OFF_FLAGS: usize = 6;
+    /// Offset of the 32-bit sender node id.
+    pub const OFF_SENDER: usize = 8;
+    /// Offset of the 16-bit total message length (header + body + trailer).
+    pub const OFF_LENGTH: usize = 12;
+    /// Offset of 16 reserved bits (zero).
+    pub const OFF_RESERVED: usize = 14;
+    /// Offset of the 64-bit generation (increases at every start of the sender).
+    pub const OFF_GENERATION: usize = 16;
+    /// Offset of the 64-bit sequence number (per generation, starts at 1).
+    pub const OFF_SEQ: usize = 24;
+    /// Offset of the 64-bit sender send time (ns, sender's CLOCK_MONOTONIC).
+    pub const OFF_SEND_TIME: usize = 32;
+    /// Length of the fixed header.
+    pub const HEADER_LEN: usize = 40;
+    /// Largest hb message on the wire; larger datagrams are rejected.
+    pub const MAX_MESSAGE_LEN: usize = 1024;
+}
+
+/// Largest number of message bytes the XDP program copies into one ring-buffer record.
+pub const RING_DATA_LEN: usize = 1024;
+
+/// [`RingEvent::kind`]: a heartbeat packet delivered by XDP.
+pub const EVENT_PACKET: u32 = 1;
+/// [`RingEvent::kind`]: a per-peer kernel deadline passed (bpf_timer).
+pub const EVENT_DEADLINE: u32 = 2;
+
+/// [`RingEvent::family`]: IPv4 source address in the first 4 bytes of `src_addr`.
+pub const FAMILY_V4: u32 = 4;
+/// [`RingEvent::family`]: IPv6 source address.
+pub const FAMILY_V6: u32 = 6;
+
+/// One record in the ring buffer from the XDP program to the daemon.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RingEvent {
+    /// [`EVENT_PACKET`] or [`EVENT_DEADLINE`].
+    pub kind: u32,
+    /// Interface the packet arrived on.
+    pub ifindex: u32,
+    /// `bpf_ktime_get_ns()` when the XDP program saw the packet (CLOCK_MONOTONIC).
+    pub ktime_ns: u64,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u32,
+    /// UDP source port (host order).
+    pub src_port: u16,
+    /// UDP destination port (host order).
+    pub dst_port: u16,
+    /// Source IP address (IPv4 in the first 4 bytes).
+    pub src_addr: [u8; 16],
+    /// Sender node id from the header (host order), for deadline records too.
+    pub sender: u32,
+    /// Number of valid bytes in `data`.
+    pub len: u32,
+    /// The hb message (UDP payload), `len` bytes valid.
+    pub data: [u8; RING_DATA_LEN],
+}
+
+/// Configuration the daemon writes into the XDP program's `CONFIG` array (index 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct XdpConfig {
+    /// UDP port heartbeats arrive on (host order); 0 disables delivery (everything passes).
+    pub udp_port: u16,
+    /// Explicit padding.
+    pub _pad: u16,
+    /// Non-zero: consume (XDP_DROP) heartbeats delivered to the ring buffer.
+    pub consume: u32,
+}
+
+/// Global counters kept by the XDP program (index into the `COUNTERS` per-CPU array).
+pub mod counter {
+    /// Packets seen by the program.
+    pub const SEEN: u32 = 0;
+    /// Heartbeats delivered to the ring buffer.
+    pub const DELIVERED: u32 = 1;
+    /// Heartbeats passed on because the ring buffer was full.
+    pub const RING_FULL: u32 = 2;
+    /// Packets to the heartbeat port that did not parse as hb messages (passed).
+    pub const PARSE_FAIL: u32 = 3;
+    /// Packets not addressed to the heartbeat port (passed).
+    pub const NOT_HEARTBEAT: u32 = 4;
+    /// Number of counters.
+    pub const COUNT: u32 = 8;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: repr(C), only integer fields and arrays of integers, no padding (checked by the
+    // size assertions below), so every bit pattern is valid.
+    unsafe impl aya::Pod for super::RingEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::XdpConfig {}
+}
+
+const _: () = assert!(core::mem::size_of::<RingEvent>() == 48 + RING_DATA_LEN);
+const _: () = assert!(core::mem::size_of::<XdpConfig>() == 8);

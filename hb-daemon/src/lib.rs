@@ -1,0 +1,6 @@
+//! hb's daemon crate: the tokio driver around the sans-IO core in `hb-proto`.
+//!
+//! This crate is the only place with syscalls: sockets, the XDP ring buffer, netlink, raw ARP,
+//! resource scripts and the control socket.
+
+pub mod xdp;

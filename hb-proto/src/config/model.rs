@@ -1,0 +1,372 @@
+//! The typed configuration. Parsers produce it; the core and the daemon consume it.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    path::PathBuf,
+    time::Duration,
+};
+
+/// A value together with whether it came from the file or is hb's/Heartbeat's default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting<T> {
+    /// The effective value.
+    pub value: T,
+    /// `true` when the file did not set it.
+    pub is_default: bool,
+}
+
+impl<T> Setting<T> {
+    /// A default value.
+    pub fn default_value(value: T) -> Self {
+        Self {
+            value,
+            is_default: true,
+        }
+    }
+
+    /// A value set by the file.
+    pub fn set(value: T) -> Self {
+        Self {
+            value,
+            is_default: false,
+        }
+    }
+}
+
+/// A problem found in a configuration file, reported as `PATH:LINE: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line number; 0 when the problem concerns the whole file.
+    pub line: usize,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
+    }
+}
+
+/// The whole configuration of one node: `ha.cf`, `haresources` and `authkeys` together.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The directory the files were read from (default `/etc/ha.d`).
+    pub config_dir: PathBuf,
+    /// This node's name (one of `ha_cf.nodes`).
+    pub local_node: String,
+    /// `ha.cf`.
+    pub ha_cf: HaCf,
+    /// `haresources`, one group per line, in file order.
+    pub groups: Vec<ResourceGroup>,
+    /// `authkeys`.
+    pub authkeys: AuthKeys,
+    /// Warnings (valid configuration, but worth saying: a switched-off unsupported feature,
+    /// `crc` authentication, ...).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// `auto_failback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoFailback {
+    /// The preferred node takes its groups back when it returns.
+    On,
+    /// Groups stay where they are.
+    Off,
+    /// Heartbeat's legacy behaviour: failback unless a node in the cluster does not support
+    /// `auto_failback` (hb: treated as `on` in an all-hb cluster).
+    Legacy,
+}
+
+/// hb's own `xdp` directive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    /// Use XDP where it attaches, else the socket path, logging which and why.
+    Auto,
+    /// Refuse to start without XDP.
+    On,
+    /// Socket path only.
+    Off,
+}
+
+/// One heartbeat medium (`bcast`, `ucast` or `mcast` line, one per interface).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Media {
+    /// `bcast IFACE...`: broadcast on the interface.
+    Bcast {
+        /// Interface name.
+        iface: String,
+    },
+    /// `ucast IFACE ADDR`: unicast to the peer address through the interface.
+    Ucast {
+        /// Interface name.
+        iface: String,
+        /// Peer address.
+        addr: IpAddr,
+    },
+    /// `mcast IFACE GROUP PORT TTL LOOP`.
+    Mcast {
+        /// Interface name.
+        iface: String,
+        /// Multicast group.
+        group: IpAddr,
+        /// UDP port.
+        port: u16,
+        /// TTL (1..=255).
+        ttl: u8,
+        /// Multicast loopback.
+        loopback: bool,
+    },
+}
+
+impl Media {
+    /// The interface the medium uses.
+    pub fn iface(&self) -> &str {
+        match self {
+            Media::Bcast { iface } | Media::Ucast { iface, .. } | Media::Mcast { iface, .. } => {
+                iface
+            }
+        }
+    }
+}
+
+/// `ping_group NAME HOST...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PingGroup {
+    /// Group name.
+    pub name: String,
+    /// Members.
+    pub hosts: Vec<IpAddr>,
+}
+
+/// `respawn USER COMMAND [ARGS]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Respawn {
+    /// User to run as.
+    pub user: String,
+    /// Command line.
+    pub command: String,
+}
+
+/// `ha.cf`: Heartbeat's directives plus hb's additions (new names only).
+#[derive(Debug, Clone)]
+pub struct HaCf {
+    /// `keepalive`: interval between heartbeats.
+    pub keepalive: Setting<Duration>,
+    /// `deadtime`: silence after which a peer is declared dead.
+    pub deadtime: Setting<Duration>,
+    /// `warntime`: silence after which a late heartbeat is warned about.
+    pub warntime: Setting<Duration>,
+    /// `initdead`: deadtime at start-up.
+    pub initdead: Setting<Duration>,
+    /// `udpport` (default 694).
+    pub udpport: Setting<u16>,
+    /// `bcast`/`ucast`/`mcast` lines, in file order.
+    pub media: Vec<Media>,
+    /// `node` lines, in file order.
+    pub nodes: Vec<String>,
+    /// `auto_failback` (Heartbeat's default: legacy).
+    pub auto_failback: Setting<AutoFailback>,
+    /// `logfile`.
+    pub logfile: Option<PathBuf>,
+    /// `debugfile`.
+    pub debugfile: Option<PathBuf>,
+    /// `logfacility` (syslog facility name, e.g. `local0`); `none` is `None`.
+    pub logfacility: Option<String>,
+    /// `debug` level (0..=255).
+    pub debug: Setting<u8>,
+    /// `ping` nodes.
+    pub ping: Vec<IpAddr>,
+    /// `ping_group` lines.
+    pub ping_groups: Vec<PingGroup>,
+    /// `deadping`.
+    pub deadping: Option<Duration>,
+    /// `respawn` lines.
+    pub respawn: Vec<Respawn>,
+    /// `stonith_host` lines, verbatim after the directive.
+    pub stonith_hosts: Vec<String>,
+    /// `watchdog` device.
+    pub watchdog: Option<PathBuf>,
+    /// `realtime` (default on).
+    pub realtime: Setting<bool>,
+    /// `hopfudge`.
+    pub hopfudge: Setting<u32>,
+    /// `autojoin` (none/other/any).
+    pub autojoin: Setting<String>,
+    /// hb: `xdp auto|on|off` (default auto).
+    pub xdp: Setting<XdpMode>,
+    /// hb: `garp_count N` gratuitous ARPs per address acquired (default 5).
+    pub garp_count: Setting<u32>,
+    /// hb: `garp_interval T` between gratuitous ARPs (default 200 ms; the first is immediate).
+    pub garp_interval: Setting<Duration>,
+    /// hb: `metrics_listen ADDR:PORT` Prometheus endpoint (default off).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// hb: `control_socket PATH` (default `<run-dir>/hbd.sock`).
+    pub control_socket: Option<PathBuf>,
+}
+
+/// `IPaddr` or `IPaddr2` (same arguments; both manage the address with netlink in hb).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpAddrAgent {
+    /// `IPaddr`.
+    IpAddr,
+    /// `IPaddr2`.
+    IpAddr2,
+}
+
+/// One resource of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
+    /// `IPaddr::ip[/cidr[/iface[/broadcast]]]` (or a bare IP).
+    IpAddr {
+        /// Which agent was named.
+        agent: IpAddrAgent,
+        /// The address.
+        addr: IpAddr,
+        /// Prefix length; `None` means derive it from the interface route (Heartbeat's way).
+        prefix: Option<u8>,
+        /// Interface; `None` means the interface whose network contains the address.
+        iface: Option<String>,
+        /// IPv4 broadcast address.
+        broadcast: Option<IpAddr>,
+    },
+    /// `Filesystem::device::mountpoint::fstype[::options]`.
+    Filesystem {
+        /// Device (or `host:/export`).
+        device: String,
+        /// Mount point.
+        mountpoint: PathBuf,
+        /// File system type.
+        fstype: String,
+        /// Mount options.
+        options: Option<String>,
+    },
+    /// Any other name: an init-style script called with its arguments then
+    /// `start`/`stop`/`status`.
+    Script {
+        /// The name as written (`httpd`).
+        name: String,
+        /// Arguments (`name::arg1::arg2`).
+        args: Vec<String>,
+        /// Resolved path: `<config-dir>/resource.d/NAME`, else `/etc/init.d/NAME`.
+        path: PathBuf,
+    },
+}
+
+impl Resource {
+    /// Heartbeat's spelling of the resource (`IPaddr::10.0.0.100/24/eth1`, `httpd`).
+    pub fn describe(&self) -> String {
+        match self {
+            Resource::IpAddr {
+                agent,
+                addr,
+                prefix,
+                iface,
+                broadcast,
+            } => {
+                let mut s = match agent {
+                    IpAddrAgent::IpAddr => format!("IPaddr::{addr}"),
+                    IpAddrAgent::IpAddr2 => format!("IPaddr2::{addr}"),
+                };
+                if let Some(p) = prefix {
+                    s.push_str(&format!("/{p}"));
+                    if let Some(i) = iface {
+                        s.push_str(&format!("/{i}"));
+                        if let Some(b) = broadcast {
+                            s.push_str(&format!("/{b}"));
+                        }
+                    }
+                }
+                s
+            }
+            Resource::Filesystem {
+                device,
+                mountpoint,
+                fstype,
+                options,
+            } => {
+                let mut s = format!("Filesystem::{device}::{}::{fstype}", mountpoint.display());
+                if let Some(o) = options {
+                    s.push_str(&format!("::{o}"));
+                }
+                s
+            }
+            Resource::Script { name, args, .. } => {
+                let mut s = name.clone();
+                for a in args {
+                    s.push_str("::");
+                    s.push_str(a);
+                }
+                s
+            }
+        }
+    }
+}
+
+/// One `haresources` line: a group owned by one node at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceGroup {
+    /// The node that owns the group when it is up (first word of the line).
+    pub preferred_node: String,
+    /// Resources, started left to right and stopped right to left.
+    pub resources: Vec<Resource>,
+    /// Line in `haresources` where the group starts.
+    pub line: usize,
+}
+
+impl ResourceGroup {
+    /// Heartbeat's name for the group: its resources joined by spaces.
+    pub fn describe(&self) -> String {
+        self.resources
+            .iter()
+            .map(Resource::describe)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// An `authkeys` method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// CRC32: detects corruption, gives no security.
+    Crc,
+    /// HMAC-MD5.
+    Md5,
+    /// HMAC-SHA1.
+    Sha1,
+    /// HMAC-SHA256 (hb's addition).
+    Sha256,
+}
+
+/// One `N method [key]` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthKey {
+    /// Key id (1..=255).
+    pub id: u8,
+    /// Method.
+    pub method: AuthMethod,
+    /// Secret (empty for `crc`).
+    pub secret: Vec<u8>,
+}
+
+/// `authkeys`: the active key signs; every listed key verifies (key rotation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthKeys {
+    /// `auth N`: the key used to sign.
+    pub active: u8,
+    /// Every key by id.
+    pub keys: BTreeMap<u8, AuthKey>,
+}
+
+/// A node's 32-bit wire id: FNV-1a of its name (the name as in `ha.cf`'s `node` line).
+pub fn node_id(name: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.as_bytes() {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}

@@ -1,0 +1,13 @@
+//! hb's sans-IO core.
+//!
+//! Nothing in this crate opens a socket, spawns a task or reads a clock: time comes in as a
+//! [`Timestamp`] (nanoseconds of CLOCK_MONOTONIC, the clock `bpf_ktime_get_ns` reads), bytes
+//! come in already received, and decisions come out as values for the driver to carry out.
+//!
+//! - [`config`]: the Heartbeat configuration model (`ha.cf`, `haresources`, `authkeys`) and
+//!   its parsers.
+
+pub mod config;
+pub mod time;
+
+pub use time::Timestamp;

@@ -1,0 +1,162 @@
+//! `cargo xtask`: hb's developer and operator entry point.
+//!
+//! Every command first makes sure the prerequisites are installed (see [`bootstrap`]).
+
+mod bootstrap;
+
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Build, run, test and benchmark hb")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Build everything; with no arguments run the live two-node failover demo in network
+    /// namespaces; with `-- <hbd args>` run the daemon for real on this host.
+    Run(RunOptions),
+    /// Every test: rustfmt, clippy (-D warnings), unit tests and privileged tests.
+    Test(TestOptions),
+    /// Benchmarks (criterion under benches/ and the failover benches); figures go to BENCHMARKS.md.
+    Bench(BenchOptions),
+    /// The failover lab: two nodes and a client in network namespaces.
+    Lab(LabOptions),
+    /// Only install what is missing (toolchain, bpf-linker, system packages).
+    Bootstrap,
+}
+
+#[derive(Debug, Args)]
+struct RunOptions {
+    /// Arguments for `hbd`; when present, runs the daemon on this host instead of the demo.
+    #[arg(last = true)]
+    hbd_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct TestOptions {
+    /// Extra arguments passed to `cargo test` after `--` (e.g. a test name filter).
+    #[arg(last = true)]
+    test_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct BenchOptions {
+    /// Extra arguments passed to `cargo bench`.
+    #[arg(last = true)]
+    bench_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct LabOptions {
+    #[command(subcommand)]
+    action: LabAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum LabAction {
+    /// Create the namespaces, bridge and nodes, and start hbd on each.
+    Up,
+    /// Remove everything the lab made.
+    Down,
+    /// Show what is up.
+    Status,
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+}
+
+fn run_step(name: &str, cmd: &mut Command) -> Result<()> {
+    bootstrap::step(name);
+    let status = cmd.status().with_context(|| format!("spawning {cmd:?}"))?;
+    if !status.success() {
+        bail!("{name}: failed ({status})");
+    }
+    Ok(())
+}
+
+fn test(opts: &TestOptions) -> Result<()> {
+    bootstrap::ensure(&[])?;
+    run_step(
+        "cargo fmt --all --check",
+        cargo().args(["fmt", "--all", "--check"]),
+    )?;
+    run_step(
+        "cargo clippy --all-targets -- -D warnings",
+        cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]),
+    )?;
+    if !bootstrap::is_root() {
+        bootstrap::step(
+            "not root: privileged tests (BPF, network namespaces) will say SKIPPED (they fail instead under CI)",
+        );
+    }
+    let mut cmd = cargo();
+    cmd.args(["test", "--no-fail-fast"]);
+    if !opts.test_args.is_empty() {
+        cmd.arg("--").args(&opts.test_args);
+    }
+    run_step(
+        "cargo test (unit, simulation and privileged tests)",
+        &mut cmd,
+    )
+}
+
+fn bench(opts: &BenchOptions) -> Result<()> {
+    bootstrap::ensure(&[])?;
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", "hb-benches"]);
+    if !opts.bench_args.is_empty() {
+        cmd.arg("--").args(&opts.bench_args);
+    }
+    run_step("cargo bench -p hb-benches", &mut cmd)
+}
+
+fn run(opts: &RunOptions) -> Result<()> {
+    bootstrap::ensure(&[])?;
+    run_step(
+        "cargo build --release (hbd, hbctl, hbstat and the XDP program)",
+        cargo().args(["build", "--release", "-p", "hb-daemon"]),
+    )?;
+    if opts.hbd_args.is_empty() {
+        bail!("the two-node demo is not built yet (issue 7); pass `-- <hbd args>` to run hbd");
+    }
+    let root = workspace_root()?;
+    run_step(
+        "hbd",
+        Command::new(root.join("target/release/hbd")).args(&opts.hbd_args),
+    )
+}
+
+fn lab(opts: &LabOptions) -> Result<()> {
+    bootstrap::ensure(&[])?;
+    match opts.action {
+        LabAction::Up | LabAction::Down | LabAction::Status => {
+            bail!("the failover lab is not built yet (issue 7)")
+        }
+    }
+}
+
+fn workspace_root() -> Result<std::path::PathBuf> {
+    let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .context("xtask has no parent directory")
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match &cli.command {
+        Cmd::Run(o) => run(o),
+        Cmd::Test(o) => test(o),
+        Cmd::Bench(o) => bench(o),
+        Cmd::Lab(o) => lab(o),
+        Cmd::Bootstrap => bootstrap::ensure(&[]),
+    }
+}

@@ -18,7 +18,7 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 pub enum XdpError {
     /// The object failed to load (verifier, missing BTF, permissions).
     #[error("loading the XDP object: {0}")]
-    Load(#[from] aya::EbpfError),
+    Load(#[from] Box<aya::EbpfError>),
     /// A program operation failed.
     #[error("XDP program: {0}")]
     Program(#[from] aya::programs::ProgramError),
@@ -34,9 +34,9 @@ pub enum XdpError {
         /// Interface name.
         iface: String,
         /// Error in native (driver) mode.
-        native: aya::programs::ProgramError,
+        native: String,
         /// Error in generic (SKB) mode.
-        generic: aya::programs::ProgramError,
+        generic: String,
     },
 }
 
@@ -60,7 +60,7 @@ impl XdpHandle {
     /// Loads the object and writes its configuration (heartbeat UDP port; whether delivered
     /// heartbeats are consumed).
     pub fn load(udp_port: u16, consume: bool) -> Result<Self, XdpError> {
-        let mut ebpf = Ebpf::load(EBPF_OBJECT)?;
+        let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(Box::new)?;
         {
             let map = ebpf
                 .map_mut("CONFIG")
@@ -101,8 +101,8 @@ impl XdpHandle {
                 Err(generic) => {
                     return Err(XdpError::Attach {
                         iface: iface.to_owned(),
-                        native,
-                        generic,
+                        native: native.to_string(),
+                        generic: generic.to_string(),
                     });
                 }
             },

@@ -8,6 +8,7 @@
 //!   its parsers.
 
 pub mod config;
+pub mod message;
 pub mod time;
 
 pub use time::Timestamp;

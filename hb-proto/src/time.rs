@@ -21,7 +21,7 @@ impl Timestamp {
     }
 
     /// `self + d`, saturating.
-    pub fn add(self, d: Duration) -> Self {
+    pub fn saturating_add(self, d: Duration) -> Self {
         Self(self.0.saturating_add(duration_nanos(d)))
     }
 
@@ -34,7 +34,7 @@ impl Timestamp {
 impl std::ops::Add<Duration> for Timestamp {
     type Output = Self;
     fn add(self, d: Duration) -> Self {
-        Timestamp::add(self, d)
+        self.saturating_add(d)
     }
 }
 

@@ -1,11 +1,6 @@
 //! The typed configuration. Parsers produce it; the core and the daemon consume it.
 
-use std::{
-    collections::BTreeMap,
-    net::IpAddr,
-    path::PathBuf,
-    time::Duration,
-};
+use std::{collections::BTreeMap, net::IpAddr, path::PathBuf, time::Duration};
 
 /// A value together with whether it came from the file or is hb's/Heartbeat's default.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,9 +6,14 @@
 //!
 //! - [`config`]: the Heartbeat configuration model (`ha.cf`, `haresources`, `authkeys`) and
 //!   its parsers.
+//! - [`packet`]: the wire codec (`Message` <-> bytes), the [`packet::ReplayGuard`] and the
+//!   generation helper; layout in `docs/protocol.md`.
+//! - [`auth`]: the `authkeys` digest (HMAC-SHA256/SHA1/MD5 or CRC32) in every message.
 
+pub mod auth;
 pub mod config;
 pub mod message;
+pub mod packet;
 pub mod time;
 
 pub use time::Timestamp;

@@ -81,10 +81,7 @@ pub(crate) fn parse_inner(path: &Path, bytes: &[u8]) -> (AuthKeys, Diags) {
                         }
                         active = Some((id, n));
                     }
-                    Err(_) => d.error(
-                        n,
-                        format!("bad auth line: '{id}' is not a key id (0..255)"),
-                    ),
+                    Err(_) => d.error(n, format!("bad auth line: '{id}' is not a key id (0..255)")),
                 },
                 _ => d.error(n, "bad auth line: expected 'auth N'"),
             }
@@ -159,7 +156,10 @@ pub(crate) fn parse_inner(path: &Path, bytes: &[u8]) -> (AuthKeys, Diags) {
     }
     let active_id = match active {
         None => {
-            d.error(0, "missing auth directive: add 'auth N' naming the key to sign with");
+            d.error(
+                0,
+                "missing auth directive: add 'auth N' naming the key to sign with",
+            );
             0
         }
         Some((id, line)) => {

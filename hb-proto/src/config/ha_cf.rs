@@ -14,9 +14,7 @@ use std::{
 
 use super::{
     diag::{Diags, IFACE_RULE, Parsed, is_delim, lines, parse_bool, plausible_iface, words},
-    model::{
-        AutoFailback, Diagnostic, HaCf, Media, PingGroup, Respawn, Setting, XdpMode, node_id,
-    },
+    model::{AutoFailback, Diagnostic, HaCf, Media, PingGroup, Respawn, Setting, XdpMode, node_id},
     time::{TimeError, parse_time},
 };
 
@@ -94,7 +92,10 @@ const IGNORED: &[(&str, &str)] = &[
         "hb's messages are small and never compressed",
     ),
     ("max_rexmit_delay", "hb does not retransmit heartbeats"),
-    ("rtprio", "hb uses a fixed real-time priority when realtime is on"),
+    (
+        "rtprio",
+        "hb uses a fixed real-time priority when realtime is on",
+    ),
     ("memreserve", "hb does not preallocate memory"),
     (
         "crm_daemon_dir",
@@ -120,12 +121,30 @@ const IGNORED: &[(&str, &str)] = &[
 
 /// Heartbeat 3.0.x directives that ask for a feature hb does not have: an error.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("serial", "serial heartbeat links are not supported by hb; use bcast, ucast or mcast"),
-    ("baud", "serial heartbeat links are not supported by hb; remove baud"),
-    ("ucast6", "IPv6 heartbeat media are not supported by hb; use ucast over IPv4"),
-    ("mcast6", "IPv6 heartbeat media are not supported by hb; use mcast over IPv4"),
-    ("ping6", "IPv6 ping nodes are not supported by hb; use ping with an IPv4 address"),
-    ("hbaping", "Fibre Channel ping nodes are not supported by hb"),
+    (
+        "serial",
+        "serial heartbeat links are not supported by hb; use bcast, ucast or mcast",
+    ),
+    (
+        "baud",
+        "serial heartbeat links are not supported by hb; remove baud",
+    ),
+    (
+        "ucast6",
+        "IPv6 heartbeat media are not supported by hb; use ucast over IPv4",
+    ),
+    (
+        "mcast6",
+        "IPv6 heartbeat media are not supported by hb; use mcast over IPv4",
+    ),
+    (
+        "ping6",
+        "IPv6 ping nodes are not supported by hb; use ping with an IPv4 address",
+    ),
+    (
+        "hbaping",
+        "Fibre Channel ping nodes are not supported by hb",
+    ),
     ("rds", "RDS heartbeat media are not supported by hb"),
     ("tipc", "TIPC heartbeat media are not supported by hb"),
     (
@@ -136,8 +155,14 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "stonith",
         "the stonith configuration-file form is not supported by hb; use stonith_host",
     ),
-    ("failfast", "failfast children are not supported by hb; use respawn"),
-    ("env", "environment settings for respawn clients are not supported by hb"),
+    (
+        "failfast",
+        "failfast children are not supported by hb; use respawn",
+    ),
+    (
+        "env",
+        "environment settings for respawn clients are not supported by hb",
+    ),
     ("quorum_server", "quorum servers are not supported by hb"),
 ];
 
@@ -237,12 +262,7 @@ fn time_error(directive: &str, e: &TimeError) -> String {
     format!("{directive}: {e}")
 }
 
-fn parse_time_directive(
-    d: &mut Diags,
-    n: usize,
-    directive: &str,
-    value: &str,
-) -> Option<Duration> {
+fn parse_time_directive(d: &mut Diags, n: usize, directive: &str, value: &str) -> Option<Duration> {
     match parse_time(value) {
         Ok(t) => {
             if !t.exact {
@@ -621,10 +641,7 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
             if matches!(v.as_str(), "none" | "other" | "any") {
                 raw.autojoin = Some(v);
             } else {
-                d.error(
-                    n,
-                    format!("autojoin: '{v}' is not one of none, other, any"),
-                );
+                d.error(n, format!("autojoin: '{v}' is not one of none, other, any"));
             }
         }
         // hb's additions.
@@ -686,10 +703,7 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
             if v.starts_with('/') {
                 raw.control_socket = Some(PathBuf::from(v));
             } else {
-                d.error(
-                    n,
-                    format!("control_socket: '{v}' is not an absolute path"),
-                );
+                d.error(n, format!("control_socket: '{v}' is not an absolute path"));
             }
         }
         // Heartbeat directives whose meaning depends on the value.
@@ -704,8 +718,16 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
                 ),
                 _ if matches!(
                     v.to_ascii_lowercase().as_str(),
-                    "true" | "on" | "yes" | "y" | "1" | "respawn" | "minimal" | "manual"
-                        | "ccm-only" | "valgrind"
+                    "true"
+                        | "on"
+                        | "yes"
+                        | "y"
+                        | "1"
+                        | "respawn"
+                        | "minimal"
+                        | "manual"
+                        | "ccm-only"
+                        | "valgrind"
                 ) =>
                 {
                     d.error(
@@ -773,14 +795,16 @@ fn ucast(raw: &mut Raw, d: &mut Diags, n: usize, rest: &str) {
         return;
     };
     if !plausible_iface(iface) {
-        d.error(n, format!("ucast: bad interface name '{iface}' ({IFACE_RULE})"));
+        d.error(
+            n,
+            format!("ucast: bad interface name '{iface}' ({IFACE_RULE})"),
+        );
         return;
     }
     match addr.parse::<Ipv4Addr>() {
-        Ok(a) if a.is_unspecified() || a.is_broadcast() || a.is_multicast() => d.error(
-            n,
-            format!("ucast: {a} is not a unicast address"),
-        ),
+        Ok(a) if a.is_unspecified() || a.is_broadcast() || a.is_multicast() => {
+            d.error(n, format!("ucast: {a} is not a unicast address"))
+        }
         Ok(a) => raw.media.push((
             Media::Ucast {
                 iface: iface.to_string(),
@@ -790,9 +814,7 @@ fn ucast(raw: &mut Raw, d: &mut Diags, n: usize, rest: &str) {
         )),
         Err(_) => d.error(
             n,
-            format!(
-                "ucast: '{addr}' is not an IPv4 address (hb does not resolve host names)"
-            ),
+            format!("ucast: '{addr}' is not an IPv4 address (hb does not resolve host names)"),
         ),
     }
 }
@@ -805,7 +827,10 @@ fn mcast(raw: &mut Raw, d: &mut Diags, n: usize, rest: &str) {
     };
     let mut ok = true;
     if !plausible_iface(iface) {
-        d.error(n, format!("mcast: bad interface name '{iface}' ({IFACE_RULE})"));
+        d.error(
+            n,
+            format!("mcast: bad interface name '{iface}' ({IFACE_RULE})"),
+        );
         ok = false;
     }
     let group = match group.parse::<Ipv4Addr>() {
@@ -818,7 +843,10 @@ fn mcast(raw: &mut Raw, d: &mut Diags, n: usize, rest: &str) {
             None
         }
         Err(_) => {
-            d.error(n, format!("mcast: '{group}' is not an IPv4 multicast group"));
+            d.error(
+                n,
+                format!("mcast: '{group}' is not an IPv4 multicast group"),
+            );
             None
         }
     };
@@ -841,8 +869,7 @@ fn mcast(raw: &mut Raw, d: &mut Diags, n: usize, rest: &str) {
             None
         }
     };
-    if let (true, Some(group), Some(port), Some(ttl), Some(loopback)) = (ok, group, port, ttl, lp)
-    {
+    if let (true, Some(group), Some(port), Some(ttl), Some(loopback)) = (ok, group, port, ttl, lp) {
         raw.media.push((
             Media::Mcast {
                 iface: iface.to_string(),
@@ -876,10 +903,7 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
         );
     }
     if !empty && raw.media.is_empty() {
-        d.error(
-            0,
-            "no heartbeat media: add a bcast, ucast or mcast line",
-        );
+        d.error(0, "no heartbeat media: add a bcast, ucast or mcast line");
     }
     let keepalive = raw.keepalive.map(|(v, _)| v).unwrap_or(DEFAULT_KEEPALIVE);
     let deadtime = raw.deadtime.map(|(v, _)| v).unwrap_or(DEFAULT_DEADTIME);

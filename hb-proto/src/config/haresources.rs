@@ -60,16 +60,18 @@ pub fn parse_haresources_with(
     resolve: &dyn Fn(&str) -> Option<PathBuf>,
     searched: &str,
 ) -> Result<Parsed<Vec<ResourceGroup>>, Vec<Diagnostic>> {
-    let (groups, d) = parse_inner(path, bytes, resolve, searched);
+    let (groups, _, d) = parse_inner(path, bytes, resolve, searched);
     d.finish(groups)
 }
 
+/// The groups, the preferred node and line of every group line (valid or not, for the
+/// cross-file check), and the diagnostics.
 pub(crate) fn parse_inner(
     path: &Path,
     bytes: &[u8],
     resolve: &dyn Fn(&str) -> Option<PathBuf>,
     searched: &str,
-) -> (Vec<ResourceGroup>, Diags) {
+) -> (Vec<ResourceGroup>, Vec<(String, usize)>, Diags) {
     let mut d = Diags::new(path);
     // Logical lines: (start line, [(word, physical line)]).
     let mut logical: Vec<(usize, Vec<(String, usize)>)> = Vec::new();
@@ -85,12 +87,10 @@ pub(crate) fn parse_inner(
             None => (trimmed, false),
         };
         let entry = current.get_or_insert_with(|| (n, Vec::new()));
-        entry.1.extend(
-            super::diag::words(body).map(|w| (w.to_string(), n)),
-        );
-        if !continues
-            && let Some(done) = current.take()
-        {
+        entry
+            .1
+            .extend(super::diag::words(body).map(|w| (w.to_string(), n)));
+        if !continues && let Some(done) = current.take() {
             logical.push(done);
         }
     }
@@ -100,11 +100,13 @@ pub(crate) fn parse_inner(
 
     let mut groups: Vec<ResourceGroup> = Vec::new();
     let mut keys: Vec<(String, usize)> = Vec::new();
+    let mut preferred: Vec<(String, usize)> = Vec::new();
     for (start, words) in logical {
         let Some(((node, node_line), resources)) = words.split_first() else {
             continue;
         };
         let preferred_node = node.to_ascii_lowercase();
+        preferred.push((preferred_node.clone(), *node_line));
         if resources.is_empty() {
             d.error(
                 *node_line,
@@ -168,7 +170,7 @@ pub(crate) fn parse_inner(
             "no resource groups: hb will exchange heartbeats but manage no resources",
         );
     }
-    (groups, d)
+    (groups, preferred, d)
 }
 
 /// Heartbeat's `isip`: a word that starts with a digit and holds dots, or parses as IPv6.
@@ -199,7 +201,9 @@ fn resource(
             };
             match rest {
                 Some(arg) if !arg.is_empty() => ip_resource(agent, arg),
-                _ => Err(format!("{name}: missing address ({name}::ip[/cidr[/iface[/broadcast]]])")),
+                _ => Err(format!(
+                    "{name}: missing address ({name}::ip[/cidr[/iface[/broadcast]]])"
+                )),
             }
         }
         "Filesystem" => filesystem(rest.unwrap_or("")),
@@ -280,7 +284,9 @@ fn ip_resource(agent: IpAddrAgent, arg: &str) -> Result<Resource, String> {
         (None, _) => {}
         (Some(third), None) if addr.is_ipv4() && third.parse::<Ipv4Addr>().is_ok() => {
             // Heartbeat's documented `ip/cidr/broadcast` form.
-            broadcast = Some(IpAddr::V4(third.parse::<Ipv4Addr>().map_err(|e| e.to_string())?));
+            broadcast = Some(IpAddr::V4(
+                third.parse::<Ipv4Addr>().map_err(|e| e.to_string())?,
+            ));
         }
         (Some(third), fourth) => {
             if !plausible_iface(third) {

@@ -83,7 +83,8 @@ pub fn load(opts: &LoadOptions) -> Result<Config, Vec<Diagnostic>> {
         Ok(bytes) => {
             let mut p = ha_cf::parse_ha_cf_inner(&ha_cf_path, &bytes);
             if !p.empty && local.is_empty() {
-                p.diags.error(0, "this node has no name (empty --node-name)");
+                p.diags
+                    .error(0, "this node has no name (empty --node-name)");
             } else if !p.empty && !p.ha_cf.nodes.contains(&local) {
                 if p.ha_cf.autojoin.value == "any" {
                     // Heartbeat adds the local node when autojoin is any.
@@ -128,17 +129,18 @@ pub fn load(opts: &LoadOptions) -> Result<Config, Vec<Diagnostic>> {
                 .collect::<Vec<_>>()
                 .join(", ");
             let resolve = |name: &str| find_script(name, &opts.script_dirs);
-            let (groups, mut d) = haresources::parse_inner(&har_path, &bytes, &resolve, &searched);
+            let (groups, preferred, mut d) =
+                haresources::parse_inner(&har_path, &bytes, &resolve, &searched);
             if let Some(h) = &ha_cf
                 && h.autojoin.value == "none"
+                && !h.nodes.is_empty()
             {
-                for g in &groups {
-                    if !h.nodes.contains(&g.preferred_node) {
+                for (node, line) in &preferred {
+                    if !h.nodes.contains(node) {
                         d.error(
-                            g.line,
+                            *line,
                             format!(
-                                "preferred node '{}' is not a node in {}",
-                                g.preferred_node,
+                                "preferred node '{node}' is not a node in {}",
                                 ha_cf_path.display()
                             ),
                         );

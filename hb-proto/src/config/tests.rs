@@ -143,7 +143,10 @@ fn millisecond_timings() {
     let c = ha_cf("keepalive 10ms\ndeadtime 0.05\nbcast eth1\nnode a\nauto_failback on\n").value;
     assert_eq!(ms(c.keepalive.value), 10);
     assert_eq!(ms(c.deadtime.value), 50);
-    assert_eq!(c.warntime, Setting::default_value(Duration::from_millis(25)));
+    assert_eq!(
+        c.warntime,
+        Setting::default_value(Duration::from_millis(25))
+    );
     assert_eq!(
         c.initdead,
         Setting::default_value(Duration::from_secs(12)),
@@ -257,7 +260,9 @@ fn bad_number_and_bad_unit() {
         ]
     );
     assert_eq!(
-        ha_cf_errors(b"udpport 69x\ndebug 300\nhopfudge -1\nbcast eth1\nnode a\nauto_failback on\n"),
+        ha_cf_errors(
+            b"udpport 69x\ndebug 300\nhopfudge -1\nbcast eth1\nnode a\nauto_failback on\n"
+        ),
         vec![
             "ha.cf:1: udpport: '69x' is not a number",
             "ha.cf:2: debug: 300 is out of range (0..255)",
@@ -324,10 +329,9 @@ fn directives_repeat_and_take_several_values() {
 
 #[test]
 fn ucast_and_mcast_media() {
-    let c = ha_cf(
-        "ucast eth1 10.0.0.2\nmcast eth2 239.192.0.1 694 1 0\nnode a\nauto_failback on\n",
-    )
-    .value;
+    let c =
+        ha_cf("ucast eth1 10.0.0.2\nmcast eth2 239.192.0.1 694 1 0\nnode a\nauto_failback on\n")
+            .value;
     assert_eq!(
         c.media,
         vec![
@@ -792,8 +796,10 @@ fn filesystem_resource() {
 
 #[test]
 fn script_arguments_and_order() {
-    let g = har("Node1 10.0.0.1 drbddisk::r0 Filesystem::/dev/drbd0::/srv::ext4 \\\n  \
-                 mysql apache::/etc/apache2/apache2.conf\n")
+    let g = har(
+        "Node1 10.0.0.1 drbddisk::r0 Filesystem::/dev/drbd0::/srv::ext4 \\\n  \
+                 mysql apache::/etc/apache2/apache2.conf\n",
+    )
     .value;
     assert_eq!(g.len(), 1);
     assert_eq!(g[0].preferred_node, "node1");
@@ -879,7 +885,9 @@ fn empty_haresources_is_valid_with_a_warning() {
     assert!(p.value.is_empty());
     assert_eq!(
         strings(&p.warnings),
-        vec!["haresources:0: no resource groups: hb will exchange heartbeats but manage no resources"]
+        vec![
+            "haresources:0: no resource groups: hb will exchange heartbeats but manage no resources"
+        ]
     );
 }
 
@@ -983,7 +991,10 @@ fn keyfile_mode_check() {
     let p = Path::new("/etc/ha.d/authkeys");
     assert!(check_keyfile_mode(p, 0o100600).is_ok());
     assert!(check_keyfile_mode(p, 0o100400).is_ok());
-    assert!(check_keyfile_mode(p, 0o100620).is_ok(), "group-writable is not refused");
+    assert!(
+        check_keyfile_mode(p, 0o100620).is_ok(),
+        "group-writable is not refused"
+    );
     for mode in [0o100644, 0o100640, 0o100604] {
         assert_eq!(
             check_keyfile_mode(p, mode).unwrap_err().to_string(),

@@ -206,10 +206,7 @@ mod tests {
             parse_time("99999999999999999999999999"),
             Err(TimeError::TooLarge(_))
         ));
-        assert!(matches!(
-            parse_time("4294968"),
-            Err(TimeError::TooLarge(_))
-        ));
+        assert!(matches!(parse_time("4294968"), Err(TimeError::TooLarge(_))));
         assert_eq!(ms("4294967"), 4_294_967_000);
         assert_eq!(ms("0.0000000000000000000000001"), 0);
     }

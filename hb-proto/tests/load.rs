@@ -2,6 +2,9 @@
 //! from `tests/fixtures/`, copied into a private temporary directory so the key file's mode can
 //! be set, plus cross-file and file-system checks.
 
+// Test helpers outside #[test] functions may unwrap too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},

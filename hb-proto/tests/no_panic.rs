@@ -2,6 +2,9 @@
 //! checks that each one returns normally with well-formed diagnostics: never a panic, every
 //! error on a line that exists in the input.
 
+// Test helpers outside #[test] functions may unwrap too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use hb_proto::config::{

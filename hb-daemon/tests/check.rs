@@ -207,3 +207,52 @@ fn without_check_the_daemon_is_not_wired_yet() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("the daemon loop is not wired yet"), "{err}");
 }
+
+#[test]
+fn node_name_defaults_to_uname_n() {
+    let uname = Command::new("uname").arg("-n").output().unwrap();
+    let host = String::from_utf8(uname.stdout).unwrap().trim().to_string();
+    let t = fixture("classic");
+    t.write(
+        "ha.cf",
+        format!("bcast eth1\nauto_failback on\nnode {host}\nnode other-node\n").as_bytes(),
+        0o644,
+    );
+    t.write(
+        "haresources",
+        format!("{host} 10.0.0.100/24/eth1\n").as_bytes(),
+        0o644,
+    );
+    t.write("authkeys", b"auth 1\n1 sha256 s3cret\n", 0o600);
+    let out = hbd(&["--check", "--config-dir", t.0.to_str().unwrap()]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let lower = host.to_ascii_lowercase();
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("  {lower} id ")) && l.ends_with("(this node)")),
+        "{stdout}"
+    );
+    assert!(
+        has_line(&stdout, "    IPaddr::10.0.0.100/24/eth1"),
+        "{stdout}"
+    );
+    assert!(
+        has_line(&stdout, "  key 1 sha256 (HMAC) (signs)"),
+        "{stdout}"
+    );
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn config_dir_defaults_to_etc_ha_d() {
+    let out = hbd(&["--check", "--node-name", "hb-check-test-node"]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap()
+    );
+    assert!(all.contains("/etc/ha.d"), "{all}");
+}

@@ -173,10 +173,11 @@ pub(crate) fn parse_inner(
     (groups, preferred, d)
 }
 
-/// Heartbeat's `isip`: a word that starts with a digit and holds dots, or parses as IPv6.
+/// Heartbeat's `isip` (the shell pattern `[0-9]*.[0-9]*.[0-9]*.[0-9]*`: a digit first and at
+/// least three dots), or an IPv6 address (hb's addition).
 fn looks_like_ip(word: &str) -> bool {
     let head = word.split('/').next().unwrap_or(word);
-    (word.starts_with(|c: char| c.is_ascii_digit()) && word.contains('.'))
+    (word.starts_with(|c: char| c.is_ascii_digit()) && word.matches('.').count() >= 3)
         || head.parse::<std::net::Ipv6Addr>().is_ok()
 }
 

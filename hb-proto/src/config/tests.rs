@@ -688,6 +688,18 @@ fn bare_ip_means_ipaddr() {
 }
 
 #[test]
+fn only_words_spelled_like_ip_addresses_are_addresses() {
+    assert!(matches!(
+        one_resource("a 3ware.sh"),
+        Resource::Script { ref name, .. } if name == "3ware.sh"
+    ));
+    assert!(matches!(
+        one_resource("a mail.to"),
+        Resource::Script { ref name, .. } if name == "mail.to"
+    ));
+}
+
+#[test]
 fn ipaddr_argument_forms() {
     let ip = |agent, prefix, iface: Option<&str>, broadcast: Option<&str>| Resource::IpAddr {
         agent,

@@ -110,7 +110,7 @@ pub enum Media {
         group: IpAddr,
         /// UDP port.
         port: u16,
-        /// TTL (1..=255).
+        /// TTL (0..=255; Heartbeat's own parser takes 0..=4, 0 keeps packets on the host).
         ttl: u8,
         /// Multicast loopback.
         loopback: bool,
@@ -161,7 +161,7 @@ pub struct HaCf {
     pub udpport: Setting<u16>,
     /// `bcast`/`ucast`/`mcast` lines, in file order.
     pub media: Vec<Media>,
-    /// `node` lines, in file order.
+    /// `node` names in file order, folded to lower case as Heartbeat does.
     pub nodes: Vec<String>,
     /// `auto_failback` (Heartbeat's default: legacy).
     pub auto_failback: Setting<AutoFailback>,
@@ -201,6 +201,13 @@ pub struct HaCf {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// hb: `control_socket PATH` (default `<run-dir>/hbd.sock`).
     pub control_socket: Option<PathBuf>,
+}
+
+impl HaCf {
+    /// `deadping`, or `deadtime` when not set (Heartbeat's default).
+    pub fn effective_deadping(&self) -> Duration {
+        self.deadping.unwrap_or(self.deadtime.value)
+    }
 }
 
 /// `IPaddr` or `IPaddr2` (same arguments; both manage the address with netlink in hb).
@@ -270,9 +277,10 @@ impl Resource {
                     s.push_str(&format!("/{p}"));
                     if let Some(i) = iface {
                         s.push_str(&format!("/{i}"));
-                        if let Some(b) = broadcast {
-                            s.push_str(&format!("/{b}"));
-                        }
+                    }
+                    // Heartbeat also documents `ip/cidr/broadcast` (no interface).
+                    if let Some(b) = broadcast {
+                        s.push_str(&format!("/{b}"));
                     }
                 }
                 s
@@ -304,7 +312,7 @@ impl Resource {
 /// One `haresources` line: a group owned by one node at a time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceGroup {
-    /// The node that owns the group when it is up (first word of the line).
+    /// The node that owns the group when it is up (first word of the line, lower case).
     pub preferred_node: String,
     /// Resources, started left to right and stopped right to left.
     pub resources: Vec<Resource>,
@@ -313,6 +321,16 @@ pub struct ResourceGroup {
 }
 
 impl ResourceGroup {
+    /// Resources in start order: left to right, as written.
+    pub fn start_order(&self) -> impl DoubleEndedIterator<Item = &Resource> {
+        self.resources.iter()
+    }
+
+    /// Resources in stop order: right to left.
+    pub fn stop_order(&self) -> impl DoubleEndedIterator<Item = &Resource> {
+        self.resources.iter().rev()
+    }
+
     /// Heartbeat's name for the group: its resources joined by spaces.
     pub fn describe(&self) -> String {
         self.resources
@@ -339,7 +357,7 @@ pub enum AuthMethod {
 /// One `N method [key]` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthKey {
-    /// Key id (1..=255).
+    /// Key id (0..=255; Heartbeat accepts 0..=15).
     pub id: u8,
     /// Method.
     pub method: AuthMethod,

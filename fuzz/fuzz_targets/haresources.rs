@@ -1,0 +1,10 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let resolve = |name: &str| Some(std::path::PathBuf::from("/etc/init.d").join(name));
+    let _ = hb_proto::config::parse_haresources_with(
+        std::path::Path::new("haresources"),
+        data,
+        &resolve,
+        "/etc/init.d",
+    );
+});

@@ -1,0 +1,260 @@
+//! `hbd --check`: validate `/etc/ha.d` and print the effective configuration.
+//!
+//! On success the effective configuration goes to stdout (every timing in milliseconds,
+//! `(default)` after each value the files did not set) and warnings to stderr as
+//! `PATH:LINE: warning: ...`; the exit code is 0. On any error every problem in all three files
+//! goes to stderr as `PATH:LINE: message` and the exit code is 1.
+
+use std::{fmt::Display, fmt::Write as _, path::Path, process::ExitCode, time::Duration};
+
+use hb_proto::config::{
+    AuthMethod, AutoFailback, Config, Diagnostic, LoadOptions, Media, Resource, Setting, XdpMode,
+    load, node_id,
+};
+
+/// This machine's node name as Heartbeat takes it: `uname -n`.
+pub fn local_node_name() -> std::io::Result<String> {
+    let name = nix::unistd::gethostname().map_err(std::io::Error::from)?;
+    name.into_string().map_err(|n| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("node name {n:?} is not UTF-8"),
+        )
+    })
+}
+
+/// A diagnostic as a warning line: `PATH:LINE: warning: message`.
+pub fn warning_line(d: &Diagnostic) -> String {
+    format!("{}:{}: warning: {}", d.path.display(), d.line, d.message)
+}
+
+/// Runs `hbd --check`: loads the configuration in `config_dir` for `node_name` (default
+/// `uname -n`), prints the effective configuration and warnings, or every problem.
+/// Exit code 0 when valid, 1 otherwise.
+pub fn run_check(config_dir: &Path, node_name: Option<&str>) -> ExitCode {
+    let node = match node_name {
+        Some(n) => n.to_string(),
+        None => match local_node_name() {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("hbd: cannot read this node's name (uname -n): {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    match load(&LoadOptions::new(config_dir, node)) {
+        Ok(config) => {
+            print!("{}", effective_config(&config));
+            for w in &config.warnings {
+                eprintln!("{}", warning_line(w));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!(
+                "hbd: {} problem{} in the configuration in {}",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" },
+                config_dir.display()
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{} ms", d.as_millis())
+}
+
+fn mark<T>(s: &Setting<T>, shown: impl Display) -> String {
+    if s.is_default {
+        format!("{shown} (default)")
+    } else {
+        shown.to_string()
+    }
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b { "on" } else { "off" }
+}
+
+/// The effective configuration as `hbd --check` prints it.
+pub fn effective_config(c: &Config) -> String {
+    let h = &c.ha_cf;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "Configuration in {} is valid for node {}.",
+        c.config_dir.display(),
+        c.local_node
+    );
+    let _ = writeln!(o, "\nha.cf (timings in milliseconds):");
+    let mut row = |k: &str, v: String| {
+        let _ = writeln!(o, "  {k:<15} {v}");
+    };
+    row("keepalive", mark(&h.keepalive, ms(h.keepalive.value)));
+    row("deadtime", mark(&h.deadtime, ms(h.deadtime.value)));
+    row("warntime", mark(&h.warntime, ms(h.warntime.value)));
+    row("initdead", mark(&h.initdead, ms(h.initdead.value)));
+    row(
+        "deadping",
+        match h.deadping {
+            Some(d) => ms(d),
+            None => format!("{} (default: deadtime)", ms(h.effective_deadping())),
+        },
+    );
+    row("udpport", mark(&h.udpport, h.udpport.value));
+    let af = match h.auto_failback.value {
+        AutoFailback::On => "on",
+        AutoFailback::Off => "off",
+        AutoFailback::Legacy => "legacy (treated as on)",
+    };
+    row("auto_failback", mark(&h.auto_failback, af));
+    row("realtime", mark(&h.realtime, on_off(h.realtime.value)));
+    row("debug", mark(&h.debug, h.debug.value));
+    row("hopfudge", mark(&h.hopfudge, h.hopfudge.value));
+    row("autojoin", mark(&h.autojoin, &h.autojoin.value));
+    row(
+        "logfacility",
+        h.logfacility.clone().unwrap_or_else(|| "none".to_string()),
+    );
+    row(
+        "logfile",
+        h.logfile
+            .as_ref()
+            .map_or_else(|| "none".to_string(), |p| p.display().to_string()),
+    );
+    row(
+        "debugfile",
+        h.debugfile
+            .as_ref()
+            .map_or_else(|| "none".to_string(), |p| p.display().to_string()),
+    );
+    row(
+        "watchdog",
+        h.watchdog
+            .as_ref()
+            .map_or_else(|| "none".to_string(), |p| p.display().to_string()),
+    );
+    let xdp = match h.xdp.value {
+        XdpMode::Auto => "auto",
+        XdpMode::On => "on",
+        XdpMode::Off => "off",
+    };
+    row("xdp", mark(&h.xdp, xdp));
+    row("garp_count", mark(&h.garp_count, h.garp_count.value));
+    row(
+        "garp_interval",
+        mark(&h.garp_interval, ms(h.garp_interval.value)),
+    );
+    row(
+        "metrics_listen",
+        h.metrics_listen
+            .map_or_else(|| "off (default)".to_string(), |a| a.to_string()),
+    );
+    row(
+        "control_socket",
+        h.control_socket.as_ref().map_or_else(
+            || "<run-dir>/hbd.sock (default)".to_string(),
+            |p| p.display().to_string(),
+        ),
+    );
+
+    let _ = writeln!(o, "\nmedia:");
+    for m in &h.media {
+        let _ = match m {
+            Media::Bcast { iface } => {
+                writeln!(o, "  bcast {iface} udp port {}", h.udpport.value)
+            }
+            Media::Ucast { iface, addr } => {
+                writeln!(o, "  ucast {iface} {addr} udp port {}", h.udpport.value)
+            }
+            Media::Mcast {
+                iface,
+                group,
+                port,
+                ttl,
+                loopback,
+            } => writeln!(
+                o,
+                "  mcast {iface} {group} udp port {port} ttl {ttl} loop {}",
+                u8::from(*loopback)
+            ),
+        };
+    }
+
+    let _ = writeln!(o, "\nnodes:");
+    for n in &h.nodes {
+        let this = if *n == c.local_node {
+            " (this node)"
+        } else {
+            ""
+        };
+        let _ = writeln!(o, "  {n} id {:#010x}{this}", node_id(n));
+    }
+    if !h.ping.is_empty() || !h.ping_groups.is_empty() {
+        let _ = writeln!(o, "\nping nodes:");
+        for p in &h.ping {
+            let _ = writeln!(o, "  {p}");
+        }
+        for g in &h.ping_groups {
+            let hosts: Vec<String> = g.hosts.iter().map(ToString::to_string).collect();
+            let _ = writeln!(o, "  group {}: {}", g.name, hosts.join(" "));
+        }
+    }
+    if !h.respawn.is_empty() {
+        let _ = writeln!(o, "\nrespawn:");
+        for r in &h.respawn {
+            let _ = writeln!(o, "  {} {}", r.user, r.command);
+        }
+    }
+    if !h.stonith_hosts.is_empty() {
+        let _ = writeln!(o, "\nstonith_host:");
+        for s in &h.stonith_hosts {
+            let _ = writeln!(o, "  {s}");
+        }
+    }
+
+    let _ = writeln!(
+        o,
+        "\nresource groups (haresources; resources in start order):"
+    );
+    if c.groups.is_empty() {
+        let _ = writeln!(o, "  none");
+    }
+    for (i, g) in c.groups.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "  group {i} (line {}) preferred node {}:",
+            g.line, g.preferred_node
+        );
+        for r in g.start_order() {
+            let _ = match r {
+                Resource::Script { path, .. } => {
+                    writeln!(o, "    {} [{}]", r.describe(), path.display())
+                }
+                _ => writeln!(o, "    {}", r.describe()),
+            };
+        }
+    }
+
+    let _ = writeln!(o, "\nauthkeys:");
+    for k in c.authkeys.keys.values() {
+        let method = match k.method {
+            AuthMethod::Crc => "crc",
+            AuthMethod::Md5 => "md5 (HMAC)",
+            AuthMethod::Sha1 => "sha1 (HMAC)",
+            AuthMethod::Sha256 => "sha256 (HMAC)",
+        };
+        let active = if k.id == c.authkeys.active {
+            " (signs)"
+        } else {
+            " (verifies)"
+        };
+        let _ = writeln!(o, "  key {} {method}{active}", k.id);
+    }
+    o
+}

@@ -1,0 +1,1020 @@
+//! `ha.cf`: Heartbeat 3.0.x's directives plus hb's additions.
+//!
+//! Read line by line as Heartbeat reads it: `#` starts a comment anywhere on a line, the first
+//! word is the directive (case-sensitive), and for most directives every further word
+//! (separated by blanks or `,`) is one value (`node a b`, `bcast eth0 eth1`). `ucast`,
+//! `mcast`, `ping_group`, `respawn` and `stonith_host` take the whole rest of the line.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use super::{
+    diag::{Diags, IFACE_RULE, Parsed, is_delim, lines, parse_bool, plausible_iface, words},
+    model::{AutoFailback, Diagnostic, HaCf, Media, PingGroup, Respawn, Setting, XdpMode, node_id},
+    time::{TimeError, parse_time},
+};
+
+/// Heartbeat's default `keepalive` (config.c: `"1000ms"`).
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_millis(1000);
+/// Heartbeat's default `deadtime` (config.c: `"30000ms"`).
+pub const DEFAULT_DEADTIME: Duration = Duration::from_millis(30_000);
+/// Heartbeat's default `udpport` (IANA `ha-cluster`).
+pub const DEFAULT_UDPPORT: u16 = 694;
+/// Heartbeat's default `hopfudge`.
+pub const DEFAULT_HOPFUDGE: u32 = 1;
+/// hb's default `garp_count`.
+pub const DEFAULT_GARP_COUNT: u32 = 5;
+/// hb's default `garp_interval`.
+pub const DEFAULT_GARP_INTERVAL: Duration = Duration::from_millis(200);
+/// Largest `garp_count` accepted.
+pub const MAX_GARP_COUNT: u32 = 100;
+
+/// Heartbeat's default `initdead` for a given `deadtime` (config.c): `deadtime` when it is
+/// above 10 s, 12 s when it is below 6 s, else twice `deadtime`.
+pub fn default_initdead(deadtime: Duration) -> Duration {
+    if deadtime > Duration::from_millis(10_000) {
+        deadtime
+    } else if deadtime < Duration::from_millis(6000) {
+        Duration::from_millis(12_000)
+    } else {
+        deadtime.saturating_mul(2)
+    }
+}
+
+/// Heartbeat's default `warntime`: half of `deadtime`, in whole milliseconds.
+pub fn default_warntime(deadtime: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(deadtime.as_millis() / 2).unwrap_or(u64::MAX))
+}
+
+/// syslog facility names Heartbeat accepts (`cl_syslogfac_str2int`), plus `none`.
+const FACILITIES: &[&str] = &[
+    "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog", "user",
+    "uucp", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+];
+
+/// Heartbeat 3.0.x directives hb does not implement that are harmless to ignore: a named
+/// warning, whatever the value. (`crm`/`pacemaker`, `use_apphbd`, `hbgenmethod` depend on
+/// their value and are handled separately.)
+const IGNORED: &[(&str, &str)] = &[
+    (
+        "apiauth",
+        "hb has no Heartbeat client API; API authorisations do not apply",
+    ),
+    (
+        "cluster",
+        "hb identifies the cluster by its authkeys and node list",
+    ),
+    (
+        "use_logd",
+        "hb does not use logd; it logs through logfile, debugfile and logfacility itself",
+    ),
+    (
+        "conn_logd_time",
+        "hb does not use logd; it logs through logfile, debugfile and logfacility itself",
+    ),
+    ("msgfmt", "hb has its own wire format"),
+    ("normalpoll", "hb's event loop does not use poll(2) choices"),
+    ("log_badpack", "hb always counts bad packets in hbstat"),
+    ("syslogmsgfmt", "hb chooses its own log file format"),
+    ("coredumps", "core dumps are left to the system's settings"),
+    ("coreroot", "core dumps are left to the system's settings"),
+    ("uuidfrom", "hb identifies nodes by node name"),
+    (
+        "compression_threshold",
+        "hb's messages are small and never compressed",
+    ),
+    (
+        "traditional_compression",
+        "hb's messages are small and never compressed",
+    ),
+    ("max_rexmit_delay", "hb does not retransmit heartbeats"),
+    (
+        "rtprio",
+        "hb uses a fixed real-time priority when realtime is on",
+    ),
+    ("memreserve", "hb does not preallocate memory"),
+    (
+        "crm_daemon_dir",
+        "hb does not run Pacemaker (only meaningful with 'pacemaker on')",
+    ),
+    (
+        "crmd_spawns_pengine",
+        "hb does not run Pacemaker (only meaningful with 'pacemaker on')",
+    ),
+    (
+        "record_config_changes",
+        "hb does not run Pacemaker (only meaningful with 'pacemaker on')",
+    ),
+    (
+        "record_pengine_inputs",
+        "hb does not run Pacemaker (only meaningful with 'pacemaker on')",
+    ),
+    (
+        "enable_config_writes",
+        "hb does not run Pacemaker (only meaningful with 'pacemaker on')",
+    ),
+];
+
+/// Heartbeat 3.0.x directives that ask for a feature hb does not have: an error.
+const UNSUPPORTED: &[(&str, &str)] = &[
+    (
+        "serial",
+        "serial heartbeat links are not supported by hb; use bcast, ucast or mcast",
+    ),
+    (
+        "baud",
+        "serial heartbeat links are not supported by hb; remove baud",
+    ),
+    (
+        "ucast6",
+        "IPv6 heartbeat media are not supported by hb; use ucast over IPv4",
+    ),
+    (
+        "mcast6",
+        "IPv6 heartbeat media are not supported by hb; use mcast over IPv4",
+    ),
+    (
+        "ping6",
+        "IPv6 ping nodes are not supported by hb; use ping with an IPv4 address",
+    ),
+    (
+        "hbaping",
+        "Fibre Channel ping nodes are not supported by hb",
+    ),
+    ("rds", "RDS heartbeat media are not supported by hb"),
+    ("tipc", "TIPC heartbeat media are not supported by hb"),
+    (
+        "compression",
+        "message compression is not supported by hb (its messages are small)",
+    ),
+    (
+        "stonith",
+        "the stonith configuration-file form is not supported by hb; use stonith_host",
+    ),
+    (
+        "failfast",
+        "failfast children are not supported by hb; use respawn",
+    ),
+    (
+        "env",
+        "environment settings for respawn clients are not supported by hb",
+    ),
+    ("quorum_server", "quorum servers are not supported by hb"),
+];
+
+#[derive(Debug, Default)]
+struct Raw {
+    directives: usize,
+    keepalive: Option<(Duration, usize)>,
+    deadtime: Option<(Duration, usize)>,
+    warntime: Option<(Duration, usize)>,
+    initdead: Option<(Duration, usize)>,
+    deadping: Option<(Duration, usize)>,
+    udpport: Option<(u16, usize)>,
+    media: Vec<(Media, usize)>,
+    nodes: Vec<(String, usize)>,
+    auto_failback: Option<(AutoFailback, usize)>,
+    logfile: Option<PathBuf>,
+    debugfile: Option<PathBuf>,
+    logfacility: Option<Option<String>>,
+    debug: Option<u8>,
+    ping: Vec<IpAddr>,
+    ping_groups: Vec<PingGroup>,
+    respawn: Vec<Respawn>,
+    stonith_hosts: Vec<String>,
+    watchdog: Option<(PathBuf, usize)>,
+    realtime: Option<bool>,
+    hopfudge: Option<u32>,
+    autojoin: Option<String>,
+    xdp: Option<XdpMode>,
+    garp_count: Option<u32>,
+    garp_interval: Option<Duration>,
+    metrics_listen: Option<Option<SocketAddr>>,
+    control_socket: Option<PathBuf>,
+    /// First line of each single-valued directive, to warn when one is repeated.
+    seen: HashMap<String, usize>,
+}
+
+/// Everything parsed from `ha.cf`, with its diagnostics (for the cross-file checks in `load`).
+#[derive(Debug)]
+pub(crate) struct HaCfParse {
+    pub(crate) ha_cf: HaCf,
+    pub(crate) diags: Diags,
+    /// The file had no directive at all.
+    pub(crate) empty: bool,
+}
+
+/// Parses `ha.cf` from bytes. `path` is only used in diagnostics. Returns every problem found.
+pub fn parse_ha_cf(path: &Path, bytes: &[u8]) -> Result<Parsed<HaCf>, Vec<Diagnostic>> {
+    let p = parse_ha_cf_inner(path, bytes);
+    p.diags.finish(p.ha_cf)
+}
+
+pub(crate) fn parse_ha_cf_inner(path: &Path, bytes: &[u8]) -> HaCfParse {
+    let mut d = Diags::new(path);
+    let mut raw = Raw::default();
+    for (n, text) in lines(bytes, &mut d) {
+        let text = match text.find('#') {
+            Some(i) => &text[..i],
+            None => text,
+        };
+        let text = text.trim_matches(super::diag::is_ws);
+        if text.is_empty() {
+            continue;
+        }
+        raw.directives += 1;
+        let (directive, rest) = match text.find(super::diag::is_ws) {
+            Some(i) => (&text[..i], text[i..].trim_start_matches(super::diag::is_ws)),
+            None => (text, ""),
+        };
+        directive_line(&mut raw, &mut d, n, directive, rest);
+    }
+    finish(raw, d)
+}
+
+/// One value of a single-valued directive, or an error when there is not exactly one.
+fn one<'a>(d: &mut Diags, n: usize, directive: &str, values: &[&'a str]) -> Option<&'a str> {
+    match values {
+        [] => {
+            d.error(n, format!("{directive}: missing value"));
+            None
+        }
+        [v] => Some(v),
+        _ => {
+            d.error(
+                n,
+                format!(
+                    "{directive}: takes one value, got {} ({})",
+                    values.len(),
+                    values.join(" ")
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn time_error(directive: &str, e: &TimeError) -> String {
+    format!("{directive}: {e}")
+}
+
+fn parse_time_directive(d: &mut Diags, n: usize, directive: &str, value: &str) -> Option<Duration> {
+    match parse_time(value) {
+        Ok(t) => {
+            if !t.exact {
+                d.warn(
+                    n,
+                    format!(
+                        "{directive} {value} rounded to {} ms, as Heartbeat does",
+                        t.value.as_millis()
+                    ),
+                );
+            }
+            Some(t.value)
+        }
+        Err(e) => {
+            d.error(n, time_error(directive, &e));
+            None
+        }
+    }
+}
+
+fn parse_uint<T: std::str::FromStr>(
+    d: &mut Diags,
+    n: usize,
+    directive: &str,
+    value: &str,
+    range: &str,
+) -> Option<T> {
+    if !value.bytes().all(|b| b.is_ascii_digit()) || value.is_empty() {
+        d.error(n, format!("{directive}: '{value}' is not a number"));
+        return None;
+    }
+    match value.parse::<T>() {
+        Ok(v) => Some(v),
+        Err(_) => {
+            d.error(n, format!("{directive}: {value} is out of range ({range})"));
+            None
+        }
+    }
+}
+
+fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest: &str) {
+    let values: Vec<&str> = rest.split(is_delim).filter(|w| !w.is_empty()).collect();
+    // Single-valued directives: a repeat is allowed (the last wins, as in Heartbeat), but said.
+    const SINGLE: &[&str] = &[
+        "keepalive",
+        "deadtime",
+        "warntime",
+        "initdead",
+        "deadping",
+        "udpport",
+        "auto_failback",
+        "nice_failback",
+        "logfile",
+        "debugfile",
+        "logfacility",
+        "debug",
+        "realtime",
+        "hopfudge",
+        "autojoin",
+        "xdp",
+        "garp_count",
+        "garp_interval",
+        "metrics_listen",
+        "control_socket",
+    ];
+    if SINGLE.contains(&directive) {
+        let key = if directive == "nice_failback" {
+            "auto_failback"
+        } else {
+            directive
+        };
+        if let Some(first) = raw.seen.get(key) {
+            d.warn(
+                n,
+                format!("{directive} set again (first at line {first}); the last value wins"),
+            );
+        } else {
+            raw.seen.insert(key.to_string(), n);
+        }
+    }
+    match directive {
+        "keepalive" | "deadtime" | "warntime" | "initdead" | "deadping" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            let Some(t) = parse_time_directive(d, n, directive, v) else {
+                return;
+            };
+            match directive {
+                "keepalive" => {
+                    if t.is_zero() {
+                        d.error(n, "keepalive: must be more than 0");
+                        return;
+                    }
+                    raw.keepalive = Some((t, n));
+                }
+                "deadtime" => raw.deadtime = Some((t, n)),
+                "warntime" => {
+                    if t.is_zero() {
+                        d.error(n, "warntime: must be more than 0");
+                        return;
+                    }
+                    raw.warntime = Some((t, n));
+                }
+                "initdead" => raw.initdead = Some((t, n)),
+                _ => raw.deadping = Some((t, n)),
+            }
+        }
+        "udpport" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            if let Some(p) = parse_uint::<u16>(d, n, directive, v, "1..65535") {
+                if p == 0 {
+                    d.error(n, "udpport: 0 is not a valid port (1..65535)");
+                    return;
+                }
+                if let Some((_, first_media)) = raw.media.first() {
+                    d.warn(
+                        n,
+                        format!(
+                            "udpport after a medium (line {first_media}): Heartbeat applies it \
+                             only to media declared after it, hb applies it to every bcast and \
+                             ucast medium"
+                        ),
+                    );
+                }
+                raw.udpport = Some((p, n));
+            }
+        }
+        "bcast" => {
+            if values.is_empty() {
+                d.error(n, "bcast: missing interface name");
+            }
+            for v in values {
+                if plausible_iface(v) {
+                    raw.media.push((
+                        Media::Bcast {
+                            iface: v.to_string(),
+                        },
+                        n,
+                    ));
+                } else {
+                    d.error(n, format!("bcast: bad interface name '{v}' ({IFACE_RULE})"));
+                }
+            }
+        }
+        "ucast" => ucast(raw, d, n, rest),
+        "mcast" => mcast(raw, d, n, rest),
+        "node" => {
+            if values.is_empty() {
+                d.error(n, "node: missing node name");
+            }
+            for v in values {
+                // Heartbeat folds node names to lower case (add_node).
+                let name = v.to_ascii_lowercase();
+                if let Some((_, first)) = raw.nodes.iter().find(|(x, _)| *x == name) {
+                    d.error(
+                        n,
+                        format!("duplicate node '{name}' (already listed at line {first})"),
+                    );
+                    continue;
+                }
+                let id = node_id(&name);
+                if let Some((other, line)) = raw.nodes.iter().find(|(x, _)| node_id(x) == id) {
+                    d.error(
+                        n,
+                        format!(
+                            "node '{name}' has the same id ({id:#010x}) as node '{other}' \
+                             (line {line}); rename one of them"
+                        ),
+                    );
+                    continue;
+                }
+                raw.nodes.push((name, n));
+            }
+        }
+        "auto_failback" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            let af = match parse_bool(v) {
+                Some(true) => AutoFailback::On,
+                Some(false) => AutoFailback::Off,
+                None if v.eq_ignore_ascii_case("legacy") => {
+                    d.warn(
+                        n,
+                        "deprecated 'legacy' auto_failback (hb treats it as on); please convert \
+                         to 'auto_failback on'",
+                    );
+                    AutoFailback::Legacy
+                }
+                None => {
+                    d.error(
+                        n,
+                        format!("auto_failback: '{v}' is not one of on, off, legacy"),
+                    );
+                    return;
+                }
+            };
+            raw.auto_failback = Some((af, n));
+        }
+        "nice_failback" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            // Heartbeat's set_nice_failback: on means auto_failback off, off means legacy.
+            match parse_bool(v) {
+                Some(true) => {
+                    d.warn(
+                        n,
+                        "nice_failback is obsolete: 'nice_failback on' read as 'auto_failback off'",
+                    );
+                    raw.auto_failback = Some((AutoFailback::Off, n));
+                }
+                Some(false) => {
+                    d.warn(
+                        n,
+                        "nice_failback is obsolete: 'nice_failback off' read as 'auto_failback \
+                         legacy'; consider 'auto_failback on'",
+                    );
+                    raw.auto_failback = Some((AutoFailback::Legacy, n));
+                }
+                None => d.error(n, format!("nice_failback: '{v}' is not on or off")),
+            }
+        }
+        "logfile" | "debugfile" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            if directive == "logfile" {
+                raw.logfile = Some(PathBuf::from(v));
+            } else {
+                raw.debugfile = Some(PathBuf::from(v));
+            }
+        }
+        "logfacility" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            if v == "none" {
+                raw.logfacility = Some(None);
+            } else if FACILITIES.contains(&v) {
+                raw.logfacility = Some(Some(v.to_string()));
+            } else {
+                d.error(
+                    n,
+                    format!(
+                        "logfacility: '{v}' is not a syslog facility (daemon, local0..local7, \
+                         none, ...)"
+                    ),
+                );
+            }
+        }
+        "debug" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            if let Some(x) = parse_uint::<u8>(d, n, directive, v, "0..255") {
+                raw.debug = Some(x);
+            }
+        }
+        "ping" => {
+            if values.is_empty() {
+                d.error(n, "ping: missing address");
+            }
+            for v in values {
+                match v.parse::<IpAddr>() {
+                    Ok(a) => raw.ping.push(a),
+                    Err(_) => d.error(
+                        n,
+                        format!("ping: '{v}' is not an IP address (hb does not resolve names)"),
+                    ),
+                }
+            }
+        }
+        "ping_group" => {
+            let mut w = words(rest);
+            let Some(name) = w.next() else {
+                d.error(n, "ping_group: missing group name");
+                return;
+            };
+            let mut hosts = Vec::new();
+            let mut ok = true;
+            for h in w {
+                match h.parse::<IpAddr>() {
+                    Ok(a) => hosts.push(a),
+                    Err(_) => {
+                        ok = false;
+                        d.error(
+                            n,
+                            format!(
+                                "ping_group {name}: '{h}' is not an IP address (hb does not \
+                                 resolve names)"
+                            ),
+                        );
+                    }
+                }
+            }
+            if hosts.is_empty() && ok {
+                d.error(n, format!("ping_group {name}: no addresses"));
+                return;
+            }
+            if raw.ping_groups.iter().any(|g| g.name == name) {
+                d.error(n, format!("ping_group: duplicate group name '{name}'"));
+                return;
+            }
+            if ok {
+                raw.ping_groups.push(PingGroup {
+                    name: name.to_string(),
+                    hosts,
+                });
+            }
+        }
+        "respawn" => {
+            let mut w = words(rest);
+            let (Some(user), Some(_)) = (w.next(), w.next()) else {
+                d.error(n, "respawn: expected 'respawn USER COMMAND [ARGS]'");
+                return;
+            };
+            let command = rest
+                .trim_start_matches(super::diag::is_ws)
+                .strip_prefix(user)
+                .unwrap_or(rest)
+                .trim_matches(super::diag::is_ws);
+            raw.respawn.push(Respawn {
+                user: user.to_string(),
+                command: command.to_string(),
+            });
+        }
+        "stonith_host" => {
+            if words(rest).count() < 2 {
+                d.error(
+                    n,
+                    "stonith_host: expected 'stonith_host HOSTFROM TYPE [PARAMS]'",
+                );
+                return;
+            }
+            raw.stonith_hosts.push(rest.to_string());
+        }
+        "watchdog" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            if let Some((_, first)) = &raw.watchdog {
+                d.error(
+                    n,
+                    format!("watchdog: device given twice (first at line {first})"),
+                );
+                return;
+            }
+            raw.watchdog = Some((PathBuf::from(v), n));
+        }
+        "realtime" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            match parse_bool(v) {
+                Some(b) => raw.realtime = Some(b),
+                None => d.error(n, format!("realtime: '{v}' is not on or off")),
+            }
+        }
+        "hopfudge" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            if let Some(x) = parse_uint::<u8>(d, n, directive, v, "0..255") {
+                raw.hopfudge = Some(u32::from(x));
+            }
+        }
+        "autojoin" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            let v = v.to_ascii_lowercase();
+            if matches!(v.as_str(), "none" | "other" | "any") {
+                raw.autojoin = Some(v);
+            } else {
+                d.error(n, format!("autojoin: '{v}' is not one of none, other, any"));
+            }
+        }
+        // hb's additions.
+        "xdp" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            match v.to_ascii_lowercase().as_str() {
+                "auto" => raw.xdp = Some(XdpMode::Auto),
+                "on" => raw.xdp = Some(XdpMode::On),
+                "off" => raw.xdp = Some(XdpMode::Off),
+                _ => d.error(n, format!("xdp: '{v}' is not one of auto, on, off")),
+            }
+        }
+        "garp_count" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            let range = format!("0..{MAX_GARP_COUNT}");
+            if let Some(x) = parse_uint::<u32>(d, n, directive, v, &range) {
+                if x > MAX_GARP_COUNT {
+                    d.error(n, format!("garp_count: {x} is out of range ({range})"));
+                } else {
+                    raw.garp_count = Some(x);
+                }
+            }
+        }
+        "garp_interval" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            if let Some(t) = parse_time_directive(d, n, directive, v) {
+                raw.garp_interval = Some(t);
+            }
+        }
+        "metrics_listen" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            if v == "off" || v == "none" {
+                raw.metrics_listen = Some(None);
+            } else {
+                match v.parse::<SocketAddr>() {
+                    Ok(a) => raw.metrics_listen = Some(Some(a)),
+                    Err(_) => d.error(
+                        n,
+                        format!(
+                            "metrics_listen: '{v}' is not ADDR:PORT (127.0.0.1:9694, \
+                             [::1]:9694) or off"
+                        ),
+                    ),
+                }
+            }
+        }
+        "control_socket" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            if v.starts_with('/') {
+                raw.control_socket = Some(PathBuf::from(v));
+            } else {
+                d.error(n, format!("control_socket: '{v}' is not an absolute path"));
+            }
+        }
+        // Heartbeat directives whose meaning depends on the value.
+        "crm" | "pacemaker" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            match parse_bool(v) {
+                Some(false) => d.warn(
+                    n,
+                    format!("'{directive} {v}' ignored: hb manages haresources itself"),
+                ),
+                _ if matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "true"
+                        | "on"
+                        | "yes"
+                        | "y"
+                        | "1"
+                        | "respawn"
+                        | "minimal"
+                        | "manual"
+                        | "ccm-only"
+                        | "valgrind"
+                ) =>
+                {
+                    d.error(
+                        n,
+                        format!(
+                            "'{directive} {v}' is not supported by hb: hb manages the \
+                             resources in haresources itself and cannot run Pacemaker"
+                        ),
+                    );
+                }
+                _ => d.error(n, format!("{directive}: '{v}' is not a valid value")),
+            }
+        }
+        "use_apphbd" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            match parse_bool(v) {
+                Some(false) => d.warn(n, format!("'use_apphbd {v}' ignored: hb has no apphbd")),
+                Some(true) => d.error(
+                    n,
+                    "'use_apphbd' is not supported by hb: hb does not register with apphbd",
+                ),
+                None => d.error(n, format!("use_apphbd: '{v}' is not on or off")),
+            }
+        }
+        "hbgenmethod" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            match v {
+                "file" => d.warn(
+                    n,
+                    "'hbgenmethod file' ignored: hb keeps its generation in its state directory",
+                ),
+                "time" => d.error(
+                    n,
+                    "'hbgenmethod time' is not supported by hb: hb keeps its generation in its \
+                     state directory",
+                ),
+                _ => d.error(n, format!("hbgenmethod: '{v}' is not file or time")),
+            }
+        }
+        _ => {
+            if let Some((_, why)) = IGNORED.iter().find(|(k, _)| *k == directive) {
+                d.warn(n, format!("'{directive}' ignored: {why}"));
+            } else if let Some((_, why)) = UNSUPPORTED.iter().find(|(k, _)| *k == directive) {
+                d.error(n, format!("'{directive}' is not supported by hb: {why}"));
+            } else if directive.bytes().any(|b| b.is_ascii_uppercase()) {
+                d.error(
+                    n,
+                    format!("unknown directive '{directive}' (directives are lower case)"),
+                );
+            } else {
+                d.error(n, format!("unknown directive '{directive}'"));
+            }
+        }
+    }
+}
+
+fn ucast(raw: &mut Raw, d: &mut Diags, n: usize, rest: &str) {
+    let w: Vec<&str> = words(rest).collect();
+    let [iface, addr] = w.as_slice() else {
+        d.error(n, "ucast: expected 'ucast IFACE PEER-IP-ADDRESS'");
+        return;
+    };
+    if !plausible_iface(iface) {
+        d.error(
+            n,
+            format!("ucast: bad interface name '{iface}' ({IFACE_RULE})"),
+        );
+        return;
+    }
+    match addr.parse::<Ipv4Addr>() {
+        Ok(a) if a.is_unspecified() || a.is_broadcast() || a.is_multicast() => {
+            d.error(n, format!("ucast: {a} is not a unicast address"))
+        }
+        Ok(a) => raw.media.push((
+            Media::Ucast {
+                iface: iface.to_string(),
+                addr: IpAddr::V4(a),
+            },
+            n,
+        )),
+        Err(_) => d.error(
+            n,
+            format!("ucast: '{addr}' is not an IPv4 address (hb does not resolve host names)"),
+        ),
+    }
+}
+
+fn mcast(raw: &mut Raw, d: &mut Diags, n: usize, rest: &str) {
+    let w: Vec<&str> = words(rest).collect();
+    let [iface, group, port, ttl, lp] = w.as_slice() else {
+        d.error(n, "mcast: expected 'mcast IFACE GROUP PORT TTL LOOP'");
+        return;
+    };
+    let mut ok = true;
+    if !plausible_iface(iface) {
+        d.error(
+            n,
+            format!("mcast: bad interface name '{iface}' ({IFACE_RULE})"),
+        );
+        ok = false;
+    }
+    let group = match group.parse::<Ipv4Addr>() {
+        Ok(g) if g.is_multicast() => Some(g),
+        Ok(g) => {
+            d.error(
+                n,
+                format!("mcast: {g} is not a multicast group (224.0.0.0 - 239.255.255.255)"),
+            );
+            None
+        }
+        Err(_) => {
+            d.error(
+                n,
+                format!("mcast: '{group}' is not an IPv4 multicast group"),
+            );
+            None
+        }
+    };
+    let port = match parse_uint::<u16>(d, n, "mcast port", port, "1..65535") {
+        Some(0) => {
+            d.error(n, "mcast port: 0 is not a valid port (1..65535)");
+            None
+        }
+        p => p,
+    };
+    let ttl = parse_uint::<u8>(d, n, "mcast ttl", ttl, "0..255");
+    if ttl == Some(0) {
+        d.warn(n, "mcast ttl 0: heartbeats will not leave this host");
+    }
+    let lp = match *lp {
+        "0" => Some(false),
+        "1" => Some(true),
+        other => {
+            d.error(n, format!("mcast loop: '{other}' is not 0 or 1"));
+            None
+        }
+    };
+    if let (true, Some(group), Some(port), Some(ttl), Some(loopback)) = (ok, group, port, ttl, lp) {
+        raw.media.push((
+            Media::Mcast {
+                iface: iface.to_string(),
+                group: IpAddr::V4(group),
+                port,
+                ttl,
+                loopback,
+            },
+            n,
+        ));
+    }
+}
+
+fn setting<T>(v: Option<T>, default: T) -> Setting<T> {
+    match v {
+        Some(v) => Setting::set(v),
+        None => Setting::default_value(default),
+    }
+}
+
+fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
+    let empty = raw.directives == 0;
+    if empty {
+        d.error(0, "file is empty: no directives");
+    }
+    let autojoin = raw.autojoin.clone().unwrap_or_else(|| "none".to_string());
+    if !empty && raw.nodes.is_empty() && autojoin != "any" {
+        d.error(
+            0,
+            "no node directive: list every cluster node (its uname -n) on node lines",
+        );
+    }
+    if !empty && raw.media.is_empty() {
+        d.error(0, "no heartbeat media: add a bcast, ucast or mcast line");
+    }
+    let keepalive = raw.keepalive.map(|(v, _)| v).unwrap_or(DEFAULT_KEEPALIVE);
+    let deadtime = raw.deadtime.map(|(v, _)| v).unwrap_or(DEFAULT_DEADTIME);
+    let ms = |x: Duration| x.as_millis();
+    if deadtime <= keepalive.saturating_mul(2) {
+        let line = raw
+            .deadtime
+            .map(|(_, l)| l)
+            .or(raw.keepalive.map(|(_, l)| l))
+            .unwrap_or(0);
+        d.error(
+            line,
+            format!(
+                "deadtime ({} ms) must be more than twice keepalive ({} ms)",
+                ms(deadtime),
+                ms(keepalive)
+            ),
+        );
+    }
+    let warntime = raw
+        .warntime
+        .map(|(v, _)| v)
+        .unwrap_or_else(|| default_warntime(deadtime));
+    if let Some((w, line)) = raw.warntime
+        && w >= deadtime
+    {
+        d.warn(
+            line,
+            format!(
+                "warntime ({} ms) is not less than deadtime ({} ms): no late-heartbeat warning \
+                 will come before a node is declared dead",
+                ms(w),
+                ms(deadtime)
+            ),
+        );
+    }
+    let initdead = raw
+        .initdead
+        .map(|(v, _)| v)
+        .unwrap_or_else(|| default_initdead(deadtime));
+    if let Some((i, line)) = raw.initdead {
+        if i < deadtime {
+            d.error(
+                line,
+                format!(
+                    "initdead ({} ms) must be at least deadtime ({} ms)",
+                    ms(i),
+                    ms(deadtime)
+                ),
+            );
+        } else if i < Duration::from_millis(10_000) {
+            d.warn(
+                line,
+                format!(
+                    "initdead ({} ms) may be too small: it allows for slow network start-up \
+                     and should be at least 10 s",
+                    ms(i)
+                ),
+            );
+        }
+    }
+    if let Some((p, line)) = raw.deadping
+        && p <= keepalive.saturating_mul(2)
+    {
+        d.error(
+            line,
+            format!(
+                "deadping ({} ms) must be more than twice keepalive ({} ms)",
+                ms(p),
+                ms(keepalive)
+            ),
+        );
+    }
+    if raw.auto_failback.is_none() && !empty {
+        d.warn(
+            0,
+            "auto_failback not set: Heartbeat's default 'legacy' applies (hb treats it as on); \
+             set auto_failback on or off",
+        );
+    }
+    let ha_cf = HaCf {
+        keepalive: setting(raw.keepalive.map(|(v, _)| v), keepalive),
+        deadtime: setting(raw.deadtime.map(|(v, _)| v), deadtime),
+        warntime: setting(raw.warntime.map(|(v, _)| v), warntime),
+        initdead: setting(raw.initdead.map(|(v, _)| v), initdead),
+        udpport: setting(raw.udpport.map(|(v, _)| v), DEFAULT_UDPPORT),
+        media: raw.media.into_iter().map(|(m, _)| m).collect(),
+        nodes: raw.nodes.iter().map(|(n, _)| n.clone()).collect(),
+        auto_failback: setting(raw.auto_failback.map(|(v, _)| v), AutoFailback::Legacy),
+        logfile: raw.logfile,
+        debugfile: raw.debugfile,
+        logfacility: raw.logfacility.flatten(),
+        debug: setting(raw.debug, 0),
+        ping: raw.ping,
+        ping_groups: raw.ping_groups,
+        deadping: raw.deadping.map(|(v, _)| v),
+        respawn: raw.respawn,
+        stonith_hosts: raw.stonith_hosts,
+        watchdog: raw.watchdog.map(|(p, _)| p),
+        realtime: setting(raw.realtime, true),
+        hopfudge: setting(raw.hopfudge, DEFAULT_HOPFUDGE),
+        autojoin: setting(raw.autojoin, "none".to_string()),
+        xdp: setting(raw.xdp, XdpMode::Auto),
+        garp_count: setting(raw.garp_count, DEFAULT_GARP_COUNT),
+        garp_interval: setting(raw.garp_interval, DEFAULT_GARP_INTERVAL),
+        metrics_listen: raw.metrics_listen.flatten(),
+        control_socket: raw.control_socket,
+    };
+    HaCfParse {
+        ha_cf,
+        diags: d,
+        empty,
+    }
+}

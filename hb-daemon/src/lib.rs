@@ -3,4 +3,5 @@
 //! This crate is the only place with syscalls: sockets, the XDP ring buffer, netlink, raw ARP,
 //! resource scripts and the control socket.
 
+pub mod agents;
 pub mod xdp;

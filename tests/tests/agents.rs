@@ -513,3 +513,104 @@ fn filesystem_mounts_and_unmounts_idempotently() {
     assert_eq!(after[0].1, ResourceStatus::Stopped);
     assert!(probe_gone, "the file lived on the tmpfs, gone after umount");
 }
+
+/// A failing stop is retried; one that keeps failing is given up after the attempts, the
+/// error returned, and the rest of the group is still stopped.
+#[test]
+fn failing_stop_is_retried_and_the_group_still_stops() {
+    let dir = TempDir::new();
+    let log = dir.0.join("calls").display().to_string();
+    let count = dir.0.join("count").display().to_string();
+    // Fails its first two stops, then succeeds.
+    let flaky = script(
+        &dir.0,
+        "flaky",
+        &format!(
+            "echo \"flaky $1\" >> {log}\nif [ \"$1\" = stop ]; then n=$(cat {count} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {count}; [ $n -ge 3 ] || exit 1; fi\nexit 0"
+        ),
+    );
+    let stuck = script(
+        &dir.0,
+        "stuck",
+        &format!("echo \"stuck $1\" >> {log}\n[ \"$1\" = stop ] && exit 1\nexit 0"),
+    );
+    let last = script(
+        &dir.0,
+        "last",
+        &format!("echo \"last $1\" >> {log}\nexit 0"),
+    );
+    // Stopped right to left: last, stuck, flaky.
+    let g = group(vec![
+        script_resource("flaky", &flaky),
+        script_resource("stuck", &stuck),
+        script_resource("last", &last),
+    ]);
+    let result = runtime().block_on(async {
+        let agents = Agents::new(1, Duration::from_millis(10), Duration::from_secs(5))
+            .await
+            .expect("agents");
+        agents.stop_group(&g).await
+    });
+    let err = result.expect_err("stuck never stops");
+    assert_eq!(err.resource(), "stuck");
+    let calls = std::fs::read_to_string(dir.0.join("calls")).unwrap();
+    let calls: Vec<_> = calls.lines().collect();
+    let attempts = hb_daemon::agents::STOP_ATTEMPTS as usize;
+    let mut want = vec!["last stop"];
+    want.extend(std::iter::repeat_n("stuck stop", attempts));
+    want.extend(["flaky stop", "flaky stop", "flaky stop"]);
+    assert_eq!(calls, want);
+}
+
+/// `reannounce` re-sends the gratuitous ARP for a held address (a client pointed elsewhere
+/// comes back) and reports an address this node does not hold.
+#[test]
+fn reannounce_corrects_a_false_claim() {
+    if !require_root("reannounce_corrects_a_false_claim") {
+        return;
+    }
+    let lan = Lan::new().unwrap();
+    let n2 = Netns::new("n2").unwrap();
+    let client = Netns::new("cl").unwrap();
+    let mac2 = lan.attach(&n2, "eth0", &["10.91.0.2/24"]).unwrap();
+    lan.attach(&client, "eth0", &["10.91.0.10/24"]).unwrap();
+    let vip = "10.91.0.100";
+    let held = group(vec![ip_resource(vip, Some(24), Some("eth0"))]);
+    let absent = group(vec![ip_resource("10.91.0.101", None, None)]);
+
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let t = n2
+        .run_in(move || {
+            runtime().block_on(async {
+                // One announcement per address: nothing repeats behind the test's back.
+                let agents = Agents::new(1, Duration::from_millis(10), Duration::from_secs(5))
+                    .await
+                    .expect("agents");
+                agents.start_group(&held).await.expect("start");
+                ready_tx.send(()).expect("ready");
+                go_rx.await.expect("go");
+                let again = agents.reannounce(&held).await;
+                let missing = agents.reannounce(&absent).await;
+                (again, missing)
+            })
+        })
+        .unwrap();
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    // Another node claims the VIP: the client now points at a foreign MAC.
+    let foreign = "02:00:00:00:00:77";
+    client
+        .ip(&[
+            "neigh", "replace", vip, "lladdr", foreign, "dev", "eth0", "nud", "stale",
+        ])
+        .unwrap();
+    go_tx.send(()).unwrap();
+    let seen = wait_for_neighbour(&client, vip, &mac2, Duration::from_secs(2));
+    let (again, missing) = t.join().unwrap().unwrap();
+    again.expect("reannounce of a held address");
+    assert_eq!(seen.as_deref(), Some(mac2.as_str()), "client back on n2");
+    match missing {
+        Err(AgentError::NotHeld { addr, .. }) => assert_eq!(addr.to_string(), "10.91.0.101"),
+        other => panic!("expected NotHeld, got {other:?}"),
+    }
+}

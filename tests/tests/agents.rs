@@ -614,3 +614,44 @@ fn reannounce_corrects_a_false_claim() {
         other => panic!("expected NotHeld, got {other:?}"),
     }
 }
+
+/// A start script that leaves a background process holding its stdout (a daemon that did not
+/// redirect its output) counts as started when the script exits, not when the pipe closes;
+/// the background process is not killed by it.
+#[test]
+fn start_script_leaving_a_daemon_on_stdout_returns() {
+    let dir = TempDir::new();
+    let pidfile = dir.0.join("daemon.pid");
+    let daemonish = script(
+        &dir.0,
+        "daemonish",
+        &format!(
+            "if [ \"$1\" = start ]; then sleep 30 & echo $! > {}; echo started; fi\nexit 0",
+            pidfile.display()
+        ),
+    );
+    let g = group(vec![script_resource("daemonish", &daemonish)]);
+    let (result, elapsed) = runtime().block_on(async {
+        let agents = Agents::new(1, Duration::from_millis(10), Duration::from_secs(60))
+            .await
+            .expect("agents");
+        let t0 = Instant::now();
+        let r = agents.start_group(&g).await;
+        (r, t0.elapsed())
+    });
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let daemon = nix::unistd::Pid::from_raw(pid);
+    let alive = nix::sys::signal::kill(daemon, None).is_ok();
+    // Clean up the background sleep whatever happened.
+    let _ = nix::sys::signal::kill(daemon, nix::sys::signal::Signal::SIGKILL);
+    result.expect("start succeeds");
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "start_group waited for the daemon's stdout to close ({elapsed:?})"
+    );
+    assert!(alive, "the daemon survived the start");
+}

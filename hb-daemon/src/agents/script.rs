@@ -23,7 +23,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use super::ResourceStatus;
 
 /// How long to keep collecting output after the command exited (output still in the pipe).
-const OUTPUT_GRACE: Duration = Duration::from_millis(100);
+const OUTPUT_GRACE: Duration = Duration::from_millis(20);
 /// Most output kept for error messages and status parsing (everything is logged).
 const OUTPUT_CAP: usize = 16 * 1024;
 

@@ -655,3 +655,45 @@ fn start_script_leaving_a_daemon_on_stdout_returns() {
     );
     assert!(alive, "the daemon survived the start");
 }
+
+/// A script started while the address announcements still repeat inherits none of hb's
+/// sockets (the raw AF_PACKET sender and the netlink socket are close-on-exec).
+#[test]
+fn scripts_inherit_no_sockets() {
+    if !require_root("scripts_inherit_no_sockets") {
+        return;
+    }
+    let dir = TempDir::new();
+    let fds = dir.0.join("fds");
+    let lister = script(
+        &dir.0,
+        "lister",
+        &format!(
+            "[ \"$1\" = start ] && for f in /proc/$$/fd/*; do echo \"$f $(readlink $f)\"; done > {}\nexit 0",
+            fds.display()
+        ),
+    );
+    let ns = Netns::new("fd").unwrap();
+    local_link(&ns);
+    let g = group(vec![
+        ip_resource("10.92.0.5", Some(24), Some("d0")),
+        script_resource("lister", &lister),
+    ]);
+    let t = ns
+        .run_in(move || {
+            runtime().block_on(async {
+                let agents = Agents::new(5, Duration::from_millis(200), Duration::from_secs(5))
+                    .await
+                    .expect("agents");
+                agents.start_group(&g).await.expect("start");
+            })
+        })
+        .unwrap();
+    t.join().unwrap().unwrap();
+    let listing = std::fs::read_to_string(&fds).unwrap();
+    assert!(listing.lines().count() >= 3, "{listing}");
+    assert!(
+        !listing.contains("socket:"),
+        "inherited sockets:\n{listing}"
+    );
+}

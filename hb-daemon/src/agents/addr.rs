@@ -227,6 +227,47 @@ pub(crate) fn frames(mac: [u8; 6], addr: IpAddr) -> Vec<Vec<u8>> {
 /// A raw sender bound to one interface.
 type Sender = Box<dyn pnet_datalink::DataLinkSender>;
 
+/// A raw `AF_PACKET` socket for sending only: close-on-exec (resource scripts started while
+/// announcements repeat must not inherit it), created with protocol 0 so it receives nothing
+/// until bound, and given a classic BPF filter that drops every packet before pnet binds it
+/// to all protocols, so the kernel queues no copies of the interface's traffic to it.
+fn send_only_socket() -> std::io::Result<i32> {
+    // SAFETY: socket(2) with constant arguments; the result is checked below.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // One instruction: BPF_RET | BPF_K with k = 0, "accept 0 bytes", i.e. drop.
+    let mut drop_all = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let prog = libc::sock_fprog {
+        len: 1,
+        filter: drop_all.as_mut_ptr(),
+    };
+    // SAFETY: `prog` and the instruction it points to live across the call; the kernel copies
+    // the filter; the option length is the size of `sock_fprog`.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&raw const prog).cast::<libc::c_void>(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        // SAFETY: `fd` is ours and not yet handed to anyone.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    Ok(fd)
+}
+
 /// Opens an `AF_PACKET` sender on the interface (blocking: call from a blocking context).
 fn open_sender(index: u32, name: &str, mac: [u8; 6]) -> std::io::Result<Sender> {
     let iface = pnet_datalink::NetworkInterface {
@@ -241,6 +282,8 @@ fn open_sender(index: u32, name: &str, mac: [u8; 6]) -> std::io::Result<Sender> 
         promiscuous: false,
         read_buffer_size: 64,
         write_timeout: Some(Duration::from_millis(100)),
+        // pnet takes ownership (closes it on drop and on its own errors).
+        socket_fd: Some(send_only_socket()?),
         ..Default::default()
     };
     match pnet_datalink::channel(&iface, config)? {

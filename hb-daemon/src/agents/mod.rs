@@ -721,3 +721,35 @@ fn exit_words(status: std::process::ExitStatus) -> String {
         (None, None) => "unknown status".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_send<T: Send>(_: T) {}
+    fn is_send_sync<T: Send + Sync>() {}
+
+    /// Compile-time check: the agents can be shared across tasks of a multi-threaded runtime
+    /// and their futures spawned there.
+    #[allow(dead_code)]
+    fn futures_are_send(agents: &Agents, group: &ResourceGroup) {
+        is_send_sync::<Agents>();
+        is_send(agents.start_group(group));
+        is_send(agents.stop_group(group));
+        is_send(agents.reannounce(group));
+        is_send(agents.status_group(group));
+    }
+
+    #[test]
+    fn exit_status_in_words() {
+        use std::os::unix::process::ExitStatusExt as _;
+        assert_eq!(
+            exit_words(std::process::ExitStatus::from_raw(1 << 8)),
+            "exit 1"
+        );
+        assert_eq!(
+            exit_words(std::process::ExitStatus::from_raw(9)),
+            "signal 9"
+        );
+    }
+}

@@ -10,8 +10,10 @@
 //!   network contains the address supplies them (Heartbeat's findif). Release removes the
 //!   address (already absent is success) and cancels pending repeats.
 //! - Init-style scripts (`resource.d/NAME`, else `/etc/init.d/NAME`, resolved by the config
-//!   parser) are called as `PATH ARGS... start|stop|status`, supervised with a timeout (see
-//!   [`script`]); `status` follows [`parse_status`].
+//!   parser) are called as `PATH ARGS... start|stop|status`, supervised: own process group,
+//!   stdin null, output logged line by line, SIGKILL to the group at the timeout, counted as
+//!   finished when the script exits even if a daemon it started keeps its stdout; `status`
+//!   follows [`parse_status`].
 //! - `Filesystem`: `mount -t FSTYPE [-o OPTS] DEV MOUNTPOINT` and `umount MOUNTPOINT`,
 //!   idempotent, supervised like scripts.
 //!

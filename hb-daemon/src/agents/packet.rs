@@ -1,7 +1,7 @@
 //! Announcement frames, built byte by byte: gratuitous ARP (request and reply forms, as
 //! Heartbeat's `send_arp` sends them) and IPv6 unsolicited neighbour advertisements.
 //!
-//! Pure functions, no I/O: the sender in [`super::announce`] puts them on the wire.
+//! Pure functions, no I/O: the announcer in the agents module puts them on the wire.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

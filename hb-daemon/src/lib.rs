@@ -3,5 +3,6 @@
 //! This crate is the only place with syscalls: sockets, the XDP ring buffer, netlink, raw ARP,
 //! resource scripts and the control socket.
 
+pub mod agents;
 pub mod check;
 pub mod xdp;

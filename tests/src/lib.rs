@@ -147,3 +147,81 @@ pub fn monotonic_ns() -> u64 {
         Err(_) => 0,
     }
 }
+
+/// A shared Ethernet segment: a bridge (`br0`) in a namespace of its own, with hosts attached
+/// to it by veth pairs. Dropping it deletes the bridge namespace, and with it every veth.
+#[derive(Debug)]
+pub struct Lan {
+    ns: Netns,
+}
+
+impl Lan {
+    /// A new segment with an empty bridge.
+    pub fn new() -> Result<Self> {
+        let ns = Netns::new("br")?;
+        ns.ip(&["link", "add", "br0", "type", "bridge"])?;
+        ns.ip(&["link", "set", "br0", "up"])?;
+        Ok(Self { ns })
+    }
+
+    /// The bridge's namespace.
+    pub fn netns(&self) -> &Netns {
+        &self.ns
+    }
+
+    /// Attaches `host` to the segment through an interface named `ifname` in `host`, brings it
+    /// up, adds each address of `addrs` (CIDR form; IPv6 ones with `nodad`), and returns the
+    /// interface's MAC address as `ip` prints it (`aa:bb:cc:dd:ee:ff`).
+    pub fn attach(&self, host: &Netns, ifname: &str, addrs: &[&str]) -> Result<String> {
+        let tmp_host = unique_name("lh");
+        let port = unique_name("lp");
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                &tmp_host,
+                "netns",
+                host.name(),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                self.ns.name(),
+            ],
+        )?;
+        self.ns.ip(&["link", "set", &port, "master", "br0"])?;
+        self.ns.ip(&["link", "set", &port, "up"])?;
+        host.ip(&["link", "set", &tmp_host, "name", ifname])?;
+        for addr in addrs {
+            if addr.contains(':') {
+                host.ip(&["-6", "addr", "add", addr, "dev", ifname, "nodad"])?;
+            } else {
+                host.ip(&["addr", "add", addr, "dev", ifname])?;
+            }
+        }
+        host.ip(&["link", "set", ifname, "up"])?;
+        let out = host.ip(&["-br", "link", "show", "dev", ifname])?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        match text.split_whitespace().nth(2) {
+            Some(mac) if mac.len() == 17 => Ok(mac.to_owned()),
+            _ => bail!("no MAC in `ip -br link show dev {ifname}`: {text}"),
+        }
+    }
+}
+
+/// The link-layer address of `addr` in `ns`'s neighbour table (`ip neigh show ADDR`), if there
+/// is an entry with one.
+pub fn neighbour_mac(ns: &Netns, addr: &str) -> Result<Option<String>> {
+    let out = ns.ip(&["neigh", "show", addr])?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "lladdr" {
+            return Ok(words.next().map(str::to_owned));
+        }
+    }
+    Ok(None)
+}

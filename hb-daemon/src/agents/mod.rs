@@ -1,0 +1,757 @@
+//! Resource agents: how a resource group is started, stopped and checked (the core decides
+//! when).
+//!
+//! - `IPaddr`/`IPaddr2`: the address is added with rtnetlink (already present is success; IPv6
+//!   with `nodad`), then announced at once from a raw `AF_PACKET` socket: gratuitous ARP in
+//!   both request and reply forms for IPv4, an unsolicited neighbour advertisement (Override
+//!   flag) for IPv6. The announcement repeats `garp_count` times `garp_interval` apart in the
+//!   background; the resource counts as started once the address is added and the first
+//!   announcement is out. Without a prefix or interface, the interface whose configured
+//!   network contains the address supplies them (Heartbeat's findif). Release removes the
+//!   address (already absent is success) and cancels pending repeats.
+//! - Init-style scripts (`resource.d/NAME`, else `/etc/init.d/NAME`, resolved by the config
+//!   parser) are called as `PATH ARGS... start|stop|status`, supervised: own process group,
+//!   stdin null, output logged line by line, SIGKILL to the group at the timeout, counted as
+//!   finished when the script exits even if a daemon it started keeps its stdout; `status`
+//!   follows [`parse_status`].
+//! - `Filesystem`: `mount -t FSTYPE [-o OPTS] DEV MOUNTPOINT` and `umount MOUNTPOINT`,
+//!   idempotent, supervised like scripts.
+//!
+//! Failure handling: [`Agents::start_group`] stops what it started when a resource fails, so the
+//! group is released for a peer to try. A failing stop is retried ([`STOP_ATTEMPTS`] times) and
+//! each failure logged at error level.
+
+mod addr;
+mod fs;
+pub mod packet;
+mod script;
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use hb_proto::{
+    Timestamp,
+    config::{Resource, ResourceGroup},
+};
+
+pub use script::parse_status;
+
+/// How often a failing stop is tried before giving up on that resource.
+pub const STOP_ATTEMPTS: u32 = 3;
+/// Pause between stop attempts.
+pub const STOP_RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// CLOCK_MONOTONIC now, as the core's [`Timestamp`].
+pub(crate) fn now() -> Timestamp {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
+        Ok(ts) => Timestamp::from_nanos(
+            u64::try_from(ts.tv_sec()).unwrap_or(0) * 1_000_000_000
+                + u64::try_from(ts.tv_nsec()).unwrap_or(0),
+        ),
+        Err(_) => Timestamp::ZERO,
+    }
+}
+
+/// What went wrong with a resource. Every variant names the resource in Heartbeat's spelling
+/// (`IPaddr::10.0.0.100/24/eth1`, `httpd`).
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The rtnetlink connection could not be opened.
+    #[error("opening the rtnetlink connection: {0}")]
+    Connection(#[source] std::io::Error),
+    /// A netlink request about an address or link failed.
+    #[error("{resource}: netlink: {source}")]
+    Netlink {
+        /// The resource.
+        resource: String,
+        /// The netlink error.
+        #[source]
+        source: rtnetlink::Error,
+    },
+    /// The named interface does not exist.
+    #[error("{resource}: no interface named {iface}")]
+    NoSuchInterface {
+        /// The resource.
+        resource: String,
+        /// The interface.
+        iface: String,
+    },
+    /// No interface has a network containing the address (findif failed).
+    #[error("{resource}: no interface has a network containing {addr}; give prefix and interface")]
+    NoInterface {
+        /// The resource.
+        resource: String,
+        /// The address.
+        addr: IpAddr,
+    },
+    /// The address is not configured here (reannounce of an address we do not hold).
+    #[error("{resource}: {addr} is not configured on this node")]
+    NotHeld {
+        /// The resource.
+        resource: String,
+        /// The address.
+        addr: IpAddr,
+    },
+    /// Sending the announcement (raw socket) failed.
+    #[error("{resource}: announcing {addr}: {source}")]
+    Announce {
+        /// The resource.
+        resource: String,
+        /// The address.
+        addr: IpAddr,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A script or mount command could not be run.
+    #[error("{resource}: running {program} {action}: {source}")]
+    Spawn {
+        /// The resource.
+        resource: String,
+        /// The program.
+        program: PathBuf,
+        /// `start`, `stop`, `status`, `mount`, `umount`.
+        action: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A script or mount command exited unsuccessfully.
+    #[error("{resource}: {action} failed ({status}): {output}")]
+    Failed {
+        /// The resource.
+        resource: String,
+        /// `start`, `stop`, `mount`, `umount`.
+        action: String,
+        /// Exit code or signal, in words.
+        status: String,
+        /// What it printed (stdout and stderr), trimmed.
+        output: String,
+    },
+    /// A script or mount command ran past its timeout and was killed.
+    #[error("{resource}: {action} timed out after {timeout:?} and was killed")]
+    Timeout {
+        /// The resource.
+        resource: String,
+        /// `start`, `stop`, `status`, `mount`, `umount`.
+        action: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// Reading the mount table failed.
+    #[error("{resource}: reading the mount table: {source}")]
+    MountTable {
+        /// The resource.
+        resource: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl AgentError {
+    /// The resource the error is about (empty for [`AgentError::Connection`]).
+    pub fn resource(&self) -> &str {
+        match self {
+            AgentError::Connection(_) => "",
+            AgentError::Netlink { resource, .. }
+            | AgentError::NoSuchInterface { resource, .. }
+            | AgentError::NoInterface { resource, .. }
+            | AgentError::NotHeld { resource, .. }
+            | AgentError::Announce { resource, .. }
+            | AgentError::Spawn { resource, .. }
+            | AgentError::Failed { resource, .. }
+            | AgentError::Timeout { resource, .. }
+            | AgentError::MountTable { resource, .. } => resource,
+        }
+    }
+}
+
+/// State of one resource as its agent sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceStatus {
+    /// Started (address present, file system mounted, script says running).
+    Running,
+    /// Not started.
+    Stopped,
+    /// The agent could not tell; the reason in words.
+    Unknown(String),
+}
+
+/// Timings of one resource in a start or stop (CLOCK_MONOTONIC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceReport {
+    /// Heartbeat's spelling of the resource.
+    pub name: String,
+    /// When the agent began.
+    pub started: Timestamp,
+    /// When it finished (for an address: the first announcement is out).
+    pub finished: Timestamp,
+    /// Addresses on start: when the address was added ("VIP added").
+    pub address_added: Option<Timestamp>,
+    /// Addresses on start: when the first gratuitous ARP / unsolicited NA was sent. `None` when
+    /// the interface has no MAC or sending failed (logged at error level; the address stays).
+    pub first_announce: Option<Timestamp>,
+    /// Stop only: the error of a resource that could not be stopped after all attempts.
+    pub error: Option<String>,
+}
+
+/// Per-resource timings of a group start or stop, in the order the resources were handled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupReport {
+    /// One entry per resource handled.
+    pub resources: Vec<ResourceReport>,
+}
+
+/// The resource agents of one node: an rtnetlink connection (its task runs on the runtime
+/// that created it, in the network namespace of the thread that created it), the announcement
+/// settings and the script timeout.
+pub struct Agents {
+    handle: rtnetlink::Handle,
+    connection: tokio::task::JoinHandle<()>,
+    announcer: addr::Announcer,
+    script_timeout: Duration,
+}
+
+impl std::fmt::Debug for Agents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agents")
+            .field("announcer", &self.announcer)
+            .field("script_timeout", &self.script_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        self.announcer.cancel_all();
+        self.connection.abort();
+    }
+}
+
+/// What an `IPaddr` resource resolved to.
+struct ResolvedAddr {
+    index: u32,
+    name: String,
+    mac: Option<[u8; 6]>,
+    prefix: u8,
+}
+
+impl Agents {
+    /// Opens the rtnetlink connection (spawned on the current tokio runtime) and keeps the
+    /// announcement settings: `garp_count` announcements per address (at least one), the first
+    /// immediate, `garp_interval` apart; scripts and mounts killed after `script_timeout`.
+    pub async fn new(
+        garp_count: u32,
+        garp_interval: Duration,
+        script_timeout: Duration,
+    ) -> Result<Self, AgentError> {
+        let (conn, handle, _messages) =
+            rtnetlink::new_connection().map_err(AgentError::Connection)?;
+        let connection = tokio::spawn(conn);
+        Ok(Self {
+            handle,
+            connection,
+            announcer: addr::Announcer::new(garp_count.max(1), garp_interval),
+            script_timeout,
+        })
+    }
+
+    /// Starts a whole group left to right. On the first failure, stops what was started
+    /// (right to left, the failed resource included since it may be half started) and returns
+    /// the error. Returns per-resource timings (for the takeover timeline / hbstat).
+    pub async fn start_group(&self, group: &ResourceGroup) -> Result<GroupReport, AgentError> {
+        let mut report = GroupReport::default();
+        for (i, res) in group.resources.iter().enumerate() {
+            let name = res.describe();
+            tracing::info!(resource = %name, "starting");
+            let started = now();
+            match self.start_resource(res, &name).await {
+                Ok((address_added, first_announce)) => {
+                    let finished = now();
+                    tracing::info!(
+                        resource = %name,
+                        "started in {:?}",
+                        finished.saturating_since(started)
+                    );
+                    report.resources.push(ResourceReport {
+                        name,
+                        started,
+                        finished,
+                        address_added,
+                        first_announce,
+                        error: None,
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(resource = %name, "start failed: {e}; releasing the group");
+                    for prev in group.resources[..=i].iter().rev() {
+                        let prev_name = prev.describe();
+                        if let Err(se) = self.stop_with_retry(prev, &prev_name).await {
+                            tracing::error!(
+                                resource = %prev_name,
+                                "could not stop after a failed group start: {se}"
+                            );
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Stops a whole group right to left, continuing past failures (each stop tried
+    /// [`STOP_ATTEMPTS`] times); returns the first error.
+    pub async fn stop_group(&self, group: &ResourceGroup) -> Result<GroupReport, AgentError> {
+        let mut report = GroupReport::default();
+        let mut first_error = None;
+        for res in group.resources.iter().rev() {
+            let name = res.describe();
+            tracing::info!(resource = %name, "stopping");
+            let started = now();
+            let outcome = self.stop_with_retry(res, &name).await;
+            let finished = now();
+            let error = match outcome {
+                Ok(()) => {
+                    tracing::info!(
+                        resource = %name,
+                        "stopped in {:?}",
+                        finished.saturating_since(started)
+                    );
+                    None
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    first_error.get_or_insert(e);
+                    Some(text)
+                }
+            };
+            report.resources.push(ResourceReport {
+                name,
+                started,
+                finished,
+                address_added: None,
+                first_announce: None,
+                error,
+            });
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    /// Re-sends the announcements (count and interval per config) for every address of the
+    /// group now, without touching the addresses. Used when another node falsely claims one
+    /// of our addresses. An address not configured here is an error ([`AgentError::NotHeld`]);
+    /// the others are still announced.
+    pub async fn reannounce(&self, group: &ResourceGroup) -> Result<(), AgentError> {
+        let mut first_error = None;
+        for res in &group.resources {
+            let Resource::IpAddr { addr, iface, .. } = res else {
+                continue;
+            };
+            let name = res.describe();
+            let result = self.reannounce_one(&name, *addr, iface.as_deref()).await;
+            if let Err(e) = result {
+                tracing::error!(resource = %name, "reannounce: {e}");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Asks each resource's agent for its state, in group order.
+    pub async fn status_group(
+        &self,
+        group: &ResourceGroup,
+    ) -> Result<Vec<(String, ResourceStatus)>, AgentError> {
+        let mut out = Vec::with_capacity(group.resources.len());
+        for res in &group.resources {
+            let name = res.describe();
+            let status = self.status_resource(res, &name).await?;
+            out.push((name, status));
+        }
+        Ok(out)
+    }
+
+    async fn reannounce_one(
+        &self,
+        name: &str,
+        addr: IpAddr,
+        iface: Option<&str>,
+    ) -> Result<(), AgentError> {
+        let netlink = |source| AgentError::Netlink {
+            resource: name.to_owned(),
+            source,
+        };
+        let only = match iface {
+            Some(i) => Some(self.iface_index(name, i).await?),
+            None => None,
+        };
+        let holders = addr::holders(&self.handle, addr).await.map_err(netlink)?;
+        let Some(index) = holders.into_iter().find(|h| only.is_none_or(|o| o == *h)) else {
+            return Err(AgentError::NotHeld {
+                resource: name.to_owned(),
+                addr,
+            });
+        };
+        let (ifname, mac) = addr::link_info(&self.handle, index)
+            .await
+            .map_err(netlink)?;
+        let Some(mac) = mac else {
+            tracing::info!(resource = name, "{ifname} has no MAC: nothing to announce");
+            return Ok(());
+        };
+        self.announcer
+            .announce(name, index, &ifname, mac, addr)
+            .await
+            .map_err(|source| AgentError::Announce {
+                resource: name.to_owned(),
+                addr,
+                source,
+            })?;
+        Ok(())
+    }
+
+    async fn iface_index(&self, name: &str, iface: &str) -> Result<u32, AgentError> {
+        addr::link_index(&self.handle, iface)
+            .await
+            .map_err(|source| AgentError::Netlink {
+                resource: name.to_owned(),
+                source,
+            })?
+            .ok_or_else(|| AgentError::NoSuchInterface {
+                resource: name.to_owned(),
+                iface: iface.to_owned(),
+            })
+    }
+
+    /// Interface and prefix for an address: as configured, else from the networks configured
+    /// on the node (findif).
+    async fn resolve(
+        &self,
+        name: &str,
+        addr: IpAddr,
+        prefix: Option<u8>,
+        iface: Option<&str>,
+    ) -> Result<ResolvedAddr, AgentError> {
+        let netlink = |source| AgentError::Netlink {
+            resource: name.to_owned(),
+            source,
+        };
+        let only = match iface {
+            Some(i) => Some(self.iface_index(name, i).await?),
+            None => None,
+        };
+        let (index, prefix) = match (only, prefix) {
+            (Some(index), Some(prefix)) => (index, prefix),
+            _ => {
+                let networks: Vec<_> = addr::dump_addresses(&self.handle)
+                    .await
+                    .map_err(netlink)?
+                    .into_iter()
+                    .map(|(i, a, p, _)| (i, a, p))
+                    .collect();
+                let (index, found) =
+                    addr::find_network(&networks, addr, only).ok_or_else(|| {
+                        AgentError::NoInterface {
+                            resource: name.to_owned(),
+                            addr,
+                        }
+                    })?;
+                (index, prefix.unwrap_or(found))
+            }
+        };
+        let (ifname, mac) = addr::link_info(&self.handle, index)
+            .await
+            .map_err(netlink)?;
+        Ok(ResolvedAddr {
+            index,
+            name: ifname,
+            mac,
+            prefix,
+        })
+    }
+
+    /// Starts one resource; for addresses returns when it was added and first announced.
+    async fn start_resource(
+        &self,
+        res: &Resource,
+        name: &str,
+    ) -> Result<(Option<Timestamp>, Option<Timestamp>), AgentError> {
+        match res {
+            Resource::IpAddr {
+                addr,
+                prefix,
+                iface,
+                broadcast,
+                ..
+            } => {
+                let r = self.resolve(name, *addr, *prefix, iface.as_deref()).await?;
+                addr::add_address(&self.handle, r.index, *addr, r.prefix, *broadcast)
+                    .await
+                    .map_err(|source| AgentError::Netlink {
+                        resource: name.to_owned(),
+                        source,
+                    })?;
+                let added = now();
+                tracing::info!(resource = name, "{addr}/{} added on {}", r.prefix, r.name);
+                let Some(mac) = r.mac else {
+                    tracing::info!(
+                        resource = name,
+                        "{} has no MAC: nothing to announce",
+                        r.name
+                    );
+                    return Ok((Some(added), None));
+                };
+                match self
+                    .announcer
+                    .announce(name, r.index, &r.name, mac, *addr)
+                    .await
+                {
+                    Ok(sent) => Ok((Some(added), Some(sent))),
+                    Err(e) => {
+                        // The address works; peers learn it by ARP once their entries expire.
+                        tracing::error!(resource = name, "announcing {addr} on {}: {e}", r.name);
+                        Ok((Some(added), None))
+                    }
+                }
+            }
+            Resource::Filesystem {
+                device,
+                mountpoint,
+                fstype,
+                options,
+            } => {
+                if self.mounted(name, mountpoint)? {
+                    tracing::info!(resource = name, "{} already mounted", mountpoint.display());
+                    return Ok((None, None));
+                }
+                if let Err(e) = tokio::fs::create_dir_all(mountpoint).await {
+                    tracing::warn!(resource = name, "creating {}: {e}", mountpoint.display());
+                }
+                let mp = mountpoint.to_string_lossy();
+                let args = fs::mount_args(device, &mp, fstype, options.as_deref());
+                self.run_checked(name, Path::new("mount"), &args, "mount")
+                    .await?;
+                Ok((None, None))
+            }
+            Resource::Script { args, path, .. } => {
+                let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+                all.push("start");
+                self.run_checked(name, path, &all, "start").await?;
+                Ok((None, None))
+            }
+        }
+    }
+
+    async fn stop_with_retry(&self, res: &Resource, name: &str) -> Result<(), AgentError> {
+        let mut attempt = 1;
+        loop {
+            match self.stop_resource(res, name).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::error!(
+                        resource = name,
+                        "stop failed (attempt {attempt}/{STOP_ATTEMPTS}): {e}"
+                    );
+                    if attempt >= STOP_ATTEMPTS {
+                        return Err(e);
+                    }
+                }
+            }
+            attempt += 1;
+            tokio::time::sleep(STOP_RETRY_PAUSE).await;
+        }
+    }
+
+    async fn stop_resource(&self, res: &Resource, name: &str) -> Result<(), AgentError> {
+        match res {
+            Resource::IpAddr { addr, iface, .. } => {
+                self.announcer.cancel(*addr);
+                let only = match iface {
+                    Some(i) => match addr::link_index(&self.handle, i).await {
+                        Ok(Some(index)) => Some(index),
+                        // The interface is gone, and the address with it.
+                        Ok(None) => return Ok(()),
+                        Err(source) => {
+                            return Err(AgentError::Netlink {
+                                resource: name.to_owned(),
+                                source,
+                            });
+                        }
+                    },
+                    None => None,
+                };
+                let removed = addr::remove_address(&self.handle, *addr, only)
+                    .await
+                    .map_err(|source| AgentError::Netlink {
+                        resource: name.to_owned(),
+                        source,
+                    })?;
+                if removed == 0 {
+                    tracing::info!(resource = name, "{addr} already absent");
+                } else {
+                    tracing::info!(resource = name, "{addr} removed");
+                }
+                Ok(())
+            }
+            Resource::Filesystem { mountpoint, .. } => {
+                if !self.mounted(name, mountpoint)? {
+                    tracing::info!(resource = name, "{} not mounted", mountpoint.display());
+                    return Ok(());
+                }
+                let mp = mountpoint.to_string_lossy();
+                self.run_checked(name, Path::new("umount"), &[&mp], "umount")
+                    .await
+            }
+            Resource::Script { args, path, .. } => {
+                let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+                all.push("stop");
+                self.run_checked(name, path, &all, "stop").await
+            }
+        }
+    }
+
+    async fn status_resource(
+        &self,
+        res: &Resource,
+        name: &str,
+    ) -> Result<ResourceStatus, AgentError> {
+        match res {
+            Resource::IpAddr { addr, .. } => {
+                let holders = addr::holders(&self.handle, *addr).await.map_err(|source| {
+                    AgentError::Netlink {
+                        resource: name.to_owned(),
+                        source,
+                    }
+                })?;
+                Ok(if holders.is_empty() {
+                    ResourceStatus::Stopped
+                } else {
+                    ResourceStatus::Running
+                })
+            }
+            Resource::Filesystem { mountpoint, .. } => Ok(if self.mounted(name, mountpoint)? {
+                ResourceStatus::Running
+            } else {
+                ResourceStatus::Stopped
+            }),
+            Resource::Script { args, path, .. } => {
+                let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+                all.push("status");
+                match script::run(name, path, &all, self.script_timeout).await {
+                    Ok(done) => Ok(parse_status(done.status.code(), &done.output)),
+                    Err(script::RunError::Timeout(_)) => Err(AgentError::Timeout {
+                        resource: name.to_owned(),
+                        action: "status".into(),
+                        timeout: self.script_timeout,
+                    }),
+                    Err(script::RunError::Spawn(source) | script::RunError::Wait(source)) => {
+                        Err(AgentError::Spawn {
+                            resource: name.to_owned(),
+                            program: path.clone(),
+                            action: "status".into(),
+                            source,
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    fn mounted(&self, name: &str, mountpoint: &Path) -> Result<bool, AgentError> {
+        fs::is_mounted(mountpoint).map_err(|source| AgentError::MountTable {
+            resource: name.to_owned(),
+            source,
+        })
+    }
+
+    /// Runs a supervised command that must exit 0.
+    async fn run_checked(
+        &self,
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        action: &str,
+    ) -> Result<(), AgentError> {
+        match script::run(name, program, args, self.script_timeout).await {
+            Ok(done) if done.status.success() => Ok(()),
+            Ok(done) => Err(AgentError::Failed {
+                resource: name.to_owned(),
+                action: action.to_owned(),
+                status: exit_words(done.status),
+                output: done.output.trim().to_owned(),
+            }),
+            Err(script::RunError::Timeout(output)) => {
+                if !output.trim().is_empty() {
+                    tracing::error!(
+                        resource = name,
+                        "{action} output before the timeout: {}",
+                        output.trim()
+                    );
+                }
+                Err(AgentError::Timeout {
+                    resource: name.to_owned(),
+                    action: action.to_owned(),
+                    timeout: self.script_timeout,
+                })
+            }
+            Err(script::RunError::Spawn(source) | script::RunError::Wait(source)) => {
+                Err(AgentError::Spawn {
+                    resource: name.to_owned(),
+                    program: program.to_path_buf(),
+                    action: action.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// An exit status in words (`exit 1`, `signal 9`).
+fn exit_words(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        (None, None) => "unknown status".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_send<T: Send>(_: T) {}
+    fn is_send_sync<T: Send + Sync>() {}
+
+    /// Compile-time check: the agents can be shared across tasks of a multi-threaded runtime
+    /// and their futures spawned there.
+    #[allow(dead_code)]
+    fn futures_are_send(agents: &Agents, group: &ResourceGroup) {
+        is_send_sync::<Agents>();
+        is_send(agents.start_group(group));
+        is_send(agents.stop_group(group));
+        is_send(agents.reannounce(group));
+        is_send(agents.status_group(group));
+    }
+
+    #[test]
+    fn exit_status_in_words() {
+        use std::os::unix::process::ExitStatusExt as _;
+        assert_eq!(
+            exit_words(std::process::ExitStatus::from_raw(1 << 8)),
+            "exit 1"
+        );
+        assert_eq!(
+            exit_words(std::process::ExitStatus::from_raw(9)),
+            "signal 9"
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! Supervised commands: init-style resource scripts and `mount`/`umount`.
+//!
+//! Each command runs as a tokio child in its own process group with stdin null and stdout/stderr
+//! captured line by line into the log. It is bounded by a timeout: on expiry the whole process
+//! group is sent SIGKILL (a script's children die with it). Nothing here blocks the runtime, so
+//! heartbeats keep flowing while a script runs.
+//!
+//! Output reading outlives the command when needed: a start script that leaves a daemon holding
+//! its stdout would otherwise make us wait for EOF forever, and dropping the pipe would send that
+//! daemon SIGPIPE. So the command counts as finished when its process exits; its output is
+//! collected for a short grace period after that, and the readers keep logging in the background
+//! until EOF.
+
+use std::{
+    path::Path,
+    process::{ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+use super::ResourceStatus;
+
+/// How long to keep collecting output after the command exited (output still in the pipe).
+const OUTPUT_GRACE: Duration = Duration::from_millis(20);
+/// Most output kept for error messages and status parsing (everything is logged).
+const OUTPUT_CAP: usize = 16 * 1024;
+
+/// How a supervised command ended.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    /// Exit status.
+    pub status: ExitStatus,
+    /// Captured stdout and stderr, interleaved by line as read (at most [`OUTPUT_CAP`] bytes).
+    pub output: String,
+}
+
+/// Why a supervised command produced no exit status.
+#[derive(Debug)]
+pub(crate) enum RunError {
+    /// It could not be started.
+    Spawn(std::io::Error),
+    /// Waiting for it failed.
+    Wait(std::io::Error),
+    /// It ran past the timeout and was killed; the output it wrote until then.
+    Timeout(String),
+}
+
+/// Runs `program args...` supervised (see the module documentation). `label` names the
+/// resource in log lines.
+pub(crate) async fn run(
+    label: &str,
+    program: &Path,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<Finished, RunError> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    tracing::debug!(
+        resource = label,
+        "running {} {}",
+        program.display(),
+        args.join(" ")
+    );
+    let mut child = cmd.spawn().map_err(RunError::Spawn)?;
+    let pid = child.id();
+    let output = Arc::new(Mutex::new(String::new()));
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        readers.push(tokio::spawn(read_lines(
+            label.to_owned(),
+            out,
+            output.clone(),
+            false,
+        )));
+    }
+    if let Some(err) = child.stderr.take() {
+        readers.push(tokio::spawn(read_lines(
+            label.to_owned(),
+            err,
+            output.clone(),
+            true,
+        )));
+    }
+    let collected = |output: &Arc<Mutex<String>>| match output.lock() {
+        Ok(s) => s.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => {
+            // Let the readers drain what the command wrote; a daemon it started may keep the
+            // pipe open, so do not wait for EOF beyond the grace period.
+            let _ = tokio::time::timeout(OUTPUT_GRACE, futures::future::join_all(readers)).await;
+            Ok(Finished {
+                status,
+                output: collected(&output),
+            })
+        }
+        Ok(Err(e)) => Err(RunError::Wait(e)),
+        Err(_) => {
+            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                // The child leads its own process group (process_group(0)): kill all of it.
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = child.kill().await;
+            let _ = tokio::time::timeout(OUTPUT_GRACE, futures::future::join_all(readers)).await;
+            Err(RunError::Timeout(collected(&output)))
+        }
+    }
+}
+
+/// Logs each line of `pipe` and keeps up to [`OUTPUT_CAP`] bytes of it in `into`.
+async fn read_lines(
+    label: String,
+    pipe: impl AsyncRead + Unpin,
+    into: Arc<Mutex<String>>,
+    stderr: bool,
+) {
+    let mut lines = BufReader::new(pipe).lines();
+    loop {
+        match lines.next_line().await {
+            Ok(Some(line)) => {
+                if stderr {
+                    tracing::warn!(resource = %label, "stderr: {line}");
+                } else {
+                    tracing::info!(resource = %label, "{line}");
+                }
+                let mut guard = match into.lock() {
+                    Ok(g) => g,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                if guard.len() + line.len() < OUTPUT_CAP {
+                    guard.push_str(&line);
+                    guard.push('\n');
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(resource = %label, "reading output: {e}");
+                break;
+            }
+        }
+    }
+}
+
+/// Interprets the result of `SCRIPT status`, accepting both LSB scripts and the old
+/// Heartbeat-style ones that always exit 0 and say what they are doing:
+///
+/// 1. output mentioning `stopped` or `not running` (any case) means [`ResourceStatus::Stopped`]
+///    (old-style scripts print `... is stopped` and exit 0);
+/// 2. otherwise exit 0 means [`ResourceStatus::Running`] and exit 3 (LSB "program is not
+///    running") means [`ResourceStatus::Stopped`];
+/// 3. otherwise output matching Heartbeat's `*[Rr]unning*|*OK*` means
+///    [`ResourceStatus::Running`];
+/// 4. anything else is [`ResourceStatus::Unknown`] with the exit code and output.
+pub fn parse_status(code: Option<i32>, output: &str) -> ResourceStatus {
+    let lower = output.to_ascii_lowercase();
+    if lower.contains("stopped") || lower.contains("not running") {
+        return ResourceStatus::Stopped;
+    }
+    match code {
+        Some(0) => return ResourceStatus::Running,
+        Some(3) => return ResourceStatus::Stopped,
+        _ => {}
+    }
+    if lower.contains("running") || output.contains("OK") {
+        return ResourceStatus::Running;
+    }
+    let code = code.map_or_else(|| "killed by a signal".to_owned(), |c| format!("exit {c}"));
+    ResourceStatus::Unknown(format!("{code}: {}", output.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsb_exit_codes() {
+        assert_eq!(parse_status(Some(0), ""), ResourceStatus::Running);
+        assert_eq!(parse_status(Some(3), ""), ResourceStatus::Stopped);
+        assert_eq!(
+            parse_status(Some(0), "httpd (pid 42) is running..."),
+            ResourceStatus::Running
+        );
+        assert_eq!(
+            parse_status(Some(3), "httpd is not running"),
+            ResourceStatus::Stopped
+        );
+    }
+
+    #[test]
+    fn old_style_text() {
+        assert_eq!(
+            parse_status(Some(0), "httpd is stopped"),
+            ResourceStatus::Stopped
+        );
+        assert_eq!(parse_status(Some(1), "Running"), ResourceStatus::Running);
+        assert_eq!(parse_status(Some(1), "OK"), ResourceStatus::Running);
+        assert_eq!(parse_status(Some(0), "STOPPED"), ResourceStatus::Stopped);
+    }
+
+    #[test]
+    fn anything_else_is_unknown() {
+        assert_eq!(
+            parse_status(Some(4), "cannot tell\n"),
+            ResourceStatus::Unknown("exit 4: cannot tell".into())
+        );
+        assert!(matches!(parse_status(None, ""), ResourceStatus::Unknown(_)));
+    }
+}

@@ -6,9 +6,12 @@
 //!
 //! - [`config`]: the Heartbeat configuration model (`ha.cf`, `haresources`, `authkeys`) and
 //!   its parsers.
+//! - [`node`]: the node state machine: membership, failure detection, resource-group
+//!   ownership.
 
 pub mod config;
 pub mod message;
+pub mod node;
 pub mod time;
 
 pub use time::Timestamp;

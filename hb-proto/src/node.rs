@@ -47,8 +47,8 @@
 //! # Failures
 //! A failed start stops the group and marks it `failed` in heartbeats, so the rule passes it to
 //! another node; this node does not try it again for `deadtime * 2^(n-1)` after its n-th
-//! consecutive failure (capped at 64 x `deadtime`), or until a `takeover` command covers it.
-//! A failed stop is retried after `deadtime * 2^(n-1)` (capped at 64 x `deadtime`); the group
+//! consecutive failure (capped at 16 x `deadtime`), or until a `takeover` command covers it.
+//! A failed stop is retried after `deadtime * 2^(n-1)` (capped at 16 x `deadtime`); the group
 //! stays `Stopping` meanwhile, so no peer acquires it while resources may still be up.
 //!
 //! # Operator commands
@@ -187,6 +187,10 @@ pub enum NodeError {
     },
 }
 
+/// How many shutdown notices are sent on each link (each with its own sequence number), so one
+/// lost datagram does not turn a clean stop into a `deadtime` wait on the peers.
+pub const SHUTDOWN_NOTICE_COPIES: usize = 3;
+
 /// The smallest lateness reported as [`Event::LateWakeup`].
 pub const MIN_LATE_WAKEUP: Duration = Duration::from_millis(5);
 
@@ -217,9 +221,9 @@ fn group_line(g: &ResourceGroup) -> String {
     }
 }
 
-/// `deadtime * 2^(n-1)`, capped at 64 x `deadtime`.
+/// `deadtime * 2^(n-1)`, capped at 16 x `deadtime`.
 fn backoff(base: Duration, n: u32) -> Duration {
-    base.saturating_mul(1u32 << n.saturating_sub(1).min(6))
+    base.saturating_mul(1u32 << n.saturating_sub(1).min(4))
 }
 
 fn claims(h: Holding) -> bool {
@@ -1046,79 +1050,46 @@ impl Node {
     }
 
     fn owner(&self, g: usize) -> Option<usize> {
-        let members: Vec<(usize, Member)> = (0..self.names.len())
-            .filter_map(|n| self.member(n, g).map(|m| (n, m)))
-            .collect();
-        let tier1: Vec<(usize, Member)> = members
-            .iter()
-            .copied()
-            .filter(|(_, m)| m.candidate && !m.standby)
-            .collect();
-        let cands: Vec<(usize, Member)> = if tier1.is_empty() {
-            members
-                .iter()
-                .copied()
-                .filter(|(_, m)| m.candidate)
-                .collect()
-        } else {
-            tier1
-        };
-        if cands.is_empty() {
-            return None;
-        }
+        let n = self.names.len();
         let pref = self.groups[g].preferred;
-        let pick = |set: &[usize]| -> Option<usize> {
-            if set.contains(&pref) {
-                Some(pref)
-            } else {
-                set.first().copied()
-            }
+        let members: Vec<Option<Member>> = (0..n).map(|i| self.member(i, g)).collect();
+        let tier1 = members.iter().flatten().any(|m| m.candidate && !m.standby);
+        let cand = |i: usize| -> Option<Member> {
+            members[i].filter(|m| m.candidate && (!tier1 || !m.standby))
         };
-        let wanters: Vec<(usize, Member)> =
-            cands.iter().copied().filter(|(_, m)| m.wants).collect();
-        if !wanters.is_empty() {
-            let holding: Vec<usize> = wanters
-                .iter()
-                .filter(|(_, m)| claims(m.holding))
-                .map(|(n, _)| *n)
-                .collect();
-            if !holding.is_empty() {
-                return pick(&holding);
+        // The preferred node if it satisfies `f`, else the first in `node` order that does.
+        let pick = |f: &dyn Fn(&Member) -> bool| -> Option<usize> {
+            if cand(pref).is_some_and(|m| f(&m)) {
+                return Some(pref);
             }
-            let all: Vec<usize> = wanters.iter().map(|(n, _)| *n).collect();
-            return pick(&all);
+            (0..n).find(|&i| cand(i).is_some_and(|m| f(&m)))
+        };
+        if pick(&|m| m.wants).is_some() {
+            return pick(&|m| m.wants && claims(m.holding)).or_else(|| pick(&|m| m.wants));
         }
-        let holders: Vec<usize> = cands
-            .iter()
-            .filter(|(_, m)| claims(m.holding))
-            .map(|(n, _)| *n)
-            .collect();
-        if cands.iter().any(|(n, _)| *n == pref)
-            && (self.failback || holders.iter().all(|&h| h == pref))
+        if cand(pref).is_some()
+            && (self.failback
+                || !(0..n).any(|i| i != pref && cand(i).is_some_and(|m| claims(m.holding))))
         {
             return Some(pref);
         }
-        if !holders.is_empty() {
-            return pick(&holders);
-        }
-        let all: Vec<usize> = cands.iter().map(|(n, _)| *n).collect();
-        pick(&all)
+        pick(&|m| claims(m.holding)).or_else(|| pick(&|_| true))
     }
 
-    /// Every live peer shows the group `None` in a heartbeat that echoes one of ours sent
-    /// after our last state change.
+    /// A local state change not yet announced (`dirty`) must be announced and echoed first.
     fn can_start(&self, g: usize) -> bool {
-        self.peers.iter().enumerate().all(|(i, p)| {
-            i == self.local
-                || match p.state {
-                    PeerState::Dead => true,
-                    PeerState::Unknown => false,
-                    PeerState::Up => {
-                        p.groups[g].holding == Holding::None
-                            && p.echo_of_us.is_some_and(|e| e >= self.announced_at)
+        !self.dirty
+            && self.peers.iter().enumerate().all(|(i, p)| {
+                i == self.local
+                    || match p.state {
+                        PeerState::Dead => true,
+                        PeerState::Unknown => false,
+                        PeerState::Up => {
+                            p.groups[g].holding == Holding::None
+                                && p.echo_of_us.is_some_and(|e| e >= self.announced_at)
+                        }
                     }
-                }
-        })
+            })
     }
 
     fn claimants(&self, g: usize) -> Vec<usize> {
@@ -1254,7 +1225,9 @@ impl Node {
     fn finish_shutdown(&mut self, now: Timestamp) {
         // Send our final state first so peers see every group released, then the notice.
         self.send_all(now, MessageKind::Heartbeat);
-        self.send_all(now, MessageKind::Shutdown);
+        for _ in 0..SHUTDOWN_NOTICE_COPIES {
+            self.send_all(now, MessageKind::Shutdown);
+        }
         self.dirty = false;
         self.phase = Phase::Stopped;
         self.event(Event::Stopped);
@@ -1269,9 +1242,14 @@ impl Node {
     }
 
     /// Sends a heartbeat now when the local state changed.
+    /// A start that waited only for that announcement (no live peer to confirm) happens now.
     fn flush(&mut self, now: Timestamp) {
         if self.dirty && self.phase != Phase::Stopped {
             self.send_all(now, MessageKind::Heartbeat);
+            self.reconcile(now);
+            if self.dirty && self.phase != Phase::Stopped {
+                self.send_all(now, MessageKind::Heartbeat);
+            }
         }
     }
 

@@ -42,7 +42,8 @@
 //!
 //! A `Held` group that a live peer also claims (partition healed, false takeover) emits
 //! [`Event::DualOwnership`]; the node that keeps it emits [`Output::Reannounce`] at once, and
-//! again when the peer's claim ends (its gratuitous ARPs may have overwritten ours).
+//! again when the peer shows it released (`None`: its gratuitous ARPs, sent while it held the
+//! group, may have overwritten ours).
 //!
 //! # Failures
 //! A failed start stops the group and marks it `failed` in heartbeats, so the rule passes it to
@@ -527,6 +528,8 @@ impl Node {
         self.reconcile(now);
         if now >= self.next_heartbeat {
             self.periodic_heartbeat(now);
+            // A change it just announced may have been all a start was waiting for.
+            self.reconcile(now);
         }
         self.flush(now);
     }
@@ -828,7 +831,6 @@ impl Node {
             return;
         }
         let arrival = arrival.min(now);
-        let name = self.names[i].clone();
         let p = &mut self.peers[i];
         p.mismatch_reported = false;
         match p.generation {
@@ -849,7 +851,7 @@ impl Node {
                 p.generation = Some(msg.generation);
                 if was_up {
                     self.event(Event::NodeRestarted {
-                        node: name.clone(),
+                        node: self.names[i].clone(),
                         generation: msg.generation,
                     });
                 }
@@ -872,7 +874,9 @@ impl Node {
 
         if msg.kind == MessageKind::Shutdown {
             p.shutdown_generation = Some(msg.generation);
-            self.event(Event::ShutdownNotice { node: name });
+            self.event(Event::ShutdownNotice {
+                node: self.names[i].clone(),
+            });
             self.declare_dead(i, DeathCause::Shutdown);
             self.maybe_leave_init();
             return;
@@ -890,7 +894,7 @@ impl Node {
             if interval > self.warntime {
                 self.counters.late_heartbeats += 1;
                 self.event(Event::LateHeartbeat {
-                    node: name.clone(),
+                    node: self.names[i].clone(),
                     interval,
                 });
             }
@@ -915,9 +919,9 @@ impl Node {
                 .iter()
                 .find(|e| e.node == me)
                 .map(|e| e.send_time);
-            let mut groups = vec![RemoteGroup::NONE; self.groups.len()];
+            p.groups.fill(RemoteGroup::NONE);
             for gs in &msg.groups {
-                if let Some(slot) = groups.get_mut(usize::from(gs.group)) {
+                if let Some(slot) = p.groups.get_mut(usize::from(gs.group)) {
                     *slot = RemoteGroup {
                         holding: gs.holding,
                         failed: gs.failed,
@@ -926,14 +930,13 @@ impl Node {
                     };
                 }
             }
-            p.groups = groups;
         }
         let prev_state = p.state;
         let returned = prev_state == PeerState::Dead && p.dead_generation == Some(msg.generation);
         if link_came_up {
             let link = self.links[link.0].clone();
             self.event(Event::LinkUp {
-                node: name.clone(),
+                node: self.names[i].clone(),
                 link,
             });
         }
@@ -941,9 +944,13 @@ impl Node {
             self.peers[i].state = PeerState::Up;
             if returned {
                 self.counters.returns += 1;
-                self.event(Event::NodeReturned { node: name });
+                self.event(Event::NodeReturned {
+                    node: self.names[i].clone(),
+                });
             } else {
-                self.event(Event::NodeActive { node: name });
+                self.event(Event::NodeActive {
+                    node: self.names[i].clone(),
+                });
             }
             self.maybe_leave_init();
         }
@@ -1092,14 +1099,22 @@ impl Node {
             })
     }
 
-    fn claimants(&self, g: usize) -> Vec<usize> {
-        (0..self.peers.len())
-            .filter(|&i| {
-                i != self.local
-                    && self.peers[i].state == PeerState::Up
-                    && claims(self.peers[i].groups[g].holding)
-            })
-            .collect()
+    /// A live peer shows the group in any state but `None` (a loser still stopping counts: its
+    /// addresses may still be up and announcing).
+    fn any_peer_involved(&self, g: usize) -> bool {
+        (0..self.peers.len()).any(|i| {
+            i != self.local
+                && self.peers[i].state == PeerState::Up
+                && self.peers[i].groups[g].holding != Holding::None
+        })
+    }
+
+    fn first_claimant(&self, g: usize) -> Option<usize> {
+        (0..self.peers.len()).find(|&i| {
+            i != self.local
+                && self.peers[i].state == PeerState::Up
+                && claims(self.peers[i].groups[g].holding)
+        })
     }
 
     fn reconcile(&mut self, now: Timestamp) {
@@ -1119,27 +1134,26 @@ impl Node {
             }
             let owner = self.owner(g);
             let mine = owner == Some(self.local);
-            let claimants = self.claimants(g);
-            let line = self.groups[g].line.clone();
+            let claimant = self.first_claimant(g);
             let holding = self.local_groups[g].holding;
             if !mine {
                 self.local_groups[g].orphaned_from = None;
             }
-            if claims(holding) && !claimants.is_empty() && !self.local_groups[g].conflict {
+            if claims(holding) && claimant.is_some() && !self.local_groups[g].conflict {
                 self.local_groups[g].conflict = true;
                 self.counters.dual_ownerships += 1;
                 let keeper = owner.map_or_else(|| "nobody".to_owned(), |o| self.names[o].clone());
-                let peer = self.names[claimants[0]].clone();
+                let peer = claimant.map(|c| self.names[c].clone()).unwrap_or_default();
                 self.event(Event::DualOwnership {
                     group: g,
-                    line: line.clone(),
+                    line: self.groups[g].line.clone(),
                     peer,
                     keeper,
                 });
                 if mine && holding == Holding::Held {
                     self.reannounce(g);
                 }
-            } else if self.local_groups[g].conflict && claimants.is_empty() {
+            } else if self.local_groups[g].conflict && !self.any_peer_involved(g) {
                 self.local_groups[g].conflict = false;
                 if mine && holding == Holding::Held {
                     self.reannounce(g);
@@ -1155,6 +1169,7 @@ impl Node {
                     if !mine {
                         self.local_groups[g].holding = Holding::Stopping;
                         self.dirty = true;
+                        let line = self.groups[g].line.clone();
                         self.event(Event::Releasing { group: g, line });
                         self.outputs.push_back(Output::Resource {
                             group: g,

@@ -162,7 +162,7 @@ fn loss_below_the_deadtime_rate_causes_no_false_death() {
             2
         ];
         let mut sim = Sim::new(spec);
-        sim.run_until(Sim::ms(1500));
+        sim.run_until(Sim::ms(1000));
         for h in 0..3 {
             assert_eq!(
                 sim.count_events(h, Sim::ms(0), |e| matches!(e, Event::NodeDead { .. })),
@@ -271,7 +271,7 @@ fn churn(seed: u64, log: bool) -> Sim {
     spec.resource_delay = Duration::from_millis(1 + seed % 7);
     let mut sim = Sim::new(spec);
     sim.run_until(Sim::ms(200));
-    let end = Sim::ms(2500);
+    let end = Sim::ms(1600);
     while sim.now < end {
         let gap = Duration::from_millis(20 + sim.rng.below(150));
         sim.run_for(gap);
@@ -315,7 +315,7 @@ fn churn(seed: u64, log: bool) -> Sim {
             sim.start(h);
         }
     }
-    sim.run_for(Duration::from_millis(1500));
+    sim.run_for(Duration::from_millis(1200));
     sim
 }
 

@@ -2,6 +2,8 @@
 //! Two-node cluster `node1`/`node2`, one link `eth1`, keepalive 10 ms, deadtime 50 ms,
 //! warntime 30 ms, initdead 100 ms; group 0 = `node1 IPaddr::10.0.0.100/24/eth0 httpd`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

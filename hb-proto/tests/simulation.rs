@@ -271,7 +271,7 @@ fn churn(seed: u64, log: bool) -> Sim {
     spec.resource_delay = Duration::from_millis(1 + seed % 7);
     let mut sim = Sim::new(spec);
     sim.run_until(Sim::ms(200));
-    let end = Sim::ms(1600);
+    let end = Sim::ms(1300);
     while sim.now < end {
         let gap = Duration::from_millis(20 + sim.rng.below(150));
         sim.run_for(gap);
@@ -315,7 +315,7 @@ fn churn(seed: u64, log: bool) -> Sim {
             sim.start(h);
         }
     }
-    sim.run_for(Duration::from_millis(1200));
+    sim.run_for(Duration::from_millis(1000));
     sim
 }
 

@@ -459,12 +459,20 @@ impl Sim {
     pub fn run_until(&mut self, until: Timestamp) {
         loop {
             let next_ev = self.queue.keys().next().map(|k| k.0);
-            let next_timer = self
+            // Deliveries at `next` cannot make a timer earlier than `next` due (every deadline
+            // they set is in the future), so the timers read here stay valid for this step.
+            let timers: Vec<Option<Timestamp>> = self
                 .hosts
                 .iter()
-                .filter(|h| !h.paused)
-                .filter_map(|h| h.node.as_ref().and_then(Node::poll_timeout))
-                .min();
+                .map(|h| {
+                    if h.paused {
+                        None
+                    } else {
+                        h.node.as_ref().and_then(Node::poll_timeout)
+                    }
+                })
+                .collect();
+            let next_timer = timers.iter().flatten().min().copied();
             let next = match (next_ev, next_timer) {
                 (Some(a), Some(b)) => a.min(b),
                 (a, b) => match a.or(b) {
@@ -494,11 +502,7 @@ impl Sim {
                     continue;
                 }
                 let now = self.now;
-                let due = self.hosts[h]
-                    .node
-                    .as_ref()
-                    .and_then(Node::poll_timeout)
-                    .is_some_and(|t| t <= now);
+                let due = timers[h].is_some_and(|t| t <= now);
                 if due {
                     if let Some(node) = self.hosts[h].node.as_mut() {
                         node.handle_timeout(now);
@@ -545,9 +549,18 @@ impl Sim {
 
     fn check(&mut self) {
         for g in 0..self.spec.groups.len() {
-            let holders = self.holders(g);
-            self.max_holders = self.max_holders.max(holders.len());
-            if holders.len() > 1 && self.disrupted == 0 && self.now >= self.settle_until {
+            let count = self
+                .hosts
+                .iter()
+                .filter(|h| {
+                    h.node.as_ref().is_some_and(|n| {
+                        matches!(n.holding(g), Some(Holding::Starting | Holding::Held))
+                    })
+                })
+                .count();
+            self.max_holders = self.max_holders.max(count);
+            if count > 1 && self.disrupted == 0 && self.now >= self.settle_until {
+                let holders = self.holders(g);
                 self.violations.push((self.now, g, holders));
             }
         }

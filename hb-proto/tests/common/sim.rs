@@ -497,12 +497,12 @@ impl Sim {
                 let ev = entry.remove();
                 self.process(ev);
             }
-            for h in 0..self.hosts.len() {
+            for (h, timer) in timers.iter().enumerate() {
                 if self.hosts[h].paused {
                     continue;
                 }
                 let now = self.now;
-                let due = timers[h].is_some_and(|t| t <= now);
+                let due = timer.is_some_and(|t| t <= now);
                 if due {
                     if let Some(node) = self.hosts[h].node.as_mut() {
                         node.handle_timeout(now);

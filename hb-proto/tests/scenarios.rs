@@ -839,3 +839,44 @@ fn event_lines_match_heartbeat_wording() {
         assert_eq!(e.to_string(), line);
     }
 }
+
+#[test]
+fn three_nodes_the_first_live_node_in_order_takes_over_a_dead_nodes_group() {
+    let mut spec = SimSpec::new(3, 11);
+    spec.groups = vec![0];
+    spec.failback = AutoFailback::Legacy;
+    let mut sim = Sim::new(spec);
+    sim.run_until(Sim::ms(300));
+    assert_eq!(sim.held_by(0), ["node1"]);
+    let killed = sim.now;
+    sim.kill(0);
+    sim.run_for(Duration::from_millis(200));
+    assert_eq!(sim.held_by(0), ["node2"]);
+    assert_eq!(sim.max_holders, 1);
+    let node2: Vec<String> = sim.hosts[1]
+        .events
+        .iter()
+        .filter(|(t, _)| *t >= killed)
+        .map(|(_, e)| e.to_string())
+        .filter(|l| !l.starts_with("Link"))
+        .collect();
+    assert_eq!(
+        node2,
+        [
+            "node node1: is dead".to_owned(),
+            "Taking over resource group IPaddr::10.0.0.100/24/eth0".to_owned(),
+            format!("Acquiring resource group: {LINE}"),
+            format!("Resource acquisition completed: {LINE}"),
+            "mach_down takeover complete for node node1.".to_owned(),
+        ]
+    );
+    assert!(
+        sim.hosts[2].actions.iter().all(|(t, _, _)| *t < killed),
+        "node3 does not touch the group"
+    );
+    // legacy = on: node1 back, it takes its group back.
+    sim.start(0);
+    sim.run_for(Duration::from_millis(300));
+    assert_eq!(sim.held_by(0), ["node1"]);
+    assert_eq!(sim.max_holders, 1);
+}

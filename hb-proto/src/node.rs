@@ -60,6 +60,18 @@
 //! and `local` for takeover (take our own back). A holder that also `wants` a group drops its
 //! request when another live node asks for it, so the newest takeover wins.
 
+//!
+//! # Driver contract
+//! - Drain [`Node::poll_output`] after every `handle_*` call; re-read [`Node::poll_timeout`].
+//! - Hand in every queued datagram (with its kernel arrival time) before
+//!   [`Node::handle_timeout`].
+//! - Keep each message's `send_time` (or a later one) and its `echoes`: peers echo it back,
+//!   and a hand-over waits for that echo.
+//! - Pass a `generation` that increases at every start of the daemon (persisted counter or
+//!   boot-independent clock): peers ignore older generations and count replays.
+//! - Report every `Resource` output exactly once with [`Node::handle_resource_result`]; run
+//!   resources supervised with timeouts (a start that times out is an `Err`).
+
 mod event;
 mod status;
 
@@ -247,7 +259,7 @@ struct GroupInfo {
     first_resource: String,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct RemoteGroup {
     holding: Holding,
     failed: bool,
@@ -490,8 +502,11 @@ impl Node {
         if self.phase == Phase::Stopped {
             return;
         }
-        self.accept_message(now, link, arrival, msg);
-        self.reconcile(now);
+        // Most heartbeats repeat what the previous one said: decisions are only re-taken when
+        // something they read changed.
+        if self.accept_message(now, link, arrival, msg) || self.dirty {
+            self.reconcile(now);
+        }
         self.flush(now);
     }
 
@@ -808,18 +823,26 @@ impl Node {
             .collect()
     }
 
-    fn accept_message(&mut self, now: Timestamp, link: LinkId, arrival: Timestamp, msg: Message) {
+    /// Returns whether anything the ownership decisions read changed (peer liveness, status,
+    /// group states, or its echo now confirming our last announcement).
+    fn accept_message(
+        &mut self,
+        now: Timestamp,
+        link: LinkId,
+        arrival: Timestamp,
+        msg: Message,
+    ) -> bool {
         if link.0 >= self.links.len() {
             self.counters.ignored_bad_link += 1;
-            return;
+            return false;
         }
         let Some(i) = self.ids.iter().position(|&id| id == msg.sender) else {
             self.counters.ignored_unknown_sender += 1;
-            return;
+            return false;
         };
         if i == self.local {
             // Our own broadcast or multicast looped back.
-            return;
+            return false;
         }
         if msg.groups_digest != self.digest {
             self.counters.ignored_config_mismatch += 1;
@@ -828,15 +851,16 @@ impl Node {
                 let node = self.names[i].clone();
                 self.event(Event::ConfigMismatch { node });
             }
-            return;
+            return false;
         }
         let arrival = arrival.min(now);
+        let mut relevant = false;
         let p = &mut self.peers[i];
         p.mismatch_reported = false;
         match p.generation {
             Some(g) if msg.generation < g => {
                 self.counters.ignored_stale += 1;
-                return;
+                return false;
             }
             Some(g) if msg.generation > g => {
                 // A new incarnation: sequence numbers restart, old state is void.
@@ -849,6 +873,7 @@ impl Node {
                 p.groups.fill(RemoteGroup::NONE);
                 let was_up = p.state == PeerState::Up;
                 p.generation = Some(msg.generation);
+                relevant = true;
                 if was_up {
                     self.event(Event::NodeRestarted {
                         node: self.names[i].clone(),
@@ -862,12 +887,12 @@ impl Node {
         let p = &mut self.peers[i];
         if p.shutdown_generation == Some(msg.generation) {
             self.counters.ignored_stale += 1;
-            return;
+            return false;
         }
         let pl = &mut p.links[link.0];
         if msg.seq <= pl.last_seq {
             self.counters.ignored_stale += 1;
-            return;
+            return false;
         }
         pl.last_seq = msg.seq;
         self.counters.messages_received += 1;
@@ -879,7 +904,7 @@ impl Node {
             });
             self.declare_dead(i, DeathCause::Shutdown);
             self.maybe_leave_init();
-            return;
+            return true;
         }
 
         // Liveness. A message whose arrival is already `deadtime` old (a late drained backlog)
@@ -912,22 +937,33 @@ impl Node {
         }
         if p.state_send_time.is_none_or(|t| msg.send_time >= t) {
             p.state_send_time = Some(msg.send_time);
-            p.status = Some(msg.status);
+            if p.status != Some(msg.status) {
+                p.status = Some(msg.status);
+                relevant = true;
+            }
             let me = self.ids[self.local];
-            p.echo_of_us = msg
+            let confirmed = |e: Option<Timestamp>| e.is_some_and(|e| e >= self.announced_at);
+            let echo_of_us = msg
                 .echoes
                 .iter()
                 .find(|e| e.node == me)
                 .map(|e| e.send_time);
-            p.groups.fill(RemoteGroup::NONE);
-            for gs in &msg.groups {
-                if let Some(slot) = p.groups.get_mut(usize::from(gs.group)) {
-                    *slot = RemoteGroup {
+            relevant |= confirmed(echo_of_us) != confirmed(p.echo_of_us);
+            p.echo_of_us = echo_of_us;
+            for (g, slot) in p.groups.iter_mut().enumerate() {
+                let new = msg
+                    .groups
+                    .iter()
+                    .find(|gs| usize::from(gs.group) == g)
+                    .map_or(RemoteGroup::NONE, |gs| RemoteGroup {
                         holding: gs.holding,
                         failed: gs.failed,
                         standby: gs.standby,
                         wants: gs.wants,
-                    };
+                    });
+                if *slot != new {
+                    *slot = new;
+                    relevant = true;
                 }
             }
         }
@@ -941,6 +977,7 @@ impl Node {
             });
         }
         if fresh && prev_state != PeerState::Up {
+            relevant = true;
             self.peers[i].state = PeerState::Up;
             if returned {
                 self.counters.returns += 1;
@@ -954,6 +991,7 @@ impl Node {
             }
             self.maybe_leave_init();
         }
+        relevant
     }
 
     fn maybe_leave_init(&mut self) {

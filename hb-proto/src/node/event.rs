@@ -1,0 +1,313 @@
+//! What the node tells the driver for logging and metrics.
+//!
+//! Every event carries node and interface NAMES so its [`Display`](std::fmt::Display) form is the
+//! line Heartbeat logs for the same situation (`Link node2:eth1 dead.`,
+//! `node node1: is dead`, ...). Events Heartbeat has no line for get hb's own wording.
+
+use std::{fmt, time::Duration};
+
+/// How loud the driver should log an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Normal operation.
+    Info,
+    /// Worth an operator's attention.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// Why a peer was declared dead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeathCause {
+    /// No heartbeat on any link for `deadtime` (or `initdead` for a peer never heard).
+    Silence,
+    /// It sent a shutdown notice.
+    Shutdown,
+}
+
+/// Something the node state machine did or saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A heartbeat arrived on a link that was not up. `Link node2:eth1 up.`
+    LinkUp {
+        /// Peer name.
+        node: String,
+        /// Interface name.
+        link: String,
+    },
+    /// No heartbeat on the link for `deadtime`. `Link node2:eth1 dead.`
+    LinkDead {
+        /// Peer name.
+        node: String,
+        /// Interface name.
+        link: String,
+    },
+    /// A heartbeat from the peer arrived more than `warntime` after the previous one.
+    /// `Late heartbeat: Node node2: interval 73 ms`
+    LateHeartbeat {
+        /// Peer name.
+        node: String,
+        /// Time since the previous heartbeat from that peer (any link).
+        interval: Duration,
+    },
+    /// A peer became active (first heard, or heard again in a new generation after being dead).
+    /// `Status update for node node2: status active`
+    NodeActive {
+        /// Peer name.
+        node: String,
+    },
+    /// A peer was declared dead. `node node1: is dead`
+    NodeDead {
+        /// Peer name.
+        node: String,
+        /// Silence or shutdown notice.
+        cause: DeathCause,
+    },
+    /// A peer sent a shutdown notice. `Received shutdown notice from node1.`
+    ShutdownNotice {
+        /// Peer name.
+        node: String,
+    },
+    /// A peer declared dead is heard again in the SAME generation (it did not restart: the
+    /// silence was a partition or a stall). `Cluster node node1 returning after partition.`
+    NodeReturned {
+        /// Peer name.
+        node: String,
+    },
+    /// A peer that was up is heard in a newer generation: it restarted within `deadtime`.
+    NodeRestarted {
+        /// Peer name.
+        node: String,
+        /// Its new generation.
+        generation: u64,
+    },
+    /// Starting a group that a dead peer held. `Taking over resource group IPaddr::10.0.0.100`
+    TakingOver {
+        /// Group index.
+        group: usize,
+        /// The group's first resource, as Heartbeat names a group in this line.
+        resource: String,
+        /// The dead peer that held it.
+        from: String,
+    },
+    /// Starting a group. `Acquiring resource group: node1 IPaddr::10.0.0.100 httpd`
+    Acquiring {
+        /// Group index.
+        group: usize,
+        /// The `haresources` line: preferred node then resources.
+        line: String,
+    },
+    /// Stopping a group. `Releasing resource group: node1 IPaddr::10.0.0.100 httpd`
+    Releasing {
+        /// Group index.
+        group: usize,
+        /// The `haresources` line.
+        line: String,
+    },
+    /// Every resource of the group started. `Resource acquisition completed: ...`
+    Acquired {
+        /// Group index.
+        group: usize,
+        /// The `haresources` line.
+        line: String,
+    },
+    /// Every resource of the group stopped. `Resource release completed: ...`
+    Released {
+        /// Group index.
+        group: usize,
+        /// The `haresources` line.
+        line: String,
+    },
+    /// The groups taken over from a dead peer are all started (or failed).
+    /// `mach_down takeover complete for node node1.`
+    MachDownComplete {
+        /// The dead peer.
+        node: String,
+    },
+    /// Starting a group failed; it is being stopped and marked failed here so a peer takes it.
+    StartFailed {
+        /// Group index.
+        group: usize,
+        /// The `haresources` line.
+        line: String,
+        /// The driver's error text.
+        error: String,
+        /// How long this node will not try the group again.
+        retry_after: Duration,
+    },
+    /// Stopping a group failed; it will be retried (the group stays `Stopping`, so no peer
+    /// acquires it meanwhile).
+    StopFailed {
+        /// Group index.
+        group: usize,
+        /// The `haresources` line.
+        line: String,
+        /// The driver's error text.
+        error: String,
+        /// When the stop is retried.
+        retry_in: Duration,
+    },
+    /// Two nodes claim the same group (a partition healed, or a false takeover after lost
+    /// heartbeats). Resolved by the rightful-owner rule: `keeper` keeps it, the other stops.
+    DualOwnership {
+        /// Group index.
+        group: usize,
+        /// The `haresources` line.
+        line: String,
+        /// The peer that also claims it.
+        peer: String,
+        /// Who keeps it.
+        keeper: String,
+    },
+    /// The holder re-sends gratuitous ARPs for the group (after a conflicting claim).
+    Reannounce {
+        /// Group index.
+        group: usize,
+        /// The `haresources` line.
+        line: String,
+    },
+    /// The node's timer ran late: `handle_timeout` came `late_by` after the heartbeat deadline
+    /// (the daemon was stopped or starved). Peers may have missed our heartbeats.
+    LateWakeup {
+        /// How late.
+        late_by: Duration,
+    },
+    /// A peer's heartbeats describe different `haresources` groups; they are ignored.
+    ConfigMismatch {
+        /// Peer name.
+        node: String,
+    },
+    /// An operator `standby` command was applied.
+    Standby {
+        /// The scope word (`all`, `foreign`, `local`, `failback`).
+        scope: &'static str,
+        /// How many groups it covers.
+        groups: usize,
+    },
+    /// An operator `takeover` command was applied.
+    Takeover {
+        /// The scope word.
+        scope: &'static str,
+        /// How many groups it covers.
+        groups: usize,
+    },
+    /// A clean stop began.
+    ShuttingDown,
+    /// The clean stop completed: groups released, shutdown notice sent.
+    /// `Heartbeat shutdown complete.`
+    Stopped,
+}
+
+impl Event {
+    /// How loud to log it.
+    pub fn level(&self) -> Level {
+        match self {
+            Event::LinkDead { .. }
+            | Event::LateHeartbeat { .. }
+            | Event::NodeDead { .. }
+            | Event::NodeReturned { .. }
+            | Event::DualOwnership { .. }
+            | Event::LateWakeup { .. }
+            | Event::ConfigMismatch { .. } => Level::Warn,
+            Event::StartFailed { .. } | Event::StopFailed { .. } => Level::Error,
+            _ => Level::Info,
+        }
+    }
+}
+
+fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::LinkUp { node, link } => write!(f, "Link {node}:{link} up."),
+            Event::LinkDead { node, link } => write!(f, "Link {node}:{link} dead."),
+            Event::LateHeartbeat { node, interval } => {
+                write!(
+                    f,
+                    "Late heartbeat: Node {node}: interval {} ms",
+                    ms(*interval)
+                )
+            }
+            Event::NodeActive { node } => write!(f, "Status update for node {node}: status active"),
+            Event::NodeDead { node, .. } => write!(f, "node {node}: is dead"),
+            Event::ShutdownNotice { node } => write!(f, "Received shutdown notice from {node}."),
+            Event::NodeReturned { node } => {
+                write!(f, "Cluster node {node} returning after partition.")
+            }
+            Event::NodeRestarted { node, generation } => {
+                write!(
+                    f,
+                    "Cluster node {node} restarted (generation {generation})."
+                )
+            }
+            Event::TakingOver { resource, .. } => {
+                write!(f, "Taking over resource group {resource}")
+            }
+            Event::Acquiring { line, .. } => write!(f, "Acquiring resource group: {line}"),
+            Event::Releasing { line, .. } => write!(f, "Releasing resource group: {line}"),
+            Event::Acquired { line, .. } => write!(f, "Resource acquisition completed: {line}"),
+            Event::Released { line, .. } => write!(f, "Resource release completed: {line}"),
+            Event::MachDownComplete { node } => {
+                write!(f, "mach_down takeover complete for node {node}.")
+            }
+            Event::StartFailed {
+                line,
+                error,
+                retry_after,
+                ..
+            } => write!(
+                f,
+                "Resource group start failed: {line}: {error}; released, not retried here for {} ms",
+                ms(*retry_after)
+            ),
+            Event::StopFailed {
+                line,
+                error,
+                retry_in,
+                ..
+            } => write!(
+                f,
+                "Resource group stop failed: {line}: {error}; retrying in {} ms",
+                ms(*retry_in)
+            ),
+            Event::DualOwnership {
+                line, peer, keeper, ..
+            } => write!(
+                f,
+                "Resource group held by this node and {peer}: {line}; {keeper} keeps it"
+            ),
+            Event::Reannounce { line, .. } => {
+                write!(f, "Re-announcing resource group: {line}")
+            }
+            Event::LateWakeup { late_by } => {
+                write!(
+                    f,
+                    "Late wakeup: ran {} ms after the heartbeat deadline",
+                    ms(*late_by)
+                )
+            }
+            Event::ConfigMismatch { node } => write!(
+                f,
+                "Node {node} has different haresources groups: its heartbeats are ignored"
+            ),
+            Event::Standby { scope, groups } => {
+                write!(
+                    f,
+                    "Giving up {scope} HA resources (standby): {groups} group(s)"
+                )
+            }
+            Event::Takeover { scope, groups } => {
+                write!(
+                    f,
+                    "Taking over {scope} HA resources (takeover): {groups} group(s)"
+                )
+            }
+            Event::ShuttingDown => write!(f, "Heartbeat shutdown in progress."),
+            Event::Stopped => write!(f, "Heartbeat shutdown complete."),
+        }
+    }
+}

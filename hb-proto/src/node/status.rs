@@ -1,0 +1,138 @@
+//! A snapshot of the node's view for `hbctl status` and `hbstat`.
+
+use crate::{
+    Timestamp,
+    message::{Holding, NodeStatus},
+};
+
+/// Liveness of a node in the local view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    /// Not heard yet, still within `initdead`.
+    Unknown,
+    /// Heard within `deadtime` on at least one link (the local node is always `Up` until it
+    /// has stopped).
+    Up,
+    /// Declared dead (silence or shutdown notice).
+    Dead,
+}
+
+/// State of one link to one peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Never heard on this link.
+    Unknown,
+    /// Heard within `deadtime`.
+    Up,
+    /// Silent for `deadtime`.
+    Dead,
+}
+
+/// One link to one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkView {
+    /// Interface name.
+    pub name: String,
+    /// State.
+    pub state: LinkState,
+    /// Arrival time (CLOCK_MONOTONIC) of the last heartbeat on it.
+    pub last_arrival: Option<Timestamp>,
+}
+
+/// One node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    /// Name as in `ha.cf`.
+    pub name: String,
+    /// Wire id.
+    pub id: u32,
+    /// This is the local node.
+    pub local: bool,
+    /// Liveness.
+    pub state: PeerState,
+    /// Last generation heard (the local node's own generation for the local node).
+    pub generation: Option<u64>,
+    /// Last status it announced.
+    pub status: Option<NodeStatus>,
+    /// Arrival of its last heartbeat on any link.
+    pub last_arrival: Option<Timestamp>,
+    /// Links (empty for the local node).
+    pub links: Vec<LinkView>,
+}
+
+/// One resource group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupView {
+    /// Index (line order in `haresources`).
+    pub index: usize,
+    /// The `haresources` line (preferred node then resources).
+    pub line: String,
+    /// Preferred node.
+    pub preferred: String,
+    /// The rightful owner in the local view.
+    pub owner: Option<String>,
+    /// Nodes that claim it (`Starting` or `Held`), the local node included.
+    pub holders: Vec<String>,
+    /// The local node's holding state.
+    pub local: Holding,
+    /// Failed to start here; not retried until the back-off ends.
+    pub failed: bool,
+    /// The local node is in standby for it.
+    pub standby: bool,
+    /// The local node asked to take it over.
+    pub wants: bool,
+}
+
+/// Counters since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Heartbeat and shutdown messages handed to the driver.
+    pub messages_sent: u64,
+    /// Messages accepted.
+    pub messages_received: u64,
+    /// From a node not in `ha.cf`.
+    pub ignored_unknown_sender: u64,
+    /// Older generation, or non-increasing sequence number on the link (replay, duplicate).
+    pub ignored_stale: u64,
+    /// Different `haresources` digest.
+    pub ignored_config_mismatch: u64,
+    /// On a link index the configuration does not have.
+    pub ignored_bad_link: u64,
+    /// Late heartbeats (`warntime`).
+    pub late_heartbeats: u64,
+    /// Late wakeups of the node's timer.
+    pub late_wakeups: u64,
+    /// Peers declared dead.
+    pub deaths: u64,
+    /// Peers heard again after being declared dead (same generation).
+    pub returns: u64,
+    /// Dual ownerships seen.
+    pub dual_ownerships: u64,
+    /// Re-announcements asked of the driver.
+    pub reannounces: u64,
+    /// Failed group starts.
+    pub start_failures: u64,
+    /// Failed group stops.
+    pub stop_failures: u64,
+    /// Resource results that matched no operation in progress.
+    pub stale_results: u64,
+}
+
+/// Snapshot of the whole local view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// The local node's name.
+    pub local: String,
+    /// The local generation.
+    pub generation: u64,
+    /// The local status as announced.
+    pub status: NodeStatus,
+    /// The clean stop completed.
+    pub stopped: bool,
+    /// Every node in `ha.cf` order, the local one included.
+    pub nodes: Vec<NodeView>,
+    /// Every group in `haresources` order.
+    pub groups: Vec<GroupView>,
+    /// Counters.
+    pub counters: Counters,
+}

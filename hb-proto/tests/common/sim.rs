@@ -1,0 +1,600 @@
+//! Deterministic simulation of an hb cluster: N [`Node`]s, virtual time that jumps to the next
+//! deadline or delivery, links with loss, delay, jitter and partitions, a seeded xorshift PRNG,
+//! resource actions that complete after a delay (and may fail), kills, restarts, pauses.
+//!
+//! The ownership invariant (never two nodes `Starting`/`Held` for one group) is checked after
+//! every step; a violation is recorded unless a partition or pause is in force or ended less
+//! than a settle time ago.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use hb_proto::{
+    Timestamp,
+    config::{AutoFailback, ResourceGroup},
+    message::{Holding, Message, MessageKind},
+    node::{Command, Event, LinkId, Node, Output, PeerState, ResourceOp},
+};
+
+use super::{Timing, config};
+
+/// xorshift64* PRNG.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded (any seed; zero is mapped away).
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [0, n).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+
+    /// Uniform duration in [lo, hi].
+    pub fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
+        let span = hi.saturating_sub(lo).as_nanos() as u64;
+        lo + Duration::from_nanos(self.below(span + 1))
+    }
+
+    /// true with probability p.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+}
+
+/// One link's behaviour (same for every pair of nodes).
+#[derive(Debug, Clone, Copy)]
+pub struct LinkParams {
+    /// Probability a datagram is lost.
+    pub loss: f64,
+    /// Base one-way delay.
+    pub delay: Duration,
+    /// Extra delay, uniform in [0, jitter].
+    pub jitter: Duration,
+}
+
+impl LinkParams {
+    /// 100 us +- 200 us, no loss.
+    pub const CLEAN: LinkParams = LinkParams {
+        loss: 0.0,
+        delay: Duration::from_micros(100),
+        jitter: Duration::from_micros(200),
+    };
+}
+
+/// A cluster to simulate.
+#[derive(Debug, Clone)]
+pub struct SimSpec {
+    /// Number of nodes (`node1`...).
+    pub nodes: usize,
+    /// Preferred node index of each group.
+    pub groups: Vec<usize>,
+    /// Timings.
+    pub timing: Timing,
+    /// auto_failback.
+    pub failback: AutoFailback,
+    /// One entry per link.
+    pub links: Vec<LinkParams>,
+    /// How long a group start or stop takes.
+    pub resource_delay: Duration,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl SimSpec {
+    /// `n` nodes, one group per node preferred by it, FAST timings, two clean links,
+    /// auto_failback on, 2 ms resource actions.
+    pub fn new(n: usize, seed: u64) -> Self {
+        Self {
+            nodes: n,
+            groups: (0..n).collect(),
+            timing: Timing::FAST,
+            failback: AutoFailback::On,
+            links: vec![LinkParams::CLEAN; 2],
+            resource_delay: Duration::from_millis(2),
+            seed,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Ev {
+    Deliver {
+        to: usize,
+        link: usize,
+        msg: Message,
+    },
+    ResourceDone {
+        host: usize,
+        incarnation: u64,
+        group: usize,
+        op: ResourceOp,
+    },
+    Resume {
+        host: usize,
+    },
+}
+
+/// One simulated machine.
+#[derive(Debug)]
+pub struct Host {
+    /// Name.
+    pub name: String,
+    /// The state machine, `None` while killed.
+    pub node: Option<Node>,
+    generation: u64,
+    incarnation: u64,
+    paused: bool,
+    backlog: Vec<(usize, Timestamp, Message)>,
+    pending_results: Vec<(usize, ResourceOp)>,
+    /// Groups whose start fails on this host.
+    pub fail_start: Vec<bool>,
+    /// Remaining failures of stop per group.
+    pub fail_stop: Vec<u32>,
+    /// Every event with its time.
+    pub events: Vec<(Timestamp, Event)>,
+    /// Every reannounce with its time.
+    pub reannounces: Vec<(Timestamp, usize)>,
+    /// Time of the last heartbeat it sent.
+    pub last_sent: Option<Timestamp>,
+    /// Resource actions it ran: (time, group, op).
+    pub actions: Vec<(Timestamp, usize, ResourceOp)>,
+}
+
+/// The simulation.
+#[derive(Debug)]
+pub struct Sim {
+    /// The spec.
+    pub spec: SimSpec,
+    /// Current virtual time.
+    pub now: Timestamp,
+    /// Hosts, index = node index.
+    pub hosts: Vec<Host>,
+    queue: BTreeMap<(Timestamp, u64), Ev>,
+    qseq: u64,
+    /// The PRNG.
+    pub rng: Rng,
+    blocked: Vec<Vec<bool>>,
+    disrupted: usize,
+    settle_until: Timestamp,
+    /// Steps taken.
+    pub steps: u64,
+    /// Step bound (livelock guard).
+    pub max_steps: u64,
+    /// Ownership violations outside partitions: (time, group, holders).
+    pub violations: Vec<(Timestamp, usize, Vec<String>)>,
+    /// Largest number of simultaneous holders seen at any time (partitions included).
+    pub max_holders: usize,
+    group_defs: Vec<ResourceGroup>,
+    names: Vec<String>,
+}
+
+impl Sim {
+    /// Every node started at time 1 ms.
+    pub fn new(spec: SimSpec) -> Self {
+        let names: Vec<String> = (1..=spec.nodes).map(|i| format!("node{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let prefs: Vec<&str> = spec.groups.iter().map(|&p| refs[p]).collect();
+        let group_defs = super::groups(&prefs);
+        let ng = spec.groups.len();
+        let hosts = names
+            .iter()
+            .map(|name| Host {
+                name: name.clone(),
+                node: None,
+                generation: 0,
+                incarnation: 0,
+                paused: false,
+                backlog: vec![],
+                pending_results: vec![],
+                fail_start: vec![false; ng],
+                fail_stop: vec![0; ng],
+                events: vec![],
+                reannounces: vec![],
+                last_sent: None,
+                actions: vec![],
+            })
+            .collect();
+        let n = spec.nodes;
+        let mut sim = Self {
+            rng: Rng::new(spec.seed),
+            spec,
+            now: Timestamp::from_nanos(1_000_000),
+            hosts,
+            queue: BTreeMap::new(),
+            qseq: 0,
+            blocked: vec![vec![false; n]; n],
+            disrupted: 0,
+            settle_until: Timestamp::ZERO,
+            steps: 0,
+            max_steps: 5_000_000,
+            violations: vec![],
+            max_holders: 0,
+            group_defs,
+            names,
+        };
+        for h in 0..n {
+            sim.start(h);
+        }
+        sim
+    }
+
+    /// Time since the start of the simulation's clock.
+    pub fn ms(n: u64) -> Timestamp {
+        Timestamp::from_nanos(n * 1_000_000)
+    }
+
+    fn settle(&self) -> Duration {
+        let t = self.spec.timing;
+        let max_delay = self
+            .spec
+            .links
+            .iter()
+            .map(|l| l.delay + l.jitter)
+            .max()
+            .unwrap_or_default();
+        t.deadtime + 2 * t.keepalive + 2 * max_delay + 2 * self.spec.resource_delay
+    }
+
+    /// Starts (or restarts) host `h` in a new generation.
+    pub fn start(&mut self, h: usize) {
+        let refs: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let cfg = config(
+            &refs,
+            refs[h],
+            self.group_defs.clone(),
+            self.spec.timing,
+            self.spec.failback,
+            self.spec.links.len(),
+        );
+        let host = &mut self.hosts[h];
+        host.generation += 1;
+        host.incarnation += 1;
+        host.paused = false;
+        host.backlog.clear();
+        host.pending_results.clear();
+        host.node = Some(Node::new(&cfg, host.generation, self.now).unwrap());
+        self.drain(h);
+    }
+
+    /// Kills host `h` (power off: its resources vanish with it).
+    pub fn kill(&mut self, h: usize) {
+        let host = &mut self.hosts[h];
+        host.node = None;
+        host.incarnation += 1;
+        host.paused = false;
+    }
+
+    /// Operator command on host `h`.
+    pub fn command(&mut self, h: usize, cmd: Command) {
+        if let Some(node) = self.hosts[h].node.as_mut() {
+            node.handle_command(self.now, cmd);
+            self.drain(h);
+        }
+    }
+
+    /// Splits the cluster: no traffic between different sides.
+    pub fn partition(&mut self, sides: &[&[usize]]) {
+        let n = self.spec.nodes;
+        for a in 0..n {
+            for b in 0..n {
+                let sa = sides.iter().position(|s| s.contains(&a));
+                let sb = sides.iter().position(|s| s.contains(&b));
+                self.blocked[a][b] = sa != sb;
+            }
+        }
+        self.disrupted += 1;
+    }
+
+    /// Ends the partition.
+    pub fn heal(&mut self) {
+        for row in &mut self.blocked {
+            row.fill(false);
+        }
+        self.disrupted = self.disrupted.saturating_sub(1);
+        self.settle_until = self.now + self.settle();
+    }
+
+    /// Freezes host `h` for `d`: messages and resource results for it queue up and are handed
+    /// in, with their true arrival times, when it resumes; then its timer runs.
+    pub fn pause(&mut self, h: usize, d: Duration) {
+        self.hosts[h].paused = true;
+        self.disrupted += 1;
+        let at = self.now + d;
+        self.schedule(at, Ev::Resume { host: h });
+    }
+
+    fn schedule(&mut self, at: Timestamp, ev: Ev) {
+        self.qseq += 1;
+        self.queue.insert((at, self.qseq), ev);
+    }
+
+    fn drain(&mut self, h: usize) {
+        let now = self.now;
+        let mut outs = vec![];
+        if let Some(node) = self.hosts[h].node.as_mut() {
+            while let Some(o) = node.poll_output() {
+                outs.push(o);
+            }
+        }
+        for o in outs {
+            match o {
+                Output::Transmit { link, msg } => {
+                    if msg.kind == MessageKind::Heartbeat {
+                        self.hosts[h].last_sent = Some(now);
+                    }
+                    let params = self.spec.links[link.0];
+                    for to in 0..self.spec.nodes {
+                        if to == h || self.blocked[h][to] || self.rng.chance(params.loss) {
+                            continue;
+                        }
+                        let at =
+                            now + params.delay + self.rng.between(Duration::ZERO, params.jitter);
+                        self.schedule(
+                            at,
+                            Ev::Deliver {
+                                to,
+                                link: link.0,
+                                msg: msg.clone(),
+                            },
+                        );
+                    }
+                }
+                Output::Resource { group, op } => {
+                    self.hosts[h].actions.push((now, group, op));
+                    let incarnation = self.hosts[h].incarnation;
+                    let at = now + self.spec.resource_delay;
+                    self.schedule(
+                        at,
+                        Ev::ResourceDone {
+                            host: h,
+                            incarnation,
+                            group,
+                            op,
+                        },
+                    );
+                }
+                Output::Reannounce { group } => self.hosts[h].reannounces.push((now, group)),
+                Output::Event(e) => self.hosts[h].events.push((now, e)),
+            }
+        }
+    }
+
+    fn result_for(&mut self, h: usize, group: usize, op: ResourceOp) -> Result<(), String> {
+        let host = &mut self.hosts[h];
+        match op {
+            ResourceOp::Start if host.fail_start[group] => Err("start failed (simulated)".into()),
+            ResourceOp::Stop if host.fail_stop[group] > 0 => {
+                host.fail_stop[group] -= 1;
+                Err("stop failed (simulated)".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn process(&mut self, ev: Ev) {
+        let now = self.now;
+        match ev {
+            Ev::Deliver { to, link, msg } => {
+                let host = &mut self.hosts[to];
+                let Some(node) = host.node.as_mut() else {
+                    return;
+                };
+                if host.paused {
+                    host.backlog.push((link, now, msg));
+                    return;
+                }
+                node.handle_message(now, LinkId(link), now, msg);
+                self.drain(to);
+            }
+            Ev::ResourceDone {
+                host: h,
+                incarnation,
+                group,
+                op,
+            } => {
+                if self.hosts[h].incarnation != incarnation || self.hosts[h].node.is_none() {
+                    return;
+                }
+                if self.hosts[h].paused {
+                    self.hosts[h].pending_results.push((group, op));
+                    return;
+                }
+                let r = self.result_for(h, group, op);
+                if let Some(node) = self.hosts[h].node.as_mut() {
+                    node.handle_resource_result(now, group, op, r);
+                }
+                self.drain(h);
+            }
+            Ev::Resume { host: h } => {
+                self.disrupted = self.disrupted.saturating_sub(1);
+                self.settle_until = self.settle_until.max(now + self.settle());
+                if !self.hosts[h].paused {
+                    return;
+                }
+                self.hosts[h].paused = false;
+                let backlog = std::mem::take(&mut self.hosts[h].backlog);
+                let results = std::mem::take(&mut self.hosts[h].pending_results);
+                // The driver drains every queued datagram (with its kernel arrival time) and
+                // every finished resource action before it runs the timer.
+                for (link, arrival, msg) in backlog {
+                    if let Some(node) = self.hosts[h].node.as_mut() {
+                        node.handle_message(now, LinkId(link), arrival, msg);
+                    }
+                    self.drain(h);
+                }
+                for (group, op) in results {
+                    let r = self.result_for(h, group, op);
+                    if let Some(node) = self.hosts[h].node.as_mut() {
+                        node.handle_resource_result(now, group, op, r);
+                    }
+                    self.drain(h);
+                }
+                if let Some(node) = self.hosts[h].node.as_mut() {
+                    node.handle_timeout(now);
+                }
+                self.drain(h);
+            }
+        }
+    }
+
+    /// Runs until virtual time `until`.
+    pub fn run_until(&mut self, until: Timestamp) {
+        loop {
+            let next_ev = self.queue.keys().next().map(|k| k.0);
+            // Deliveries at `next` cannot make a timer earlier than `next` due (every deadline
+            // they set is in the future), so the timers read here stay valid for this step.
+            let timers: Vec<Option<Timestamp>> = self
+                .hosts
+                .iter()
+                .map(|h| {
+                    if h.paused {
+                        None
+                    } else {
+                        h.node.as_ref().and_then(Node::poll_timeout)
+                    }
+                })
+                .collect();
+            let next_timer = timers.iter().flatten().min().copied();
+            let next = match (next_ev, next_timer) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(t) => t,
+                    None => break,
+                },
+            };
+            if next > until {
+                break;
+            }
+            self.now = self.now.max(next);
+            self.steps += 1;
+            assert!(
+                self.steps <= self.max_steps,
+                "step bound exceeded at {:?}: livelock?",
+                self.now
+            );
+            while let Some(entry) = self.queue.first_entry() {
+                if entry.key().0 > self.now {
+                    break;
+                }
+                let ev = entry.remove();
+                self.process(ev);
+            }
+            for (h, timer) in timers.iter().enumerate() {
+                if self.hosts[h].paused {
+                    continue;
+                }
+                let now = self.now;
+                let due = timer.is_some_and(|t| t <= now);
+                if due {
+                    if let Some(node) = self.hosts[h].node.as_mut() {
+                        node.handle_timeout(now);
+                    }
+                    self.drain(h);
+                }
+            }
+            self.check();
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Runs for `d` more.
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    /// Hosts (names) that are `Starting`/`Held` for `group`.
+    pub fn holders(&self, group: usize) -> Vec<String> {
+        self.hosts
+            .iter()
+            .filter(|h| {
+                h.node.as_ref().is_some_and(|n| {
+                    matches!(n.holding(group), Some(Holding::Starting | Holding::Held))
+                })
+            })
+            .map(|h| h.name.clone())
+            .collect()
+    }
+
+    /// Hosts (names) that are `Held` for `group`.
+    pub fn held_by(&self, group: usize) -> Vec<String> {
+        self.hosts
+            .iter()
+            .filter(|h| {
+                h.node
+                    .as_ref()
+                    .is_some_and(|n| n.holding(group) == Some(Holding::Held))
+            })
+            .map(|h| h.name.clone())
+            .collect()
+    }
+
+    fn check(&mut self) {
+        for g in 0..self.spec.groups.len() {
+            let count = self
+                .hosts
+                .iter()
+                .filter(|h| {
+                    h.node.as_ref().is_some_and(|n| {
+                        matches!(n.holding(g), Some(Holding::Starting | Holding::Held))
+                    })
+                })
+                .count();
+            self.max_holders = self.max_holders.max(count);
+            if count > 1 && self.disrupted == 0 && self.now >= self.settle_until {
+                let holders = self.holders(g);
+                self.violations.push((self.now, g, holders));
+            }
+        }
+    }
+
+    /// The view of `observer` about `node`.
+    pub fn view(&self, observer: usize, node: usize) -> Option<PeerState> {
+        self.hosts[observer]
+            .node
+            .as_ref()
+            .and_then(|n| n.peer_state(&self.names[node]))
+    }
+
+    /// The first time `observer` declared `node` dead after `since`.
+    pub fn death_time(&self, observer: usize, node: usize, since: Timestamp) -> Option<Timestamp> {
+        let name = &self.names[node];
+        self.hosts[observer]
+            .events
+            .iter()
+            .find(|(t, e)| *t >= since && matches!(e, Event::NodeDead { node, .. } if node == name))
+            .map(|(t, _)| *t)
+    }
+
+    /// Every event of `h` since `since` that satisfies `f`.
+    pub fn count_events(&self, h: usize, since: Timestamp, f: impl Fn(&Event) -> bool) -> usize {
+        self.hosts[h]
+            .events
+            .iter()
+            .filter(|(t, e)| *t >= since && f(e))
+            .count()
+    }
+
+    /// Name of node `i`.
+    pub fn name(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+}

@@ -3,4 +3,11 @@
 //! This crate is the only place with syscalls: sockets, the XDP ring buffer, netlink, raw ARP,
 //! resource scripts and the control socket.
 
+pub mod control;
+pub mod display;
+pub mod logging;
+pub mod metrics;
+pub mod net;
+pub mod prometheus;
+pub mod state;
 pub mod xdp;

@@ -105,42 +105,46 @@ impl LatencyHistogram {
 
     /// The percentiles and the log-scale bucket counts.
     pub fn summary(&self) -> HistogramSummary {
+        // One pass over the recorded values gives the buckets and the percentiles (the
+        // crate's value_at_quantile would walk the counts once per percentile).
+        const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
         let h = &self.hist;
         let count = h.len();
         let mut buckets = vec![0u64; BUCKET_BOUNDS_NS.len()];
         let mut overflow = 0u64;
+        let mut percentiles = [0u64; 4];
         if count > 0 {
+            // The rank of each percentile: the smallest value with at least q * count
+            // values at or below it.
+            let ranks = QUANTILES.map(|q| ((q * count as f64).ceil() as u64).clamp(1, count));
+            let (mut next, mut cumulative) = (0, 0u64);
             for v in h.iter_recorded() {
+                let n = v.count_at_value();
+                cumulative += n;
+                while next < ranks.len() && cumulative >= ranks[next] {
+                    percentiles[next] = h.highest_equivalent(v.value_iterated_to());
+                    next += 1;
+                }
                 // The lowest value equivalent to the sample: a sample equal to a bound
                 // counts under that bound.
                 let value = h.lowest_equivalent(v.value_iterated_to());
                 match BUCKET_BOUNDS_NS.iter().position(|&b| value <= b) {
-                    Some(i) => buckets[i] += v.count_at_value(),
-                    None => overflow += v.count_at_value(),
+                    Some(i) => buckets[i] += n,
+                    None => overflow += n,
                 }
             }
         }
-        let q = |q: f64| {
-            if count == 0 {
-                0
-            } else {
-                h.value_at_quantile(q)
-            }
-        };
+        let [p50, p90, p99, p999] = percentiles;
         HistogramSummary {
             count,
             sum_ns: self.sum_ns,
             min_ns: if count == 0 { 0 } else { h.min() },
             max_ns: if count == 0 { 0 } else { h.max() },
-            mean_ns: if count == 0 {
-                0
-            } else {
-                h.mean().round() as u64
-            },
-            p50_ns: q(0.5),
-            p90_ns: q(0.9),
-            p99_ns: q(0.99),
-            p999_ns: q(0.999),
+            mean_ns: self.sum_ns.checked_div(count).unwrap_or(0),
+            p50_ns: p50,
+            p90_ns: p90,
+            p99_ns: p99,
+            p999_ns: p999,
             buckets,
             overflow,
         }
@@ -166,7 +170,7 @@ pub struct HistogramSummary {
     pub min_ns: u64,
     /// Largest value, ns (0 when empty).
     pub max_ns: u64,
-    /// Mean, ns.
+    /// Mean, ns (exact: `sum_ns / count`).
     pub mean_ns: u64,
     /// Median, ns.
     pub p50_ns: u64,
@@ -746,6 +750,24 @@ mod tests {
         }
         assert_eq!(m.peers[0].links[0].gap.distinct_buckets(), size_before);
         assert_eq!(m.peers[0].links[0].delivery.distinct_buckets(), size_before);
+    }
+
+    #[test]
+    fn one_pass_percentiles_match_the_crate() {
+        let mut h = LatencyHistogram::new();
+        let mut x: u64 = 12345;
+        for _ in 0..10_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            h.record(Duration::from_nanos(1_000 + (x >> 40) % 50_000_000));
+        }
+        let s = h.summary();
+        assert_eq!(s.p50_ns, h.hist.value_at_quantile(0.5));
+        assert_eq!(s.p90_ns, h.hist.value_at_quantile(0.9));
+        assert_eq!(s.p99_ns, h.hist.value_at_quantile(0.99));
+        assert_eq!(s.p999_ns, h.hist.value_at_quantile(0.999));
+        assert_eq!(s.buckets.iter().sum::<u64>() + s.overflow, 10_000);
     }
 
     #[test]

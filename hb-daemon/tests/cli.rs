@@ -218,3 +218,37 @@ fn clear_message_when_hbd_is_not_running() {
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("hbd is not running"));
 }
+
+#[test]
+fn clear_message_when_the_socket_is_not_accessible() {
+    // Needs root to drop to another user; the socket is mode 0600, owned by root.
+    let has_setpriv = Command::new("setpriv").arg("--version").output().is_ok();
+    if !nix::unistd::geteuid().is_root() || !has_setpriv {
+        eprintln!(
+            "SKIPPED clear_message_when_the_socket_is_not_accessible: needs root and setpriv"
+        );
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let hbd = FakeHbd::start();
+    std::fs::set_permissions(hbd.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = hbd.socket();
+    for (bin, args) in [
+        (HBSTAT, vec!["--socket", socket.to_str().unwrap()]),
+        (HBCTL, vec!["--socket", socket.to_str().unwrap(), "status"]),
+    ] {
+        let mut all = vec!["--reuid=nobody", "--regid=nogroup", "--clear-groups", bin];
+        all.extend(args);
+        let o = run("setpriv", &all);
+        assert_eq!(o.status.code(), Some(4), "{bin}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!(
+                "permission denied on the control socket {}",
+                socket.display()
+            )),
+            "{err}"
+        );
+    }
+    assert!(hbd.seen.lock().unwrap().is_empty());
+}

@@ -17,8 +17,11 @@
 //! The kernel stamps a datagram with CLOCK_REALTIME when it arrives; hb's time is
 //! CLOCK_MONOTONIC. Each read measures `offset = REALTIME - MONOTONIC` by reading MONOTONIC,
 //! REALTIME, MONOTONIC back to back and taking the middle of the two MONOTONIC reads, then
-//! `arrival = kernel_stamp - offset`. The error of that conversion is bounded by
-//! - half the bracketing window (the two MONOTONIC reads; about 0.1 us with the vDSO), plus
+//! `arrival = kernel_stamp - offset` (the narrowest of three readings is kept). The error of
+//! that conversion is bounded by
+//! - half the bracketing window (the two MONOTONIC reads; returned by [`realtime_offset`]:
+//!   with the narrowest of three, at most 0.11 us over 1000 calls on a loaded 2-core machine,
+//!   debug build; a single reading reached 11 us when the thread was preempted), plus
 //! - any change of REALTIME relative to MONOTONIC between the arrival and the read: NTP slewing
 //!   (at most 500 ppm of the time the datagram sat in the queue: 0.5 us per ms queued) or a
 //!   clock step. A step is visible as an arrival after the read or more than
@@ -101,13 +104,22 @@ pub fn monotonic_now() -> Timestamp {
     Timestamp(clock_ns(ClockId::CLOCK_MONOTONIC))
 }
 
-/// `REALTIME - MONOTONIC` in ns, and the half-width of the window it was measured in.
+/// `REALTIME - MONOTONIC` in ns, and the half-width of the window it was measured in: the
+/// narrowest of three MONOTONIC/REALTIME/MONOTONIC readings, so one preemption in the middle
+/// of a reading does not widen the bound.
 pub fn realtime_offset() -> (i128, u64) {
-    let m1 = clock_ns(ClockId::CLOCK_MONOTONIC);
-    let real = clock_ns(ClockId::CLOCK_REALTIME);
-    let m2 = clock_ns(ClockId::CLOCK_MONOTONIC);
-    let mid = i128::from(m1) + i128::from(m2.saturating_sub(m1) / 2);
-    (i128::from(real) - mid, m2.saturating_sub(m1).div_ceil(2))
+    let mut best = (0i128, u64::MAX);
+    for _ in 0..3 {
+        let m1 = clock_ns(ClockId::CLOCK_MONOTONIC);
+        let real = clock_ns(ClockId::CLOCK_REALTIME);
+        let m2 = clock_ns(ClockId::CLOCK_MONOTONIC);
+        let half = m2.saturating_sub(m1).div_ceil(2);
+        if half < best.1 {
+            let mid = i128::from(m1) + i128::from(m2.saturating_sub(m1) / 2);
+            best = (i128::from(real) - mid, half);
+        }
+    }
+    best
 }
 
 /// Converts a kernel CLOCK_REALTIME stamp (ns) to CLOCK_MONOTONIC with `offset` from

@@ -102,7 +102,7 @@ fn exchange(medium: Media, port: u16, brd: bool) -> Result<()> {
     let (ready, handle) = receive_in(&b, spec, 20, None)?;
     ready.recv_timeout(Duration::from_secs(5))?;
     let mut sender = open_sender_in(&a, medium.clone(), port)?;
-    if let Media::Bcast { .. } = medium {
+    if let Media::Bcast { .. } = &medium {
         let want: Ipv4Addr = if brd {
             "10.77.0.255".parse()?
         } else {
@@ -125,6 +125,22 @@ fn exchange(medium: Media, port: u16, brd: bool) -> Result<()> {
         sender.counters()
     );
     assert_eq!(sender.counters().sent, 20);
+    // Figures, not assertions: the kernel stamp to the daemon's read, and the width of the
+    // REALTIME-MONOTONIC offset measurement that converted the stamp.
+    let mut delays: Vec<u64> = got
+        .iter()
+        .map(|d| d.read_at.as_nanos() - d.arrival.as_nanos())
+        .collect();
+    delays.sort_unstable();
+    let widths: Vec<u64> = (0..1000)
+        .map(|_| hb_daemon::net::realtime_offset().1)
+        .collect();
+    eprintln!(
+        "{medium:?}: stamp-to-read delay p50 {} ns, max {} ns; offset half-width max {} ns over 1000",
+        delays[delays.len() / 2],
+        delays[delays.len() - 1],
+        widths.iter().max().copied().unwrap_or(0)
+    );
     let mut last = 0;
     for (i, d) in got.iter().enumerate() {
         assert_eq!(d.data, format!("hb test {i}").as_bytes());

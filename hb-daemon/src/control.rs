@@ -344,8 +344,20 @@ pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
 }
 
 /// Accepts connections on `listener` forever, handing each request to the main loop through
-/// `calls`. Returns when `calls` is closed (the loop has stopped).
+/// `calls`. Returns when `calls` is closed (the loop has stopped), removing the socket file.
 pub async fn serve(listener: UnixListener, calls: mpsc::Sender<ControlCall>) {
+    let path = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(Path::to_path_buf));
+    accept_loop(&listener, &calls).await;
+    drop(listener);
+    if let Some(path) = path {
+        let _ = fs::remove_file(path);
+    }
+}
+
+async fn accept_loop(listener: &UnixListener, calls: &mpsc::Sender<ControlCall>) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {

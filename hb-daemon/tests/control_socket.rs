@@ -136,6 +136,15 @@ fn a_stopped_loop_is_reported_and_a_missing_socket_is_not_running() {
         assert!(std::time::Instant::now() < deadline, "socket never closed");
         std::thread::sleep(Duration::from_millis(10));
     }
+    // serve() removed its socket file on the way out.
+    let deadline = std::time::Instant::now() + T;
+    while path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "socket file left behind"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let gone = hbd.dir.path().join("nothing.sock");
     let err = control::call(&gone, &Request::Status, T).unwrap_err();
     assert!(err.to_string().starts_with("hbd is not running"), "{err}");

@@ -34,7 +34,28 @@ fn pair() -> Result<(Netns, Netns)> {
         &format!("{ADDR_B}/24"),
         IFACE,
     )?;
+    wait_up(&a)?;
+    wait_up(&b)?;
     Ok((a, b))
+}
+
+/// Waits until the veth end is operationally up: until the kernel's link watcher has
+/// activated it, its queue discards what is sent (and the send still succeeds).
+fn wait_up(ns: &Netns) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = ns.ip(&["-o", "link", "show", IFACE])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.contains("state UP") && !text.contains("qdisc noop") {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{IFACE} in {} never came up: {text}",
+            ns.name()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Opens a receiver for `spec` in `ns`, signals readiness, then collects `count` datagrams

@@ -5,4 +5,11 @@
 
 pub mod agents;
 pub mod check;
+pub mod control;
+pub mod display;
+pub mod logging;
+pub mod metrics;
+pub mod net;
+pub mod prometheus;
+pub mod state;
 pub mod xdp;

@@ -1,0 +1,694 @@
+//! The control socket: how `hbctl` and `hbstat` talk to a running hbd.
+//!
+//! A Unix stream socket at `<run-dir>/hbd.sock` (ha.cf `control_socket` overrides), mode 0600.
+//! The protocol is one JSON [`Request`] per line, answered by one JSON [`Response`] per line;
+//! a client may send several requests on one connection.
+//!
+//! ```text
+//! {"request":"status"}
+//! {"request":"standby","scope":"all"}
+//! {"request":"takeover","scope":"foreign"}
+//! {"request":"stats"}  {"request":"reset_stats"}  {"request":"shutdown"}
+//! ```
+//!
+//! [`serve`] accepts connections and hands each request to the main loop as a [`ControlCall`]
+//! over a tokio mpsc channel; the loop answers through the call's oneshot sender. That keeps
+//! the node state machine single-threaded: nothing but the loop touches it.
+//!
+//! [`PidFile`] guards `<run-dir>/hbd.pid` against a second hbd.
+
+use std::{
+    fs,
+    io::{self, BufRead as _, BufReader, Write as _},
+    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _},
+    net::{UnixListener, UnixStream},
+    sync::{mpsc, oneshot},
+};
+
+use crate::metrics::StatsReport;
+
+/// Default run directory.
+pub const DEFAULT_RUN_DIR: &str = "/run/hb";
+/// Control socket file name inside the run directory.
+pub const SOCKET_NAME: &str = "hbd.sock";
+/// Pid file name inside the run directory.
+pub const PID_NAME: &str = "hbd.pid";
+/// Longest request line accepted, in bytes (longer: the connection is answered with an error
+/// and closed).
+pub const MAX_REQUEST_LINE: usize = 64 * 1024;
+
+/// The control socket path: `control_socket` from ha.cf when set, else `<run_dir>/hbd.sock`.
+pub fn socket_path(run_dir: &Path, control_socket: Option<&Path>) -> PathBuf {
+    control_socket.map_or_else(|| run_dir.join(SOCKET_NAME), Path::to_path_buf)
+}
+
+/// Which groups `standby` gives up or `takeover` takes (Heartbeat's `hb_standby` /
+/// `hb_takeover` arguments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Every group.
+    #[default]
+    All,
+    /// Groups whose preferred node is another node.
+    Foreign,
+    /// Groups whose preferred node is this node.
+    Local,
+    /// Groups that would fail back (`auto_failback`'s set).
+    Failback,
+}
+
+impl Scope {
+    /// The word as written on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::All => "all",
+            Scope::Foreign => "foreign",
+            Scope::Local => "local",
+            Scope::Failback => "failback",
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(Scope::All),
+            "foreign" => Ok(Scope::Foreign),
+            "local" => Ok(Scope::Local),
+            "failback" => Ok(Scope::Failback),
+            other => Err(format!(
+                "unknown scope {other:?} (expected all, foreign, local or failback)"
+            )),
+        }
+    }
+}
+
+/// A request on the control socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Nodes, links and groups ([`Response::Status`]).
+    Status,
+    /// Give up the groups in `scope` to the peer.
+    Standby {
+        /// Which groups.
+        #[serde(default)]
+        scope: Scope,
+    },
+    /// Take the groups in `scope` from the peer.
+    Takeover {
+        /// Which groups.
+        #[serde(default)]
+        scope: Scope,
+    },
+    /// Link and takeover statistics ([`Response::Stats`]).
+    Stats,
+    /// Start a new statistics window.
+    ResetStats,
+    /// Stop hbd cleanly (releasing its groups).
+    Shutdown,
+}
+
+/// A node's state as reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Heartbeats are arriving.
+    Up,
+    /// Silent for longer than deadtime.
+    Dead,
+    /// Not heard from yet (within initdead).
+    Init,
+    /// Up, in standby.
+    Standby,
+    /// Stopping.
+    Stopping,
+}
+
+impl NodeState {
+    /// The word shown by `hbctl status` (Heartbeat's `cl_status` wording where it has one).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Up => "up",
+            NodeState::Dead => "dead",
+            NodeState::Init => "init",
+            NodeState::Standby => "standby",
+            NodeState::Stopping => "stopping",
+        }
+    }
+}
+
+/// A link's state as reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    /// Heartbeats arrive on it.
+    Up,
+    /// Silent for longer than deadtime.
+    Dead,
+}
+
+impl LinkState {
+    /// `up` or `dead`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Up => "up",
+            LinkState::Dead => "dead",
+        }
+    }
+}
+
+/// How far this node has got with holding a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldingState {
+    /// Not holding it.
+    None,
+    /// Starting its resources.
+    Starting,
+    /// Holding it.
+    Held,
+    /// Stopping its resources.
+    Stopping,
+    /// Failed to start it.
+    Failed,
+}
+
+impl HoldingState {
+    /// The word shown by `hbctl status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldingState::None => "none",
+            HoldingState::Starting => "starting",
+            HoldingState::Held => "held",
+            HoldingState::Stopping => "stopping",
+            HoldingState::Failed => "failed",
+        }
+    }
+}
+
+/// One link of a node, as reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    /// Interface name.
+    pub iface: String,
+    /// Up or dead.
+    pub state: LinkState,
+    /// Milliseconds since the last heartbeat on this link (`None`: never heard).
+    pub last_heartbeat_ms: Option<u64>,
+}
+
+/// One node, as reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatusReport {
+    /// Name (ha.cf `node`).
+    pub name: String,
+    /// Wire id (`node_id(name)`).
+    pub id: u32,
+    /// State.
+    pub state: NodeState,
+    /// Links (empty for the local node).
+    pub links: Vec<LinkStatus>,
+}
+
+/// One resource group, as reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// Index (line order in haresources).
+    pub index: usize,
+    /// Heartbeat's name for it (resources joined by spaces).
+    pub description: String,
+    /// The node that owns it when up.
+    pub preferred_node: String,
+    /// The node that holds it now (`None`: nobody).
+    pub owner: Option<String>,
+    /// This node's holding state.
+    pub local: HoldingState,
+}
+
+/// The answer to [`Request::Status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// This node's name.
+    pub local_node: String,
+    /// This node's generation.
+    pub generation: u64,
+    /// Seconds since hbd started.
+    pub uptime_secs: u64,
+    /// Every node, this one included, in ha.cf order.
+    pub nodes: Vec<NodeStatusReport>,
+    /// Every group, in haresources order.
+    pub groups: Vec<GroupStatus>,
+}
+
+/// An answer on the control socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to [`Request::Status`].
+    Status(StatusReport),
+    /// Answer to [`Request::Stats`].
+    Stats(Box<StatsReport>),
+    /// The request was accepted.
+    Ack {
+        /// What was done, in words.
+        message: String,
+    },
+    /// The request failed.
+    Error {
+        /// Why, in words.
+        message: String,
+    },
+}
+
+/// A request from the control socket for the main loop, with where to send the answer.
+#[derive(Debug)]
+pub struct ControlCall {
+    /// The request.
+    pub request: Request,
+    /// Where the answer goes (the client is gone when sending fails; ignore that).
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// Errors setting up the control socket or the pid file.
+#[derive(Debug, Error)]
+pub enum ControlError {
+    /// Another hbd answers on the socket.
+    #[error("another hbd is listening on {0}")]
+    InUse(PathBuf),
+    /// Another live hbd holds the pid file.
+    #[error("another hbd (pid {pid}) is running: {path}")]
+    AlreadyRunning {
+        /// Its pid.
+        pid: i32,
+        /// The pid file.
+        path: PathBuf,
+    },
+    /// A file-system or socket operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ControlError + use<> {
+    let path = path.to_path_buf();
+    move |source| ControlError::Io { what, path, source }
+}
+
+/// Binds the control socket at `path` with mode 0600, creating its directory. A stale socket
+/// file (nobody listening) is replaced; a live one is [`ControlError::InUse`].
+/// Must be called inside a tokio runtime.
+pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+    }
+    if fs::symlink_metadata(path).is_ok() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ControlError::InUse(path.to_path_buf()));
+        }
+        fs::remove_file(path).map_err(io_err("removing stale socket", path))?;
+    }
+    // Bind under a restrictive umask so the socket is never reachable by others, even
+    // between bind and chmod.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = bound.map_err(io_err("binding", path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .map_err(io_err("setting mode 0600 on", path))?;
+    Ok(listener)
+}
+
+/// Accepts connections on `listener` forever, handing each request to the main loop through
+/// `calls`. Returns when `calls` is closed (the loop has stopped), removing the socket file.
+pub async fn serve(listener: UnixListener, calls: mpsc::Sender<ControlCall>) {
+    let path = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(Path::to_path_buf));
+    accept_loop(&listener, &calls).await;
+    drop(listener);
+    if let Some(path) = path {
+        let _ = fs::remove_file(path);
+    }
+}
+
+async fn accept_loop(listener: &UnixListener, calls: &mpsc::Sender<ControlCall>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let calls = calls.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = handle_connection(stream, calls).await {
+                            tracing::debug!("control connection: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("control socket accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = calls.closed() => return,
+        }
+    }
+}
+
+async fn handle_connection(stream: UnixStream, calls: mpsc::Sender<ControlCall>) -> io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = tokio::io::BufReader::new(read);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut reader)
+            .take(MAX_REQUEST_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.last() != Some(&b'\n') && n > MAX_REQUEST_LINE {
+            let r = Response::Error {
+                message: format!("request longer than {MAX_REQUEST_LINE} bytes"),
+            };
+            write_response(&mut write, &r).await?;
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let response = match serde_json::from_str::<Request>(text) {
+            Ok(request) => dispatch(request, &calls).await,
+            Err(e) => Response::Error {
+                message: format!("bad request: {e}"),
+            },
+        };
+        write_response(&mut write, &response).await?;
+    }
+}
+
+async fn dispatch(request: Request, calls: &mpsc::Sender<ControlCall>) -> Response {
+    let (reply, answer) = oneshot::channel();
+    if calls.send(ControlCall { request, reply }).await.is_err() {
+        return Response::Error {
+            message: "hbd is shutting down".into(),
+        };
+    }
+    answer.await.unwrap_or_else(|_| Response::Error {
+        message: "hbd dropped the request".into(),
+    })
+}
+
+async fn write_response(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    response: &Response,
+) -> io::Result<()> {
+    let mut out = serde_json::to_vec(response).map_err(io::Error::other)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    write.flush().await
+}
+
+/// Errors of a control-socket client.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// No socket file, or nobody listening on it.
+    #[error("hbd is not running (no control socket listening at {path}): {source}")]
+    NotRunning {
+        /// Socket path.
+        path: PathBuf,
+        /// The connect error.
+        source: io::Error,
+    },
+    /// The socket exists but this user may not open it.
+    #[error(
+        "permission denied on the control socket {path} (it is mode 0600, owned by hbd's user; run as root)"
+    )]
+    PermissionDenied {
+        /// Socket path.
+        path: PathBuf,
+    },
+    /// Reading or writing failed, or hbd did not answer in time.
+    #[error("talking to hbd on {path}: {source}")]
+    Io {
+        /// Socket path.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// hbd's answer was not a valid response.
+    #[error("hbd sent an unreadable answer: {0}")]
+    Protocol(String),
+}
+
+/// Sends `request` to the hbd listening on `path` and waits (at most `timeout` per read or
+/// write) for its answer. Blocking: for the command-line clients.
+pub fn call(path: &Path, request: &Request, timeout: Duration) -> Result<Response, ClientError> {
+    let mut stream =
+        std::os::unix::net::UnixStream::connect(path).map_err(|source| match source.kind() {
+            io::ErrorKind::PermissionDenied => ClientError::PermissionDenied {
+                path: path.to_path_buf(),
+            },
+            _ => ClientError::NotRunning {
+                path: path.to_path_buf(),
+                source,
+            },
+        })?;
+    let io = |source| ClientError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    let mut line = serde_json::to_vec(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(io)?;
+    let mut answer = String::new();
+    BufReader::new(&stream).read_line(&mut answer).map_err(io)?;
+    if answer.is_empty() {
+        return Err(ClientError::Protocol("hbd closed the connection".into()));
+    }
+    serde_json::from_str(answer.trim()).map_err(|e| ClientError::Protocol(e.to_string()))
+}
+
+/// `<run-dir>/hbd.pid`, held while hbd runs; removed on drop.
+#[derive(Debug)]
+pub struct PidFile {
+    path: PathBuf,
+    pid: u32,
+}
+
+impl PidFile {
+    /// Writes this process's pid to `path`. Refuses ([`ControlError::AlreadyRunning`]) when
+    /// the file names a live process running the same program as this one; a stale file (dead
+    /// process, or another program that reused the pid) is replaced.
+    pub fn acquire(path: &Path) -> Result<Self, ControlError> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        }
+        let pid = std::process::id();
+        for _ in 0..2 {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(path)
+            {
+                Ok(mut f) => {
+                    writeln!(f, "{pid}").map_err(io_err("writing", path))?;
+                    f.sync_all().map_err(io_err("syncing", path))?;
+                    return Ok(Self {
+                        path: path.to_path_buf(),
+                        pid,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if let Some(other) = read_pid(path)
+                        && holder_alive(other)
+                    {
+                        return Err(ControlError::AlreadyRunning {
+                            pid: other,
+                            path: path.to_path_buf(),
+                        });
+                    }
+                    match fs::remove_file(path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io_err("removing stale", path)(e)),
+                    }
+                }
+                Err(e) => return Err(io_err("creating", path)(e)),
+            }
+        }
+        Err(ControlError::Io {
+            what: "creating (raced with another starter)",
+            path: path.to_path_buf(),
+            source: io::Error::from(io::ErrorKind::AlreadyExists),
+        })
+    }
+
+    /// The pid file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if read_pid(&self.path).is_some_and(|p| i64::from(p) == i64::from(self.pid)) {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// `true` when `pid` is a live process running the same executable name as this process.
+fn holder_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    let alive = match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::EPERM) => true,
+        Err(_) => false,
+    };
+    if !alive {
+        return false;
+    }
+    let comm = |p: &str| fs::read_to_string(format!("/proc/{p}/comm")).ok();
+    match (comm(&pid.to_string()), comm("self")) {
+        (Some(theirs), Some(ours)) => theirs == ours,
+        // Without /proc, trust the pid.
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_have_a_stable_json_form() {
+        let cases = [
+            (Request::Status, r#"{"request":"status"}"#),
+            (
+                Request::Standby {
+                    scope: Scope::Foreign,
+                },
+                r#"{"request":"standby","scope":"foreign"}"#,
+            ),
+            (
+                Request::Takeover { scope: Scope::All },
+                r#"{"request":"takeover","scope":"all"}"#,
+            ),
+            (Request::Stats, r#"{"request":"stats"}"#),
+            (Request::ResetStats, r#"{"request":"reset_stats"}"#),
+            (Request::Shutdown, r#"{"request":"shutdown"}"#),
+        ];
+        for (req, json) in cases {
+            assert_eq!(serde_json::to_string(&req).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Request>(json).unwrap(), req);
+        }
+        // Scope defaults to all.
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"request":"standby"}"#).unwrap(),
+            Request::Standby { scope: Scope::All }
+        );
+    }
+
+    #[test]
+    fn scope_parses_the_four_words() {
+        for s in ["all", "foreign", "local", "failback"] {
+            assert_eq!(s.parse::<Scope>().unwrap().as_str(), s);
+        }
+        assert!("everything".parse::<Scope>().is_err());
+    }
+
+    #[test]
+    fn socket_path_honours_control_socket() {
+        assert_eq!(
+            socket_path(Path::new("/run/hb"), None),
+            PathBuf::from("/run/hb/hbd.sock")
+        );
+        assert_eq!(
+            socket_path(Path::new("/run/hb"), Some(Path::new("/tmp/x.sock"))),
+            PathBuf::from("/tmp/x.sock")
+        );
+    }
+
+    #[test]
+    fn pid_file_refuses_a_live_holder_and_replaces_a_stale_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run").join(PID_NAME);
+        let held = PidFile::acquire(&path).unwrap();
+        assert_eq!(read_pid(&path), Some(std::process::id() as i32));
+        // This process is alive and runs this program: a second acquire is refused.
+        match PidFile::acquire(&path) {
+            Err(ControlError::AlreadyRunning { pid, .. }) => {
+                assert_eq!(pid, std::process::id() as i32)
+            }
+            other => panic!("expected AlreadyRunning, got {other:?}"),
+        }
+        drop(held);
+        assert!(!path.exists(), "drop removes the pid file");
+
+        // A pid that is not a live process: stale, replaced.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        fs::write(&path, format!("{dead}\n")).unwrap();
+        let again = PidFile::acquire(&path).unwrap();
+        assert_eq!(read_pid(again.path()), Some(std::process::id() as i32));
+
+        // A live process running another program (pid 1 is init, never this test): stale.
+        drop(again);
+        fs::write(&path, "1\n").unwrap();
+        let third = PidFile::acquire(&path).unwrap();
+        assert_eq!(read_pid(third.path()), Some(std::process::id() as i32));
+    }
+
+    #[tokio::test]
+    async fn bind_sets_mode_0600_and_refuses_a_live_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join(SOCKET_NAME);
+        let listener = bind(&path).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(matches!(bind(&path), Err(ControlError::InUse(_))));
+        drop(listener);
+        // Nobody listens any more: the stale file is replaced.
+        let _again = bind(&path).unwrap();
+    }
+}

@@ -1,0 +1,439 @@
+//! Human-readable views of the control socket's reports, for `hbctl status` and `hbstat`.
+
+use std::fmt::Write as _;
+
+use crate::{
+    control::StatusReport,
+    metrics::{HistogramSummary, LinkStats, StatsReport},
+};
+
+/// A duration in ns with three significant digits and a readable unit (`850ns`, `12.3us`,
+/// `10.0ms`, `1.20s`).
+pub fn duration_ns(ns: u64) -> String {
+    let (value, unit) = if ns < 1_000 {
+        return format!("{ns}ns");
+    } else if ns < 1_000_000 {
+        (ns as f64 / 1e3, "us")
+    } else if ns < 1_000_000_000 {
+        (ns as f64 / 1e6, "ms")
+    } else {
+        (ns as f64 / 1e9, "s")
+    };
+    if value >= 100.0 {
+        format!("{value:.0}{unit}")
+    } else if value >= 10.0 {
+        format!("{value:.1}{unit}")
+    } else {
+        format!("{value:.2}{unit}")
+    }
+}
+
+/// Whole seconds as `1h02m03s`, `4m05s` or `7s`.
+pub fn uptime(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m{s:02}s")
+    } else if m > 0 {
+        format!("{m}m{s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn pad_table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ", w = widths[c]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `hbctl status`: nodes with their state and links, then which node owns each group.
+pub fn status(r: &StatusReport) -> String {
+    let mut out = format!(
+        "Local node: {} (generation {}, up {})\n\n",
+        r.local_node,
+        r.generation,
+        uptime(r.uptime_secs)
+    );
+    let mut rows = vec![vec![
+        "NODE".to_owned(),
+        "ID".to_owned(),
+        "STATE".to_owned(),
+        "LINKS".to_owned(),
+    ]];
+    for n in &r.nodes {
+        let links = if n.name == r.local_node {
+            "(local)".to_owned()
+        } else if n.links.is_empty() {
+            "-".to_owned()
+        } else {
+            n.links
+                .iter()
+                .map(|l| match l.last_heartbeat_ms {
+                    Some(ms) => format!(
+                        "{} {} ({} ago)",
+                        l.iface,
+                        l.state.as_str(),
+                        duration_ns(ms.saturating_mul(1_000_000))
+                    ),
+                    None => format!("{} {} (never heard)", l.iface, l.state.as_str()),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        rows.push(vec![
+            n.name.clone(),
+            format!("{:#010x}", n.id),
+            n.state.as_str().to_owned(),
+            links,
+        ]);
+    }
+    out.push_str(&pad_table(&rows));
+    out.push('\n');
+    if r.groups.is_empty() {
+        out.push_str("No resource groups.\n");
+        return out;
+    }
+    let mut rows = vec![vec![
+        "GROUP".to_owned(),
+        "PREFERRED".to_owned(),
+        "OWNER".to_owned(),
+        "LOCAL".to_owned(),
+        "RESOURCES".to_owned(),
+    ]];
+    for g in &r.groups {
+        rows.push(vec![
+            g.index.to_string(),
+            g.preferred_node.clone(),
+            g.owner.clone().unwrap_or_else(|| "none".to_owned()),
+            g.local.as_str().to_owned(),
+            g.description.clone(),
+        ]);
+    }
+    out.push_str(&pad_table(&rows));
+    out
+}
+
+fn percent(ratio: f64) -> String {
+    let p = ratio * 100.0;
+    if p == 0.0 {
+        "0%".to_owned()
+    } else if p < 0.01 {
+        format!("{p:.4}%")
+    } else {
+        format!("{p:.2}%")
+    }
+}
+
+fn percentile_row(name: &str, h: &HistogramSummary) -> Vec<String> {
+    if h.count == 0 {
+        return vec![
+            name.to_owned(),
+            "0".to_owned(),
+            "-".to_owned(),
+            "-".to_owned(),
+            "-".to_owned(),
+            "-".to_owned(),
+            "-".to_owned(),
+        ];
+    }
+    vec![
+        name.to_owned(),
+        h.count.to_string(),
+        duration_ns(h.p50_ns),
+        duration_ns(h.p90_ns),
+        duration_ns(h.p99_ns),
+        duration_ns(h.p999_ns),
+        duration_ns(h.max_ns),
+    ]
+}
+
+/// Width of the longest bar drawn by [`bar_chart`].
+pub const BAR_WIDTH: usize = 40;
+
+/// The distribution of `h` as a bar chart over `bounds` (ns), one line per bucket from the
+/// first to the last non-empty one, each prefixed with `indent`.
+pub fn bar_chart(h: &HistogramSummary, bounds: &[u64], indent: &str) -> String {
+    let mut out = String::new();
+    let first = h.buckets.iter().position(|&c| c > 0);
+    let last = h.buckets.iter().rposition(|&c| c > 0);
+    let (Some(first), Some(last)) = (first, last) else {
+        let _ = writeln!(out, "{indent}(no samples)");
+        return out;
+    };
+    let max = h.buckets.iter().copied().max().unwrap_or(1).max(1);
+    for i in first..=last {
+        let count = h.buckets[i];
+        let bound = bounds.get(i).copied().unwrap_or(0);
+        let len = usize::try_from(count.saturating_mul(BAR_WIDTH as u64) / max).unwrap_or(0);
+        // A non-empty bucket always shows at least a sliver.
+        let bar = if count > 0 && len == 0 {
+            ".".to_owned()
+        } else {
+            "#".repeat(len)
+        };
+        let _ = writeln!(
+            out,
+            "{indent}<= {:>7} |{bar:<w$} {count}",
+            duration_ns(bound),
+            w = BAR_WIDTH
+        );
+    }
+    if h.overflow > 0 {
+        let _ = writeln!(out, "{indent}>  {:>7} | {}", "max", h.overflow);
+    }
+    out
+}
+
+fn link_block(out: &mut String, l: &LinkStats, bounds: &[u64], histogram: bool) {
+    let _ = writeln!(
+        out,
+        "  link {} ({}): received {}, lost {} ({})",
+        l.link,
+        l.state.as_str(),
+        l.received,
+        l.lost,
+        percent(l.loss_ratio)
+    );
+    let rows = vec![
+        vec![
+            String::new(),
+            "samples".to_owned(),
+            "p50".to_owned(),
+            "p90".to_owned(),
+            "p99".to_owned(),
+            "p99.9".to_owned(),
+            "max".to_owned(),
+        ],
+        percentile_row("gap", &l.gap),
+        percentile_row("delivery", &l.delivery),
+        percentile_row("rtt", &l.rtt),
+    ];
+    for line in pad_table(&rows).lines() {
+        let _ = writeln!(out, "    {line}");
+    }
+    if histogram {
+        for (name, h) in [("gap", &l.gap), ("delivery", &l.delivery), ("rtt", &l.rtt)] {
+            if h.count > 0 {
+                let _ = writeln!(out, "    {name} distribution:");
+                out.push_str(&bar_chart(h, bounds, "      "));
+            }
+        }
+    }
+}
+
+/// `hbstat`'s default view (with bar charts when `histogram`).
+pub fn stats(r: &StatsReport, histogram: bool) -> String {
+    let mut out = format!(
+        "hbstat: node {}, window {}\n",
+        r.local_node,
+        uptime(r.window_ns / 1_000_000_000)
+    );
+    if r.peers.is_empty() {
+        out.push_str("\nNo peers configured.\n");
+    }
+    for p in &r.peers {
+        let _ = writeln!(
+            out,
+            "\npeer {} ({}): late heartbeats {}",
+            p.peer,
+            p.state.as_str(),
+            p.late
+        );
+        for l in &p.links {
+            link_block(&mut out, l, &r.bucket_bounds_ns, histogram);
+        }
+    }
+    let t = &r.takeovers;
+    if t.count > 0 {
+        let _ = writeln!(out, "\ntakeovers: {}", t.count);
+        let rows = vec![
+            vec![
+                String::new(),
+                "samples".to_owned(),
+                "p50".to_owned(),
+                "p90".to_owned(),
+                "p99".to_owned(),
+                "p99.9".to_owned(),
+                "max".to_owned(),
+            ],
+            percentile_row("to dead", &t.to_dead),
+            percentile_row("to resources", &t.to_resources),
+            percentile_row("to garp", &t.to_garp),
+        ];
+        for line in pad_table(&rows).lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+        if let Some(last) = &t.last {
+            let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), duration_ns);
+            let _ = writeln!(
+                out,
+                "  last: {} declared dead after {}, resources after {}, first ARP after {}",
+                last.peer,
+                duration_ns(last.to_dead_ns),
+                opt(last.to_resources_ns),
+                opt(last.to_garp_ns)
+            );
+        }
+    }
+    let nonzero = |m: &std::collections::BTreeMap<String, u64>| {
+        m.iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+    };
+    let rejects = nonzero(&r.rejects);
+    let errors = nonzero(&r.errors);
+    let _ = writeln!(
+        out,
+        "\nrejected packets: {}",
+        if rejects.is_empty() {
+            "none".to_owned()
+        } else {
+            rejects.join(", ")
+        }
+    );
+    let _ = writeln!(
+        out,
+        "errors: {}",
+        if errors.is_empty() {
+            "none".to_owned()
+        } else {
+            errors.join(", ")
+        }
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        control::{GroupStatus, HoldingState, LinkState, LinkStatus, NodeState, NodeStatusReport},
+        metrics::{BUCKET_BOUNDS_NS, Metrics},
+    };
+    use hb_proto::Timestamp;
+
+    #[test]
+    fn durations_are_readable() {
+        assert_eq!(duration_ns(850), "850ns");
+        assert_eq!(duration_ns(12_345), "12.3us");
+        assert_eq!(duration_ns(10_000_000), "10.0ms");
+        assert_eq!(duration_ns(1_200_000_000), "1.20s");
+        assert_eq!(duration_ns(250_000_000), "250ms");
+        assert_eq!(uptime(3723), "1h02m03s");
+        assert_eq!(uptime(245), "4m05s");
+    }
+
+    #[test]
+    fn status_lists_nodes_links_and_owners() {
+        let r = StatusReport {
+            local_node: "node1".into(),
+            generation: 42,
+            uptime_secs: 65,
+            nodes: vec![
+                NodeStatusReport {
+                    name: "node1".into(),
+                    id: 1,
+                    state: NodeState::Up,
+                    links: vec![],
+                },
+                NodeStatusReport {
+                    name: "node2".into(),
+                    id: 2,
+                    state: NodeState::Dead,
+                    links: vec![LinkStatus {
+                        iface: "eth1".into(),
+                        state: LinkState::Dead,
+                        last_heartbeat_ms: Some(5200),
+                    }],
+                },
+            ],
+            groups: vec![GroupStatus {
+                index: 0,
+                description: "IPaddr::10.0.0.100/24/eth1 httpd".into(),
+                preferred_node: "node2".into(),
+                owner: Some("node1".into()),
+                local: HoldingState::Held,
+            }],
+        };
+        let s = status(&r);
+        assert!(
+            s.contains("Local node: node1 (generation 42, up 1m05s)"),
+            "{s}"
+        );
+        let node2 = s.lines().find(|l| l.starts_with("node2")).unwrap();
+        assert!(
+            node2.contains("dead") && node2.contains("eth1 dead (5.20s ago)"),
+            "{s}"
+        );
+        let group = s.lines().find(|l| l.starts_with('0')).unwrap();
+        let words: Vec<&str> = group.split_whitespace().collect();
+        assert_eq!(&words[..4], &["0", "node2", "node1", "held"]);
+        assert!(group.ends_with("IPaddr::10.0.0.100/24/eth1 httpd"));
+    }
+
+    #[test]
+    fn stats_view_and_bar_chart() {
+        let mut m = Metrics::new("node1", &["node2"], &["eth1"], Timestamp(0));
+        for i in 0..1000u64 {
+            m.record_heartbeat("node2", "eth1", Timestamp(i * 10_000_000), None, 0);
+        }
+        m.record_heartbeat("node2", "eth1", Timestamp(10_040_000_000), None, 3);
+        m.record_reject("bad_auth");
+        let r = m.snapshot_at(Timestamp(61_000_000_000));
+        let s = stats(&r, true);
+        assert!(s.contains("hbstat: node node1, window 1m01s"), "{s}");
+        assert!(
+            s.contains("link eth1 (dead): received 1001, lost 3 (0.30%)"),
+            "{s}"
+        );
+        let gap = s
+            .lines()
+            .find(|l| l.trim_start().starts_with("gap "))
+            .unwrap();
+        let words: Vec<&str> = gap.split_whitespace().collect();
+        assert_eq!(
+            words,
+            [
+                "gap", "1000", "10.0ms", "10.0ms", "10.0ms", "10.0ms", "50.0ms"
+            ]
+        );
+        assert!(s.contains("rejected packets: bad_auth 1"), "{s}");
+        // The chart: 999 gaps in (5 ms, 10 ms], none in (10, 20], one in (20, 50]: the full
+        // bar, an empty one and a sliver.
+        let chart = bar_chart(&r.peers[0].links[0].gap, &BUCKET_BOUNDS_NS, "");
+        let lines: Vec<&str> = chart.lines().collect();
+        assert_eq!(lines.len(), 3, "{chart}");
+        assert!(lines[0].contains("10.0ms") && lines[0].contains(&"#".repeat(BAR_WIDTH)));
+        assert!(lines[0].ends_with(" 999"));
+        assert!(
+            lines[1].contains("20.0ms |") && lines[1].ends_with(" 0"),
+            "{chart}"
+        );
+        assert!(
+            lines[2].contains("50.0ms |.") && lines[2].ends_with(" 1"),
+            "{chart}"
+        );
+    }
+}

@@ -1,0 +1,505 @@
+//! Logging for hbd, the way Heartbeat logs: stderr with `--foreground`, ha.cf `logfile`
+//! (levels info and above), `debugfile` (debug too when ha.cf `debug` > 0) and syslog with
+//! `logfacility` (`none` disables it).
+//!
+//! Lines look like Heartbeat's, in local time:
+//!
+//! ```text
+//! 2026/11/26_01:02:03.123 hbd[4242]: info: Link node2:eth1 up.
+//! ```
+//!
+//! Levels are written `ERROR`, `WARN`, `info`, `debug` (Heartbeat's words). Formatting happens
+//! in the caller, writing in a background thread fed through a bounded channel: a slow disk
+//! never blocks the heartbeat path; when the channel is full, lines are dropped and counted
+//! ([`LogGuard::dropped`]). Dropping the [`LogGuard`] flushes and closes every sink.
+
+use std::{
+    ffi::CString,
+    fmt::Write as _,
+    fs::{File, OpenOptions},
+    io::{self, Write as _},
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use thiserror::Error;
+use tracing::{Event, Level, Subscriber, field::Field};
+use tracing_subscriber::{Layer, layer::Context, prelude::*};
+
+/// Lines that may wait for the writer thread before new ones are dropped.
+pub const QUEUE_LINES: usize = 4096;
+
+/// Errors setting up logging.
+#[derive(Debug, Error)]
+pub enum LogError {
+    /// A log file could not be opened for appending.
+    #[error("opening log file {path}: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// `logfacility` names no syslog facility.
+    #[error(
+        "unknown logfacility {0:?} (expected auth, authpriv, cron, daemon, ftp, kern, lpr, mail, news, syslog, user, uucp, local0..local7 or none)"
+    )]
+    Facility(String),
+    /// The writer thread could not be started.
+    #[error("starting the log writer thread: {0}")]
+    Thread(io::Error),
+    /// A global subscriber is already installed.
+    #[error("a tracing subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+/// Where hbd logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Log to stderr (`--foreground`).
+    pub stderr: bool,
+    /// ha.cf `logfile`.
+    pub logfile: Option<PathBuf>,
+    /// ha.cf `debugfile`.
+    pub debugfile: Option<PathBuf>,
+    /// ha.cf `logfacility` (`None`: no syslog).
+    pub logfacility: Option<String>,
+    /// ha.cf `debug` level.
+    pub debug: u8,
+}
+
+impl LogConfig {
+    /// From ha.cf, with `foreground` from the command line.
+    pub fn from_ha_cf(ha_cf: &hb_proto::config::HaCf, foreground: bool) -> Self {
+        Self {
+            stderr: foreground,
+            logfile: ha_cf.logfile.clone(),
+            debugfile: ha_cf.debugfile.clone(),
+            logfacility: ha_cf
+                .logfacility
+                .clone()
+                .filter(|f| !f.eq_ignore_ascii_case("none")),
+            debug: ha_cf.debug.value,
+        }
+    }
+}
+
+/// The syslog facility for a `logfacility` name.
+pub fn facility(name: &str) -> Option<libc::c_int> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "auth" => libc::LOG_AUTH,
+        "authpriv" => libc::LOG_AUTHPRIV,
+        "cron" => libc::LOG_CRON,
+        "daemon" => libc::LOG_DAEMON,
+        "ftp" => libc::LOG_FTP,
+        "kern" => libc::LOG_KERN,
+        "lpr" => libc::LOG_LPR,
+        "mail" => libc::LOG_MAIL,
+        "news" => libc::LOG_NEWS,
+        "syslog" => libc::LOG_SYSLOG,
+        "user" => libc::LOG_USER,
+        "uucp" => libc::LOG_UUCP,
+        "local0" => libc::LOG_LOCAL0,
+        "local1" => libc::LOG_LOCAL1,
+        "local2" => libc::LOG_LOCAL2,
+        "local3" => libc::LOG_LOCAL3,
+        "local4" => libc::LOG_LOCAL4,
+        "local5" => libc::LOG_LOCAL5,
+        "local6" => libc::LOG_LOCAL6,
+        "local7" => libc::LOG_LOCAL7,
+        _ => return None,
+    })
+}
+
+/// Heartbeat's word for a level.
+pub fn level_word(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "ERROR",
+        Level::WARN => "WARN",
+        Level::INFO => "info",
+        Level::DEBUG | Level::TRACE => "debug",
+    }
+}
+
+/// `YYYY/MM/DD_HH:MM:SS.mmm` in local time.
+pub fn timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = libc::time_t::try_from(d.as_secs()).unwrap_or(0);
+    // SAFETY: all-zero is a valid `libc::tm` (integers and a null zone pointer).
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to live locals; localtime_r is the thread-safe variant and
+    // only writes `tm`.
+    let ok = !unsafe { libc::localtime_r(&secs, &mut tm) }.is_null();
+    if !ok {
+        return format!("@{}.{:03}", d.as_secs(), d.subsec_millis());
+    }
+    format!(
+        "{:04}/{:02}/{:02}_{:02}:{:02}:{:02}.{:03}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        d.subsec_millis()
+    )
+}
+
+/// What the writer thread is sent.
+#[derive(Debug)]
+enum Msg {
+    /// A line to write.
+    Line(Line),
+    /// Write everything before this, then answer.
+    Flush(Sender<()>),
+}
+
+/// One formatted line on its way to the sinks.
+#[derive(Debug)]
+struct Line {
+    level: Level,
+    /// `level: message` (what syslog gets; it adds time and ident itself).
+    body: String,
+    /// The full line without the newline.
+    full: String,
+}
+
+/// The tracing layer: formats each event and queues it for the writer thread.
+#[derive(Debug)]
+pub struct HbLayer {
+    max_level: Level,
+    tx: Sender<Msg>,
+    dropped: Arc<AtomicU64>,
+    pid: u32,
+}
+
+struct Visitor<'a> {
+    message: &'a mut String,
+    fields: &'a mut String,
+}
+
+impl tracing::field::Visit for Visitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            let _ = write!(self.fields, " {}={value}", field.name());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            let _ = write!(self.fields, " {}={value:?}", field.name());
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for HbLayer {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+        *metadata.level() <= self.max_level
+    }
+
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let level = *event.metadata().level();
+        if level > self.max_level {
+            return;
+        }
+        let mut message = String::new();
+        let mut fields = String::new();
+        event.record(&mut Visitor {
+            message: &mut message,
+            fields: &mut fields,
+        });
+        let body = format!("{}: {message}{fields}", level_word(level));
+        let full = format!("{} hbd[{}]: {body}", timestamp(SystemTime::now()), self.pid);
+        match self.tx.try_send(Msg::Line(Line { level, body, full })) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Keeps the writer thread alive; dropping it flushes every queued line and closes the sinks.
+#[derive(Debug)]
+pub struct LogGuard {
+    dropped: Arc<AtomicU64>,
+    // The thread ends once every sender (this one and the layer's) is gone.
+    tx: Option<Sender<Msg>>,
+    thread: Option<JoinHandle<()>>,
+    /// The layer lives in the global subscriber until exit: flush on drop, do not join.
+    global: bool,
+}
+
+impl LogGuard {
+    /// Lines dropped because the writer thread fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits (at most `timeout`) until every line queued so far is written; `false` on
+    /// timeout.
+    pub fn flush(&self, timeout: std::time::Duration) -> bool {
+        let Some(tx) = &self.tx else { return true };
+        let (ack_tx, ack_rx) = bounded(1);
+        if tx.send_timeout(Msg::Flush(ack_tx), timeout).is_err() {
+            return false;
+        }
+        ack_rx.recv_timeout(timeout).is_ok()
+    }
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        if self.global {
+            self.flush(std::time::Duration::from_secs(1));
+            return;
+        }
+        // The layer is gone with its subscriber: closing our sender ends the thread after
+        // it has written everything queued.
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Sinks {
+    stderr: bool,
+    logfile: Option<File>,
+    debugfile: Option<(File, Level)>,
+    syslog: bool,
+    stderr_level: Level,
+}
+
+fn open_append(path: &Path) -> Result<File, LogError> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| LogError::Open {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn syslog_priority(level: Level) -> libc::c_int {
+    match level {
+        Level::ERROR => libc::LOG_ERR,
+        Level::WARN => libc::LOG_WARNING,
+        Level::INFO => libc::LOG_INFO,
+        Level::DEBUG | Level::TRACE => libc::LOG_DEBUG,
+    }
+}
+
+fn write_line(sinks: &mut Sinks, line: &Line) {
+    if sinks.stderr && line.level <= sinks.stderr_level {
+        let _ = writeln!(io::stderr().lock(), "{}", line.full);
+    }
+    if let Some(f) = &mut sinks.logfile
+        && line.level <= Level::INFO
+    {
+        let _ = writeln!(f, "{}", line.full);
+    }
+    if let Some((f, max)) = &mut sinks.debugfile
+        && line.level <= *max
+    {
+        let _ = writeln!(f, "{}", line.full);
+    }
+    if sinks.syslog && line.level <= Level::INFO {
+        let text = CString::new(line.body.replace('\0', " ")).unwrap_or_default();
+        // SAFETY: the format is a NUL-terminated "%s" and the argument a live C string.
+        unsafe { libc::syslog(syslog_priority(line.level), c"%s".as_ptr(), text.as_ptr()) };
+    }
+}
+
+/// Builds the layer for `config` and starts its writer thread. Use [`init`] to install it
+/// globally; tests install it with `tracing::subscriber::with_default`.
+pub fn layer(config: &LogConfig) -> Result<(HbLayer, LogGuard), LogError> {
+    let max_level = if config.debug > 0 {
+        Level::DEBUG
+    } else {
+        Level::INFO
+    };
+    let facility = match &config.logfacility {
+        Some(name) => Some(facility(name).ok_or_else(|| LogError::Facility(name.clone()))?),
+        None => None,
+    };
+    let mut sinks = Sinks {
+        stderr: config.stderr,
+        logfile: config.logfile.as_deref().map(open_append).transpose()?,
+        debugfile: config
+            .debugfile
+            .as_deref()
+            .map(open_append)
+            .transpose()?
+            .map(|f| (f, max_level)),
+        syslog: facility.is_some(),
+        stderr_level: max_level,
+    };
+    if let Some(fac) = facility {
+        // SAFETY: the ident is a 'static C string, as openlog requires (it keeps the pointer).
+        unsafe { libc::openlog(c"hbd".as_ptr(), libc::LOG_PID | libc::LOG_NDELAY, fac) };
+    }
+    let (tx, rx): (Sender<Msg>, Receiver<Msg>) = bounded(QUEUE_LINES);
+    let thread = std::thread::Builder::new()
+        .name("hbd-log".into())
+        .spawn(move || {
+            for msg in rx {
+                match msg {
+                    Msg::Line(line) => write_line(&mut sinks, &line),
+                    Msg::Flush(ack) => {
+                        if let Some(f) = &mut sinks.logfile {
+                            let _ = f.flush();
+                        }
+                        let _ = ack.send(());
+                    }
+                }
+            }
+            if let Some(f) = &mut sinks.logfile {
+                let _ = f.sync_data();
+            }
+            if let Some((f, _)) = &mut sinks.debugfile {
+                let _ = f.sync_data();
+            }
+        })
+        .map_err(LogError::Thread)?;
+    let dropped = Arc::new(AtomicU64::new(0));
+    Ok((
+        HbLayer {
+            max_level,
+            tx: tx.clone(),
+            dropped: dropped.clone(),
+            pid: std::process::id(),
+        },
+        LogGuard {
+            dropped,
+            tx: Some(tx),
+            thread: Some(thread),
+            global: false,
+        },
+    ))
+}
+
+/// Installs the layer as the global subscriber. Keep the guard for the life of the process:
+/// its drop waits (at most 1 s) for the lines queued so far to be written.
+pub fn init(config: &LogConfig) -> Result<LogGuard, LogError> {
+    let (layer, mut guard) = layer(config)?;
+    guard.global = true;
+    tracing_subscriber::registry()
+        .with(layer)
+        .try_init()
+        .map_err(|_| LogError::AlreadyInstalled)?;
+    Ok(guard)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_line(line: &str, level: &str, message: &str) {
+        // 2026/11/26_01:02:03.123 hbd[PID]: info: message
+        let (stamp, rest) = line.split_once(' ').unwrap();
+        assert_eq!(stamp.len(), 23, "{line}");
+        let b = stamp.as_bytes();
+        assert_eq!(
+            (b[4], b[7], b[10], b[13], b[16], b[19]),
+            (b'/', b'/', b'_', b':', b':', b'.')
+        );
+        assert!(
+            stamp.chars().filter(char::is_ascii_digit).count() == 17,
+            "{line}"
+        );
+        let expected = format!("hbd[{}]: {level}: {message}", std::process::id());
+        assert_eq!(rest, expected);
+    }
+
+    #[test]
+    fn files_get_heartbeat_style_lines_by_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let logfile = dir.path().join("ha-log");
+        let debugfile = dir.path().join("ha-debug");
+        let config = LogConfig {
+            stderr: false,
+            logfile: Some(logfile.clone()),
+            debugfile: Some(debugfile.clone()),
+            logfacility: None,
+            debug: 1,
+        };
+        let (layer, guard) = layer(&config).unwrap();
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("Link node2:eth1 up.");
+            tracing::debug!("checking links");
+            tracing::warn!(node = "node2", "Late heartbeat");
+            tracing::error!("Cannot start group 0");
+        });
+        drop(guard);
+        let log = std::fs::read_to_string(&logfile).unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 3, "{log}");
+        check_line(lines[0], "info", "Link node2:eth1 up.");
+        check_line(lines[1], "WARN", "Late heartbeat node=node2");
+        check_line(lines[2], "ERROR", "Cannot start group 0");
+        let debug = std::fs::read_to_string(&debugfile).unwrap();
+        let lines: Vec<&str> = debug.lines().collect();
+        assert_eq!(lines.len(), 4, "{debug}");
+        check_line(lines[1], "debug", "checking links");
+    }
+
+    #[test]
+    fn debug_zero_keeps_debug_out_and_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let debugfile = dir.path().join("ha-debug");
+        std::fs::write(&debugfile, "older line\n").unwrap();
+        let config = LogConfig {
+            debugfile: Some(debugfile.clone()),
+            ..LogConfig::default()
+        };
+        let (layer, guard) = layer(&config).unwrap();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::debug!("not written");
+            tracing::info!("written");
+        });
+        drop(guard);
+        let text = std::fs::read_to_string(&debugfile).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0], "older line");
+        check_line(lines[1], "info", "written");
+    }
+
+    #[test]
+    fn facilities_map_and_unknown_is_refused() {
+        assert_eq!(facility("local0"), Some(libc::LOG_LOCAL0));
+        assert_eq!(facility("DAEMON"), Some(libc::LOG_DAEMON));
+        assert_eq!(facility("nowhere"), None);
+        let config = LogConfig {
+            logfacility: Some("nowhere".into()),
+            ..LogConfig::default()
+        };
+        assert!(matches!(layer(&config), Err(LogError::Facility(_))));
+    }
+
+    #[test]
+    fn timestamp_format() {
+        let t = UNIX_EPOCH + std::time::Duration::from_millis(1_790_000_000_123);
+        let s = timestamp(t);
+        assert_eq!(s.len(), 23, "{s}");
+        assert!(s.ends_with(".123"), "{s}");
+    }
+}

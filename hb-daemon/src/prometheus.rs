@@ -1,0 +1,352 @@
+//! Prometheus exposition (text format 0.0.4) of hbd's statistics, over a tiny HTTP/1.1 server
+//! started when ha.cf sets `metrics_listen ADDR:PORT` (off by default).
+//!
+//! The server holds no statistics of its own: each scrape asks the main loop for a
+//! [`StatsReport`] through the same channel as the control socket ([`ControlCall`] with
+//! [`Request::Stats`]) and renders it with [`render`]. The metrics are listed in
+//! `docs/metrics.md`. `hbstat --reset` starts a new window, which Prometheus sees as a counter
+//! reset.
+
+use std::{fmt::Write as _, io, time::Duration};
+
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpListener, TcpStream},
+    sync::{mpsc, oneshot},
+};
+
+use crate::{
+    control::{ControlCall, LinkState, NodeState, Request, Response},
+    metrics::{HistogramSummary, StatsReport},
+};
+
+/// Content type of the exposition.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Longest request head read, in bytes.
+const MAX_HEAD: usize = 8 * 1024;
+/// How long a client may take to send its request.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn escape(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+fn labels(pairs: &[(&str, &str)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn header(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, l: &[(&str, &str)], value: f64) {
+        let _ = writeln!(self.out, "{name}{} {value}", labels(l));
+    }
+
+    fn histogram(&mut self, name: &str, l: &[(&str, &str)], h: &HistogramSummary, bounds: &[u64]) {
+        let mut cumulative = 0u64;
+        for (bound, count) in bounds.iter().zip(&h.buckets) {
+            cumulative += count;
+            let le = secs(*bound).to_string();
+            let mut with_le = l.to_vec();
+            with_le.push(("le", &le));
+            self.sample(&format!("{name}_bucket"), &with_le, cumulative as f64);
+        }
+        let mut with_le = l.to_vec();
+        with_le.push(("le", "+Inf"));
+        self.sample(&format!("{name}_bucket"), &with_le, h.count as f64);
+        self.sample(&format!("{name}_sum"), l, secs(h.sum_ns));
+        self.sample(&format!("{name}_count"), l, h.count as f64);
+    }
+}
+
+/// Renders `report` in the Prometheus text format 0.0.4.
+pub fn render(report: &StatsReport) -> String {
+    let mut out = String::new();
+    let mut f = Family { out: &mut out };
+    let b = &report.bucket_bounds_ns;
+    let links = || {
+        report
+            .peers
+            .iter()
+            .flat_map(|p| p.links.iter().map(move |l| (p, l)))
+    };
+
+    f.header(
+        "hb_stats_window_seconds",
+        "gauge",
+        "Length of the statistics window (since hbd started or the last reset).",
+    );
+    f.sample("hb_stats_window_seconds", &[], secs(report.window_ns));
+
+    f.header(
+        "hb_peer_up",
+        "gauge",
+        "1 when the peer is up (or in standby), else 0.",
+    );
+    for p in &report.peers {
+        let up = matches!(p.state, NodeState::Up | NodeState::Standby);
+        f.sample("hb_peer_up", &[("peer", &p.peer)], f64::from(u8::from(up)));
+    }
+    f.header(
+        "hb_peer_state",
+        "gauge",
+        "1 for the peer's current state (up, dead, init, standby, stopping).",
+    );
+    for p in &report.peers {
+        f.sample(
+            "hb_peer_state",
+            &[("peer", &p.peer), ("state", p.state.as_str())],
+            1.0,
+        );
+    }
+    f.header(
+        "hb_link_up",
+        "gauge",
+        "1 when heartbeats arrive on the link, else 0.",
+    );
+    for (p, l) in links() {
+        let up = l.state == LinkState::Up;
+        f.sample(
+            "hb_link_up",
+            &[("peer", &p.peer), ("link", &l.link)],
+            f64::from(u8::from(up)),
+        );
+    }
+
+    f.header(
+        "hb_heartbeats_received_total",
+        "counter",
+        "Heartbeats received from the peer on the link.",
+    );
+    for (p, l) in links() {
+        let lb = [("peer", p.peer.as_str()), ("link", l.link.as_str())];
+        f.sample("hb_heartbeats_received_total", &lb, l.received as f64);
+    }
+    f.header(
+        "hb_heartbeats_lost_total",
+        "counter",
+        "Heartbeats lost (gaps in the peer's sequence numbers) on the link.",
+    );
+    for (p, l) in links() {
+        let lb = [("peer", p.peer.as_str()), ("link", l.link.as_str())];
+        f.sample("hb_heartbeats_lost_total", &lb, l.lost as f64);
+    }
+    f.header(
+        "hb_heartbeat_loss_ratio",
+        "gauge",
+        "lost / (received + lost) over the window.",
+    );
+    for (p, l) in links() {
+        let lb = [("peer", p.peer.as_str()), ("link", l.link.as_str())];
+        f.sample("hb_heartbeat_loss_ratio", &lb, l.loss_ratio);
+    }
+    f.header(
+        "hb_heartbeats_late_total",
+        "counter",
+        "Heartbeats from the peer that came after more than warntime of silence.",
+    );
+    for p in &report.peers {
+        f.sample(
+            "hb_heartbeats_late_total",
+            &[("peer", &p.peer)],
+            p.late as f64,
+        );
+    }
+
+    for (name, help, pick) in [
+        (
+            "hb_heartbeat_gap_seconds",
+            "Inter-arrival gap of heartbeats.",
+            (|l: &crate::metrics::LinkStats| &l.gap)
+                as fn(&crate::metrics::LinkStats) -> &HistogramSummary,
+        ),
+        (
+            "hb_heartbeat_delivery_delay_seconds",
+            "Delay from the kernel's arrival stamp to the daemon reading the heartbeat.",
+            |l| &l.delivery,
+        ),
+        (
+            "hb_heartbeat_rtt_seconds",
+            "Round-trip time from echoed send times.",
+            |l| &l.rtt,
+        ),
+    ] {
+        f.header(name, "histogram", help);
+        for (p, l) in links() {
+            let lb = [("peer", p.peer.as_str()), ("link", l.link.as_str())];
+            f.histogram(name, &lb, pick(l), b);
+        }
+    }
+    f.header(
+        "hb_heartbeat_late_interval_seconds",
+        "histogram",
+        "Silences longer than warntime that ended with a late heartbeat.",
+    );
+    for p in &report.peers {
+        f.histogram(
+            "hb_heartbeat_late_interval_seconds",
+            &[("peer", &p.peer)],
+            &p.late_interval,
+            b,
+        );
+    }
+
+    let t = &report.takeovers;
+    f.header(
+        "hb_takeovers_total",
+        "counter",
+        "Takeovers of a dead peer's groups.",
+    );
+    f.sample("hb_takeovers_total", &[], t.count as f64);
+    for (name, help, h) in [
+        (
+            "hb_takeover_detect_seconds",
+            "Time from the last heartbeat heard to the peer declared dead.",
+            &t.to_dead,
+        ),
+        (
+            "hb_takeover_resources_seconds",
+            "Time from the last heartbeat heard to the taken groups' resources started.",
+            &t.to_resources,
+        ),
+        (
+            "hb_takeover_garp_seconds",
+            "Time from the last heartbeat heard to the first gratuitous ARP sent.",
+            &t.to_garp,
+        ),
+    ] {
+        f.header(name, "histogram", help);
+        f.histogram(name, &[], h, b);
+    }
+
+    f.header(
+        "hb_packets_rejected_total",
+        "counter",
+        "Packets rejected, by reason.",
+    );
+    for (reason, n) in &report.rejects {
+        f.sample(
+            "hb_packets_rejected_total",
+            &[("reason", reason)],
+            *n as f64,
+        );
+    }
+    f.header(
+        "hb_errors_total",
+        "counter",
+        "Socket and ring-buffer errors, by kind.",
+    );
+    for (kind, n) in &report.errors {
+        f.sample("hb_errors_total", &[("kind", kind)], *n as f64);
+    }
+    out
+}
+
+/// Answers `GET /metrics` on `listener` until `calls` is closed.
+pub async fn serve(listener: TcpListener, calls: mpsc::Sender<ControlCall>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let calls = calls.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = handle(stream, calls).await {
+                            tracing::debug!("metrics connection: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("metrics listener accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = calls.closed() => return,
+        }
+    }
+}
+
+async fn read_head(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(head);
+        }
+        head.extend_from_slice(&chunk[..n]);
+        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.len() >= MAX_HEAD {
+            return Ok(head);
+        }
+    }
+}
+
+async fn handle(mut stream: TcpStream, calls: mpsc::Sender<ControlCall>) -> io::Result<()> {
+    let head = tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream))
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    let head = String::from_utf8_lossy(&head);
+    let mut words = head.lines().next().unwrap_or("").split_whitespace();
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let (status, content_type, body) = if method != "GET" && method != "HEAD" {
+        (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET\n".to_owned(),
+        )
+    } else if path != "/metrics" {
+        ("404 Not Found", "text/plain", "try /metrics\n".to_owned())
+    } else {
+        let (reply, answer) = oneshot::channel();
+        let sent = calls
+            .send(ControlCall {
+                request: Request::Stats,
+                reply,
+            })
+            .await;
+        match (sent, answer.await) {
+            (Ok(()), Ok(Response::Stats(report))) => ("200 OK", CONTENT_TYPE, render(&report)),
+            _ => (
+                "503 Service Unavailable",
+                "text/plain",
+                "hbd is not answering\n".to_owned(),
+            ),
+        }
+    };
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if method != "HEAD" {
+        response.push_str(&body);
+    }
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}

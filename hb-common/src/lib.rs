@@ -123,6 +123,24 @@ pub struct PeerStats {
     pub generation: u64,
 }
 
+/// Value of the XDP program's `DEADLINES` map (kernel-side deadline, issue 10), keyed by
+/// [`PeerKey`]. The daemon writes one entry per (sender, interface) to watch, with
+/// `deadline_ns` set and everything else zero. The program (re)starts the entry's timer at every
+/// heartbeat it delivers for that key; when `deadline_ns` passes without one, it posts an
+/// [`EVENT_DEADLINE`] record. A write from user space cancels the entry's running timer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerDeadline {
+    /// The kernel's `struct bpf_timer` (opaque; zero when written from user space).
+    pub timer: [u64; 2],
+    /// Time after a delivered heartbeat at which the deadline record is posted, ns.
+    pub deadline_ns: u64,
+    /// Set by the program once it has initialised the timer.
+    pub armed: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
 /// Global counters kept by the XDP program (index into the `COUNTERS` per-CPU array).
 pub mod counter {
     /// Packets seen by the program.
@@ -156,9 +174,12 @@ mod pod {
     unsafe impl aya::Pod for super::PeerKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::PeerStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PeerDeadline {}
 }
 
 const _: () = assert!(core::mem::size_of::<RingEvent>() == 48 + RING_DATA_LEN);
 const _: () = assert!(core::mem::size_of::<XdpConfig>() == 8);
 const _: () = assert!(core::mem::size_of::<PeerKey>() == 8);
 const _: () = assert!(core::mem::size_of::<PeerStats>() == 48);
+const _: () = assert!(core::mem::size_of::<PeerDeadline>() == 32);

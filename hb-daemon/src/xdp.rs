@@ -15,7 +15,7 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{Xdp, XdpMode as AyaXdpMode, xdp::XdpLinkId},
 };
-use hb_common::{PeerKey, PeerStats, RingEvent, XdpConfig, counter};
+use hb_common::{PeerDeadline, PeerKey, PeerStats, RingEvent, XdpConfig, counter};
 pub use hb_proto::config::model::XdpMode;
 use thiserror::Error;
 use tokio::io::{Interest, unix::AsyncFd};
@@ -223,6 +223,48 @@ impl XdpHandle {
             .into_iter()
             .map(|(name, i)| Ok((name, self.counter(i)?)))
             .collect()
+    }
+
+    /// Sets the kernel deadline for heartbeats of `sender` on interface `ifindex` (issue 10):
+    /// from the next heartbeat the program delivers for that pair, it posts an
+    /// [`hb_common::EVENT_DEADLINE`] record whenever `deadline` passes without another one.
+    /// Setting it again cancels the running timer until the next heartbeat.
+    pub fn set_deadline(
+        &mut self,
+        sender: u32,
+        ifindex: u32,
+        deadline: std::time::Duration,
+    ) -> Result<(), XdpError> {
+        let map = self
+            .ebpf
+            .map_mut("DEADLINES")
+            .ok_or(XdpError::Missing("DEADLINES map"))?;
+        let mut deadlines: HashMap<_, PeerKey, PeerDeadline> = HashMap::try_from(map)?;
+        let deadline_ns = u64::try_from(deadline.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        deadlines.insert(
+            PeerKey { sender, ifindex },
+            PeerDeadline {
+                deadline_ns,
+                ..PeerDeadline::default()
+            },
+            0,
+        )?;
+        Ok(())
+    }
+
+    /// Stops watching `sender` on `ifindex` (cancels its timer).
+    pub fn clear_deadline(&mut self, sender: u32, ifindex: u32) -> Result<(), XdpError> {
+        let map = self
+            .ebpf
+            .map_mut("DEADLINES")
+            .ok_or(XdpError::Missing("DEADLINES map"))?;
+        let mut deadlines: HashMap<_, PeerKey, PeerDeadline> = HashMap::try_from(map)?;
+        match deadlines.remove(&PeerKey { sender, ifindex }) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The per-(sender, interface) counters, ordered by sender then interface.

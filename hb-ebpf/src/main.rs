@@ -11,14 +11,17 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, xdp_action},
-    macros::{map, xdp},
+    bindings::{BPF_NOEXIST, bpf_timer, xdp_action},
+    btf_maps::HashMap as BtfHashMap,
+    cty::c_void,
+    helpers::{bpf_timer_init, bpf_timer_set_callback, bpf_timer_start},
+    macros::{btf_map, map, xdp},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
 use hb_common::{
-    EVENT_PACKET, FAMILY_V4, FAMILY_V6, PeerKey, PeerStats, RING_DATA_LEN, RingEvent, XdpConfig,
-    counter, wire,
+    EVENT_DEADLINE, EVENT_PACKET, FAMILY_V4, FAMILY_V6, PeerDeadline, PeerKey, PeerStats,
+    RING_DATA_LEN, RingEvent, XdpConfig, counter, wire,
 };
 
 /// Heartbeats for the daemon (1 MiB).
@@ -36,6 +39,26 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 /// Per-(sender, interface) counters.
 #[map]
 static PEERS: HashMap<PeerKey, PeerStats> = HashMap::with_max_entries(1024, 0);
+
+/// Kernel view of `hb_common::PeerDeadline`: the same bytes, with the timer typed as
+/// `struct bpf_timer` so the map's BTF lets the kernel find it.
+#[repr(C)]
+pub struct Deadline {
+    timer: bpf_timer,
+    deadline_ns: u64,
+    armed: u32,
+    _pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<Deadline>() == core::mem::size_of::<PeerDeadline>());
+
+/// Per-(sender, interface) kernel deadlines set by the daemon (issue 10). BTF-defined because
+/// the value holds a `bpf_timer`.
+#[btf_map]
+static DEADLINES: BtfHashMap<PeerKey, Deadline, 1024> = BtfHashMap::new();
+
+/// CLOCK_MONOTONIC for `bpf_timer_init`.
+const CLOCK_MONOTONIC: u64 = 1;
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -174,6 +197,67 @@ fn count_peer(key: &PeerKey, len: u64, now: u64, generation: u64, seq: u64) {
     }
 }
 
+/// Timer callback: `deadline_ns` passed since the last heartbeat delivered for `key`. Posts an
+/// `EVENT_DEADLINE` record; says nothing about liveness beyond that.
+unsafe extern "C" fn deadline_passed(
+    _map: *mut c_void,
+    key: *mut c_void,
+    _value: *mut c_void,
+) -> i32 {
+    bump(counter::DEADLINES);
+    if key.is_null() {
+        return 0;
+    }
+    // SAFETY: the kernel passes the timer's map key, a PeerKey.
+    let key = unsafe { *(key as *const PeerKey) };
+    if let Some(mut entry) = EVENTS.reserve::<RingEvent>(0) {
+        let ev = entry.as_mut_ptr();
+        // SAFETY: `ev` points at a reserved, exclusively owned RingEvent slot; only the
+        // header is written (`len` 0: no data).
+        unsafe {
+            (*ev).kind = EVENT_DEADLINE;
+            (*ev).ifindex = key.ifindex;
+            (*ev).ktime_ns = aya_ebpf::helpers::bpf_ktime_get_ns();
+            (*ev).family = 0;
+            (*ev).src_port = 0;
+            (*ev).dst_port = 0;
+            (*ev).src_addr = [0; 16];
+            (*ev).sender = key.sender;
+            (*ev).len = 0;
+        }
+        entry.submit(0);
+    } else {
+        bump(counter::RING_FULL);
+    }
+    0
+}
+
+/// (Re)starts the deadline timer of `key`, if the daemon set one.
+#[inline(always)]
+fn rearm_deadline(key: &PeerKey) {
+    let Some(d) = DEADLINES.get_ptr_mut(key) else {
+        return;
+    };
+    let map = core::ptr::from_ref(&DEADLINES).cast_mut().cast::<c_void>();
+    // SAFETY: `d` points at the map's value for `key`; the timer helpers take pointers into it.
+    unsafe {
+        let timer = core::ptr::addr_of_mut!((*d).timer);
+        if core::ptr::read_volatile(core::ptr::addr_of!((*d).armed)) == 0 {
+            // -EBUSY: already initialised (by another CPU): fine either way.
+            let _ = bpf_timer_init(timer, map, CLOCK_MONOTONIC);
+            let cb: unsafe extern "C" fn(*mut c_void, *mut c_void, *mut c_void) -> i32 =
+                deadline_passed;
+            if bpf_timer_set_callback(timer, cb as *mut c_void) == 0 {
+                core::ptr::write_volatile(core::ptr::addr_of_mut!((*d).armed), 1);
+            }
+        }
+        let ns = core::ptr::read_volatile(core::ptr::addr_of!((*d).deadline_ns));
+        if ns != 0 {
+            bpf_timer_start(timer, ns, 0);
+        }
+    }
+}
+
 #[inline(always)]
 fn try_hb_xdp(ctx: &XdpContext) -> Result<u32, ()> {
     let (port, consume) = match CONFIG.get(0) {
@@ -273,6 +357,7 @@ fn try_hb_xdp(ctx: &XdpContext) -> Result<u32, ()> {
     }
     entry.submit(0);
     bump(counter::DELIVERED);
+    rearm_deadline(&key);
     if consume {
         bump(counter::CONSUMED);
         Ok(xdp_action::XDP_DROP)

@@ -8,7 +8,10 @@
 //! share state. Programs are attached through bpf_links owned by the handle: they detach when
 //! the handle drops and when the process dies, SIGKILL included.
 
-use std::os::fd::AsRawFd as _;
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    os::fd::AsRawFd as _,
+};
 
 use aya::{
     Ebpf,
@@ -17,6 +20,7 @@ use aya::{
 };
 use hb_common::{PeerDeadline, PeerKey, PeerStats, RingEvent, XdpConfig, counter};
 pub use hb_proto::config::model::XdpMode;
+use hb_proto::{Timestamp, config::model::Media};
 use thiserror::Error;
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{info, warn};
@@ -403,6 +407,51 @@ pub fn start_xdp(
     }
 }
 
+/// The interfaces named by the heartbeat media (`bcast`/`ucast`/`mcast` lines), each once, in
+/// configuration order: what [`start_xdp`] attaches to.
+pub fn media_ifaces(media: &[Media]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in media {
+        if !out.iter().any(|i| i == m.iface()) {
+            out.push(m.iface().to_owned());
+        }
+    }
+    out
+}
+
+/// The kernel arrival time of a record (`bpf_ktime_get_ns`, CLOCK_MONOTONIC), as the core's
+/// [`Timestamp`].
+pub fn arrival(ev: &RingEvent) -> Timestamp {
+    Timestamp::from_nanos(ev.ktime_ns)
+}
+
+/// The hb message carried by an [`hb_common::EVENT_PACKET`] record (empty for other kinds).
+pub fn payload(ev: &RingEvent) -> &[u8] {
+    if ev.kind != hb_common::EVENT_PACKET {
+        return &[];
+    }
+    let len = (ev.len as usize).min(hb_common::RING_DATA_LEN);
+    &ev.data[..len]
+}
+
+/// The UDP source address and port of an [`hb_common::EVENT_PACKET`] record.
+pub fn source(ev: &RingEvent) -> Option<SocketAddr> {
+    if ev.kind != hb_common::EVENT_PACKET {
+        return None;
+    }
+    let ip = match ev.family {
+        hb_common::FAMILY_V4 => IpAddr::V4(Ipv4Addr::new(
+            ev.src_addr[0],
+            ev.src_addr[1],
+            ev.src_addr[2],
+            ev.src_addr[3],
+        )),
+        hb_common::FAMILY_V6 => IpAddr::V6(Ipv6Addr::from(ev.src_addr)),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, ev.src_port))
+}
+
 /// Copies one ring-buffer record into a [`RingEvent`]; `None` if the record is too short.
 pub fn parse_ring_record(bytes: &[u8]) -> Option<RingEvent> {
     if bytes.len() < core::mem::size_of::<RingEvent>() {
@@ -416,4 +465,63 @@ pub fn parse_ring_record(bytes: &[u8]) -> Option<RingEvent> {
 /// Raw fd of a ring buffer, for `AsyncFd` registration.
 pub fn ring_fd(ring: &RingBuf<MapData>) -> i32 {
     ring.as_raw_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: u32, family: u32) -> RingEvent {
+        let mut ev = RingEvent {
+            kind,
+            ifindex: 3,
+            ktime_ns: 1_234_567,
+            family,
+            src_port: 40001,
+            dst_port: 694,
+            src_addr: [0; 16],
+            sender: 9,
+            len: 5,
+            data: [0; hb_common::RING_DATA_LEN],
+        };
+        ev.data[..5].copy_from_slice(b"hello");
+        ev
+    }
+
+    #[test]
+    fn record_accessors() {
+        let mut v4 = record(hb_common::EVENT_PACKET, hb_common::FAMILY_V4);
+        v4.src_addr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        assert_eq!(source(&v4), Some("10.0.0.1:40001".parse().unwrap()));
+        assert_eq!(payload(&v4), b"hello");
+        assert_eq!(arrival(&v4), Timestamp::from_nanos(1_234_567));
+        let mut v6 = record(hb_common::EVENT_PACKET, hb_common::FAMILY_V6);
+        v6.src_addr = "fd00::7".parse::<Ipv6Addr>().unwrap().octets();
+        assert_eq!(source(&v6), Some("[fd00::7]:40001".parse().unwrap()));
+        let deadline = record(hb_common::EVENT_DEADLINE, 0);
+        assert_eq!(source(&deadline), None);
+        assert!(payload(&deadline).is_empty());
+        let mut bytes = vec![0u8; core::mem::size_of::<RingEvent>()];
+        // SAFETY: RingEvent is plain data of exactly this size.
+        unsafe { core::ptr::write_unaligned(bytes.as_mut_ptr().cast::<RingEvent>(), v4) };
+        assert_eq!(parse_ring_record(&bytes).map(|e| e.sender), Some(9));
+        assert!(parse_ring_record(&bytes[1..]).is_none());
+    }
+
+    #[test]
+    fn media_interfaces_once_in_order() {
+        let media = vec![
+            Media::Bcast {
+                iface: "eth1".into(),
+            },
+            Media::Ucast {
+                iface: "eth2".into(),
+                addr: "10.0.0.2".parse().unwrap(),
+            },
+            Media::Bcast {
+                iface: "eth1".into(),
+            },
+        ];
+        assert_eq!(media_ifaces(&media), vec!["eth1", "eth2"]);
+    }
 }

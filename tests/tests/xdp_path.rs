@@ -92,6 +92,11 @@ struct Receiver {
 
 impl Receiver {
     fn start(ns: &Netns, iface: &str, consume: bool) -> Self {
+        Self::start_with(ns, iface, consume, false)
+    }
+
+    /// `hold`: leave the ring buffer unread until stopped (to fill it up).
+    fn start_with(ns: &Netns, iface: &str, consume: bool, hold: bool) -> Self {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let iface = iface.to_owned();
@@ -114,7 +119,9 @@ impl Receiver {
                     let mut buf = [0u8; 2048];
                     let mut stop_at: Option<Instant> = None;
                     loop {
-                        reader.drain(&mut events);
+                        if !hold {
+                            reader.drain(&mut events);
+                        }
                         while let Ok((n, from)) = sock.recv_from(&mut buf) {
                             socket.push((buf[..n].to_vec(), from));
                         }
@@ -435,6 +442,53 @@ fn malformed_and_non_heartbeat_udp_to_the_port_reach_the_socket_untouched() {
     assert_eq!(out.counter("parse_fail"), bad.len() as u64);
     assert_eq!(out.counter("delivered"), 1);
     assert_eq!(out.counter("consumed"), 1);
+}
+
+#[test]
+fn heartbeats_the_full_ring_buffer_cannot_carry_reach_the_socket() {
+    if !require_root("heartbeats_the_full_ring_buffer_cannot_carry_reach_the_socket") {
+        return;
+    }
+    let (s, r) = pair();
+    // Consume on, reader holding the ring buffer: once it is full, heartbeats must pass.
+    let rx = Receiver::start_with(&r, "hb0", true, true);
+    const N: u64 = 1500; // 1 MiB ring buffer holds about 970 records
+    let msgs = (1..=N)
+        .map(|seq| (hb_msg(6, 1, seq, 64), "10.77.0.2:694".to_owned()))
+        .collect();
+    assert_eq!(
+        send_from(&s, "10.77.0.1:0", msgs, Duration::from_micros(100)),
+        0
+    );
+    let out = rx.finish();
+    let ring_full = out.counter("ring_full");
+    assert!(
+        ring_full > 0,
+        "the ring buffer filled up: {:?}",
+        out.counters
+    );
+    assert_eq!(out.events.len() as u64, out.counter("delivered"));
+    assert_eq!(
+        out.socket.len() as u64,
+        ring_full,
+        "what the ring could not carry passed"
+    );
+    assert_eq!(
+        out.events.len() as u64 + ring_full,
+        N,
+        "every heartbeat exactly once"
+    );
+    let mut seqs: Vec<u64> = out.events.iter().map(seq_of).collect();
+    seqs.extend(
+        out.socket.iter().map(|(d, _)| {
+            u64::from_be_bytes(d[wire::OFF_SEQ..wire::OFF_SEQ + 8].try_into().unwrap())
+        }),
+    );
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=N).collect::<Vec<_>>());
+    let peer = out.peers.iter().find(|p| p.sender == 6).unwrap();
+    assert_eq!(peer.packets, N, "counted whether delivered or not");
+    assert_eq!(peer.seq_gaps, 0);
 }
 
 /// Removes an iptables rule from a namespace on drop (the namespace's removal would too).

@@ -90,6 +90,57 @@ pub struct XdpConfig {
     pub consume: u32,
 }
 
+/// Key of the XDP program's per-peer `PEERS` hash map: one entry per (sender node id, interface).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PeerKey {
+    /// Sender node id from the message header (host order).
+    pub sender: u32,
+    /// Interface the heartbeats arrive on.
+    pub ifindex: u32,
+}
+
+/// Value of the XDP program's per-peer `PEERS` hash map.
+///
+/// Sequence numbers are per sender per link. The program remembers the last sequence number
+/// (and generation) per key; a heartbeat whose sequence number jumps ahead by more than one adds
+/// the numbers skipped to `seq_gaps`. A new generation (the sender restarted) restarts the
+/// tracking without counting a gap. Only heartbeats that parse (magic, version, length) count.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    /// Heartbeats seen (delivered or not).
+    pub packets: u64,
+    /// UDP payload bytes of those heartbeats.
+    pub bytes: u64,
+    /// `bpf_ktime_get_ns()` of the latest heartbeat (CLOCK_MONOTONIC).
+    pub last_arrival_ns: u64,
+    /// Sequence numbers skipped in total (lost or not yet arrived).
+    pub seq_gaps: u64,
+    /// Highest sequence number seen in `generation`.
+    pub last_seq: u64,
+    /// Generation of `last_seq`.
+    pub generation: u64,
+}
+
+/// Value of the XDP program's `DEADLINES` map (kernel-side deadline, issue 10), keyed by
+/// [`PeerKey`]. The daemon writes one entry per (sender, interface) to watch, with
+/// `deadline_ns` set and everything else zero. The program (re)starts the entry's timer at every
+/// heartbeat it delivers for that key; when `deadline_ns` passes without one, it posts an
+/// [`EVENT_DEADLINE`] record. A write from user space cancels the entry's running timer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerDeadline {
+    /// The kernel's `struct bpf_timer` (opaque; zero when written from user space).
+    pub timer: [u64; 2],
+    /// Time after a delivered heartbeat at which the deadline record is posted, ns.
+    pub deadline_ns: u64,
+    /// Set by the program once it has initialised the timer.
+    pub armed: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
 /// Global counters kept by the XDP program (index into the `COUNTERS` per-CPU array).
 pub mod counter {
     /// Packets seen by the program.
@@ -102,6 +153,12 @@ pub mod counter {
     pub const PARSE_FAIL: u32 = 3;
     /// Packets not addressed to the heartbeat port (passed).
     pub const NOT_HEARTBEAT: u32 = 4;
+    /// Heartbeats consumed (`XDP_DROP`) after delivery.
+    pub const CONSUMED: u32 = 5;
+    /// Per-peer counter entries that could not be created (map full).
+    pub const PEERS_FULL: u32 = 6;
+    /// Kernel deadline records posted (bpf_timer expiries).
+    pub const DEADLINES: u32 = 7;
     /// Number of counters.
     pub const COUNT: u32 = 8;
 }
@@ -113,7 +170,16 @@ mod pod {
     unsafe impl aya::Pod for super::RingEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::XdpConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PeerKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PeerStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PeerDeadline {}
 }
 
 const _: () = assert!(core::mem::size_of::<RingEvent>() == 48 + RING_DATA_LEN);
 const _: () = assert!(core::mem::size_of::<XdpConfig>() == 8);
+const _: () = assert!(core::mem::size_of::<PeerKey>() == 8);
+const _: () = assert!(core::mem::size_of::<PeerStats>() == 48);
+const _: () = assert!(core::mem::size_of::<PeerDeadline>() == 32);

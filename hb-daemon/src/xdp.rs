@@ -1,14 +1,29 @@
-//! Loading hb's XDP program and reading its ring buffer.
+//! Loading hb's XDP program, reading its ring buffer and counters, and the `xdp auto|on|off`
+//! policy.
+//!
+//! The program (crate `hb-ebpf`) delivers every heartbeat it sees on an attached interface with
+//! its kernel arrival time (`bpf_ktime_get_ns`, CLOCK_MONOTONIC) through the `EVENTS` ring
+//! buffer. [`RingReader`] reads that ring buffer from tokio. Every [`XdpHandle`] loads its own
+//! copy of the object and maps, so several daemons on one host (in different namespaces) never
+//! share state. Programs are attached through bpf_links owned by the handle: they detach when
+//! the handle drops and when the process dies, SIGKILL included.
 
-use std::os::fd::AsRawFd as _;
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    os::fd::AsRawFd as _,
+};
 
 use aya::{
     Ebpf,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
-    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{Xdp, XdpMode as AyaXdpMode, xdp::XdpLinkId},
 };
-use hb_common::{RingEvent, XdpConfig, counter};
+use hb_common::{PeerDeadline, PeerKey, PeerStats, RingEvent, XdpConfig, counter};
+pub use hb_proto::config::model::XdpMode;
+use hb_proto::{Timestamp, config::model::Media};
 use thiserror::Error;
+use tokio::io::{Interest, unix::AsyncFd};
+use tracing::{info, warn};
 
 /// The XDP object built by `build.rs` from `hb-ebpf`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hb"));
@@ -38,6 +53,12 @@ pub enum XdpError {
         /// Error in generic (SKB) mode.
         generic: String,
     },
+    /// Registering or polling the ring buffer's file descriptor failed.
+    #[error("ring buffer fd: {0}")]
+    Io(#[from] std::io::Error),
+    /// `xdp on` was configured but no interface to attach to was given.
+    #[error("xdp on: no heartbeat interface (bcast/ucast/mcast) to attach to")]
+    NoInterface,
 }
 
 /// How a program ended up attached.
@@ -49,6 +70,51 @@ pub enum AttachMode {
     Generic,
 }
 
+impl std::fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Native => "native",
+            Self::Generic => "generic",
+        })
+    }
+}
+
+/// Counters the XDP program keeps for one (sender, interface): see [`PeerStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCounters {
+    /// Sender node id from the message header.
+    pub sender: u32,
+    /// Interface the heartbeats arrive on.
+    pub ifindex: u32,
+    /// Heartbeats seen (delivered through the ring buffer or not).
+    pub packets: u64,
+    /// UDP payload bytes of those heartbeats.
+    pub bytes: u64,
+    /// Kernel arrival time (CLOCK_MONOTONIC ns) of the latest heartbeat.
+    pub last_arrival_ns: u64,
+    /// Sequence numbers skipped, in total.
+    pub seq_gaps: u64,
+    /// Highest sequence number seen in `generation`.
+    pub last_seq: u64,
+    /// The sender's generation of `last_seq`.
+    pub generation: u64,
+}
+
+impl PeerCounters {
+    fn new(key: PeerKey, stats: PeerStats) -> Self {
+        Self {
+            sender: key.sender,
+            ifindex: key.ifindex,
+            packets: stats.packets,
+            bytes: stats.bytes,
+            last_arrival_ns: stats.last_arrival_ns,
+            seq_gaps: stats.seq_gaps,
+            last_seq: stats.last_seq,
+            generation: stats.generation,
+        }
+    }
+}
+
 /// The loaded XDP program with its maps. Dropping it detaches every link.
 #[derive(Debug)]
 pub struct XdpHandle {
@@ -57,8 +123,9 @@ pub struct XdpHandle {
 }
 
 impl XdpHandle {
-    /// Loads the object and writes its configuration (heartbeat UDP port; whether delivered
-    /// heartbeats are consumed).
+    /// Loads the object and writes its configuration: the heartbeat UDP port, and whether
+    /// heartbeats delivered through the ring buffer are consumed (`XDP_DROP`) rather than also
+    /// passed to the socket.
     pub fn load(udp_port: u16, consume: bool) -> Result<Self, XdpError> {
         let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(Box::new)?;
         {
@@ -87,16 +154,16 @@ impl XdpHandle {
         })
     }
 
-    /// Attaches to `iface`, native mode first, generic mode as the fallback.
+    /// Attaches to `iface`, native mode first, generic (SKB) mode as the fallback.
     pub fn attach(&mut self, iface: &str) -> Result<AttachMode, XdpError> {
         let prog: &mut Xdp = self
             .ebpf
             .program_mut("hb_xdp")
             .ok_or(XdpError::Missing("hb_xdp program"))?
             .try_into()?;
-        let (id, mode) = match prog.attach(iface, XdpMode::Driver) {
+        let (id, mode) = match prog.attach(iface, AyaXdpMode::Driver) {
             Ok(id) => (id, AttachMode::Native),
-            Err(native) => match prog.attach(iface, XdpMode::Skb) {
+            Err(native) => match prog.attach(iface, AyaXdpMode::Skb) {
                 Ok(id) => (id, AttachMode::Generic),
                 Err(generic) => {
                     return Err(XdpError::Attach {
@@ -111,6 +178,14 @@ impl XdpHandle {
         Ok(mode)
     }
 
+    /// Interfaces attached so far, with their mode.
+    pub fn attached(&self) -> Vec<(String, AttachMode)> {
+        self.links
+            .iter()
+            .map(|(iface, _, mode)| (iface.clone(), *mode))
+            .collect()
+    }
+
     /// Takes the ring buffer out of the object (once).
     pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, XdpError> {
         let map = self
@@ -118,6 +193,12 @@ impl XdpHandle {
             .take_map("EVENTS")
             .ok_or(XdpError::Missing("EVENTS map"))?;
         Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Takes the ring buffer out of the object (once) and registers it with tokio. Must be
+    /// called inside a tokio runtime.
+    pub fn ring_reader(&mut self) -> Result<RingReader, XdpError> {
+        RingReader::new(self.take_ring()?)
     }
 
     /// Sum over CPUs of one global counter (see `hb_common::counter`).
@@ -138,12 +219,237 @@ impl XdpHandle {
             ("ring_full", counter::RING_FULL),
             ("parse_fail", counter::PARSE_FAIL),
             ("not_heartbeat", counter::NOT_HEARTBEAT),
+            ("consumed", counter::CONSUMED),
+            ("peers_full", counter::PEERS_FULL),
+            ("deadlines", counter::DEADLINES),
         ];
         names
             .into_iter()
             .map(|(name, i)| Ok((name, self.counter(i)?)))
             .collect()
     }
+
+    /// Sets the kernel deadline for heartbeats of `sender` on interface `ifindex` (issue 10):
+    /// from the next heartbeat the program delivers for that pair, it posts an
+    /// [`hb_common::EVENT_DEADLINE`] record whenever `deadline` passes without another one.
+    /// Setting it again cancels the running timer until the next heartbeat.
+    pub fn set_deadline(
+        &mut self,
+        sender: u32,
+        ifindex: u32,
+        deadline: std::time::Duration,
+    ) -> Result<(), XdpError> {
+        let map = self
+            .ebpf
+            .map_mut("DEADLINES")
+            .ok_or(XdpError::Missing("DEADLINES map"))?;
+        let mut deadlines: HashMap<_, PeerKey, PeerDeadline> = HashMap::try_from(map)?;
+        let deadline_ns = u64::try_from(deadline.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        deadlines.insert(
+            PeerKey { sender, ifindex },
+            PeerDeadline {
+                deadline_ns,
+                ..PeerDeadline::default()
+            },
+            0,
+        )?;
+        Ok(())
+    }
+
+    /// Stops watching `sender` on `ifindex` (cancels its timer).
+    pub fn clear_deadline(&mut self, sender: u32, ifindex: u32) -> Result<(), XdpError> {
+        let map = self
+            .ebpf
+            .map_mut("DEADLINES")
+            .ok_or(XdpError::Missing("DEADLINES map"))?;
+        let mut deadlines: HashMap<_, PeerKey, PeerDeadline> = HashMap::try_from(map)?;
+        match deadlines.remove(&PeerKey { sender, ifindex }) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The per-(sender, interface) counters, ordered by sender then interface.
+    pub fn peer_counters(&self) -> Result<Vec<PeerCounters>, XdpError> {
+        let map = self
+            .ebpf
+            .map("PEERS")
+            .ok_or(XdpError::Missing("PEERS map"))?;
+        let peers: HashMap<_, PeerKey, PeerStats> = HashMap::try_from(map)?;
+        let mut out = Vec::new();
+        for entry in peers.iter() {
+            let (key, stats) = entry?;
+            out.push(PeerCounters::new(key, stats));
+        }
+        out.sort_by_key(|p| (p.sender, p.ifindex));
+        Ok(out)
+    }
+}
+
+/// The XDP ring buffer registered with tokio.
+///
+/// Use: `reader.readable().await?` then `reader.drain(&mut events)`. `drain` never blocks, so
+/// the daemon can also drain right before it judges liveness.
+pub struct RingReader {
+    fd: AsyncFd<RingBuf<MapData>>,
+}
+
+impl std::fmt::Debug for RingReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingReader")
+            .field("fd", &self.fd.get_ref().as_raw_fd())
+            .finish()
+    }
+}
+
+impl RingReader {
+    /// Registers `ring` with the current tokio runtime.
+    pub fn new(ring: RingBuf<MapData>) -> Result<Self, XdpError> {
+        // SAFETY: the fd belongs to `ring` (an OwnedFd inside its MapData), which the AsyncFd
+        // owns: it stays open and the same for the AsyncFd's whole life, and `drain` never
+        // replaces the ring buffer.
+        let fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)?;
+        Ok(Self { fd })
+    }
+
+    /// Waits until the kernel signals new records. Records may also be present without a
+    /// signal (call [`RingReader::drain`] first at start-up).
+    pub async fn readable(&mut self) -> Result<(), XdpError> {
+        let mut guard = self.fd.readable_mut().await?;
+        // Cleared before draining: a record submitted after this point signals again.
+        guard.clear_ready();
+        Ok(())
+    }
+
+    /// Appends every record in the ring buffer to `out`, without blocking. Returns how many.
+    pub fn drain(&mut self, out: &mut Vec<RingEvent>) -> usize {
+        let ring = self.fd.get_mut();
+        let mut n = 0;
+        while let Some(item) = ring.next() {
+            if let Some(ev) = parse_ring_record(&item) {
+                out.push(ev);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// Applies the `xdp` directive: loads the program and attaches it on each interface in
+/// `ifaces` (duplicates ignored), logging which path heartbeats take and why.
+///
+/// - [`XdpMode::Off`]: socket path only, returns `Ok(None)`.
+/// - [`XdpMode::Auto`]: XDP where it attaches, else the socket path; never an error. Returns
+///   `Ok(None)` when the program loads nowhere.
+/// - [`XdpMode::On`]: any failure to load or attach on any interface is an error (the daemon
+///   refuses to start).
+///
+/// `consume` is passed to [`XdpHandle::load`].
+pub fn start_xdp(
+    mode: XdpMode,
+    ifaces: &[String],
+    port: u16,
+    consume: bool,
+) -> Result<Option<XdpHandle>, XdpError> {
+    let mut unique: Vec<&str> = Vec::new();
+    for iface in ifaces {
+        if !unique.contains(&iface.as_str()) {
+            unique.push(iface);
+        }
+    }
+    match mode {
+        XdpMode::Off => {
+            info!("xdp off: heartbeats take the socket path");
+            Ok(None)
+        }
+        XdpMode::On => {
+            if unique.is_empty() {
+                return Err(XdpError::NoInterface);
+            }
+            let mut handle = XdpHandle::load(port, consume)?;
+            for iface in unique {
+                let mode = handle.attach(iface)?;
+                info!("xdp on: attached to {iface} in {mode} mode");
+            }
+            Ok(Some(handle))
+        }
+        XdpMode::Auto => {
+            if unique.is_empty() {
+                info!("xdp auto: no heartbeat interface; heartbeats take the socket path");
+                return Ok(None);
+            }
+            let mut handle = match XdpHandle::load(port, consume) {
+                Ok(handle) => handle,
+                Err(e) => {
+                    warn!(
+                        "xdp auto: cannot load the XDP program ({e}); heartbeats take the socket path"
+                    );
+                    return Ok(None);
+                }
+            };
+            for iface in unique {
+                match handle.attach(iface) {
+                    Ok(mode) => info!("xdp auto: attached to {iface} in {mode} mode"),
+                    Err(e) => {
+                        warn!("xdp auto: {e}; heartbeats on {iface} take the socket path")
+                    }
+                }
+            }
+            if handle.links.is_empty() {
+                warn!("xdp auto: attached nowhere; heartbeats take the socket path");
+                return Ok(None);
+            }
+            Ok(Some(handle))
+        }
+    }
+}
+
+/// The interfaces named by the heartbeat media (`bcast`/`ucast`/`mcast` lines), each once, in
+/// configuration order: what [`start_xdp`] attaches to.
+pub fn media_ifaces(media: &[Media]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in media {
+        if !out.iter().any(|i| i == m.iface()) {
+            out.push(m.iface().to_owned());
+        }
+    }
+    out
+}
+
+/// The kernel arrival time of a record (`bpf_ktime_get_ns`, CLOCK_MONOTONIC), as the core's
+/// [`Timestamp`].
+pub fn arrival(ev: &RingEvent) -> Timestamp {
+    Timestamp::from_nanos(ev.ktime_ns)
+}
+
+/// The hb message carried by an [`hb_common::EVENT_PACKET`] record (empty for other kinds).
+pub fn payload(ev: &RingEvent) -> &[u8] {
+    if ev.kind != hb_common::EVENT_PACKET {
+        return &[];
+    }
+    let len = (ev.len as usize).min(hb_common::RING_DATA_LEN);
+    &ev.data[..len]
+}
+
+/// The UDP source address and port of an [`hb_common::EVENT_PACKET`] record.
+pub fn source(ev: &RingEvent) -> Option<SocketAddr> {
+    if ev.kind != hb_common::EVENT_PACKET {
+        return None;
+    }
+    let ip = match ev.family {
+        hb_common::FAMILY_V4 => IpAddr::V4(Ipv4Addr::new(
+            ev.src_addr[0],
+            ev.src_addr[1],
+            ev.src_addr[2],
+            ev.src_addr[3],
+        )),
+        hb_common::FAMILY_V6 => IpAddr::V6(Ipv6Addr::from(ev.src_addr)),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, ev.src_port))
 }
 
 /// Copies one ring-buffer record into a [`RingEvent`]; `None` if the record is too short.
@@ -159,4 +465,63 @@ pub fn parse_ring_record(bytes: &[u8]) -> Option<RingEvent> {
 /// Raw fd of a ring buffer, for `AsyncFd` registration.
 pub fn ring_fd(ring: &RingBuf<MapData>) -> i32 {
     ring.as_raw_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: u32, family: u32) -> RingEvent {
+        let mut ev = RingEvent {
+            kind,
+            ifindex: 3,
+            ktime_ns: 1_234_567,
+            family,
+            src_port: 40001,
+            dst_port: 694,
+            src_addr: [0; 16],
+            sender: 9,
+            len: 5,
+            data: [0; hb_common::RING_DATA_LEN],
+        };
+        ev.data[..5].copy_from_slice(b"hello");
+        ev
+    }
+
+    #[test]
+    fn record_accessors() {
+        let mut v4 = record(hb_common::EVENT_PACKET, hb_common::FAMILY_V4);
+        v4.src_addr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        assert_eq!(source(&v4), Some("10.0.0.1:40001".parse().unwrap()));
+        assert_eq!(payload(&v4), b"hello");
+        assert_eq!(arrival(&v4), Timestamp::from_nanos(1_234_567));
+        let mut v6 = record(hb_common::EVENT_PACKET, hb_common::FAMILY_V6);
+        v6.src_addr = "fd00::7".parse::<Ipv6Addr>().unwrap().octets();
+        assert_eq!(source(&v6), Some("[fd00::7]:40001".parse().unwrap()));
+        let deadline = record(hb_common::EVENT_DEADLINE, 0);
+        assert_eq!(source(&deadline), None);
+        assert!(payload(&deadline).is_empty());
+        let mut bytes = vec![0u8; core::mem::size_of::<RingEvent>()];
+        // SAFETY: RingEvent is plain data of exactly this size.
+        unsafe { core::ptr::write_unaligned(bytes.as_mut_ptr().cast::<RingEvent>(), v4) };
+        assert_eq!(parse_ring_record(&bytes).map(|e| e.sender), Some(9));
+        assert!(parse_ring_record(&bytes[1..]).is_none());
+    }
+
+    #[test]
+    fn media_interfaces_once_in_order() {
+        let media = vec![
+            Media::Bcast {
+                iface: "eth1".into(),
+            },
+            Media::Ucast {
+                iface: "eth2".into(),
+                addr: "10.0.0.2".parse().unwrap(),
+            },
+            Media::Bcast {
+                iface: "eth1".into(),
+            },
+        ];
+        assert_eq!(media_ifaces(&media), vec!["eth1", "eth2"]);
+    }
 }

@@ -1,18 +1,28 @@
 //! hb's XDP program.
 //!
-//! Stamps every hb heartbeat with `bpf_ktime_get_ns()` as the driver hands it over and delivers it
-//! to `hbd` through the `EVENTS` ring buffer. It never harms traffic: anything it cannot deliver
-//! (not a heartbeat, malformed, ring buffer full) passes untouched and is counted.
+//! Parses Ethernet (with up to two VLAN tags), IPv4 or IPv6 and UDP; a datagram to the
+//! configured heartbeat port that carries hb's magic and version is a heartbeat. Each heartbeat
+//! is stamped with `bpf_ktime_get_ns()`, counted per (sender, interface) in `PEERS` (packets,
+//! bytes, last arrival, sequence gaps), and copied with its source address and interface into the
+//! `EVENTS` ring buffer for `hbd`. A delivered heartbeat is consumed (`XDP_DROP`) when the daemon
+//! asks for it; anything not delivered (not a heartbeat, malformed, ring buffer full) passes
+//! untouched and is counted. The program never writes to a packet.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
-    bindings::xdp_action,
-    macros::{map, xdp},
-    maps::{Array, PerCpuArray, RingBuf},
+    bindings::{BPF_NOEXIST, bpf_timer, xdp_action},
+    btf_maps::HashMap as BtfHashMap,
+    cty::c_void,
+    helpers::{bpf_timer_init, bpf_timer_set_callback, bpf_timer_start},
+    macros::{btf_map, map, xdp},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
-use hb_common::{EVENT_PACKET, FAMILY_V4, RING_DATA_LEN, RingEvent, XdpConfig, counter, wire};
+use hb_common::{
+    EVENT_DEADLINE, EVENT_PACKET, FAMILY_V4, FAMILY_V6, PeerDeadline, PeerKey, PeerStats,
+    RING_DATA_LEN, RingEvent, XdpConfig, counter, wire,
+};
 
 /// Heartbeats for the daemon (1 MiB).
 #[map]
@@ -26,8 +36,37 @@ static CONFIG: Array<XdpConfig> = Array::with_max_entries(1, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
+/// Per-(sender, interface) counters.
+#[map]
+static PEERS: HashMap<PeerKey, PeerStats> = HashMap::with_max_entries(1024, 0);
+
+/// Kernel view of `hb_common::PeerDeadline`: the same bytes, with the timer typed as
+/// `struct bpf_timer` so the map's BTF lets the kernel find it.
+#[repr(C)]
+pub struct Deadline {
+    timer: bpf_timer,
+    deadline_ns: u64,
+    armed: u32,
+    _pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<Deadline>() == core::mem::size_of::<PeerDeadline>());
+
+/// Per-(sender, interface) kernel deadlines set by the daemon (issue 10). BTF-defined because
+/// the value holds a `bpf_timer`.
+#[btf_map]
+static DEADLINES: BtfHashMap<PeerKey, Deadline, 1024> = BtfHashMap::new();
+
+/// CLOCK_MONOTONIC for `bpf_timer_init`.
+const CLOCK_MONOTONIC: u64 = 1;
+
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const VLAN_HLEN: usize = 4;
+const IPV6_HLEN: usize = 40;
 const IPPROTO_UDP: u8 = 17;
 const UDP_HLEN: usize = 8;
 
@@ -48,6 +87,7 @@ fn bump(index: u32) {
     }
 }
 
+/// Bounds-checked pointer to a `T` at `offset` into the packet.
 #[inline(always)]
 fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, ()> {
     let start = ctx.data();
@@ -58,44 +98,228 @@ fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, ()> {
     Ok((start + offset) as *const T)
 }
 
+/// Reads a `T` (integer or byte array) at `offset`, bounds-checked.
+#[inline(always)]
+fn read<T: Copy>(ctx: &XdpContext, offset: usize) -> Result<T, ()> {
+    let p = ptr_at::<T>(ctx, offset)?;
+    // SAFETY: ptr_at checked `offset + size_of::<T>()` against data_end; T is plain data.
+    Ok(unsafe { core::ptr::read_unaligned(p) })
+}
+
+/// Where the UDP header is and who sent the datagram.
+struct Udp {
+    offset: usize,
+    family: u32,
+    src: [u8; 16],
+}
+
+#[inline(always)]
+fn parse_l3(ctx: &XdpContext) -> Result<Option<Udp>, ()> {
+    let mut offset = ETH_HLEN;
+    let mut ethertype = u16::from_be(read::<u16>(ctx, 12)?);
+    // Up to two VLAN tags (802.1Q, or 802.1ad outer with 802.1Q inner).
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        ethertype = u16::from_be(read::<u16>(ctx, offset + 2)?);
+        offset += VLAN_HLEN;
+        if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+            ethertype = u16::from_be(read::<u16>(ctx, offset + 2)?);
+            offset += VLAN_HLEN;
+        }
+    }
+    let mut src = [0u8; 16];
+    if ethertype == ETH_P_IP {
+        let vihl: u8 = read(ctx, offset)?;
+        let ihl = ((vihl & 0x0f) as usize) * 4;
+        let proto: u8 = read(ctx, offset + 9)?;
+        if vihl >> 4 != 4 || proto != IPPROTO_UDP || ihl < 20 {
+            return Ok(None);
+        }
+        let v4: [u8; 4] = read(ctx, offset + 12)?;
+        src[0] = v4[0];
+        src[1] = v4[1];
+        src[2] = v4[2];
+        src[3] = v4[3];
+        Ok(Some(Udp {
+            offset: offset + ihl,
+            family: FAMILY_V4,
+            src,
+        }))
+    } else if ethertype == ETH_P_IPV6 {
+        let next: u8 = read(ctx, offset + 6)?;
+        if next != IPPROTO_UDP {
+            // Extension headers are not followed: such a datagram takes the socket path.
+            return Ok(None);
+        }
+        src = read(ctx, offset + 8)?;
+        Ok(Some(Udp {
+            offset: offset + IPV6_HLEN,
+            family: FAMILY_V6,
+            src,
+        }))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Counts one heartbeat of `key` and its sequence gap.
+#[inline(always)]
+fn count_peer(key: &PeerKey, len: u64, now: u64, generation: u64, seq: u64) {
+    match PEERS.get_ptr_mut(key) {
+        Some(p) => {
+            // SAFETY: `p` points at the map's value for `key`; heartbeats of one sender on one
+            // interface are processed one at a time (one RX queue per flow).
+            unsafe {
+                (*p).packets += 1;
+                (*p).bytes += len;
+                (*p).last_arrival_ns = now;
+                if generation > (*p).generation {
+                    (*p).generation = generation;
+                    (*p).last_seq = seq;
+                } else if generation == (*p).generation && seq > (*p).last_seq {
+                    (*p).seq_gaps += seq - (*p).last_seq - 1;
+                    (*p).last_seq = seq;
+                }
+            }
+        }
+        None => {
+            let stats = PeerStats {
+                packets: 1,
+                bytes: len,
+                last_arrival_ns: now,
+                seq_gaps: 0,
+                last_seq: seq,
+                generation,
+            };
+            if PEERS.insert(key, &stats, BPF_NOEXIST as u64).is_err() {
+                bump(counter::PEERS_FULL);
+            }
+        }
+    }
+}
+
+/// Timer callback: `deadline_ns` passed since the last heartbeat delivered for `key`. Posts an
+/// `EVENT_DEADLINE` record; says nothing about liveness beyond that.
+unsafe extern "C" fn deadline_passed(
+    _map: *mut c_void,
+    key: *mut c_void,
+    _value: *mut c_void,
+) -> i32 {
+    bump(counter::DEADLINES);
+    if key.is_null() {
+        return 0;
+    }
+    // SAFETY: the kernel passes the timer's map key, a PeerKey.
+    let key = unsafe { *(key as *const PeerKey) };
+    if let Some(mut entry) = EVENTS.reserve::<RingEvent>(0) {
+        let ev = entry.as_mut_ptr();
+        // SAFETY: `ev` points at a reserved, exclusively owned RingEvent slot; only the
+        // header is written (`len` 0: no data).
+        unsafe {
+            (*ev).kind = EVENT_DEADLINE;
+            (*ev).ifindex = key.ifindex;
+            (*ev).ktime_ns = aya_ebpf::helpers::bpf_ktime_get_ns();
+            (*ev).family = 0;
+            (*ev).src_port = 0;
+            (*ev).dst_port = 0;
+            (*ev).src_addr = [0; 16];
+            (*ev).sender = key.sender;
+            (*ev).len = 0;
+        }
+        entry.submit(0);
+    } else {
+        bump(counter::RING_FULL);
+    }
+    0
+}
+
+/// (Re)starts the deadline timer of `key`, if the daemon set one.
+#[inline(always)]
+fn rearm_deadline(key: &PeerKey) {
+    let Some(d) = DEADLINES.get_ptr_mut(key) else {
+        return;
+    };
+    let map = core::ptr::from_ref(&DEADLINES).cast_mut().cast::<c_void>();
+    // SAFETY: `d` points at the map's value for `key`; the timer helpers take pointers into it.
+    unsafe {
+        let timer = core::ptr::addr_of_mut!((*d).timer);
+        if core::ptr::read_volatile(core::ptr::addr_of!((*d).armed)) == 0 {
+            // -EBUSY: already initialised (by another CPU): fine either way.
+            let _ = bpf_timer_init(timer, map, CLOCK_MONOTONIC);
+            let cb: unsafe extern "C" fn(*mut c_void, *mut c_void, *mut c_void) -> i32 =
+                deadline_passed;
+            if bpf_timer_set_callback(timer, cb as *mut c_void) == 0 {
+                core::ptr::write_volatile(core::ptr::addr_of_mut!((*d).armed), 1);
+            }
+        }
+        let ns = core::ptr::read_volatile(core::ptr::addr_of!((*d).deadline_ns));
+        if ns != 0 {
+            bpf_timer_start(timer, ns, 0);
+        }
+    }
+}
+
 #[inline(always)]
 fn try_hb_xdp(ctx: &XdpContext) -> Result<u32, ()> {
-    let port = match CONFIG.get(0) {
-        Some(cfg) if cfg.udp_port != 0 => cfg.udp_port,
+    let (port, consume) = match CONFIG.get(0) {
+        Some(cfg) if cfg.udp_port != 0 => (cfg.udp_port, cfg.consume != 0),
         _ => return Ok(xdp_action::XDP_PASS),
     };
-    // SAFETY: ptr_at bounds-checked every read below against data_end.
-    let ethertype = u16::from_be(unsafe { *ptr_at::<u16>(ctx, 12)? });
-    if ethertype != ETH_P_IP {
+    let Some(udp) = parse_l3(ctx)? else {
         bump(counter::NOT_HEARTBEAT);
         return Ok(xdp_action::XDP_PASS);
-    }
-    let vihl: u8 = unsafe { *ptr_at::<u8>(ctx, ETH_HLEN)? };
-    let ihl = ((vihl & 0x0f) as usize) * 4;
-    let proto: u8 = unsafe { *ptr_at::<u8>(ctx, ETH_HLEN + 9)? };
-    if proto != IPPROTO_UDP || ihl < 20 || ihl > 60 {
-        bump(counter::NOT_HEARTBEAT);
-        return Ok(xdp_action::XDP_PASS);
-    }
-    let src: [u8; 4] = unsafe { *ptr_at::<[u8; 4]>(ctx, ETH_HLEN + 12)? };
-    let udp = ETH_HLEN + ihl;
-    let sport = u16::from_be(unsafe { *ptr_at::<u16>(ctx, udp)? });
-    let dport = u16::from_be(unsafe { *ptr_at::<u16>(ctx, udp + 2)? });
+    };
+    let sport = u16::from_be(read::<u16>(ctx, udp.offset)?);
+    let dport = u16::from_be(read::<u16>(ctx, udp.offset + 2)?);
     if dport != port {
         bump(counter::NOT_HEARTBEAT);
         return Ok(xdp_action::XDP_PASS);
     }
-    let payload = udp + UDP_HLEN;
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
+    // From here on the datagram is addressed to the heartbeat port: anything that is not a
+    // well-formed hb message passes to the socket as a parse failure.
+    let payload = udp.offset + UDP_HLEN;
+    let udp_len = u16::from_be(read::<u16>(ctx, udp.offset + 4)?) as usize;
     let total = ctx.data_end() - ctx.data();
-    if total <= payload {
+    if udp_len < UDP_HLEN + wire::HEADER_LEN
+        || udp_len - UDP_HLEN > RING_DATA_LEN
+        || udp.offset + udp_len > total
+    {
+        // Too short, too long, or truncated (an IP fragment).
         bump(counter::PARSE_FAIL);
         return Ok(xdp_action::XDP_PASS);
     }
-    let len = total - payload;
-    if len > RING_DATA_LEN || len < wire::HEADER_LEN {
+    let len = udp_len - UDP_HLEN;
+    let Ok(header) = read::<[u8; wire::HEADER_LEN]>(ctx, payload) else {
+        bump(counter::PARSE_FAIL);
+        return Ok(xdp_action::XDP_PASS);
+    };
+    let be16 = |o: usize| u16::from_be_bytes([header[o], header[o + 1]]);
+    let be32 =
+        |o: usize| u32::from_be_bytes([header[o], header[o + 1], header[o + 2], header[o + 3]]);
+    let be64 = |o: usize| ((be32(o) as u64) << 32) | be32(o + 4) as u64;
+    if header[wire::OFF_MAGIC] != wire::MAGIC[0]
+        || header[wire::OFF_MAGIC + 1] != wire::MAGIC[1]
+        || header[wire::OFF_MAGIC + 2] != wire::MAGIC[2]
+        || header[wire::OFF_MAGIC + 3] != wire::MAGIC[3]
+        || header[wire::OFF_VERSION] != wire::VERSION
+        || be16(wire::OFF_LENGTH) as usize != len
+    {
         bump(counter::PARSE_FAIL);
         return Ok(xdp_action::XDP_PASS);
     }
+    let sender = be32(wire::OFF_SENDER);
+    // SAFETY: ctx.ctx is the kernel's xdp_md for this invocation.
+    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    let key = PeerKey { sender, ifindex };
+    count_peer(
+        &key,
+        len as u64,
+        now,
+        be64(wire::OFF_GENERATION),
+        be64(wire::OFF_SEQ),
+    );
+
     let Some(mut entry) = EVENTS.reserve::<RingEvent>(0) else {
         bump(counter::RING_FULL);
         return Ok(xdp_action::XDP_PASS);
@@ -104,24 +328,20 @@ fn try_hb_xdp(ctx: &XdpContext) -> Result<u32, ()> {
     // SAFETY: `ev` points at a reserved, exclusively owned RingEvent slot.
     unsafe {
         (*ev).kind = EVENT_PACKET;
-        (*ev).ifindex = (*ctx.ctx).ingress_ifindex;
-        (*ev).ktime_ns = aya_ebpf::helpers::bpf_ktime_get_ns();
-        (*ev).family = FAMILY_V4;
+        (*ev).ifindex = ifindex;
+        (*ev).ktime_ns = now;
+        (*ev).family = udp.family;
         (*ev).src_port = sport;
         (*ev).dst_port = dport;
-        (*ev).src_addr = [0; 16];
-        (*ev).src_addr[0] = src[0];
-        (*ev).src_addr[1] = src[1];
-        (*ev).src_addr[2] = src[2];
-        (*ev).src_addr[3] = src[3];
-        (*ev).sender = 0;
+        (*ev).src_addr = udp.src;
+        (*ev).sender = sender;
         (*ev).len = len as u32;
     }
     // (len - 1) & mask + 1 == len for 1..=RING_DATA_LEN, and tells the verifier copy is in
     // 1..=RING_DATA_LEN (a power of two).
     let mask = RING_DATA_LEN - 1;
     let copy = ((len - 1) & mask) + 1;
-    // SAFETY: copy is bounded by RING_DATA_LEN and by the packet length.
+    // SAFETY: copy is bounded by RING_DATA_LEN and, checked above, by the packet length.
     let ret = unsafe {
         aya_ebpf::helpers::bpf_xdp_load_bytes(
             ctx.ctx,
@@ -137,12 +357,13 @@ fn try_hb_xdp(ctx: &XdpContext) -> Result<u32, ()> {
     }
     entry.submit(0);
     bump(counter::DELIVERED);
-    let consume = CONFIG.get(0).map(|c| c.consume != 0).unwrap_or(false);
-    Ok(if consume {
-        xdp_action::XDP_DROP
+    rearm_deadline(&key);
+    if consume {
+        bump(counter::CONSUMED);
+        Ok(xdp_action::XDP_DROP)
     } else {
-        xdp_action::XDP_PASS
-    })
+        Ok(xdp_action::XDP_PASS)
+    }
 }
 
 #[cfg(not(test))]

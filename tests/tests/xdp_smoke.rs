@@ -13,6 +13,7 @@ fn heartbeat_like(seq: u64) -> Vec<u8> {
     let mut msg = vec![0u8; 64];
     msg[..4].copy_from_slice(&wire::MAGIC);
     msg[wire::OFF_VERSION] = wire::VERSION;
+    msg[wire::OFF_LENGTH..wire::OFF_LENGTH + 2].copy_from_slice(&64u16.to_be_bytes());
     msg[wire::OFF_SEQ..wire::OFF_SEQ + 8].copy_from_slice(&seq.to_be_bytes());
     msg
 }

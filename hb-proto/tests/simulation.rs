@@ -496,3 +496,87 @@ fn simultaneous_start_acquires_each_group_exactly_once() {
         assert!(matches!(held, Some(Holding::Held | Holding::None)));
     }
 }
+
+#[test]
+fn four_nodes_with_partitions_pauses_and_churn_converge_to_one_holder_per_group() {
+    // Heavier than the others: an eighth of the seeds (HB_SIM_SEEDS=N for a soak).
+    for seed in 0..seeds().end.div_ceil(8) {
+        let mut spec = SimSpec::new(4, seed);
+        spec.groups = vec![0, 1, 2, 3, 0, 2];
+        spec.failback = if seed.is_multiple_of(2) {
+            AutoFailback::On
+        } else {
+            AutoFailback::Off
+        };
+        spec.links = vec![
+            LinkParams {
+                loss: 0.03,
+                delay: Duration::from_micros(300),
+                jitter: Duration::from_millis(2),
+            };
+            2
+        ];
+        spec.resource_delay = Duration::from_millis(1 + seed % 9);
+        let mut sim = Sim::new(spec);
+        sim.run_until(Sim::ms(200));
+        let mut parted = false;
+        while sim.now < Sim::ms(2000) {
+            let gap = Duration::from_millis(20 + sim.rng.below(150));
+            sim.run_for(gap);
+            let h = sim.rng.below(4) as usize;
+            let alive = sim.hosts.iter().filter(|x| x.node.is_some()).count();
+            let scope = [Scope::All, Scope::Foreign, Scope::Local, Scope::Failback]
+                [sim.rng.below(4) as usize];
+            match sim.rng.below(10) {
+                0 if alive >= 2 && sim.hosts[h].node.is_some() => sim.kill(h),
+                1 if sim.hosts[h].node.as_ref().is_none_or(|n| n.is_stopped()) => sim.start(h),
+                2 => sim.command(h, Command::Standby(scope)),
+                3 => sim.command(h, Command::Takeover(scope)),
+                4 if alive >= 2 => sim.command(h, Command::Shutdown),
+                5 => {
+                    let g = sim.rng.below(6) as usize;
+                    sim.hosts[h].fail_start[g] = !sim.hosts[h].fail_start[g];
+                }
+                6 if !parted => {
+                    sim.partition(&[&[0, 1], &[2, 3]]);
+                    parted = true;
+                }
+                7 if parted => {
+                    sim.heal();
+                    parted = false;
+                }
+                8 => {
+                    let d = Duration::from_millis(sim.rng.below(300));
+                    sim.pause(h, d);
+                }
+                _ => {}
+            }
+            assert!(
+                sim.violations.is_empty(),
+                "seed {seed}: {:?}",
+                sim.violations
+            );
+        }
+        if parted {
+            sim.heal();
+        }
+        for host in &mut sim.hosts {
+            host.fail_start.fill(false);
+        }
+        sim.run_for(Duration::from_millis(400));
+        for h in 0..4 {
+            if sim.hosts[h].node.as_ref().is_none_or(|n| n.is_stopped()) {
+                sim.start(h);
+            }
+        }
+        sim.run_for(Duration::from_millis(1500));
+        assert!(
+            sim.violations.is_empty(),
+            "seed {seed}: {:?}",
+            sim.violations
+        );
+        for g in 0..6 {
+            assert_eq!(sim.held_by(g).len(), 1, "seed {seed} group {g}");
+        }
+    }
+}

@@ -131,7 +131,9 @@ fn parse_l3(ctx: &XdpContext) -> Result<Option<Udp>, ()> {
         let vihl: u8 = read(ctx, offset)?;
         let ihl = ((vihl & 0x0f) as usize) * 4;
         let proto: u8 = read(ctx, offset + 9)?;
-        if vihl >> 4 != 4 || proto != IPPROTO_UDP || ihl < 20 {
+        // Fragments (more-fragments flag or an offset) are left to the stack to reassemble.
+        let frag = u16::from_be(read::<u16>(ctx, offset + 6)?);
+        if vihl >> 4 != 4 || proto != IPPROTO_UDP || ihl < 20 || frag & 0x3fff != 0 {
             return Ok(None);
         }
         let v4: [u8; 4] = read(ctx, offset + 12)?;

@@ -6,6 +6,7 @@
 pub mod agents;
 pub mod check;
 pub mod control;
+pub mod daemon;
 pub mod display;
 pub mod logging;
 pub mod metrics;

@@ -1,9 +1,14 @@
 //! `hbd`: the hb daemon. `hbd --check` validates the Heartbeat configuration and prints the
-//! effective configuration; the daemon loop itself is not wired into this binary yet.
+//! effective configuration; without it, hbd runs the node until SIGTERM (a clean stop that
+//! releases its resource groups and tells the peers).
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
+use hb_daemon::{
+    daemon::{self, DaemonError, DaemonOptions},
+    logging,
+};
 
 /// hb: a Heartbeat-compatible high-availability failover daemon.
 #[derive(Debug, Parser)]
@@ -35,13 +40,53 @@ fn main() -> ExitCode {
     if args.check {
         return hb_daemon::check::run_check(&args.config_dir, args.node_name.as_deref());
     }
-    eprintln!(
-        "hbd: the daemon loop is not wired yet (config dir {}, state dir {}, run dir {}, \
-         foreground {}); use --check to validate the configuration",
-        args.config_dir.display(),
-        args.state_dir.display(),
-        args.run_dir.display(),
-        args.foreground
-    );
-    ExitCode::from(2)
+    let node_name = match args.node_name.clone() {
+        Some(n) => n.to_lowercase(),
+        None => match daemon::default_node_name() {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("hbd: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let opts = DaemonOptions {
+        config_dir: args.config_dir,
+        node_name,
+        state_dir: args.state_dir,
+        run_dir: args.run_dir,
+    };
+    let config = match daemon::load_config(&opts) {
+        Ok(c) => c,
+        Err(DaemonError::Config(problems)) => {
+            eprintln!("{problems}");
+            eprintln!(
+                "hbd: refusing to start: invalid configuration in {}",
+                opts.config_dir.display()
+            );
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("hbd: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let log_config = logging::LogConfig::from_ha_cf(&config.ha_cf, args.foreground);
+    let guard = match logging::init(&log_config) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("hbd: logging: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = daemon::run(&opts, config);
+    let code = match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("hbd: {e}");
+            ExitCode::from(1)
+        }
+    };
+    guard.flush(std::time::Duration::from_secs(2));
+    code
 }

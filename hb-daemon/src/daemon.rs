@@ -1,0 +1,807 @@
+//! hbd's main loop: the tokio driver around [`hb_proto::node::Node`].
+//!
+//! ```text
+//!                 heartbeat thread (current_thread runtime, SCHED_FIFO when `realtime on`)
+//!  XDP ring ───────┐
+//!  UDP receivers ──┼──> decode + authenticate (packet::decode) -> ReplayGuard -> Node::handle_message
+//!  timer ──────────┤        (every queued heartbeat is drained before Node::handle_timeout)
+//!  control socket ─┤
+//!  signals ────────┘    Node::poll_output -> Transmit: encode + sign -> MediumSender
+//!                                         -> Resource / Reannounce ──> agents thread
+//!  agents thread (multi_thread runtime): netlink, gratuitous ARP, scripts ──> results back
+//! ```
+//!
+//! Everything slow (resource scripts, netlink, ARP repeats) runs on the agents thread so it never
+//! delays a heartbeat. Liveness is judged on kernel arrival times: before the core's timer is
+//! handled, the ring buffer and every socket are drained, so a daemon that was not scheduled for
+//! a while still sees the heartbeats that arrived meanwhile with their true arrival times.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use hb_common::{EVENT_DEADLINE, EVENT_PACKET, RingEvent};
+use hb_proto::{
+    Timestamp,
+    config::{Config, LoadOptions, XdpMode, node_id},
+    message::{Holding, NodeStatus},
+    node::{
+        self, ClusterStatus, Command, Event, Level, LinkId, Node, Output, PeerState, ResourceOp,
+        Scope,
+    },
+    packet::{self, ReplayGuard},
+};
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::{
+    agents::{Agents, GroupReport},
+    control::{self, ControlCall, Request, Response},
+    metrics::{Metrics, TakeoverTimes},
+    net::{self, Datagram, MediumSender, Receiver, monotonic_now},
+    state,
+    xdp::{self, RingReader, XdpHandle},
+};
+
+/// How long a resource script may run before it is killed.
+pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Command-line options of the daemon (see `hbd --help`).
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// Directory holding ha.cf, haresources and authkeys.
+    pub config_dir: PathBuf,
+    /// This node's name.
+    pub node_name: String,
+    /// Persistent state (generation counter).
+    pub state_dir: PathBuf,
+    /// Control socket and pid file.
+    pub run_dir: PathBuf,
+}
+
+/// Why hbd could not start or had to stop.
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    /// The configuration is invalid (each problem as `PATH:LINE: message`).
+    #[error("invalid configuration:\n{0}")]
+    Config(String),
+    /// Setting something up failed.
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> DaemonError + '_ {
+    move |e| DaemonError::Setup(format!("{what}: {e}"))
+}
+
+/// Loads the configuration, printing nothing (the caller reports errors).
+pub fn load_config(opts: &DaemonOptions) -> Result<Config, DaemonError> {
+    hb_proto::config::load(&LoadOptions::new(&opts.config_dir, &opts.node_name)).map_err(|diags| {
+        DaemonError::Config(
+            diags
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })
+}
+
+/// A job for the agents thread.
+#[derive(Debug)]
+enum AgentJob {
+    Run { group: usize, op: ResourceOp },
+    Reannounce { group: usize },
+}
+
+/// A finished job.
+#[derive(Debug)]
+struct AgentDone {
+    group: usize,
+    op: ResourceOp,
+    result: Result<GroupReport, String>,
+}
+
+/// Starts the agents thread with its own runtime; returns the job sender and result receiver.
+fn spawn_agents(
+    config: &Config,
+) -> Result<
+    (
+        mpsc::UnboundedSender<AgentJob>,
+        mpsc::UnboundedReceiver<AgentDone>,
+    ),
+    DaemonError,
+> {
+    let (job_tx, mut job_rx) = mpsc::unbounded_channel::<AgentJob>();
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<AgentDone>();
+    let groups = Arc::new(config.groups.clone());
+    let garp_count = config.ha_cf.garp_count.value;
+    let garp_interval = config.ha_cf.garp_interval.value;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    std::thread::Builder::new()
+        .name("hb-agents".to_owned())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("hb-agents-rt")
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("agents runtime: {e}")));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let agents = match Agents::new(garp_count, garp_interval, SCRIPT_TIMEOUT).await {
+                    Ok(a) => Arc::new(a),
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("resource agents: {e}")));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                while let Some(job) = job_rx.recv().await {
+                    let agents = Arc::clone(&agents);
+                    let groups = Arc::clone(&groups);
+                    let done_tx = done_tx.clone();
+                    tokio::spawn(async move {
+                        match job {
+                            AgentJob::Run { group, op } => {
+                                let Some(g) = groups.get(group) else { return };
+                                let result = match op {
+                                    ResourceOp::Start => agents.start_group(g).await,
+                                    ResourceOp::Stop => agents.stop_group(g).await,
+                                };
+                                let _ = done_tx.send(AgentDone {
+                                    group,
+                                    op,
+                                    result: result.map_err(|e| e.to_string()),
+                                });
+                            }
+                            AgentJob::Reannounce { group } => {
+                                let Some(g) = groups.get(group) else { return };
+                                if let Err(e) = agents.reannounce(g).await {
+                                    tracing::warn!("reannounce of group {group}: {e}");
+                                }
+                            }
+                        }
+                    });
+                }
+            });
+        })
+        .map_err(setup("spawning the agents thread"))?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok((job_tx, done_rx)),
+        Ok(Err(e)) => Err(DaemonError::Setup(e)),
+        Err(_) => Err(DaemonError::Setup("the agents thread died".to_owned())),
+    }
+}
+
+/// Real-time scheduling and locked memory for the heartbeat path (`realtime on`), with a warning
+/// where the machine does not allow it.
+fn go_realtime() {
+    let param = libc::sched_param { sched_priority: 50 };
+    // SAFETY: plain syscall on the calling thread with a valid parameter struct.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if rc == 0 {
+        tracing::info!("realtime: heartbeat thread runs SCHED_FIFO priority 50");
+    } else {
+        tracing::warn!(
+            "realtime: cannot set SCHED_FIFO ({}); heartbeats run at normal priority \
+             (needs CAP_SYS_NICE)",
+            std::io::Error::last_os_error()
+        );
+    }
+    // SAFETY: mlockall has no memory-safety preconditions.
+    let rc = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) };
+    if rc == 0 {
+        tracing::info!("realtime: memory locked");
+    } else {
+        tracing::warn!(
+            "realtime: cannot lock memory ({}); pages may be swapped out \
+             (needs CAP_IPC_LOCK or a larger RLIMIT_MEMLOCK)",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Runs hbd until a clean stop. Blocks the calling thread.
+pub fn run(opts: &DaemonOptions, config: Config) -> Result<(), DaemonError> {
+    std::fs::create_dir_all(&opts.run_dir).map_err(setup("creating the run directory"))?;
+    std::fs::create_dir_all(&opts.state_dir).map_err(setup("creating the state directory"))?;
+    let pid_file = control::PidFile::acquire(&opts.run_dir.join("hbd.pid"))
+        .map_err(setup("pid file"))?;
+    let generation = state::advance_generation(&opts.state_dir)
+        .map_err(setup("generation"))?
+        .generation;
+    tracing::info!(
+        "hb: starting node {} generation {generation} (config {})",
+        config.local_node,
+        opts.config_dir.display()
+    );
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    // The agents thread first, so it does not inherit real-time scheduling.
+    let (agent_tx, agent_rx) = spawn_agents(&config)?;
+    if config.ha_cf.realtime.value {
+        go_realtime();
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(setup("heartbeat runtime"))?;
+    let result = rt.block_on(async {
+        let mut d = Driver::new(opts, config, generation, agent_tx, agent_rx).await?;
+        d.run().await
+    });
+    drop(pid_file);
+    result
+}
+
+/// Everything the heartbeat loop owns.
+struct Driver {
+    config: Config,
+    node: Node,
+    replay: ReplayGuard,
+    metrics: Metrics,
+    senders: Vec<Option<MediumSender>>,
+    receivers: Vec<(Receiver, usize)>,
+    xdp: Option<XdpHandle>,
+    ring: Option<RingReader>,
+    ifindex_link: HashMap<u32, usize>,
+    names: HashMap<u32, String>,
+    control_rx: mpsc::Receiver<ControlCall>,
+    agent_tx: mpsc::UnboundedSender<AgentJob>,
+    agent_rx: mpsc::UnboundedReceiver<AgentDone>,
+    started: Timestamp,
+    pending_takeover: Option<TakeoverTimes>,
+    control_path: PathBuf,
+    ring_buf: Vec<RingEvent>,
+    dgram_buf: Vec<Datagram>,
+}
+
+fn ifindex(iface: &str) -> Option<u32> {
+    nix::net::if_::if_nametoindex(iface).ok()
+}
+
+impl Driver {
+    async fn new(
+        opts: &DaemonOptions,
+        config: Config,
+        generation: u64,
+        agent_tx: mpsc::UnboundedSender<AgentJob>,
+        agent_rx: mpsc::UnboundedReceiver<AgentDone>,
+    ) -> Result<Self, DaemonError> {
+        let now = monotonic_now();
+        let ha = &config.ha_cf;
+        let port = ha.udpport.value;
+
+        // Links: media index is the core's LinkId; the first medium on an interface receives
+        // for it.
+        let mut iface_link = HashMap::new();
+        let mut ifindex_link = HashMap::new();
+        for (i, m) in ha.media.iter().enumerate() {
+            iface_link.entry(m.iface().to_owned()).or_insert(i);
+            if let Some(ix) = ifindex(m.iface()) {
+                ifindex_link.entry(ix).or_insert(i);
+            }
+        }
+        let mut senders = Vec::new();
+        for m in &ha.media {
+            match MediumSender::open(m, port) {
+                Ok(s) => senders.push(Some(s)),
+                Err(e) => {
+                    tracing::error!("heartbeat medium on {}: {e}", m.iface());
+                    senders.push(None);
+                }
+            }
+        }
+        if senders.iter().all(Option::is_none) {
+            return Err(DaemonError::Setup(
+                "no heartbeat medium could be opened".to_owned(),
+            ));
+        }
+        let mut receivers = Vec::new();
+        for spec in net::receiver_specs(&ha.media, port) {
+            let Some(&link) = iface_link.get(&spec.iface) else {
+                continue;
+            };
+            match Receiver::open(&spec) {
+                Ok(r) => receivers.push((r, link)),
+                Err(e) => tracing::error!("receiving on {}: {e}", spec.iface),
+            }
+        }
+
+        // XDP fast path (socket path above stays open for what XDP passes on).
+        let mut xdp_handle = xdp::start_xdp(ha.xdp.value, &xdp::media_ifaces(&ha.media), port, true)
+            .map_err(setup("XDP"))?;
+        let mut ring = None;
+        if let Some(h) = xdp_handle.as_mut() {
+            match h.ring_reader() {
+                Ok(r) => ring = Some(r),
+                Err(e) if ha.xdp.value == XdpMode::On => {
+                    return Err(DaemonError::Setup(format!("XDP ring buffer: {e}")));
+                }
+                Err(e) => tracing::warn!("XDP ring buffer: {e}; using the socket path"),
+            }
+            // Kernel-side deadline per peer and interface: wakes us when a peer goes quiet.
+            for peer in ha.nodes.iter().filter(|n| **n != config.local_node) {
+                for &ix in ifindex_link.keys() {
+                    if let Err(e) = h.set_deadline(node_id(peer), ix, ha.deadtime.value) {
+                        tracing::warn!("XDP deadline for {peer}: {e}");
+                    }
+                }
+            }
+        }
+        if ring.is_none() {
+            xdp_handle = None;
+        }
+
+        let node = Node::new(&config, generation, now).map_err(setup("node"))?;
+        let local_id = node_id(&config.local_node);
+        let replay = ReplayGuard::new(local_id, ha.nodes.iter().map(|n| node_id(n)));
+        let names = ha.nodes.iter().map(|n| (node_id(n), n.clone())).collect();
+        let metrics = Metrics::from_config(&config, now);
+
+        let control_path = control::socket_path(&opts.run_dir, ha.control_socket.as_deref());
+        let listener = control::bind(&control_path).map_err(setup("control socket"))?;
+        let (control_tx, control_rx) = mpsc::channel(16);
+        tokio::spawn(control::serve(listener, control_tx.clone()));
+        if let Some(addr) = ha.metrics_listen {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(setup("metrics_listen"))?;
+            tracing::info!("hb: Prometheus metrics on http://{addr}/metrics");
+            tokio::spawn(crate::prometheus::serve(l, control_tx));
+        }
+        Ok(Self {
+            config,
+            node,
+            replay,
+            metrics,
+            senders,
+            receivers,
+            xdp: xdp_handle,
+            ring,
+            ifindex_link,
+            names,
+            control_rx,
+            agent_tx,
+            agent_rx,
+            started: now,
+            pending_takeover: None,
+            control_path,
+            ring_buf: Vec::with_capacity(256),
+            dgram_buf: Vec::with_capacity(256),
+        })
+    }
+
+    async fn run(&mut self) -> Result<(), DaemonError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut sigterm = signal(SignalKind::terminate()).map_err(setup("SIGTERM handler"))?;
+        let mut sigint = signal(SignalKind::interrupt()).map_err(setup("SIGINT handler"))?;
+        let mut stopping = false;
+        loop {
+            self.flush_outputs();
+            if self.node.is_stopped() {
+                break;
+            }
+            let deadline = self.node.poll_timeout();
+            let sleep = match deadline {
+                Some(t) => {
+                    let wait = t.saturating_since(monotonic_now());
+                    tokio::time::sleep(wait)
+                }
+                None => tokio::time::sleep(Duration::from_secs(3600)),
+            };
+            tokio::select! {
+                biased;
+                _ = sigterm.recv() => self.shutdown(&mut stopping),
+                _ = sigint.recv() => self.shutdown(&mut stopping),
+                r = readable(self.ring.as_mut()), if self.ring.is_some() => {
+                    match r {
+                        Ok(()) => {
+                            if self.drain_ring() {
+                                // A kernel deadline passed: judge now.
+                                self.drain_all();
+                                self.node.handle_timeout(monotonic_now());
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!("XDP ring buffer: {e}; falling back to the socket path");
+                            self.metrics.record_socket_error("ring_read");
+                            self.ring = None;
+                            self.xdp = None;
+                        }
+                    }
+                }
+                (i, r) = recv_any(&mut self.receivers), if !self.receivers.is_empty() => {
+                    match r {
+                        Ok(d) => {
+                            let link = self.receivers[i].1;
+                            self.handle_datagram(link, &d.data, d.arrival, Some(d.read_at));
+                        }
+                        Err(e) => {
+                            tracing::warn!("receive: {e}");
+                            self.metrics.record_socket_error("recv");
+                        }
+                    }
+                }
+                _ = sleep => {
+                    self.drain_all();
+                    self.node.handle_timeout(monotonic_now());
+                }
+                Some(call) = self.control_rx.recv() => self.handle_control(call, &mut stopping),
+                Some(done) = self.agent_rx.recv() => self.handle_agent_done(done),
+            }
+        }
+        tracing::info!("hb: node {} stopped", self.config.local_node);
+        let _ = std::fs::remove_file(&self.control_path);
+        Ok(())
+    }
+
+    fn shutdown(&mut self, stopping: &mut bool) {
+        if *stopping {
+            tracing::warn!("hb: second stop signal while releasing resources; still releasing");
+            return;
+        }
+        *stopping = true;
+        self.node.handle_command(monotonic_now(), Command::Shutdown);
+    }
+
+    /// Reads every queued ring-buffer record; `true` when one was a kernel deadline.
+    fn drain_ring(&mut self) -> bool {
+        let Some(ring) = self.ring.as_mut() else {
+            return false;
+        };
+        let mut events = std::mem::take(&mut self.ring_buf);
+        events.clear();
+        ring.drain(&mut events);
+        let read_at = monotonic_now();
+        let mut deadline = false;
+        for ev in &events {
+            match ev.kind {
+                EVENT_PACKET => {
+                    let Some(&link) = self.ifindex_link.get(&ev.ifindex) else {
+                        self.metrics.record_socket_error("ring_unknown_ifindex");
+                        continue;
+                    };
+                    let arrival = xdp::arrival(ev);
+                    self.handle_datagram(link, xdp::payload(ev), arrival, Some(read_at));
+                }
+                EVENT_DEADLINE => deadline = true,
+                _ => self.metrics.record_socket_error("ring_unknown_record"),
+            }
+        }
+        self.ring_buf = events;
+        deadline
+    }
+
+    /// Drains the ring buffer and every socket without waiting.
+    fn drain_all(&mut self) {
+        self.drain_ring();
+        let mut buf = std::mem::take(&mut self.dgram_buf);
+        for i in 0..self.receivers.len() {
+            buf.clear();
+            let link = self.receivers[i].1;
+            if let Err(e) = self.receivers[i].0.drain(&mut buf, 1024) {
+                tracing::warn!("receive: {e}");
+                self.metrics.record_socket_error("recv");
+            }
+            for d in &buf {
+                self.handle_datagram(link, &d.data, d.arrival, Some(d.read_at));
+            }
+        }
+        self.dgram_buf = buf;
+    }
+
+    fn link_name(&self, link: usize) -> &str {
+        self.config
+            .ha_cf
+            .media
+            .get(link)
+            .map(|m| m.iface())
+            .unwrap_or("?")
+    }
+
+    /// Decode, authenticate, check for replays, record, and hand to the core.
+    fn handle_datagram(
+        &mut self,
+        link: usize,
+        bytes: &[u8],
+        arrival: Timestamp,
+        read_at: Option<Timestamp>,
+    ) {
+        let msg = match packet::decode(bytes, &self.config.authkeys) {
+            Ok(m) => m,
+            Err(e) => {
+                self.metrics.record_reject(e.reason());
+                tracing::debug!("rejected datagram on {}: {e}", self.link_name(link));
+                return;
+            }
+        };
+        let gap = match self.replay.check(&msg, link) {
+            Ok(gap) => gap,
+            Err(packet::RejectReason::OwnMessage) => return,
+            Err(reason) => {
+                self.metrics.record_reject(reason.label());
+                tracing::debug!("rejected message from {:#x}: {}", msg.sender, reason.label());
+                return;
+            }
+        };
+        let local = node_id(&self.config.local_node);
+        if let Some(peer) = self.names.get(&msg.sender).cloned() {
+            let link_name = self.link_name(link).to_owned();
+            self.metrics
+                .record_heartbeat(&peer, &link_name, arrival, read_at, gap);
+            if let Some(echo) = msg.echoes.iter().find(|e| e.node == local)
+                && let Some(rtt) = packet::rtt_from_echo(arrival, echo)
+            {
+                self.metrics.record_rtt(&peer, &link_name, rtt);
+            }
+        }
+        self.node
+            .handle_message(monotonic_now(), LinkId(link), arrival, msg);
+    }
+
+    fn flush_outputs(&mut self) {
+        while let Some(out) = self.node.poll_output() {
+            match out {
+                Output::Transmit { link, msg } => self.transmit(link.0, &msg),
+                Output::Resource { group, op } => {
+                    if self.agent_tx.send(AgentJob::Run { group, op }).is_err() {
+                        tracing::error!("agents thread gone: cannot run group {group}");
+                    }
+                }
+                Output::Reannounce { group } => {
+                    let _ = self.agent_tx.send(AgentJob::Reannounce { group });
+                }
+                Output::Event(ev) => self.handle_event(ev),
+            }
+        }
+    }
+
+    fn transmit(&mut self, link: usize, msg: &hb_proto::message::Message) {
+        let Some(key) = self.config.authkeys.keys.get(&self.config.authkeys.active) else {
+            self.metrics.record_socket_error("no_active_key");
+            return;
+        };
+        let bytes = match packet::encode(msg, key) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!("encoding a heartbeat: {e}");
+                self.metrics.record_socket_error("encode");
+                return;
+            }
+        };
+        let Some(Some(sender)) = self.senders.get_mut(link) else {
+            return;
+        };
+        if let Err(e) = sender.send(&bytes) {
+            self.metrics.record_socket_error(e.label);
+        }
+    }
+
+    fn handle_event(&mut self, ev: Event) {
+        match ev.level() {
+            Level::Info => tracing::info!("{ev}"),
+            Level::Warn => tracing::warn!("{ev}"),
+            Level::Error => tracing::error!("{ev}"),
+        }
+        let now = monotonic_now();
+        match &ev {
+            Event::LateHeartbeat { node, interval } => self.metrics.record_late(node, *interval),
+            Event::LinkUp { node, link } => {
+                self.metrics
+                    .set_link_state(node, link, control::LinkState::Up)
+            }
+            Event::LinkDead { node, link } => {
+                self.metrics
+                    .set_link_state(node, link, control::LinkState::Dead)
+            }
+            Event::NodeActive { node } | Event::NodeReturned { node } => {
+                self.metrics.set_peer_state(node, control::NodeState::Up)
+            }
+            Event::NodeDead { node, .. } | Event::ShutdownNotice { node } => {
+                self.metrics.set_peer_state(node, control::NodeState::Dead);
+                let last_heard = self
+                    .node
+                    .status()
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == *node)
+                    .and_then(|n| n.last_arrival)
+                    .unwrap_or(now);
+                self.pending_takeover = Some(TakeoverTimes {
+                    peer: node.clone(),
+                    last_heard,
+                    declared_dead: now,
+                    resources_started: None,
+                    first_garp: None,
+                });
+            }
+            Event::MachDownComplete { .. } => {
+                if let Some(t) = self.pending_takeover.take() {
+                    self.metrics.record_takeover(t);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_agent_done(&mut self, done: AgentDone) {
+        let result = match &done.result {
+            Ok(report) => {
+                if done.op == ResourceOp::Start
+                    && let Some(t) = self.pending_takeover.as_mut()
+                {
+                    let finished = report.resources.iter().map(|r| r.finished).max();
+                    t.resources_started = t.resources_started.max(finished);
+                    let garp = report.resources.iter().filter_map(|r| r.first_announce).min();
+                    t.first_garp = match (t.first_garp, garp) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.clone()),
+        };
+        self.node
+            .handle_resource_result(monotonic_now(), done.group, done.op, result);
+    }
+
+    fn handle_control(&mut self, call: ControlCall, stopping: &mut bool) {
+        let now = monotonic_now();
+        let response = match call.request {
+            Request::Status => Response::Status(self.status_report(now)),
+            Request::Standby { scope } => {
+                self.node
+                    .handle_command(now, Command::Standby(scope_of(scope)));
+                Response::Ack {
+                    message: format!("standby {} requested", scope.as_str()),
+                }
+            }
+            Request::Takeover { scope } => {
+                self.node
+                    .handle_command(now, Command::Takeover(scope_of(scope)));
+                Response::Ack {
+                    message: format!("takeover {} requested", scope.as_str()),
+                }
+            }
+            Request::Stats => {
+                Response::Stats(Box::new(self.metrics.snapshot_at(now)))
+            }
+            Request::ResetStats => {
+                self.metrics.reset_at(now);
+                Response::Ack {
+                    message: "statistics reset".to_owned(),
+                }
+            }
+            Request::Shutdown => {
+                self.shutdown(stopping);
+                Response::Ack {
+                    message: "shutting down".to_owned(),
+                }
+            }
+        };
+        let _ = call.reply.send(response);
+    }
+
+    fn status_report(&self, now: Timestamp) -> control::StatusReport {
+        status_report(&self.node.status(), now, self.started)
+    }
+}
+
+fn scope_of(s: control::Scope) -> Scope {
+    match s {
+        control::Scope::All => Scope::All,
+        control::Scope::Foreign => Scope::Foreign,
+        control::Scope::Local => Scope::Local,
+        control::Scope::Failback => Scope::Failback,
+    }
+}
+
+/// Maps the core's view to the control socket's report.
+pub fn status_report(s: &ClusterStatus, now: Timestamp, started: Timestamp) -> control::StatusReport {
+    let nodes = s
+        .nodes
+        .iter()
+        .map(|n| {
+            let state = if n.local {
+                match s.status {
+                    NodeStatus::Init => control::NodeState::Init,
+                    NodeStatus::Active => control::NodeState::Up,
+                    NodeStatus::Stopping => control::NodeState::Stopping,
+                }
+            } else {
+                match (n.state, n.status) {
+                    (PeerState::Up, Some(NodeStatus::Stopping)) => control::NodeState::Stopping,
+                    (PeerState::Up, Some(NodeStatus::Init)) => control::NodeState::Init,
+                    (PeerState::Up, _) => control::NodeState::Up,
+                    (PeerState::Dead, _) => control::NodeState::Dead,
+                    (PeerState::Unknown, _) => control::NodeState::Init,
+                }
+            };
+            control::NodeStatusReport {
+                name: n.name.clone(),
+                id: n.id,
+                state,
+                links: n
+                    .links
+                    .iter()
+                    .map(|l| control::LinkStatus {
+                        iface: l.name.clone(),
+                        state: match l.state {
+                            node::LinkState::Up => control::LinkState::Up,
+                            _ => control::LinkState::Dead,
+                        },
+                        last_heartbeat_ms: l
+                            .last_arrival
+                            .map(|t| now.saturating_since(t).as_millis() as u64),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let groups = s
+        .groups
+        .iter()
+        .map(|g| control::GroupStatus {
+            index: g.index,
+            description: g.line.clone(),
+            preferred_node: g.preferred.clone(),
+            owner: g.owner.clone(),
+            local: if g.failed && g.local == Holding::None {
+                control::HoldingState::Failed
+            } else {
+                match g.local {
+                    Holding::None => control::HoldingState::None,
+                    Holding::Starting => control::HoldingState::Starting,
+                    Holding::Held => control::HoldingState::Held,
+                    Holding::Stopping => control::HoldingState::Stopping,
+                }
+            },
+        })
+        .collect();
+    control::StatusReport {
+        local_node: s.local.clone(),
+        generation: s.generation,
+        uptime_secs: now.saturating_since(started).as_secs(),
+        nodes,
+        groups,
+    }
+}
+
+async fn readable(ring: Option<&mut RingReader>) -> Result<(), xdp::XdpError> {
+    match ring {
+        Some(r) => r.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next datagram from any receiver, with the receiver's index.
+async fn recv_any(receivers: &mut [(Receiver, usize)]) -> (usize, std::io::Result<Datagram>) {
+    if receivers.is_empty() {
+        return std::future::pending().await;
+    }
+    let futs = receivers
+        .iter_mut()
+        .map(|(r, _)| Box::pin(r.recv()))
+        .collect::<Vec<_>>();
+    let (res, i, _) = futures::future::select_all(futs).await;
+    (i, res)
+}
+
+/// The default node name: `uname -n`, lower-cased as Heartbeat does.
+pub fn default_node_name() -> Result<String, DaemonError> {
+    crate::check::local_node_name()
+        .map(|n| n.to_lowercase())
+        .map_err(setup("uname -n"))
+}

@@ -147,3 +147,5 @@ pub fn monotonic_ns() -> u64 {
         Err(_) => 0,
     }
 }
+
+pub mod lab;

@@ -733,6 +733,11 @@ FAIL_START={fail}
 running() {{
     [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
 }}
+# Whether anything in this node listens on TCP port 80.
+listening() {{
+    cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+        awk '$2 ~ /:0050$/ && $4 == "0A" {{ f = 1 }} END {{ exit !f }}'
+}}
 case "$1" in
 start)
     if [ "$FAIL_START" = 1 ]; then
@@ -744,16 +749,17 @@ start)
     ;;
 stop)
     if running; then
-        pid=$(cat "$PIDFILE")
         /usr/sbin/apache2 -f "$CONF" -k stop
+        # Stopped once it no longer listens (~40 ms); Apache's parent itself takes ~1.5 s more
+        # to exit, and removes its pid file when it does.
         i=0
-        while kill -0 "$pid" 2>/dev/null && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done
+        while listening && [ $i -lt 500 ]; do sleep 0.005; i=$((i+1)); done
     fi
     rm -f "$PIDFILE"
     exit 0
     ;;
 status)
-    if running; then echo running; exit 0; fi
+    if running && listening; then echo running; exit 0; fi
     echo stopped
     exit 3
     ;;

@@ -1,0 +1,223 @@
+//! The failover lab itself, without hbd: it comes up and goes away completely, Apache answers
+//! on the VIP of the node holding it, a move of the VIP by hand is seen by the client prober
+//! (with its outage), and the dual-owner sampler flags both nodes holding the VIP.
+
+use std::{path::Path, time::Duration};
+
+use hb_tests::{
+    lab::{
+        Lab, LabSpec, Node, ResourceBehaviour,
+        probe::{OwnerSampler, ProbeConfig, Prober},
+    },
+    monotonic_ns, require_root,
+};
+
+fn nothing_left(prefix: &str, dir: &Path) {
+    let netns = hb_tests::run("ip", &["netns", "list"]).unwrap();
+    let list = String::from_utf8_lossy(&netns.stdout);
+    assert!(
+        !list.lines().any(|l| l.starts_with(prefix)),
+        "namespaces left: {list}"
+    );
+    assert!(!dir.exists(), "{} left", dir.display());
+    assert!(
+        !Path::new(&format!("/run/hb-lab/{prefix}.json")).exists(),
+        "state file left"
+    );
+}
+
+#[test]
+fn lab_up_then_down_leaves_nothing_behind() {
+    if !require_root("lab_up_then_down_leaves_nothing_behind") {
+        return;
+    }
+    let mut lab = Lab::up(LabSpec::unique()).unwrap();
+    let prefix = lab.spec().prefix.clone();
+    let dir = lab.record().dir.clone();
+    let status = lab.status();
+    assert_eq!(status.namespaces_present.len(), 4, "{status}");
+    assert!(status.vip_holders().is_empty(), "{status}");
+    for n in &status.nodes {
+        assert!(n.namespace && !n.httpd_running, "{status}");
+        assert_eq!(n.links_up, vec![(1, true), (2, true)], "{status}");
+    }
+    // Files each node needs, authkeys private.
+    for node in Node::ALL {
+        let conf = lab.config_dir(node);
+        let ha_cf = std::fs::read_to_string(conf.join("ha.cf")).unwrap();
+        assert!(ha_cf.contains("keepalive 10ms\ndeadtime 50ms\n"), "{ha_cf}");
+        assert!(ha_cf.contains("bcast eth1\nbcast eth2\n"), "{ha_cf}");
+        let hr = std::fs::read_to_string(conf.join("haresources")).unwrap();
+        assert_eq!(hr, format!("n1 IPaddr::{}/24/eth1 httpd\n", lab.vip()));
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(conf.join("authkeys"))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        // Each node's processes see their own hostname.
+        let out = lab.exec(node, "hostname", &[]).unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), node.name());
+    }
+    // Something running inside a node (Apache) is killed by down.
+    lab.add_vip(Node::N1).unwrap();
+    assert!(lab.httpd(Node::N1, "start").unwrap().status.success());
+    assert!(lab.status().nodes[0].httpd_running);
+    let removed = lab.down().unwrap();
+    assert!(
+        removed.iter().any(|r| r.contains("killed pid")),
+        "{removed:?}"
+    );
+    nothing_left(&prefix, &dir);
+    drop(lab);
+
+    // A crashed run leaves things behind; up cleans them first.
+    let mut spec = LabSpec::unique();
+    spec.prefix = prefix.clone();
+    let lab = Lab::up(spec.clone()).unwrap();
+    let rec = lab.detach().unwrap();
+    assert!(Path::new(&format!("/run/netns/{prefix}n1")).exists());
+    let mut lab = Lab::up(spec).unwrap();
+    assert_eq!(lab.status().namespaces_present.len(), 4);
+    lab.down().unwrap();
+    nothing_left(&prefix, &rec.dir);
+}
+
+#[test]
+fn apache_answers_on_the_vip_of_the_node_holding_it() {
+    if !require_root("apache_answers_on_the_vip_of_the_node_holding_it") {
+        return;
+    }
+    let lab = Lab::up(LabSpec::unique()).unwrap();
+    let cfg = ProbeConfig::new(lab.vip());
+    lab.add_vip(Node::N1).unwrap();
+    let out = lab.httpd(Node::N1, "start").unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let status = lab.httpd(Node::N1, "status").unwrap();
+    assert!(status.status.success());
+    assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), "running");
+    // Apache takes ~100 ms to answer after start.
+    let prober = Prober::start(&lab, cfg).unwrap();
+    let t = prober.wait_served_by(Node::N1, 0, Duration::from_secs(5));
+    let log = prober.stop().unwrap();
+    assert!(t.is_some(), "n1 never answered: {:?}", log.last());
+    // n2 has no VIP and no Apache: only n1 ever answered.
+    assert!(
+        !log.samples
+            .iter()
+            .any(|s| s.outcome == hb_tests::lab::probe::Outcome::Served(Node::N2))
+    );
+    let out = lab.httpd(Node::N1, "stop").unwrap();
+    assert!(out.status.success());
+    let status = lab.httpd(Node::N1, "status").unwrap();
+    assert_eq!(status.status.code(), Some(3));
+    // Stopped: the client is refused (the VIP is still there, nothing listens).
+    let after = hb_tests::lab::probe::Prober::start(&lab, cfg).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let log = after.stop().unwrap();
+    assert!(!log.samples.is_empty());
+    assert!(
+        log.samples
+            .iter()
+            .all(|s| matches!(s.outcome, hb_tests::lab::probe::Outcome::Failed(_))),
+        "{:?}",
+        log.samples
+    );
+}
+
+#[test]
+fn failing_resource_script_does_not_start_apache() {
+    if !require_root("failing_resource_script_does_not_start_apache") {
+        return;
+    }
+    let mut spec = LabSpec::unique();
+    spec.resource = ResourceBehaviour::FailStartOnN2;
+    let lab = Lab::up(spec).unwrap();
+    let out = lab.httpd(Node::N2, "start").unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        lab.httpd(Node::N2, "status").unwrap().status.code(),
+        Some(3)
+    );
+    assert!(lab.httpd(Node::N1, "start").unwrap().status.success());
+    assert!(lab.httpd(Node::N1, "status").unwrap().status.success());
+}
+
+#[test]
+fn vip_moved_by_hand_is_seen_by_the_client_with_its_outage() {
+    if !require_root("vip_moved_by_hand_is_seen_by_the_client_with_its_outage") {
+        return;
+    }
+    let lab = Lab::up(LabSpec::unique()).unwrap();
+    lab.move_by_hand(None, Node::N1).unwrap();
+    let prober = Prober::start(&lab, ProbeConfig::new(lab.vip())).unwrap();
+    let sampler = OwnerSampler::start(&lab, Duration::from_millis(2)).unwrap();
+    assert!(
+        prober
+            .wait_served_by(Node::N1, 0, Duration::from_secs(5))
+            .is_some()
+    );
+    std::thread::sleep(Duration::from_millis(100));
+
+    let t0 = monotonic_ns();
+    let m = lab.move_by_hand(Some(Node::N1), Node::N2).unwrap();
+    assert!(m.httpd_ok);
+    let first_n2 = prober.wait_served_by(Node::N2, t0, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(100));
+    let probes = prober.stop().unwrap();
+    let owners = sampler.stop().unwrap();
+    assert!(first_n2.is_some(), "n2 never answered: {:?}", probes.last());
+
+    let outage = probes.outage(Node::N1, Node::N2, t0).unwrap();
+    let ms = |t: u64| (t as f64 - t0 as f64) / 1e6;
+    println!(
+        "by hand: released {:?} ms, VIP added {:.3} ms, GARP {:.3} ms, httpd started {:.3} ms",
+        m.released.map(ms),
+        ms(m.vip_added),
+        ms(m.garp),
+        ms(m.httpd_started)
+    );
+    println!(
+        "VIP moved by hand n1 -> n2 (Apache stop, addr del, addr add, GARP, Apache start): \
+         client-observed outage {:.3} ms",
+        outage.duration().as_secs_f64() * 1e3
+    );
+    assert!(outage.last_old_ns < t0 + 50_000_000 && outage.first_new_ns > outage.last_old_ns);
+    // Once n2 answered, nothing else did.
+    let disturbed = probes.disturbed_after(Node::N2, outage.first_new_ns);
+    assert!(disturbed.is_empty(), "{disturbed:?}");
+    // The client's ARP entry moved to n2's MAC with the GARP, and never both held the VIP.
+    assert!(owners.first_arp_to(Node::N2, t0).is_some());
+    assert!(owners.dual_owner().is_empty(), "{:?}", owners.dual_owner());
+    let last = owners.samples.last().unwrap();
+    assert!(!last.n1 && last.n2);
+    assert_eq!(owners.arp_owner(last), Some(Node::N2));
+    assert!(!lab.holds_vip(Node::N1).unwrap() && lab.holds_vip(Node::N2).unwrap());
+}
+
+#[test]
+fn dual_owner_sampler_flags_both_nodes_holding_the_vip() {
+    if !require_root("dual_owner_sampler_flags_both_nodes_holding_the_vip") {
+        return;
+    }
+    let lab = Lab::up(LabSpec::unique()).unwrap();
+    lab.add_vip(Node::N1).unwrap();
+    let sampler = OwnerSampler::start(&lab, Duration::from_millis(2)).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    let both_from = lab.add_vip(Node::N2).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    let both_to = lab.del_vip(Node::N1).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    let owners = sampler.stop().unwrap();
+    let dual = owners.dual_owner();
+    assert!(!dual.is_empty(), "no dual-owner moment flagged");
+    // Every flagged moment lies in the window where both really held it.
+    let window_start = both_from.saturating_sub(5_000_000);
+    assert!(
+        dual.iter()
+            .all(|s| s.at_ns >= window_start && s.at_ns <= both_to),
+        "{dual:?}"
+    );
+    assert!(owners.samples.iter().any(|s| s.n1 && !s.n2));
+    assert!(owners.samples.iter().any(|s| !s.n1 && s.n2));
+}

@@ -12,6 +12,7 @@ use hb_tests::{
     monotonic_ns, require_root,
 };
 
+#[allow(clippy::unwrap_used)] // test helper
 fn nothing_left(prefix: &str, dir: &Path) {
     let netns = hb_tests::run("ip", &["netns", "list"]).unwrap();
     let list = String::from_utf8_lossy(&netns.stdout);

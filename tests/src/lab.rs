@@ -1093,6 +1093,76 @@ esac
         cmd("ip", &all).map(|_| ())
     }
 
+    fn partition_rules(&self, node: Node) -> Vec<Vec<String>> {
+        let mut rules = Vec::new();
+        for l in 1..=self.rec.spec.links {
+            let peer = self.node_addr(node.other(), l).to_string();
+            rules.push(vec!["INPUT".into(), "-s".into(), peer.clone()]);
+            rules.push(vec!["OUTPUT".into(), "-d".into(), peer]);
+            // Broadcast heartbeats leave with no peer address; drop them at the sender, since
+            // a receiver-side rule acts after XDP has seen the packet.
+            rules.push(vec![
+                "OUTPUT".into(),
+                "-o".into(),
+                format!("eth{l}"),
+                "-p".into(),
+                "udp".into(),
+                "--dport".into(),
+                "694".into(),
+            ]);
+        }
+        rules
+    }
+
+    fn partition_rules_apply(&self, op: &str) -> Result<u64> {
+        for node in Node::ALL {
+            for rule in self.partition_rules(node) {
+                let mut args: Vec<&str> = vec![op];
+                args.extend(rule.iter().map(String::as_str));
+                args.extend(["-j", "DROP"]);
+                self.iptables(node, &args)?;
+            }
+        }
+        Ok(monotonic_ns())
+    }
+
+    /// Partitions n1 from n2 on every link with iptables inside both nodes (traffic between
+    /// their addresses and all outgoing heartbeats on UDP 694 dropped); the client still reaches
+    /// both. Returns the time it took effect.
+    pub fn partition(&self) -> Result<u64> {
+        self.partition_rules_apply("-A")
+    }
+
+    /// Heals [`Lab::partition`]. Returns the time it took effect.
+    pub fn heal(&self) -> Result<u64> {
+        self.partition_rules_apply("-D")
+    }
+
+    /// Drops each heartbeat `node` sends with probability `p` (on the sender, see
+    /// [`Lab::partition`]); `on = false` removes the rule.
+    pub fn heartbeat_loss(&self, node: Node, p: f64, on: bool) -> Result<()> {
+        let p = format!("{p}");
+        self.iptables(
+            node,
+            &[
+                if on { "-A" } else { "-D" },
+                "OUTPUT",
+                "-p",
+                "udp",
+                "--dport",
+                "694",
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                &p,
+                "-j",
+                "DROP",
+            ],
+        )
+    }
+
     /// The lab's state, read from the system.
     pub fn status(&mut self) -> LabStatus {
         for node in Node::ALL {

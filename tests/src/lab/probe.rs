@@ -286,9 +286,9 @@ impl Drop for Prober {
 pub struct OwnerSample {
     /// CLOCK_MONOTONIC ns of the sample.
     pub at_ns: u64,
-    /// Whether `n1` has the VIP on an interface.
+    /// Whether `n1` has the VIP on an interface that is up and running (has carrier).
     pub n1: bool,
-    /// Whether `n2` has the VIP on an interface.
+    /// Whether `n2` has the VIP on an interface that is up and running (has carrier).
     pub n2: bool,
     /// The MAC the client's ARP entry for the VIP points to (complete entries only).
     pub client_arp: Option<[u8; 6]>,
@@ -342,11 +342,16 @@ pub struct OwnerSampler {
     thread: Option<JoinHandle<Result<()>>>,
 }
 
+/// Whether the calling thread's namespace has `ip` on an interface that can answer for it (up
+/// and running: a node whose links are down, or dead, does not count).
 fn holds_addr(ip: Ipv4Addr) -> Result<bool> {
+    use nix::net::if_::InterfaceFlags as F;
     let addrs = nix::ifaddrs::getifaddrs().context("getifaddrs")?;
-    Ok(addrs
-        .filter_map(|a| a.address)
-        .any(|a| a.as_sockaddr_in().is_some_and(|s| s.ip() == ip)))
+    Ok(addrs.into_iter().any(|a| {
+        a.flags.contains(F::IFF_UP | F::IFF_RUNNING)
+            && a.address
+                .is_some_and(|s| s.as_sockaddr_in().is_some_and(|s| s.ip() == ip))
+    }))
 }
 
 /// The MAC of a complete entry for `ip` in `/proc/net/arp` text.

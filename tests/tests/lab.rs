@@ -291,3 +291,76 @@ fn partition_cuts_the_nodes_apart_and_heal_joins_them() {
     lab.heartbeat_loss(Node::N1, 1.0, false).unwrap();
     assert_eq!(udp_694_delivered(&lab, Node::N1, Node::N2), 10);
 }
+
+#[test]
+fn lab_runs_hbd_per_node_and_reports_one_that_exits_at_once() {
+    if !require_root("lab_runs_hbd_per_node_and_reports_one_that_exits_at_once") {
+        return;
+    }
+    // Stand-ins for hbd (the real daemon is wired by the lead): one records its hostname and
+    // arguments and stays up, one exits at once.
+    let bin_dir = std::env::temp_dir().join(hb_tests::unique_name("hbd"));
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let stays = bin_dir.join("hbd-stays");
+    let exits = bin_dir.join("hbd-exits");
+    std::fs::write(
+        &stays,
+        "#!/bin/sh\necho \"$(hostname) $*\" > \"$(dirname \"$0\")/args-$(hostname)\"\n\
+         echo \"mono=1 INFO started\"\nexec sleep 60\n",
+    )
+    .unwrap();
+    std::fs::write(&exits, "#!/bin/sh\necho 'hbd: bad config' >&2\nexit 3\n").unwrap();
+    for f in [&stays, &exits] {
+        std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+
+    let mut spec = LabSpec::unique();
+    spec.hbd_path = Some(stays.clone());
+    let mut lab = Lab::up(spec).unwrap();
+    let status = lab.status();
+    for n in &status.nodes {
+        assert!(
+            matches!(n.hbd, hb_tests::lab::HbdState::Running(_)),
+            "{status}"
+        );
+    }
+    for node in Node::ALL {
+        let args = std::fs::read_to_string(bin_dir.join(format!("args-{node}"))).unwrap();
+        let want = format!("{node} {}", lab.hbd_args(node).join(" "));
+        assert_eq!(args.trim(), want);
+        assert!(want.contains("--foreground --config-dir"));
+        let log = std::fs::read_to_string(lab.log_path(node)).unwrap();
+        assert_eq!(log, "mono=1 INFO started\n");
+    }
+    let pid = lab.hbd_pid(Node::N1).unwrap();
+    lab.kill_node(Node::N1).unwrap();
+    assert!(lab.hbd_pid(Node::N1).is_none());
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    let status = lab.status();
+    assert_eq!(status.nodes[0].links_up, vec![(1, false), (2, false)]);
+    assert!(matches!(
+        status.nodes[1].hbd,
+        hb_tests::lab::HbdState::Running(_)
+    ));
+    lab.restart_node(Node::N1).unwrap();
+    assert!(lab.hbd_pid(Node::N1).is_some());
+    assert_eq!(lab.status().nodes[0].links_up, vec![(1, true), (2, true)]);
+    lab.down().unwrap();
+
+    let mut spec = LabSpec::unique();
+    spec.hbd_path = Some(exits);
+    let mut lab = Lab::up(spec).unwrap();
+    let status = lab.status();
+    for n in &status.nodes {
+        match &n.hbd {
+            hb_tests::lab::HbdState::NotRunning(why) => {
+                assert!(why.contains("exited at once"), "{status}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let log = std::fs::read_to_string(lab.log_path(Node::N2)).unwrap();
+    assert_eq!(log, "hbd: bad config\n");
+    drop(lab);
+    std::fs::remove_dir_all(&bin_dir).unwrap();
+}

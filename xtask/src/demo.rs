@@ -169,9 +169,13 @@ fn fill_by_hand(t: &mut Timeline, new: Node, m: &lab::ManualMove) {
         } else {
             None
         };
-        if let (None, Some(at)) = (row.at_ns, by_hand) {
-            row.at_ns = Some(at);
-            row.label += " (by hand)";
+        match (row.at_ns, by_hand) {
+            (None, Some(at)) => {
+                row.at_ns = Some(at);
+                row.label += " (by hand)";
+            }
+            (None, None) => row.label += " (no hbd in a by-hand run)",
+            _ => {}
         }
     }
     t.row(

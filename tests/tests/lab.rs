@@ -78,6 +78,9 @@ fn lab_up_then_down_leaves_nothing_behind() {
     let lab = Lab::up(spec.clone()).unwrap();
     let rec = lab.detach().unwrap();
     assert!(Path::new(&format!("/run/netns/{prefix}n1")).exists());
+    // `cargo xtask lab status` reads the state file the detached lab left.
+    let recorded = hb_tests::lab::recorded_status(&prefix).unwrap().unwrap();
+    assert_eq!(recorded.namespaces_present.len(), 4, "{recorded}");
     let mut lab = Lab::up(spec).unwrap();
     assert_eq!(lab.status().namespaces_present.len(), 4);
     lab.down().unwrap();

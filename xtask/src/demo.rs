@@ -159,6 +159,23 @@ fn wait_served(
     }
 }
 
+/// Adds, before the first answer, when the client's ARP entry for the VIP moved to `new`.
+fn add_client_arp_row(t: &mut Timeline, owners: &OwnerSampler, new: Node) {
+    let at = owners.snapshot().first_arp_to(new, t.t0_ns);
+    let pos = t
+        .rows
+        .iter()
+        .position(|r| r.label.starts_with("first answer from"))
+        .unwrap_or(t.rows.len());
+    t.rows.insert(
+        pos,
+        timeline::Row {
+            label: format!("client's ARP entry for the VIP points to {new}"),
+            at_ns: at,
+        },
+    );
+}
+
 /// In the by-hand demo the lab's own steps stand in for hbd's log lines.
 fn fill_by_hand(t: &mut Timeline, new: Node, m: &lab::ManualMove) {
     for row in &mut t.rows {
@@ -263,6 +280,7 @@ pub fn demo(bins: &Binaries, by_hand: bool) -> Result<()> {
     if let Some(m) = &manual {
         fill_by_hand(&mut failover, Node::N2, m);
     }
+    add_client_arp_row(&mut failover, &owners, Node::N2);
     println!("{failover}");
 
     step("bringing n1 back (links up, hbd started)");
@@ -295,6 +313,7 @@ pub fn demo(bins: &Binaries, by_hand: bool) -> Result<()> {
     if let Some(m) = &manual {
         fill_by_hand(&mut failback, Node::N1, m);
     }
+    add_client_arp_row(&mut failback, &owners, Node::N1);
     println!("{failback}");
 
     let probes = prober.stop()?;

@@ -7,7 +7,7 @@ use std::{path::Path, time::Duration};
 use hb_tests::{
     lab::{
         Lab, LabSpec, Node, ResourceBehaviour,
-        probe::{OwnerSampler, ProbeConfig, Prober},
+        probe::{ArpWatch, OwnerSampler, ProbeConfig, Prober},
     },
     monotonic_ns, require_root,
 };
@@ -156,6 +156,7 @@ fn vip_moved_by_hand_is_seen_by_the_client_with_its_outage() {
     lab.move_by_hand(None, Node::N1).unwrap();
     let prober = Prober::start(&lab, ProbeConfig::new(lab.vip())).unwrap();
     let sampler = OwnerSampler::start(&lab, Duration::from_millis(2)).unwrap();
+    let arp = ArpWatch::start(&lab).unwrap();
     assert!(
         prober
             .wait_served_by(Node::N1, 0, Duration::from_secs(5))
@@ -170,7 +171,15 @@ fn vip_moved_by_hand_is_seen_by_the_client_with_its_outage() {
     std::thread::sleep(Duration::from_millis(100));
     let probes = prober.stop().unwrap();
     let owners = sampler.stop().unwrap();
+    let arps = arp.stop().unwrap();
     assert!(first_n2.is_some(), "n2 never answered: {:?}", probes.last());
+    // The client saw n2's gratuitous ARP, and no ARP from n1 claimed the VIP after the move.
+    assert_eq!(arps.claimants(m.garp, u64::MAX), vec![Node::N2], "{arps:?}");
+    assert!(
+        arps.seen
+            .iter()
+            .any(|a| a.oper == 1 && arps.sender(a) == Some(Node::N2))
+    );
 
     let outage = probes.outage(Node::N1, Node::N2, t0).unwrap();
     let ms = |t: u64| (t as f64 - t0 as f64) / 1e6;
@@ -209,7 +218,21 @@ fn dual_owner_sampler_flags_both_nodes_holding_the_vip() {
     let sampler = OwnerSampler::start(&lab, Duration::from_millis(2)).unwrap();
     std::thread::sleep(Duration::from_millis(30));
     let both_from = lab.add_vip(Node::N2).unwrap();
+    // From the client's seat: asked who has the VIP, both nodes answer.
+    let arp = ArpWatch::start(&lab).unwrap();
+    let client = lab.client_netns();
+    let vip = lab.vip().to_string();
+    hb_tests::run("ip", &["-n", &client, "neigh", "flush", "to", &vip]).unwrap();
+    let asked = monotonic_ns();
+    let prober = Prober::start(&lab, ProbeConfig::new(lab.vip())).unwrap();
     std::thread::sleep(Duration::from_millis(30));
+    drop(prober);
+    let arps = arp.stop().unwrap();
+    assert_eq!(
+        arps.claimants(asked, u64::MAX),
+        vec![Node::N1, Node::N2],
+        "{arps:?}"
+    );
     // n1 loses its links (dead or cut off) while still holding the address: it cannot answer,
     // so this is not a dual-owner moment.
     let both_to = lab.set_link(Node::N1, 1, false).unwrap();

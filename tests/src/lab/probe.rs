@@ -475,6 +475,170 @@ impl Drop for OwnerSampler {
     }
 }
 
+/// One ARP packet the client received that claims the VIP (a reply or a gratuitous ARP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArpSeen {
+    /// CLOCK_MONOTONIC ns when it was read.
+    pub at_ns: u64,
+    /// The sender hardware address in the ARP payload.
+    pub sender_mac: [u8; 6],
+    /// ARP operation: 1 request (gratuitous), 2 reply.
+    pub oper: u16,
+}
+
+/// ARP packets claiming the VIP that the client saw.
+#[derive(Debug, Clone, Default)]
+pub struct ArpLog {
+    /// The packets, oldest first.
+    pub seen: Vec<ArpSeen>,
+    /// `n1`'s and `n2`'s `eth1` MACs.
+    pub macs: [[u8; 6]; 2],
+}
+
+impl ArpLog {
+    /// The node that sent `a` (by MAC).
+    pub fn sender(&self, a: &ArpSeen) -> Option<Node> {
+        Node::ALL
+            .into_iter()
+            .find(|n| self.macs[n.index()] == a.sender_mac)
+    }
+
+    /// Nodes that claimed the VIP in `[from_ns, to_ns)`.
+    pub fn claimants(&self, from_ns: u64, to_ns: u64) -> Vec<Node> {
+        let mut nodes: Vec<Node> = self
+            .seen
+            .iter()
+            .filter(|a| a.at_ns >= from_ns && a.at_ns < to_ns)
+            .filter_map(|a| self.sender(a))
+            .collect();
+        nodes.sort_by_key(|n| n.index());
+        nodes.dedup();
+        nodes
+    }
+}
+
+/// The sender MAC and operation of an ARP frame (Ethernet header included) whose sender IP is
+/// `ip`.
+pub fn arp_claim(frame: &[u8], ip: Ipv4Addr) -> Option<([u8; 6], u16)> {
+    if frame.len() < 42 || frame[12..14] != [0x08, 0x06] || frame[28..32] != ip.octets() {
+        return None;
+    }
+    let oper = u16::from_be_bytes([frame[20], frame[21]]);
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&frame[22..28]);
+    Some((mac, oper))
+}
+
+/// A running watcher of the ARP packets the client receives for the VIP (a raw AF_PACKET
+/// socket in the client's namespace).
+#[derive(Debug)]
+pub struct ArpWatch {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<ArpSeen>>>,
+    macs: [[u8; 6]; 2],
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl ArpWatch {
+    /// Starts watching on the lab's client.
+    pub fn start(lab: &Lab) -> Result<ArpWatch> {
+        let macs = [lab.node_mac(Node::N1, 1)?, lab.node_mac(Node::N2, 1)?];
+        let client = lab.client_netns();
+        let vip = lab.vip();
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = {
+            let stop = stop.clone();
+            let seen = seen.clone();
+            std::thread::Builder::new()
+                .name("lab-arp".into())
+                .spawn(move || -> Result<()> {
+                    let setup = (|| -> Result<std::os::fd::OwnedFd> {
+                        enter_netns(&client)?;
+                        let proto = i32::from((libc::ETH_P_ARP as u16).to_be());
+                        // SAFETY: plain socket(2) call; the result is checked.
+                        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto) };
+                        if fd < 0 {
+                            bail!("AF_PACKET socket: {}", std::io::Error::last_os_error());
+                        }
+                        // SAFETY: fd is a socket we own from here on.
+                        Ok(unsafe {
+                            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+                        })
+                    })();
+                    let fd = match setup {
+                        Ok(fd) => {
+                            let _ = ready_tx.send(Ok(()));
+                            fd
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(format!("{e:#}")));
+                            return Ok(());
+                        }
+                    };
+                    let sock = std::net::UdpSocket::from(fd);
+                    // Only for the timeout: recv on the raw socket goes through the same fd.
+                    sock.set_read_timeout(Some(Duration::from_millis(20)))?;
+                    let mut buf = [0u8; 128];
+                    while !stop.load(Ordering::Relaxed) {
+                        let Ok(n) = sock.recv(&mut buf) else {
+                            continue;
+                        };
+                        let at_ns = monotonic_ns();
+                        if let Some((sender_mac, oper)) = arp_claim(&buf[..n], vip) {
+                            seen.lock()
+                                .map_err(|_| anyhow!("ARP log poisoned"))?
+                                .push(ArpSeen {
+                                    at_ns,
+                                    sender_mac,
+                                    oper,
+                                });
+                        }
+                    }
+                    Ok(())
+                })?
+        };
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => bail!("ARP watch: {e}"),
+            Err(_) => bail!("ARP watch thread died during setup"),
+        }
+        Ok(ArpWatch {
+            stop,
+            seen,
+            macs,
+            thread: Some(thread),
+        })
+    }
+
+    /// A copy of what was seen so far.
+    pub fn snapshot(&self) -> ArpLog {
+        ArpLog {
+            seen: self.seen.lock().map(|s| s.clone()).unwrap_or_default(),
+            macs: self.macs,
+        }
+    }
+
+    /// Stops watching and returns what was seen.
+    pub fn stop(mut self) -> Result<ArpLog> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().map_err(|_| anyhow!("ARP watch panicked"))??;
+        }
+        Ok(self.snapshot())
+    }
+}
+
+impl Drop for ArpWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The 42-byte gratuitous ARP request (sender = target = `ip`, to broadcast) from `mac`,
 /// padded to the 60-byte Ethernet minimum.
 pub fn garp_frame(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 60] {
@@ -598,6 +762,15 @@ mod tests {
         assert_eq!(&f[28..32], &[10, 1, 2, 3]);
         assert_eq!(&f[38..42], &[10, 1, 2, 3]);
         assert_eq!(&f[32..38], &[0; 6]);
+    }
+
+    #[test]
+    fn arp_claim_reads_sender_of_frames_for_the_address() {
+        let ip = Ipv4Addr::new(10, 1, 2, 3);
+        let f = garp_frame([2, 0, 0, 0, 0, 1], ip);
+        assert_eq!(arp_claim(&f, ip), Some(([2, 0, 0, 0, 0, 1], 1)));
+        assert_eq!(arp_claim(&f, Ipv4Addr::new(10, 1, 2, 4)), None);
+        assert_eq!(arp_claim(&f[..30], ip), None);
     }
 
     #[test]

@@ -1163,6 +1163,36 @@ esac
         )
     }
 
+    /// `node`'s `hbd.log`, parsed (`mono=<ns> <LEVEL> <message>` lines only).
+    pub fn log(&self, node: Node) -> Result<Vec<timeline::LogLine>> {
+        timeline::read_log(&self.log_path(node))
+    }
+
+    /// Waits up to `timeout` for a line of `node`'s `hbd.log` at or after `after_ns` whose
+    /// message contains `needle`.
+    pub fn wait_log(
+        &self,
+        node: Node,
+        needle: &str,
+        after_ns: u64,
+        timeout: Duration,
+    ) -> Result<Option<timeline::LogLine>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self
+                .log(node)?
+                .into_iter()
+                .find(|l| l.mono_ns >= after_ns && l.message.contains(needle))
+            {
+                return Ok(Some(l));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// The lab's state, read from the system.
     pub fn status(&mut self) -> LabStatus {
         for node in Node::ALL {

@@ -357,6 +357,16 @@ fn lab_runs_hbd_per_node_and_reports_one_that_exits_at_once() {
         assert!(want.contains("--foreground --config-dir"));
         let log = std::fs::read_to_string(lab.log_path(node)).unwrap();
         assert_eq!(log, "mono=1 INFO started\n");
+        let line = lab
+            .wait_log(node, "started", 0, Duration::from_millis(100))
+            .unwrap()
+            .unwrap();
+        assert_eq!((line.mono_ns, line.level.as_str()), (1, "INFO"));
+        assert!(
+            lab.wait_log(node, "is dead", 0, Duration::from_millis(20))
+                .unwrap()
+                .is_none()
+        );
     }
     let pid = lab.hbd_pid(Node::N1).unwrap();
     lab.kill_node(Node::N1).unwrap();

@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Result, bail};
 use hb_tests::lab::{
     self, Lab, LabSpec, Node,
-    probe::{OwnerSampler, ProbeConfig, Prober},
+    probe::{ArpWatch, OwnerSampler, ProbeConfig, Prober},
     timeline::{self, Move, Timeline},
 };
 
@@ -232,6 +232,7 @@ pub fn demo(bins: &Binaries, by_hand: bool) -> Result<()> {
     }
     let prober = Prober::start(&lab, ProbeConfig::new(vip))?;
     let owners = OwnerSampler::start(&lab, Duration::from_millis(2))?;
+    let arp = ArpWatch::start(&lab)?;
     step(&format!(
         "client probing http://{vip}/ every 5 ms (20 ms timeout); waiting for n1 to serve"
     ));
@@ -318,6 +319,18 @@ pub fn demo(bins: &Binaries, by_hand: bool) -> Result<()> {
 
     let probes = prober.stop()?;
     let owners = owners.stop()?;
+    let arps = arp.stop()?;
+    let claims = |n: Node| {
+        arps.seen
+            .iter()
+            .filter(|a| arps.sender(a) == Some(n))
+            .count()
+    };
+    println!(
+        "client saw ARP packets claiming the VIP: {} from n1, {} from n2",
+        claims(Node::N1),
+        claims(Node::N2)
+    );
     let dual = owners.dual_owner();
     println!(
         "client: {} probes; VIP owners sampled {} times every 2 ms: {} with both nodes holding it",

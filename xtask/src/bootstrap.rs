@@ -22,7 +22,14 @@ pub const BPF_LINKER_VERSION: &str = "0.13.0";
 pub const LLVM_MAJOR: &str = "22";
 
 /// Debian packages needed by every command (build, tests, lab).
-pub const BASE_PACKAGES: &[&str] = &["llvm-22-dev", "iproute2", "iptables", "apache2"];
+pub const BASE_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "iproute2",
+    "iptables",
+    "apache2",
+    // The lab: `unshare` runs each node in its own UTS namespace (its own hostname).
+    "util-linux",
+];
 
 /// Prints a progress line.
 pub fn step(msg: &str) {

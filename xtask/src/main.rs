@@ -3,6 +3,7 @@
 //! Every command first makes sure the prerequisites are installed (see [`bootstrap`]).
 
 mod bootstrap;
+mod demo;
 
 use std::process::Command;
 
@@ -33,6 +34,10 @@ enum Cmd {
 
 #[derive(Debug, Args)]
 struct RunOptions {
+    /// Run the demo with the lab moving the VIP and httpd by hand where hbd would (the lab and
+    /// the client's view without the daemon).
+    #[arg(long)]
+    by_hand: bool,
     /// Arguments for `hbd`; when present, runs the daemon on this host instead of the demo.
     #[arg(last = true)]
     hbd_args: Vec<String>,
@@ -123,10 +128,10 @@ fn run(opts: &RunOptions) -> Result<()> {
         "cargo build --release (hbd, hbctl, hbstat and the XDP program)",
         cargo().args(["build", "--release", "-p", "hb-daemon"]),
     )?;
-    if opts.hbd_args.is_empty() {
-        bail!("the two-node demo is not built yet (issue 7); pass `-- <hbd args>` to run hbd");
-    }
     let root = workspace_root()?;
+    if opts.hbd_args.is_empty() {
+        return demo::demo(&demo::Binaries::find(&root), opts.by_hand);
+    }
     run_step(
         "hbd",
         Command::new(root.join("target/release/hbd")).args(&opts.hbd_args),
@@ -136,9 +141,15 @@ fn run(opts: &RunOptions) -> Result<()> {
 fn lab(opts: &LabOptions) -> Result<()> {
     bootstrap::ensure(&[])?;
     match opts.action {
-        LabAction::Up | LabAction::Down | LabAction::Status => {
-            bail!("the failover lab is not built yet (issue 7)")
+        LabAction::Up => {
+            run_step(
+                "cargo build --release (hbd, hbctl, hbstat and the XDP program)",
+                cargo().args(["build", "--release", "-p", "hb-daemon"]),
+            )?;
+            demo::lab_up(&demo::Binaries::find(&workspace_root()?))
         }
+        LabAction::Down => demo::lab_down(),
+        LabAction::Status => demo::lab_status(),
     }
 }
 

@@ -500,7 +500,12 @@ impl Agents {
                         source,
                     })?;
                 let added = now();
-                tracing::info!(resource = name, "{addr}/{} added on {}", r.prefix, r.name);
+                tracing::info!(
+                    resource = name,
+                    "hb: address {addr} added on {} (/{})",
+                    r.name,
+                    r.prefix
+                );
                 let Some(mac) = r.mac else {
                     tracing::info!(
                         resource = name,
@@ -514,7 +519,15 @@ impl Agents {
                     .announce(name, r.index, &r.name, mac, *addr)
                     .await
                 {
-                    Ok(sent) => Ok((Some(added), Some(sent))),
+                    Ok(sent) => {
+                        let what = if addr.is_ipv4() {
+                            "gratuitous ARP"
+                        } else {
+                            "unsolicited neighbour advertisement"
+                        };
+                        tracing::info!(resource = name, "hb: {what} sent for {addr} on {}", r.name);
+                        Ok((Some(added), Some(sent)))
+                    }
                     Err(e) => {
                         // The address works; peers learn it by ARP once their entries expire.
                         tracing::error!(resource = name, "announcing {addr} on {}: {e}", r.name);

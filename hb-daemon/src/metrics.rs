@@ -771,6 +771,71 @@ mod tests {
     }
 
     #[test]
+    fn from_config_takes_peers_and_distinct_interfaces() {
+        use hb_proto::config::{AuthKeys, Config, HaCf, Media, Setting, XdpMode};
+        let d = |ms| Setting::default_value(Duration::from_millis(ms));
+        let ha_cf = HaCf {
+            keepalive: d(10),
+            deadtime: d(50),
+            warntime: d(30),
+            initdead: d(100),
+            udpport: Setting::default_value(694),
+            media: vec![
+                Media::Bcast {
+                    iface: "eth1".into(),
+                },
+                Media::Ucast {
+                    iface: "eth2".into(),
+                    addr: "10.0.1.2".parse().unwrap(),
+                },
+                Media::Ucast {
+                    iface: "eth1".into(),
+                    addr: "10.0.0.3".parse().unwrap(),
+                },
+            ],
+            nodes: vec!["node1".into(), "node2".into(), "node3".into()],
+            auto_failback: Setting::default_value(hb_proto::config::AutoFailback::On),
+            logfile: None,
+            debugfile: None,
+            logfacility: None,
+            debug: Setting::default_value(0),
+            ping: vec![],
+            ping_groups: vec![],
+            deadping: None,
+            respawn: vec![],
+            stonith_hosts: vec![],
+            watchdog: None,
+            realtime: Setting::default_value(true),
+            hopfudge: Setting::default_value(1),
+            autojoin: Setting::default_value("none".into()),
+            xdp: Setting::default_value(XdpMode::Auto),
+            garp_count: Setting::default_value(5),
+            garp_interval: d(200),
+            metrics_listen: None,
+            control_socket: None,
+        };
+        let config = Config {
+            config_dir: "/etc/ha.d".into(),
+            local_node: "node2".into(),
+            ha_cf,
+            groups: vec![],
+            authkeys: AuthKeys {
+                active: 1,
+                keys: Default::default(),
+            },
+            warnings: vec![],
+        };
+        let r = Metrics::from_config(&config, Timestamp(0)).snapshot_at(Timestamp(0));
+        assert_eq!(r.local_node, "node2");
+        let peers: Vec<&str> = r.peers.iter().map(|p| p.peer.as_str()).collect();
+        assert_eq!(peers, ["node1", "node3"]);
+        for p in &r.peers {
+            let links: Vec<&str> = p.links.iter().map(|l| l.link.as_str()).collect();
+            assert_eq!(links, ["eth1", "eth2"]);
+        }
+    }
+
+    #[test]
     fn report_round_trips_through_json() {
         let mut m = metrics();
         m.record_heartbeat("node2", "eth1", Timestamp(MS), None, 0);

@@ -1,6 +1,7 @@
 //! The socket path: UDP heartbeats without XDP.
 //!
-//! Sending: one [`MediumSender`] per ha.cf medium (`bcast`, `ucast`, `mcast`), an unconnected
+//! Sending: one [`MediumSender`] per ha.cf medium (`bcast` to the interface's configured
+//! broadcast address, else 255.255.255.255; `ucast`; `mcast`), an unconnected
 //! non-blocking UDP socket bound to its interface with `SO_BINDTODEVICE` (a connected socket
 //! would get `ECONNREFUSED` after an ICMP port-unreachable). A send error (`EPERM` from a local
 //! iptables `DROP`, `ENOBUFS`, `EAGAIN` when the socket buffer is full) is counted and
@@ -24,9 +25,10 @@
 //!   debug build; a single reading reached 11 us when the thread was preempted), plus
 //! - any change of REALTIME relative to MONOTONIC between the arrival and the read: NTP slewing
 //!   (at most 500 ppm of the time the datagram sat in the queue: 0.5 us per ms queued) or a
-//!   clock step. A step is visible as an arrival after the read or more than
-//!   [`MAX_QUEUE_AGE`] before it; such stamps are replaced by the read time and
-//!   [`Datagram::kernel_stamp`] is `false`.
+//!   clock step. A backward step, or a forward step of more than [`MAX_QUEUE_AGE`], is visible
+//!   as an arrival after the read or too long before it; such stamps are replaced by the read
+//!   time and [`Datagram::kernel_stamp`] is `false`. A smaller forward step between arrival and
+//!   read is not detected: that one datagram looks older by the step.
 //!
 //! IPv4 only, like Heartbeat's media.
 

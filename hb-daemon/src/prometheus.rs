@@ -117,14 +117,22 @@ pub fn render(report: &StatsReport) -> String {
     f.header(
         "hb_peer_state",
         "gauge",
-        "1 for the peer's current state (up, dead, init, standby, stopping).",
+        "1 for the peer's current state, 0 for the others (up, dead, init, standby, stopping).",
     );
     for p in &report.peers {
-        f.sample(
-            "hb_peer_state",
-            &[("peer", &p.peer), ("state", p.state.as_str())],
-            1.0,
-        );
+        for state in [
+            NodeState::Up,
+            NodeState::Dead,
+            NodeState::Init,
+            NodeState::Standby,
+            NodeState::Stopping,
+        ] {
+            f.sample(
+                "hb_peer_state",
+                &[("peer", &p.peer), ("state", state.as_str())],
+                f64::from(u8::from(p.state == state)),
+            );
+        }
     }
     f.header(
         "hb_link_up",

@@ -107,6 +107,14 @@ fn scrape_parses_with_names_labels_and_values() {
     assert_eq!(
         scalar(find(
             &scrape,
+            "hb_peer_state",
+            &[("peer", "node2"), ("state", "dead")]
+        )),
+        0.0
+    );
+    assert_eq!(
+        scalar(find(
+            &scrape,
             "hb_heartbeats_late_total",
             &[("peer", "node2")]
         )),

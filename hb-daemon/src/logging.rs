@@ -8,6 +8,13 @@
 //! 2026/11/26_01:02:03.123 hbd[4242]: info: Link node2:eth1 up.
 //! ```
 //!
+//! On stderr (`--foreground`) each line instead starts with the CLOCK_MONOTONIC time of the
+//! event, so a supervisor can line events up with its own clock:
+//!
+//! ```text
+//! mono=81234567890 INFO Link node2:eth1 up.
+//! ```
+//!
 //! Levels are written `ERROR`, `WARN`, `info`, `debug` (Heartbeat's words). Formatting happens
 //! in the caller, writing in a background thread fed through a bounded channel: a slow disk
 //! never blocks the heartbeat path; when the channel is full, lines are dropped and counted
@@ -168,6 +175,9 @@ struct Line {
     body: String,
     /// The full line without the newline.
     full: String,
+    /// The stderr (`--foreground`) form: `mono=<CLOCK_MONOTONIC ns> <LEVEL> <message>`, so a
+    /// supervisor (the lab, tests) can line log events up with its own monotonic clock.
+    console: String,
 }
 
 /// The tracing layer: formats each event and queues it for the writer thread.
@@ -220,7 +230,17 @@ impl<S: Subscriber> Layer<S> for HbLayer {
         });
         let body = format!("{}: {message}{fields}", level_word(level));
         let full = format!("{} hbd[{}]: {body}", timestamp(SystemTime::now()), self.pid);
-        match self.tx.try_send(Msg::Line(Line { level, body, full })) {
+        let console = format!(
+            "mono={} {} {message}{fields}",
+            crate::net::monotonic_now().as_nanos(),
+            level.as_str()
+        );
+        match self.tx.try_send(Msg::Line(Line {
+            level,
+            body,
+            full,
+            console,
+        })) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -308,7 +328,7 @@ fn syslog_priority(level: Level) -> libc::c_int {
 
 fn write_line(sinks: &mut Sinks, line: &Line) {
     if sinks.stderr && line.level <= sinks.stderr_level {
-        let _ = writeln!(io::stderr().lock(), "{}", line.full);
+        let _ = writeln!(io::stderr().lock(), "{}", line.console);
     }
     if let Some(f) = &mut sinks.logfile
         && line.level <= Level::INFO

@@ -343,6 +343,8 @@ impl Driver {
             xdp_handle = None;
         }
 
+        // The core's clock starts now, after the slow set-up (XDP load and attach).
+        let now = monotonic_now();
         let node = Node::new(&config, generation, now).map_err(setup("node"))?;
         let local_id = node_id(&config.local_node);
         let replay = ReplayGuard::new(local_id, ha.nodes.iter().map(|n| node_id(n)));
@@ -483,9 +485,10 @@ impl Driver {
         deadline
     }
 
-    /// Drains the ring buffer and every socket without waiting.
+    /// Drains every socket and the ring buffer without waiting. Sockets first: what they hold
+    /// is older (queued before XDP attached, or passed on when the ring was full), so handling
+    /// it first keeps sequence numbers in order.
     fn drain_all(&mut self) {
-        self.drain_ring();
         let mut buf = std::mem::take(&mut self.dgram_buf);
         for i in 0..self.receivers.len() {
             buf.clear();
@@ -499,6 +502,7 @@ impl Driver {
             }
         }
         self.dgram_buf = buf;
+        self.drain_ring();
     }
 
     fn link_name(&self, link: usize) -> &str {

@@ -278,7 +278,6 @@ impl Driver {
         agent_tx: mpsc::UnboundedSender<AgentJob>,
         agent_rx: mpsc::UnboundedReceiver<AgentDone>,
     ) -> Result<Self, DaemonError> {
-        let now = monotonic_now();
         let ha = &config.ha_cf;
         let port = ha.udpport.value;
 

@@ -201,11 +201,24 @@ fn missing_config_dir_is_an_error() {
 }
 
 #[test]
-fn without_check_the_daemon_is_not_wired_yet() {
-    let out = hbd(&["--config-dir", "/nonexistent"]);
-    assert_eq!(out.status.code(), Some(2));
+fn the_daemon_refuses_an_invalid_configuration() {
+    let out = hbd(&[
+        "--config-dir",
+        "/nonexistent/hb-check-dir",
+        "--node-name",
+        "a",
+        "--foreground",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("the daemon loop is not wired yet"), "{err}");
+    assert!(
+        has_line(
+            &err,
+            "/nonexistent/hb-check-dir/ha.cf:0: cannot read: No such file or directory (os error 2)"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("hbd: refusing to start"), "{err}");
 }
 
 #[test]

@@ -26,7 +26,10 @@ fn both_daemons_see_each_others_links_come_up() {
             let at = expect_log(&lab, node, &line, 0, Duration::from_secs(1));
             println!("{node}: {line:?} at mono={at}");
         }
-        assert!(!logged(&lab, node, "is dead", 0), "{node} declared a peer dead");
+        assert!(
+            !logged(&lab, node, "is dead", 0),
+            "{node} declared a peer dead"
+        );
     }
 }
 
@@ -40,7 +43,13 @@ fn kill_9_is_declared_dead_within_deadtime() {
     let deadtime = spec.deadtime;
     let mut lab = up_and_settled(spec);
     let killed = lab.kill_hbd(Node::N1).unwrap();
-    let dead = expect_log(&lab, Node::N2, "node n1: is dead", killed, Duration::from_secs(5));
+    let dead = expect_log(
+        &lab,
+        Node::N2,
+        "node n1: is dead",
+        killed,
+        Duration::from_secs(5),
+    );
     let detect = ms(killed, dead);
     println!(
         "kill -9 of n1's hbd to `node n1: is dead` on n2: {detect:.1} ms (deadtime {deadtime:?})"
@@ -159,7 +168,10 @@ fn invalid_config_is_refused_with_path_line_and_exit_1() {
         .filter_map(|l| l.strip_prefix(&format!("{ha_cf}:")))
         .filter_map(|rest| rest.split(':').next()?.parse().ok())
         .collect();
-    assert!(located.contains(&4), "no {ha_cf}:4: line for the unknown directive");
+    assert!(
+        located.contains(&4),
+        "no {ha_cf}:4: line for the unknown directive"
+    );
     assert!(
         located.iter().any(|&l| l == 3 || l == 2),
         "no {ha_cf}:LINE: line for deadtime below keepalive"

@@ -25,7 +25,13 @@ fn frozen_standby_does_not_fail_over(spec: LabSpec, path: &str) {
     std::thread::sleep(deadtime * 3);
     let resumed = monotonic_ns();
     signal(&mut lab, Node::N2, Signal::SIGCONT);
-    let late = expect_log(&lab, Node::N2, "Late wakeup: ran ", stopped, Duration::from_secs(3));
+    let late = expect_log(
+        &lab,
+        Node::N2,
+        "Late wakeup: ran ",
+        stopped,
+        Duration::from_secs(3),
+    );
     let line = lab
         .log(Node::N2)
         .unwrap()
@@ -40,7 +46,13 @@ fn frozen_standby_does_not_fail_over(spec: LabSpec, path: &str) {
         ms(resumed, late),
         line.message
     );
-    for needle in ["is dead", "Taking over", "Acquiring resource group", "eth1 dead.", "eth2 dead."] {
+    for needle in [
+        "is dead",
+        "Taking over",
+        "Acquiring resource group",
+        "eth1 dead.",
+        "eth2 dead.",
+    ] {
         assert!(
             !logged(&lab, Node::N2, needle, stopped),
             "{path}: frozen standby logged {needle:?} after SIGCONT\n{}",
@@ -90,7 +102,13 @@ fn peer_that_died_during_the_freeze_is_declared_dead_after_sigcont() {
     std::thread::sleep(deadtime * 3);
     let resumed = monotonic_ns();
     signal(&mut lab, Node::N2, Signal::SIGCONT);
-    let dead = expect_log(&lab, Node::N2, "node n1: is dead", stopped, Duration::from_secs(5));
+    let dead = expect_log(
+        &lab,
+        Node::N2,
+        "node n1: is dead",
+        stopped,
+        Duration::from_secs(5),
+    );
     println!(
         "n1 killed {:.1} ms into n2's {:.1} ms freeze; `node n1: is dead` {:.1} ms after SIGCONT",
         ms(stopped, killed),

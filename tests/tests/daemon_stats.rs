@@ -25,7 +25,11 @@ const METRICS: &str = "127.0.0.1:9464";
 /// n2's statistics for its link from n1: (received, lost, loss_ratio, gap p50 ms).
 fn n2_link_stats(lab: &Lab) -> (u64, u64, f64, f64) {
     let out = lab.hbstat(Node::N2, &["--json"]).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let peer = &v["peers"][0];
     assert_eq!(peer["peer"], "n1", "{v}");
@@ -42,7 +46,11 @@ fn n2_link_stats(lab: &Lab) -> (u64, u64, f64, f64) {
 /// Starts a new statistics window on n2, waits `d`, and reads n2's link statistics.
 fn window(lab: &Lab, d: Duration) -> (u64, u64, f64, f64) {
     let out = lab.hbstat(Node::N2, &["--reset"]).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::thread::sleep(d);
     n2_link_stats(lab)
 }
@@ -106,7 +114,10 @@ fn hbstat_reports_injected_loss_and_gap_and_prometheus_parses() {
     assert!(received > 100, "only {received} heartbeats in 2 s");
     assert_eq!(lost, 0);
     assert_eq!(ratio, 0.0);
-    assert!((keepalive_ms * 0.7..keepalive_ms * 1.5).contains(&p50), "gap p50 {p50} ms");
+    assert!(
+        (keepalive_ms * 0.7..keepalive_ms * 1.5).contains(&p50),
+        "gap p50 {p50} ms"
+    );
 
     // 20% loss on n1's sends.
     lab.heartbeat_loss(Node::N1, 0.2, true).unwrap();
@@ -118,9 +129,18 @@ fn hbstat_reports_injected_loss_and_gap_and_prometheus_parses() {
     // About 400 sent: 4 standard deviations either side of 0.2.
     assert!((0.12..0.28).contains(&ratio), "loss ratio {ratio}");
     let counted = lost as f64 / (received + lost) as f64;
-    assert!((counted - ratio).abs() < 0.02, "lost/(received+lost) {counted} vs {ratio}");
-    assert!((keepalive_ms * 0.7..keepalive_ms * 1.5).contains(&p50), "gap p50 {p50} ms");
-    assert!(!logged(&lab, Node::N2, "is dead", 0), "n1 declared dead under 20% loss");
+    assert!(
+        (counted - ratio).abs() < 0.02,
+        "lost/(received+lost) {counted} vs {ratio}"
+    );
+    assert!(
+        (keepalive_ms * 0.7..keepalive_ms * 1.5).contains(&p50),
+        "gap p50 {p50} ms"
+    );
+    assert!(
+        !logged(&lab, Node::N2, "is dead", 0),
+        "n1 declared dead under 20% loss"
+    );
 
     // The Prometheus endpoint, scraped from inside n2's namespace, parses and agrees.
     let text = scrape_in(lab.netns(Node::N2));
@@ -134,8 +154,14 @@ fn hbstat_reports_injected_loss_and_gap_and_prometheus_parses() {
         "Prometheus: {} samples; n1/eth1 received {prom_received}, lost {prom_lost}, loss ratio {prom_ratio:.3}",
         scrape.samples.len()
     );
-    assert!(prom_received >= received as f64, "{prom_received} < {received}");
+    assert!(
+        prom_received >= received as f64,
+        "{prom_received} < {received}"
+    );
     assert!(prom_lost >= lost as f64, "{prom_lost} < {lost}");
-    assert!((0.12..0.28).contains(&prom_ratio), "loss ratio {prom_ratio}");
+    assert!(
+        (0.12..0.28).contains(&prom_ratio),
+        "loss ratio {prom_ratio}"
+    );
     lab.heartbeat_loss(Node::N1, 0.2, false).unwrap();
 }

@@ -65,10 +65,20 @@ fn fail_over(lab: &mut Lab, prober: &Prober, owners: &OwnerSampler, arp: &ArpWat
     );
     let killed = lab.kill_node(Node::N1).unwrap();
     let served = prober.wait_served_by(Node::N2, killed, Duration::from_secs(10));
-    assert!(served.is_some(), "n2 never answered on the VIP\n{}", logs(lab, 30));
+    assert!(
+        served.is_some(),
+        "n2 never answered on the VIP\n{}",
+        logs(lab, 30)
+    );
     // (n1's namespace keeps its address: the dead node is cut off, its links down.)
     assert!(lab.holds_vip(Node::N2).unwrap());
-    let garp = expect_log(lab, Node::N2, "hb: gratuitous ARP sent for", killed, Duration::ZERO);
+    let garp = expect_log(
+        lab,
+        Node::N2,
+        "hb: gratuitous ARP sent for",
+        killed,
+        Duration::ZERO,
+    );
     // The client saw n2 claim the VIP, and its neighbour entry moved to n2's MAC.
     assert!(
         wait_until(Duration::from_secs(2), || arp
@@ -118,7 +128,11 @@ fn vip_moves_to_n2_with_garp_and_fails_back_to_n1() {
     // auto_failback on: n1 takes the VIP back once it returns.
     let back = lab.restart_node(Node::N1).unwrap();
     let served = prober.wait_served_by(Node::N1, back, Duration::from_secs(15));
-    assert!(served.is_some(), "VIP did not return to n1\n{}", logs(&lab, 30));
+    assert!(
+        served.is_some(),
+        "VIP did not return to n1\n{}",
+        logs(&lab, 30)
+    );
     assert!(
         wait_until(Duration::from_secs(5), || lab.holds_vip(Node::N1).unwrap()
             && !lab.holds_vip(Node::N2).unwrap()),
@@ -126,7 +140,8 @@ fn vip_moves_to_n2_with_garp_and_fails_back_to_n1() {
     );
     let n1_mac = lab.node_mac(Node::N1, 1).unwrap();
     assert!(
-        wait_until(Duration::from_secs(2), || client_neighbour(&lab) == Some(n1_mac)),
+        wait_until(Duration::from_secs(2), || client_neighbour(&lab)
+            == Some(n1_mac)),
         "client's neighbour entry did not return to n1"
     );
     for node in Node::ALL {
@@ -138,10 +153,16 @@ fn vip_moves_to_n2_with_garp_and_fails_back_to_n1() {
     println!(
         "failback: first answer from n1 {:.1} ms after its restart; outage {:?}",
         ms(back, served.unwrap()),
-        probes.outage(Node::N2, Node::N1, back).map(|o| o.duration())
+        probes
+            .outage(Node::N2, Node::N1, back)
+            .map(|o| o.duration())
     );
     let dual = owners.dual_owner();
-    println!("{} owner samples, {} with both nodes holding the VIP", owners.samples.len(), dual.len());
+    println!(
+        "{} owner samples, {} with both nodes holding the VIP",
+        owners.samples.len(),
+        dual.len()
+    );
     assert!(dual.is_empty(), "both nodes held the VIP: {dual:?}");
 }
 
@@ -167,7 +188,13 @@ fn auto_failback_off_leaves_the_vip_on_n2() {
 
     let back = lab.restart_node(Node::N1).unwrap();
     // n1 is back and sees n2 ...
-    expect_log(&lab, Node::N1, "Link n2:eth1 up.", back, Duration::from_secs(10));
+    expect_log(
+        &lab,
+        Node::N1,
+        "Link n2:eth1 up.",
+        back,
+        Duration::from_secs(10),
+    );
     // ... and well past initdead and deadtime the VIP is still n2's alone.
     std::thread::sleep(lab.spec().initdead + Duration::from_secs(1));
     assert!(

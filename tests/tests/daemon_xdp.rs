@@ -84,8 +84,17 @@ fn xdp_on_attaches_while_running_and_nothing_stays_after_kill_9() {
         let d2 = link_detail(&lab, Node::N2, l);
         assert!(xdp_attached(&d2), "n2 eth{l} lost its XDP program:\n{d2}");
     }
-    let dead = expect_log(&lab, Node::N2, "node n1: is dead", killed, Duration::from_secs(5));
-    println!("n1 killed, declared dead by n2 (XDP path) after {:.1} ms", ms(killed, dead));
+    let dead = expect_log(
+        &lab,
+        Node::N2,
+        "node n1: is dead",
+        killed,
+        Duration::from_secs(5),
+    );
+    println!(
+        "n1 killed, declared dead by n2 (XDP path) after {:.1} ms",
+        ms(killed, dead)
+    );
     assert!(
         wait_until(Duration::from_secs(5), || lab.holds_vip(Node::N2).unwrap()),
         "n2 did not take the VIP"
@@ -102,17 +111,27 @@ fn xdp_off_heartbeats_flow_on_the_socket_path_and_failover_works() {
     spec.xdp = XdpSetting::Off;
     let mut lab = up_and_settled(spec);
     for node in Node::ALL {
-        assert!(!logged(&lab, node, "attached to", 0), "{node} attached XDP with `xdp off`");
+        assert!(
+            !logged(&lab, node, "attached to", 0),
+            "{node} attached XDP with `xdp off`"
+        );
         for l in [1u8, 2] {
             let d = link_detail(&lab, node, l);
-            assert!(!xdp_attached(&d), "{node} eth{l} has XDP with `xdp off`:\n{d}");
+            assert!(
+                !xdp_attached(&d),
+                "{node} eth{l} has XDP with `xdp off`:\n{d}"
+            );
         }
     }
     // Heartbeats keep flowing: no link or node declared dead over a second.
     std::thread::sleep(Duration::from_secs(1));
     for node in Node::ALL {
         for needle in ["is dead", "eth1 dead.", "eth2 dead."] {
-            assert!(!logged(&lab, node, needle, 0), "{}", daemon_common::logs(&lab, 20));
+            assert!(
+                !logged(&lab, node, needle, 0),
+                "{}",
+                daemon_common::logs(&lab, 20)
+            );
         }
     }
     let stats = lab.hbstat(Node::N2, &["--json"]).unwrap();
@@ -122,7 +141,13 @@ fn xdp_off_heartbeats_flow_on_the_socket_path_and_failover_works() {
     assert!(received > 50, "{v}");
 
     let killed = lab.kill_node(Node::N1).unwrap();
-    let dead = expect_log(&lab, Node::N2, "node n1: is dead", killed, Duration::from_secs(5));
+    let dead = expect_log(
+        &lab,
+        Node::N2,
+        "node n1: is dead",
+        killed,
+        Duration::from_secs(5),
+    );
     assert!(
         wait_until(Duration::from_secs(5), || lab.holds_vip(Node::N2).unwrap()),
         "n2 did not take the VIP"

@@ -22,10 +22,7 @@ pub fn lock() -> MutexGuard<'static, ()> {
 /// `target/debug/NAME`, next to the test executable's `deps/` directory.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/debug");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target/debug");
     let p = dir.join(name);
     assert!(
         p.is_file(),
@@ -119,7 +116,12 @@ pub fn up_and_settled(spec: LabSpec) -> Lab {
     let ok = wait_until(Duration::from_secs(10), || {
         lab.holds_vip(Node::N1).unwrap() && !lab.holds_vip(Node::N2).unwrap()
     });
-    assert!(ok, "VIP not on n1 alone: {}\n{}", lab.status(), logs(&lab, 30));
+    assert!(
+        ok,
+        "VIP not on n1 alone: {}\n{}",
+        lab.status(),
+        logs(&lab, 30)
+    );
     lab
 }
 

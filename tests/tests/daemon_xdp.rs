@@ -1,0 +1,160 @@
+//! Issue 5 against the real hbd: with `xdp on` each hbd logs the mode it attached in, `ip -d
+//! link show` shows the program while hbd runs and nothing once hbd is `kill -9`ed (bpf_link);
+//! the two hbd in their own namespaces do not disturb each other; with `xdp off` heartbeats flow
+//! on the socket path and failover works.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod daemon_common;
+
+use std::time::Duration;
+
+use daemon_common::{expect_log, lock, logged, ms, spec, up_and_settled, wait_until};
+use hb_tests::lab::{Lab, Node, XdpSetting};
+use hb_tests::require_root;
+
+/// `ip -d link show dev ethN` in `node`'s namespace.
+fn link_detail(lab: &Lab, node: Node, link: u8) -> String {
+    let out = hb_tests::lab::cmd(
+        "ip",
+        &[
+            "-n",
+            &lab.netns(node),
+            "-d",
+            "link",
+            "show",
+            "dev",
+            &format!("eth{link}"),
+        ],
+    )
+    .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether an XDP program is attached (`xdp`/`xdpgeneric` with `prog/xdp id N`).
+fn xdp_attached(detail: &str) -> bool {
+    detail.contains("prog/xdp")
+}
+
+#[test]
+fn xdp_on_attaches_while_running_and_nothing_stays_after_kill_9() {
+    if !require_root("xdp_on_attaches_while_running_and_nothing_stays_after_kill_9") {
+        return;
+    }
+    let _g = lock();
+    let mut spec = spec();
+    spec.xdp = XdpSetting::On;
+    let mut lab = up_and_settled(spec);
+    for node in Node::ALL {
+        for l in [1u8, 2] {
+            let at = expect_log(
+                &lab,
+                node,
+                &format!("xdp on: attached to eth{l} in "),
+                0,
+                Duration::from_secs(1),
+            );
+            let line = lab
+                .log(node)
+                .unwrap()
+                .into_iter()
+                .find(|x| x.mono_ns == at)
+                .unwrap();
+            println!("{node}: {}", line.message);
+            assert!(
+                line.message.ends_with("in native mode") || line.message.ends_with("in skb mode"),
+                "{}",
+                line.message
+            );
+            let d = link_detail(&lab, node, l);
+            assert!(xdp_attached(&d), "{node} eth{l} shows no XDP program:\n{d}");
+        }
+    }
+    // Each node's link to the other is up: two hbd on one host, each in its own namespace,
+    // receive each other's heartbeats through their own XDP programs.
+    assert!(!logged(&lab, Node::N1, "is dead", 0) && !logged(&lab, Node::N2, "is dead", 0));
+
+    let killed = lab.kill_hbd(Node::N1).unwrap();
+    for l in [1u8, 2] {
+        let d = link_detail(&lab, Node::N1, l);
+        assert!(
+            !xdp_attached(&d) && !d.contains("xdp"),
+            "XDP still attached to n1 eth{l} after kill -9:\n{d}"
+        );
+        // n2's program is not disturbed by n1's going away.
+        let d2 = link_detail(&lab, Node::N2, l);
+        assert!(xdp_attached(&d2), "n2 eth{l} lost its XDP program:\n{d2}");
+    }
+    let dead = expect_log(
+        &lab,
+        Node::N2,
+        "node n1: is dead",
+        killed,
+        Duration::from_secs(5),
+    );
+    println!(
+        "n1 killed, declared dead by n2 (XDP path) after {:.1} ms",
+        ms(killed, dead)
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || lab.holds_vip(Node::N2).unwrap()),
+        "n2 did not take the VIP"
+    );
+}
+
+#[test]
+fn xdp_off_heartbeats_flow_on_the_socket_path_and_failover_works() {
+    if !require_root("xdp_off_heartbeats_flow_on_the_socket_path_and_failover_works") {
+        return;
+    }
+    let _g = lock();
+    let mut spec = spec();
+    spec.xdp = XdpSetting::Off;
+    let mut lab = up_and_settled(spec);
+    for node in Node::ALL {
+        assert!(
+            !logged(&lab, node, "attached to", 0),
+            "{node} attached XDP with `xdp off`"
+        );
+        for l in [1u8, 2] {
+            let d = link_detail(&lab, node, l);
+            assert!(
+                !xdp_attached(&d),
+                "{node} eth{l} has XDP with `xdp off`:\n{d}"
+            );
+        }
+    }
+    // Heartbeats keep flowing: no link or node declared dead over a second.
+    std::thread::sleep(Duration::from_secs(1));
+    for node in Node::ALL {
+        for needle in ["is dead", "eth1 dead.", "eth2 dead."] {
+            assert!(
+                !logged(&lab, node, needle, 0),
+                "{}",
+                daemon_common::logs(&lab, 20)
+            );
+        }
+    }
+    let stats = lab.hbstat(Node::N2, &["--json"]).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    let received = v["peers"][0]["links"][0]["received"].as_u64().unwrap();
+    println!("n2 received {received} heartbeats from n1 on the socket path");
+    assert!(received > 50, "{v}");
+
+    let killed = lab.kill_node(Node::N1).unwrap();
+    let dead = expect_log(
+        &lab,
+        Node::N2,
+        "node n1: is dead",
+        killed,
+        Duration::from_secs(5),
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || lab.holds_vip(Node::N2).unwrap()),
+        "n2 did not take the VIP"
+    );
+    println!(
+        "socket path: n1 killed, declared dead after {:.1} ms, VIP on n2 by {:.1} ms",
+        ms(killed, dead),
+        ms(killed, hb_tests::monotonic_ns())
+    );
+}

@@ -16,12 +16,7 @@
 //! handled, the ring buffer and every socket are drained, so a daemon that was not scheduled for
 //! a while still sees the heartbeats that arrived meanwhile with their true arrival times.
 
-use std::{
-    collections::HashMap,
-    path::PathBuf,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use hb_common::{EVENT_DEADLINE, EVENT_PACKET, RingEvent};
 use hb_proto::{
@@ -214,8 +209,8 @@ fn go_realtime() {
 pub fn run(opts: &DaemonOptions, config: Config) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&opts.run_dir).map_err(setup("creating the run directory"))?;
     std::fs::create_dir_all(&opts.state_dir).map_err(setup("creating the state directory"))?;
-    let pid_file = control::PidFile::acquire(&opts.run_dir.join("hbd.pid"))
-        .map_err(setup("pid file"))?;
+    let pid_file =
+        control::PidFile::acquire(&opts.run_dir.join("hbd.pid")).map_err(setup("pid file"))?;
     let generation = state::advance_generation(&opts.state_dir)
         .map_err(setup("generation"))?
         .generation;
@@ -318,8 +313,9 @@ impl Driver {
         }
 
         // XDP fast path (socket path above stays open for what XDP passes on).
-        let mut xdp_handle = xdp::start_xdp(ha.xdp.value, &xdp::media_ifaces(&ha.media), port, true)
-            .map_err(setup("XDP"))?;
+        let mut xdp_handle =
+            xdp::start_xdp(ha.xdp.value, &xdp::media_ifaces(&ha.media), port, true)
+                .map_err(setup("XDP"))?;
         let mut ring = None;
         if let Some(h) = xdp_handle.as_mut() {
             match h.ring_reader() {
@@ -534,7 +530,11 @@ impl Driver {
             Err(packet::RejectReason::OwnMessage) => return,
             Err(reason) => {
                 self.metrics.record_reject(reason.label());
-                tracing::debug!("rejected message from {:#x}: {}", msg.sender, reason.label());
+                tracing::debug!(
+                    "rejected message from {:#x}: {}",
+                    msg.sender,
+                    reason.label()
+                );
                 return;
             }
         };
@@ -646,7 +646,11 @@ impl Driver {
                 {
                     let finished = report.resources.iter().map(|r| r.finished).max();
                     t.resources_started = t.resources_started.max(finished);
-                    let garp = report.resources.iter().filter_map(|r| r.first_announce).min();
+                    let garp = report
+                        .resources
+                        .iter()
+                        .filter_map(|r| r.first_announce)
+                        .min();
                     t.first_garp = match (t.first_garp, garp) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
@@ -678,9 +682,7 @@ impl Driver {
                     message: format!("takeover {} requested", scope.as_str()),
                 }
             }
-            Request::Stats => {
-                Response::Stats(Box::new(self.metrics.snapshot_at(now)))
-            }
+            Request::Stats => Response::Stats(Box::new(self.metrics.snapshot_at(now))),
             Request::ResetStats => {
                 self.metrics.reset_at(now);
                 Response::Ack {
@@ -712,7 +714,11 @@ fn scope_of(s: control::Scope) -> Scope {
 }
 
 /// Maps the core's view to the control socket's report.
-pub fn status_report(s: &ClusterStatus, now: Timestamp, started: Timestamp) -> control::StatusReport {
+pub fn status_report(
+    s: &ClusterStatus,
+    now: Timestamp,
+    started: Timestamp,
+) -> control::StatusReport {
     let nodes = s
         .nodes
         .iter()

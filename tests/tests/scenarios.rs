@@ -283,6 +283,24 @@ impl Scenario {
         Ok(())
     }
 
+    /// Both nodes' log lines in the second before `at_ns` (and 100 ms after), merged by time:
+    /// what led to an unexpected line.
+    fn context(&self, at_ns: u64) -> String {
+        let mut all: Vec<(u64, Node, String)> = Vec::new();
+        for node in Node::ALL {
+            for l in self.lab.log(node).unwrap_or_default() {
+                if l.mono_ns + 1_000_000_000 >= at_ns && l.mono_ns <= at_ns + 100_000_000 {
+                    all.push((l.mono_ns, node, format!("{} {}", l.level, l.message)));
+                }
+            }
+        }
+        all.sort_by_key(|(t, _, _)| *t);
+        all.iter()
+            .map(|(t, n, m)| format!("{:+9.1} ms {n}: {m}", (*t as f64 - at_ns as f64) / 1e6))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Runs the common assertions and prints the scenario's figures. Returns the outage.
     fn finish(mut self, e: Expect) -> Result<Duration> {
         let name = self.name;
@@ -343,7 +361,11 @@ impl Scenario {
                 .into_iter()
                 .find(|l| l.mono_ns >= *after && l.message.contains(text.as_str()))
             {
-                bail!("{name}: unexpected `{}` on {node}\n{}", l.message, logs());
+                bail!(
+                    "{name}: unexpected `{}` on {node}\n{}",
+                    l.message,
+                    self.context(l.mono_ns)
+                );
             }
         }
         // No dual ownership outside the allowed window.

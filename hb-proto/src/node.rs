@@ -984,6 +984,18 @@ impl Node {
                 self.event(Event::NodeReturned {
                     node: self.names[i].clone(),
                 });
+                // While it could not hear us the peer may have held our groups and sent
+                // gratuitous ARPs. If it released (or is releasing) before we heard it, the
+                // dual-ownership check never sees its claim: mark the conflict now, so the
+                // rightful holder re-announces once the peer shows the group `None`.
+                for g in 0..self.local_groups.len() {
+                    let peer = self.peers[i].groups[g].holding;
+                    if self.local_groups[g].holding == Holding::Held
+                        && matches!(peer, Holding::None | Holding::Stopping)
+                    {
+                        self.local_groups[g].conflict = true;
+                    }
+                }
             } else {
                 self.event(Event::NodeActive {
                     node: self.names[i].clone(),

@@ -424,6 +424,30 @@ fn heal_after_partition_preferred_keeps_and_reannounces() {
 }
 
 #[test]
+fn heal_after_the_loser_already_released_still_reannounces() {
+    // node1 holds; node2 was declared dead (partition), took the group and released it again
+    // before node1 heard it (the heal reached node2 first): node1 never sees a claim, yet
+    // node2's gratuitous ARPs may have moved the clients, so node1 announces again.
+    let mut b = node1_holding();
+    let outs = b.run_until(ms(95));
+    assert!(lines(&outs).contains(&"node node2: is dead".to_owned()));
+    let outs = b.peer_beats(200, 200, Holding::None);
+    assert_eq!(
+        lines(&outs),
+        [
+            "Link node2:eth1 up.".to_owned(),
+            "Cluster node node2 returning after partition.".to_owned(),
+            format!("Re-announcing resource group: {LINE}"),
+        ]
+    );
+    assert_eq!(actions(&outs), [Output::Reannounce { group: 0 }]);
+    // Once only.
+    let outs = b.peer_beats(210, 230, Holding::None);
+    assert!(actions(&outs).is_empty());
+    assert_eq!(b.node.holding(0), Some(Holding::Held));
+}
+
+#[test]
 fn start_failure_releases_and_the_peer_acquires() {
     let (mut b, _) = Bench::new("node1", AutoFailback::On, Timing::FAST);
     b.peer_beats(5, 15, Holding::None);

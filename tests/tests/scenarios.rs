@@ -1,0 +1,769 @@
+//! The scenario suite (issue 7), modelled on Heartbeat's and Pacemaker's cluster test suites:
+//! each test brings up its own two-node lab with the real `hbd` (the debug binaries), drives one
+//! failure or operator action, and asserts from the client's seat and from the nodes:
+//! - exactly one node holds the VIP at the end, and it is the expected one;
+//! - the client is served by that node again;
+//! - no sampled moment (every 2 ms across both nodes' addresses) outside a partition window in
+//!   which both nodes hold the VIP, and no ARP claim for the VIP from the wrong node once the
+//!   move settled;
+//! - the expected log lines appear (and forbidden ones, like `is dead` when no failover is
+//!   expected, do not).
+//!
+//! Every scenario prints `scenario <name>: client-observed outage <ms> ms`.
+
+use std::{
+    fs,
+    path::PathBuf,
+    process::{Child, Stdio},
+    sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use hb_tests::{
+    lab::{
+        Lab, LabSpec, Node, ResourceBehaviour,
+        probe::{ArpLog, ArpWatch, Outcome, OwnerLog, OwnerSampler, ProbeConfig, ProbeLog, Prober},
+    },
+    monotonic_ns, require_root,
+};
+
+/// Lab tests in this binary run one at a time (2 cores, tens-of-ms deadlines).
+static LAB_LOCK: Mutex<()> = Mutex::new(());
+
+const LOG_WAIT: Duration = Duration::from_secs(10);
+
+/// The debug binaries next to the test executable (`target/debug/deps/..`).
+fn debug_bin(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .context("test executable has no target dir")?;
+    let p = dir.join(name);
+    if !p.is_file() {
+        bail!("{} is not built", p.display());
+    }
+    Ok(p)
+}
+
+fn spec() -> Result<LabSpec> {
+    let mut spec = LabSpec::unique();
+    spec.hbd_path = Some(debug_bin("hbd")?);
+    spec.hbctl_path = Some(debug_bin("hbctl")?);
+    spec.hbstat_path = Some(debug_bin("hbstat")?);
+    Ok(spec)
+}
+
+fn log_tail(lab: &Lab, node: Node, lines: usize) -> String {
+    let text = fs::read_to_string(lab.log_path(node)).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    format!(
+        "--- {node} hbd.log (last {lines} lines):\n{}",
+        all[all.len().saturating_sub(lines)..].join("\n")
+    )
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// hbd processes a scenario started itself (both at once), killed on drop.
+struct Daemons(Vec<Child>);
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A running scenario: the lab, the client's prober, the dual-owner sampler and the client's
+/// ARP watch. Field order is drop order: watchers stop before the lab goes down.
+struct Scenario {
+    name: &'static str,
+    prober: Option<Prober>,
+    owners: Option<OwnerSampler>,
+    arp: Option<ArpWatch>,
+    daemons: Daemons,
+    lab: Lab,
+    /// When the watchers started.
+    t0: u64,
+    _guard: MutexGuard<'static, ()>,
+}
+
+/// What a scenario expects at its end.
+struct Expect {
+    /// The node that holds the VIP at the end and serves the client.
+    owner: Node,
+    /// A move the scenario caused: (old owner, new owner, time of the cause); its outage is the
+    /// client-observed outage. Without one, the outage is the longest gap in answers after
+    /// `since`.
+    moved: Option<(Node, Node, u64)>,
+    /// Time the scenario's disturbance began.
+    since: u64,
+    /// A window in which both nodes may hold the VIP (a partition until the loser released).
+    dual_window: Option<(u64, u64)>,
+    /// Log lines that must appear: (node, text, not before).
+    logs: Vec<(Node, String, u64)>,
+    /// Log lines that must not appear: (node, text, not before).
+    absent: Vec<(Node, String, u64)>,
+    /// Whether the VIP must never have left `owner` (nor reached its peer) after `since`.
+    never_moved: bool,
+    /// Measure the outage as the longest time without an answer from either node (a partition,
+    /// where the client may be served by the other side meanwhile).
+    any_node_serves: bool,
+}
+
+impl Expect {
+    fn new(owner: Node, since: u64) -> Self {
+        Self {
+            owner,
+            moved: None,
+            since,
+            dual_window: None,
+            logs: Vec::new(),
+            absent: Vec::new(),
+            never_moved: false,
+            any_node_serves: false,
+        }
+    }
+
+    fn log(mut self, node: Node, text: &str, after: u64) -> Self {
+        self.logs.push((node, text.to_owned(), after));
+        self
+    }
+
+    fn no_log(mut self, node: Node, text: &str, after: u64) -> Self {
+        self.absent.push((node, text.to_owned(), after));
+        self
+    }
+}
+
+/// The longest stretch after `after_ns` from an answered probe (or, before any answer, the
+/// first unanswered one) to the next answered one with unanswered (or wrongly answered) probes
+/// between; zero when nothing failed.
+fn longest_gap(probes: &ProbeLog, ok: impl Fn(&Outcome) -> bool, after_ns: u64) -> Duration {
+    let mut last_ok: Option<u64> = None;
+    let mut first_bad: Option<u64> = None;
+    let mut worst = Duration::ZERO;
+    for s in &probes.samples {
+        if ok(&s.outcome) {
+            if let Some(b) = first_bad {
+                let from = last_ok.unwrap_or(b);
+                worst = worst.max(Duration::from_nanos(s.at_ns.saturating_sub(from)));
+            }
+            last_ok = Some(s.at_ns);
+            first_bad = None;
+        } else if s.at_ns >= after_ns && first_bad.is_none() {
+            first_bad = Some(s.at_ns);
+        }
+    }
+    worst
+}
+
+impl Scenario {
+    /// Brings up a lab (hbd started by the lab on both nodes unless `at_once`, where both are
+    /// started here together), starts the client's watchers and waits for n1 to serve. `None`
+    /// when not root.
+    fn up(
+        name: &'static str,
+        tweak: impl FnOnce(&mut LabSpec),
+        at_once: bool,
+    ) -> Result<Option<Self>> {
+        if !require_root(name) {
+            return Ok(None);
+        }
+        let guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let mut spec = spec()?;
+        tweak(&mut spec);
+        let hbd = spec.hbd_path.clone().context("no hbd")?;
+        if at_once {
+            spec.hbd_path = None;
+        }
+        let lab = Lab::up(spec)?;
+        let mut daemons = Daemons(Vec::new());
+        let t0 = monotonic_ns();
+        // The watchers start before the daemons in the at-once case, so they see the start.
+        let mut s = Scenario {
+            name,
+            prober: None,
+            owners: None,
+            arp: None,
+            daemons: Daemons(Vec::new()),
+            lab,
+            t0,
+            _guard: guard,
+        };
+        s.prober = Some(Prober::start(&s.lab, ProbeConfig::new(s.lab.vip()))?);
+        s.owners = Some(OwnerSampler::start(&s.lab, Duration::from_millis(2))?);
+        s.arp = Some(ArpWatch::start(&s.lab)?);
+        if at_once {
+            for node in Node::ALL {
+                let log = fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(s.lab.log_path(node))?;
+                let child = s
+                    .lab
+                    .node_command(node, &hbd, &s.lab.hbd_args(node))
+                    .stdout(Stdio::from(log.try_clone()?))
+                    .stderr(Stdio::from(log))
+                    .spawn()?;
+                daemons.0.push(child);
+            }
+            s.daemons = daemons;
+        } else {
+            for node in Node::ALL {
+                if s.lab.hbd_pid(node).is_none() {
+                    bail!(
+                        "hbd is not running on {node}\n{}",
+                        log_tail(&s.lab, node, 20)
+                    );
+                }
+            }
+        }
+        let initdead = s.lab.spec().initdead;
+        if s.wait_served(Node::N1, t0, initdead + Duration::from_secs(15))
+            .is_none()
+        {
+            bail!(
+                "{name}: n1 never served the client after start\n{}\n{}",
+                log_tail(&s.lab, Node::N1, 20),
+                log_tail(&s.lab, Node::N2, 20)
+            );
+        }
+        // Let the cluster settle (both nodes up, every link up) before the scenario acts.
+        s.sleep(Duration::from_millis(300));
+        Ok(Some(s))
+    }
+
+    /// What the client's prober recorded so far.
+    fn probes(&self) -> ProbeLog {
+        self.prober
+            .as_ref()
+            .map(Prober::snapshot)
+            .unwrap_or_default()
+    }
+
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
+    }
+
+    fn wait_served(&self, node: Node, after_ns: u64, timeout: Duration) -> Option<u64> {
+        self.prober
+            .as_ref()
+            .and_then(|p| p.wait_served_by(node, after_ns, timeout))
+    }
+
+    /// Waits for `text` in `node`'s log after `after`, failing with both logs' tails.
+    fn must_log(&self, node: Node, text: &str, after: u64) -> Result<u64> {
+        match self.lab.wait_log(node, text, after, LOG_WAIT)? {
+            Some(l) => Ok(l.mono_ns),
+            None => bail!(
+                "{}: `{text}` never appeared in {node}'s log\n{}\n{}",
+                self.name,
+                log_tail(&self.lab, Node::N1, 25),
+                log_tail(&self.lab, Node::N2, 25)
+            ),
+        }
+    }
+
+    fn hbctl(&self, node: Node, args: &[&str]) -> Result<()> {
+        let out = self.lab.hbctl(node, args)?;
+        if !out.status.success() {
+            bail!(
+                "hbctl {args:?} on {node} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// Both nodes' log lines in the second before `at_ns` (and 100 ms after), merged by time:
+    /// what led to an unexpected line.
+    fn context(&self, at_ns: u64) -> String {
+        let mut all: Vec<(u64, Node, String)> = Vec::new();
+        for node in Node::ALL {
+            for l in self.lab.log(node).unwrap_or_default() {
+                if l.mono_ns + 1_000_000_000 >= at_ns && l.mono_ns <= at_ns + 100_000_000 {
+                    all.push((l.mono_ns, node, format!("{} {}", l.level, l.message)));
+                }
+            }
+        }
+        all.sort_by_key(|(t, _, _)| *t);
+        all.iter()
+            .map(|(t, n, m)| format!("{:+9.1} ms {n}: {m}", (*t as f64 - at_ns as f64) / 1e6))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Runs the common assertions and prints the scenario's figures. Returns the outage.
+    fn finish(mut self, e: Expect) -> Result<Duration> {
+        let name = self.name;
+        let owner = e.owner;
+        // The client is served by the expected owner again.
+        let served_from = e.moved.map_or(e.since, |m| m.2);
+        let Some(served_at) = self.wait_served(owner, served_from, Duration::from_secs(10)) else {
+            bail!(
+                "{name}: {owner} did not serve the client\n{}\n{}",
+                log_tail(&self.lab, Node::N1, 25),
+                log_tail(&self.lab, Node::N2, 25)
+            );
+        };
+        for (node, text, after) in &e.logs {
+            self.must_log(*node, text, *after)?;
+        }
+        // Let anything late happen before the final reading.
+        self.sleep(Duration::from_millis(300));
+        let end = monotonic_ns();
+        let probes = self.prober.take().context("prober")?.stop()?;
+        let owners: OwnerLog = self.owners.take().context("sampler")?.stop()?;
+        let arps: ArpLog = self.arp.take().context("arp watch")?.stop()?;
+
+        // Holders as the sampler sees them: the VIP on an interface that is up and running (a
+        // killed node's address on a cable-less interface answers nobody).
+        let last = owners.samples.last().context("no owner sample")?;
+        let holders: Vec<Node> = Node::ALL
+            .into_iter()
+            .filter(|n| match n {
+                Node::N1 => last.n1,
+                Node::N2 => last.n2,
+            })
+            .collect();
+        let logs = || {
+            format!(
+                "{}\n{}",
+                log_tail(&self.lab, Node::N1, 30),
+                log_tail(&self.lab, Node::N2, 30)
+            )
+        };
+        if holders != vec![owner] {
+            bail!(
+                "{name}: VIP holders at the end {holders:?}, expected only {owner}\n{}",
+                logs()
+            );
+        }
+        match probes.last().map(|s| s.outcome.clone()) {
+            Some(Outcome::Served(n)) if n == owner => {}
+            other => bail!(
+                "{name}: last probe {other:?}, expected served by {owner}\n{}",
+                logs()
+            ),
+        }
+        for (node, text, after) in &e.absent {
+            if let Some(l) = self
+                .lab
+                .log(*node)?
+                .into_iter()
+                .find(|l| l.mono_ns >= *after && l.message.contains(text.as_str()))
+            {
+                bail!(
+                    "{name}: unexpected `{}` on {node}\n{}",
+                    l.message,
+                    self.context(l.mono_ns)
+                );
+            }
+        }
+        // No dual ownership outside the allowed window.
+        let (w_from, w_to) = e.dual_window.unwrap_or((u64::MAX, u64::MAX));
+        let dual: Vec<_> = owners
+            .dual_owner()
+            .into_iter()
+            .filter(|s| s.at_ns < w_from || s.at_ns >= w_to)
+            .collect();
+        if !dual.is_empty() {
+            bail!(
+                "{name}: both nodes held the VIP at {} sampled moments outside a partition \
+                 (first at +{:.1} ms)\n{}",
+                dual.len(),
+                ms(Duration::from_nanos(dual[0].at_ns.saturating_sub(e.since))),
+                logs()
+            );
+        }
+        let other = owner.other();
+        if e.never_moved {
+            let holds = |s: &hb_tests::lab::probe::OwnerSample, n: Node| match n {
+                Node::N1 => s.n1,
+                Node::N2 => s.n2,
+            };
+            if let Some(s) = owners
+                .samples
+                .iter()
+                .find(|s| s.at_ns >= e.since && (!holds(s, owner) || holds(s, other)))
+            {
+                bail!(
+                    "{name}: the VIP moved at +{:.1} ms ({s:?})\n{}",
+                    ms(Duration::from_nanos(s.at_ns.saturating_sub(e.since))),
+                    logs()
+                );
+            }
+            if probes.first_served_by(other, e.since).is_some() {
+                bail!("{name}: {other} answered the client\n{}", logs());
+            }
+        }
+        // Once the owner serves and any partition is over, only it claims the VIP by ARP.
+        let settled = served_at.max(if w_to == u64::MAX { 0 } else { w_to });
+        let claimants = arps.claimants(settled, end);
+        if claimants.iter().any(|n| *n != owner) {
+            bail!(
+                "{name}: ARP claims for the VIP from {claimants:?} after it settled on {owner}\n{}",
+                logs()
+            );
+        }
+        if owners.samples.is_empty() || probes.samples.is_empty() {
+            bail!("{name}: the watchers recorded nothing");
+        }
+        let outage = match e.moved {
+            Some((old, new, at)) => probes
+                .outage(old, new, at)
+                .map(|o| o.duration())
+                .with_context(|| {
+                    format!("{name}: no move from {old} to {new} seen by the client")
+                })?,
+            None if e.any_node_serves => {
+                longest_gap(&probes, |o| matches!(o, Outcome::Served(_)), e.since)
+            }
+            None => longest_gap(&probes, |o| *o == Outcome::Served(owner), e.since),
+        };
+        let failed = probes
+            .samples
+            .iter()
+            .filter(|s| {
+                s.at_ns >= e.since
+                    && s.outcome != Outcome::Served(owner)
+                    && s.outcome != Outcome::Served(other)
+            })
+            .count();
+        println!(
+            "scenario {name}: client-observed outage {:.1} ms",
+            ms(outage)
+        );
+        println!(
+            "scenario {name}: {} probes ({failed} unanswered since the event), {} owner samples \
+             ({} dual-owner inside the allowed window), {} ARP claims seen by the client",
+            probes.samples.len(),
+            owners.samples.len(),
+            owners.dual_owner().len(),
+            arps.seen.len()
+        );
+        drop(self.daemons);
+        Ok(outage)
+    }
+}
+
+macro_rules! scenario {
+    ($name:ident, $tweak:expr, $at_once:expr) => {
+        match Scenario::up(stringify!($name), $tweak, $at_once).unwrap() {
+            Some(s) => s,
+            None => return,
+        }
+    };
+}
+
+/// Fails the test on error, after printing the chain.
+fn check<T>(r: Result<T>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{e:#}"),
+    }
+}
+
+#[test]
+fn kill9_and_link_down_of_active() {
+    let mut s = scenario!(kill9_and_link_down_of_active, |_| {}, false);
+    let t = check(s.lab.kill_node(Node::N1));
+    let mut e = Expect::new(Node::N2, t)
+        .log(Node::N2, "node n1: is dead", t)
+        .log(Node::N2, "Taking over resource group", t)
+        .log(Node::N2, "mach_down takeover complete for node n1.", t);
+    e.moved = Some((Node::N1, Node::N2, t));
+    let outage = check(s.finish(e));
+    assert!(outage < Duration::from_secs(2), "outage {outage:?}");
+}
+
+#[test]
+fn clean_stop_of_active() {
+    let mut s = scenario!(clean_stop_of_active, |_| {}, false);
+    let t = check(s.lab.stop_hbd(Node::N1, Duration::from_secs(10)));
+    let mut e = Expect::new(Node::N2, t)
+        .log(Node::N1, "Releasing resource group", t)
+        .log(Node::N1, "Heartbeat shutdown complete.", t)
+        .log(Node::N2, "Received shutdown notice from n1.", t)
+        .log(Node::N2, "Acquiring resource group", t);
+    e.moved = Some((Node::N1, Node::N2, t));
+    let outage = check(s.finish(e));
+    assert!(outage < Duration::from_secs(2), "outage {outage:?}");
+}
+
+#[test]
+fn failback_when_active_returns() {
+    let mut s = scenario!(failback_when_active_returns, |_| {}, false);
+    let t_kill = check(s.lab.kill_node(Node::N1));
+    assert!(
+        s.wait_served(Node::N2, t_kill, Duration::from_secs(10))
+            .is_some(),
+        "n2 never took over"
+    );
+    let failover = s
+        .probes()
+        .outage(Node::N1, Node::N2, t_kill)
+        .map(|o| o.duration());
+    println!("scenario failback_when_active_returns: failover outage {failover:?}");
+    s.sleep(Duration::from_millis(300));
+    let t = check(s.lab.restart_node(Node::N1));
+    let mut e = Expect::new(Node::N1, t)
+        .log(Node::N2, "Releasing resource group", t)
+        .log(Node::N2, "Resource release completed", t)
+        .log(Node::N1, "Acquiring resource group", t);
+    e.moved = Some((Node::N2, Node::N1, t));
+    let outage = check(s.finish(e));
+    assert!(
+        outage < Duration::from_secs(2),
+        "failback outage {outage:?}"
+    );
+}
+
+#[test]
+fn hbctl_standby_gives_the_group_away() {
+    let s = scenario!(hbctl_standby_gives_the_group_away, |_| {}, false);
+    let t = monotonic_ns();
+    check(s.hbctl(Node::N1, &["standby"]));
+    let mut e = Expect::new(Node::N2, t)
+        .log(Node::N1, "HA resources (standby)", t)
+        .log(Node::N1, "Releasing resource group", t)
+        .log(Node::N2, "Acquiring resource group", t)
+        .no_log(Node::N1, "is dead", t)
+        .no_log(Node::N2, "is dead", t);
+    e.moved = Some((Node::N1, Node::N2, t));
+    let outage = check(s.finish(e));
+    assert!(outage < Duration::from_secs(2), "outage {outage:?}");
+}
+
+#[test]
+fn hbctl_takeover_takes_the_group() {
+    let s = scenario!(hbctl_takeover_takes_the_group, |_| {}, false);
+    let t = monotonic_ns();
+    check(s.hbctl(Node::N2, &["takeover"]));
+    let mut e = Expect::new(Node::N2, t)
+        .log(Node::N2, "HA resources (takeover)", t)
+        .log(Node::N1, "Releasing resource group", t)
+        .log(Node::N2, "Acquiring resource group", t)
+        .no_log(Node::N1, "is dead", t)
+        .no_log(Node::N2, "is dead", t);
+    e.moved = Some((Node::N1, Node::N2, t));
+    let outage = check(s.finish(e));
+    assert!(outage < Duration::from_secs(2), "outage {outage:?}");
+}
+
+#[test]
+fn restart_of_standby_does_not_disturb() {
+    let mut s = scenario!(restart_of_standby_does_not_disturb, |_| {}, false);
+    let t = check(s.lab.stop_hbd(Node::N2, Duration::from_secs(10)));
+    check(s.must_log(Node::N1, "Received shutdown notice from n2.", t));
+    s.sleep(Duration::from_millis(300));
+    let t_start = monotonic_ns();
+    check(s.lab.start_hbd(Node::N2));
+    let mut e = Expect::new(Node::N1, t)
+        .log(Node::N1, "Link n2:eth1 up.", t_start)
+        .log(Node::N2, "Link n1:eth1 up.", t_start)
+        .no_log(Node::N1, "Releasing resource group", t)
+        .no_log(Node::N2, "Acquiring resource group", t)
+        .no_log(Node::N2, "is dead", t_start);
+    e.never_moved = true;
+    // Give the restarted standby time to finish initdead and settle.
+    s.sleep(s.lab.spec().initdead + Duration::from_millis(300));
+    let gap = check(s.finish(e));
+    assert!(
+        gap < Duration::from_secs(1),
+        "longest gap in answers {gap:?}"
+    );
+}
+
+#[test]
+fn both_nodes_start_at_once() {
+    let s = scenario!(both_nodes_start_at_once, |_| {}, true);
+    let t = s.t0;
+    let mut e = Expect::new(Node::N1, t)
+        .log(Node::N1, "Link n2:eth1 up.", t)
+        .log(Node::N2, "Link n1:eth1 up.", t)
+        .log(Node::N1, "Acquiring resource group", t)
+        .no_log(Node::N2, "Acquiring resource group", t)
+        .no_log(Node::N1, "is dead", t)
+        .no_log(Node::N2, "is dead", t);
+    e.never_moved = false;
+    // The outage here is from the first unanswered probe (no daemon yet) to n1's first answer.
+    check(s.finish(e));
+}
+
+#[test]
+fn one_of_two_links_cut_no_failover() {
+    let s = scenario!(one_of_two_links_cut_no_failover, |sp| sp.links = 2, false);
+    let t = check(s.lab.set_link(Node::N1, 2, false));
+    check(s.must_log(Node::N2, "Link n1:eth2 dead.", t));
+    s.sleep(Duration::from_secs(1));
+    let t_up = check(s.lab.set_link(Node::N1, 2, true));
+    let mut e = Expect::new(Node::N1, t)
+        .log(Node::N2, "Link n1:eth2 up.", t_up)
+        .no_log(Node::N1, "is dead", t)
+        .no_log(Node::N2, "is dead", t)
+        .no_log(Node::N2, "Taking over", t);
+    e.never_moved = true;
+    let gap = check(s.finish(e));
+    assert!(
+        gap < Duration::from_secs(1),
+        "longest gap in answers {gap:?}"
+    );
+}
+
+#[test]
+fn partition_and_heal() {
+    let s = scenario!(partition_and_heal, |_| {}, false);
+    // Times taken before the iptables calls: a rule takes effect as soon as it is added.
+    let t = monotonic_ns();
+    check(s.lab.partition());
+    check(s.must_log(Node::N2, "node n1: is dead", t));
+    check(s.must_log(Node::N2, "Taking over resource group", t));
+    check(s.must_log(Node::N2, "Resource acquisition completed", t));
+    s.sleep(Duration::from_millis(500));
+    let t_heal = monotonic_ns();
+    check(s.lab.heal());
+    let released = check(s.must_log(Node::N2, "Resource release completed", t_heal));
+    // The client must come back to the keeper after the loser released.
+    assert!(
+        s.wait_served(Node::N1, released, Duration::from_secs(10))
+            .is_some(),
+        "the client was not served by n1 after n2 released"
+    );
+    let mut e = Expect::new(Node::N1, t)
+        .log(
+            Node::N2,
+            "Cluster node n1 returning after partition.",
+            t_heal,
+        )
+        .log(
+            Node::N1,
+            "Cluster node n2 returning after partition.",
+            t_heal,
+        )
+        .log(Node::N2, "Resource group held by this node and n1", t_heal)
+        .log(Node::N2, "n1 keeps it", t_heal)
+        .log(Node::N2, "Releasing resource group", t_heal)
+        .log(Node::N1, "Re-announcing resource group", t_heal)
+        .no_log(Node::N1, "Releasing resource group", t);
+    // Both hold the VIP from the partition until the loser released (plus one sampler round).
+    e.dual_window = Some((t, released + 20_000_000));
+    e.any_node_serves = true;
+    let gap = check(s.finish(e));
+    assert!(
+        gap < Duration::from_secs(2),
+        "longest gap in answers {gap:?}"
+    );
+}
+
+#[test]
+fn flapping_link() {
+    let s = scenario!(flapping_link, |sp| sp.links = 2, false);
+    let t = monotonic_ns();
+    for _ in 0..8 {
+        check(s.lab.set_link(Node::N1, 2, false));
+        s.sleep(Duration::from_millis(150));
+        check(s.lab.set_link(Node::N1, 2, true));
+        s.sleep(Duration::from_millis(150));
+    }
+    let mut e = Expect::new(Node::N1, t)
+        .log(Node::N2, "Link n1:eth2 dead.", t)
+        .log(Node::N2, "Link n1:eth2 up.", t)
+        .no_log(Node::N1, "is dead", t)
+        .no_log(Node::N2, "is dead", t)
+        .no_log(Node::N2, "Taking over", t);
+    e.never_moved = true;
+    let flaps = check(s.lab.log(Node::N2))
+        .iter()
+        .filter(|l| l.mono_ns >= t && l.message.contains("Link n1:eth2 dead."))
+        .count();
+    println!("scenario flapping_link: n2 logged eth2 dead {flaps} times for 8 cable pulls");
+    let gap = check(s.finish(e));
+    assert!(
+        gap < Duration::from_secs(1),
+        "longest gap in answers {gap:?}"
+    );
+}
+
+#[test]
+fn resource_start_fails_on_the_node_taking_over() {
+    let mut s = scenario!(
+        resource_start_fails_on_the_node_taking_over,
+        |sp| sp.resource = ResourceBehaviour::FailStartOnN2,
+        false
+    );
+    let t = check(s.lab.kill_node(Node::N1));
+    check(s.must_log(Node::N2, "node n1: is dead", t));
+    check(s.must_log(Node::N2, "Resource group start failed", t));
+    // n2 cannot run the group and n1 is down: the core releases it and retries with back-off;
+    // the client is never served by n2.
+    s.sleep(Duration::from_secs(2));
+    let snap = s.probes();
+    assert!(
+        snap.first_served_by(Node::N2, t).is_none(),
+        "n2 served the client with a failed httpd"
+    );
+    let retries = check(s.lab.log(Node::N2))
+        .iter()
+        .filter(|l| l.mono_ns >= t && l.message.contains("Resource group start failed"))
+        .count();
+    println!(
+        "scenario resource_start_fails_on_the_node_taking_over: {retries} failed starts on n2 while n1 was down"
+    );
+    let t_back = check(s.lab.restart_node(Node::N1));
+    let mut e = Expect::new(Node::N1, t_back)
+        .log(Node::N1, "Acquiring resource group", t_back)
+        .log(Node::N1, "Resource acquisition completed", t_back);
+    // Outage from n1's death to its return and service (no node could run the group).
+    e.moved = Some((Node::N1, Node::N1, t_back));
+    let outage = check(s.finish(e));
+    println!(
+        "scenario resource_start_fails_on_the_node_taking_over: no node served from n1's last \
+         answer before the kill until n1 returned: {:.1} ms (n1 was down {:.1} ms of it)",
+        ms(outage),
+        ms(Duration::from_nanos(t_back.saturating_sub(t)))
+    );
+}
+
+#[test]
+fn heartbeat_loss_20_percent_for_30s_no_failover() {
+    let s = scenario!(heartbeat_loss_20_percent_for_30s_no_failover, |_| {}, false);
+    let t = monotonic_ns();
+    for node in Node::ALL {
+        check(s.lab.heartbeat_loss(node, 0.2, true));
+    }
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end {
+        s.sleep(Duration::from_millis(100));
+    }
+    for node in Node::ALL {
+        check(s.lab.heartbeat_loss(node, 0.2, false));
+    }
+    let late = check(s.lab.log(Node::N2))
+        .iter()
+        .chain(check(s.lab.log(Node::N1)).iter())
+        .filter(|l| l.mono_ns >= t && l.message.contains("Late heartbeat"))
+        .count();
+    println!(
+        "scenario heartbeat_loss_20_percent_for_30s_no_failover: {late} late-heartbeat warnings"
+    );
+    let mut e = Expect::new(Node::N1, t)
+        .no_log(Node::N1, "is dead", t)
+        .no_log(Node::N2, "is dead", t)
+        .no_log(Node::N2, "Taking over", t)
+        .no_log(Node::N1, "Releasing resource group", t);
+    e.never_moved = true;
+    let gap = check(s.finish(e));
+    assert!(
+        gap < Duration::from_secs(1),
+        "longest gap in answers {gap:?}"
+    );
+}

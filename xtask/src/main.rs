@@ -106,10 +106,59 @@ fn test(opts: &TestOptions) -> Result<()> {
     if !opts.test_args.is_empty() {
         cmd.arg("--").args(&opts.test_args);
     }
-    run_step(
-        "cargo test (unit, simulation and privileged tests)",
-        &mut cmd,
-    )
+    bootstrap::step("cargo test (unit, simulation and privileged tests)");
+    let totals = run_counting_tests(&mut cmd)?;
+    // One closing line for the whole run (cargo prints one per test binary).
+    println!(
+        "test: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
+    if !totals.success {
+        bail!("cargo test: failed");
+    }
+    Ok(())
+}
+
+/// Sums of cargo test's per-binary `test result:` lines.
+#[derive(Debug, Default)]
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+    success: bool,
+}
+
+/// Runs `cmd` (a `cargo test`), echoing its stdout line by line, and sums the results.
+fn run_counting_tests(cmd: &mut Command) -> Result<TestTotals> {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawning {cmd:?}"))?;
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    let mut totals = TestTotals::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test output")?;
+        println!("{line}");
+        if let Some(rest) = line.trim_start().strip_prefix("test result: ") {
+            for part in rest.split(';') {
+                let mut words = part.split_whitespace().rev();
+                let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                let Ok(n) = n.parse::<u64>() else { continue };
+                match what {
+                    "passed" => totals.passed += n,
+                    "failed" => totals.failed += n,
+                    "ignored" => totals.ignored += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    totals.success = status.success() && totals.failed == 0;
+    Ok(totals)
 }
 
 fn bench(opts: &BenchOptions) -> Result<()> {

@@ -1,0 +1,564 @@
+//! One HA implementation (hb, or keepalived) running in the failover lab, with the client's
+//! probes, behind the few operations the benchmarks need: kill a node, bring it back, stop it
+//! cleanly, inject heartbeat loss, and read when a node declared its peer dead.
+
+use std::{
+    fs,
+    io::{BufRead as _, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use hb_tests::{
+    lab::{
+        Lab, LabSpec, Node, XdpSetting,
+        probe::{Outcome, ProbeConfig, ProbeLog, ProbeSample, Prober},
+        timeline,
+    },
+    monotonic_ns,
+};
+
+use super::Binaries;
+
+/// Which implementation runs the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// hb's `hbd` with this `xdp` setting.
+    Hb(XdpSetting),
+    /// keepalived (VRRPv3, unicast, preempt); the keepalive is its `advert_int`.
+    Keepalived,
+}
+
+impl Kind {
+    /// Name used in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Hb(XdpSetting::Off) => "hb (xdp off)",
+            Kind::Hb(_) => "hb",
+            Kind::Keepalived => "keepalived",
+        }
+    }
+}
+
+/// Timings of a cluster: hb's keepalive and deadtime; for keepalived the advert interval (its
+/// master-down interval is 3 adverts plus a skew, fixed by the protocol).
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// hb `keepalive` / keepalived `advert_int`.
+    pub keepalive: Duration,
+    /// hb `deadtime` (keepalived: 3 x advert + skew, shown for reference).
+    pub deadtime: Duration,
+}
+
+impl Timing {
+    /// keepalived's master-down interval for the backup's priority 100: 3 x advert + (256 -
+    /// 100) / 256 x advert.
+    pub fn keepalived_down(advert: Duration) -> Duration {
+        advert * 3 + advert.mul_f64(156.0 / 256.0)
+    }
+}
+
+/// Output lines of a process, each stamped with CLOCK_MONOTONIC when it was read.
+#[derive(Debug)]
+struct Stamped {
+    child: Child,
+    lines: Arc<Mutex<Vec<(u64, String)>>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Stamped {
+    fn spawn(mut cmd: Command, log: PathBuf) -> Result<Stamped> {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("spawning {cmd:?}"))?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
+        let out: Vec<Box<dyn std::io::Read + Send>> = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for stream in out {
+            let lines = lines.clone();
+            let log = log.clone();
+            readers.push(std::thread::spawn(move || {
+                let mut file = fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .ok();
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    let at = monotonic_ns();
+                    if let Some(f) = &mut file {
+                        use std::io::Write as _;
+                        let _ = writeln!(f, "mono={at} {line}");
+                    }
+                    if let Ok(mut l) = lines.lock() {
+                        l.push((at, line));
+                    }
+                }
+            }));
+        }
+        Ok(Stamped {
+            child,
+            lines,
+            readers,
+        })
+    }
+
+    fn lines(&self) -> Vec<(u64, String)> {
+        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn finish(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+    }
+}
+
+/// A cluster in the lab with the client probing the VIP.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The implementation.
+    pub kind: Kind,
+    /// Its timings.
+    pub timing: Timing,
+    /// The lab (dropped last: tears everything down).
+    pub lab: Lab,
+    /// keepalived's processes' output (all of it, over restarts), per node.
+    ka_lines: [Vec<(u64, String)>; 2],
+    ka: [Option<Stamped>; 2],
+    probers: Vec<Prober>,
+}
+
+/// How many probers run side by side (staggered), so that a probe blocked in its timeout
+/// during an outage does not hide the first answer of the new owner for long.
+const PROBERS: usize = 4;
+
+fn idx(n: Node) -> usize {
+    match n {
+        Node::N1 => 0,
+        Node::N2 => 1,
+    }
+}
+
+impl Cluster {
+    /// Brings the lab up with `links` links and starts `kind` on both nodes, then the client's
+    /// probers; does not wait for the VIP to be served.
+    pub fn up(kind: Kind, timing: Timing, links: u8, bins: &Binaries) -> Result<Cluster> {
+        let mut spec = LabSpec::unique();
+        spec.links = links;
+        spec.keepalive = timing.keepalive;
+        spec.deadtime = timing.deadtime;
+        spec.warntime = timing.deadtime.mul_f64(0.6).max(timing.keepalive * 2);
+        spec.initdead = (timing.deadtime * 2).max(Duration::from_millis(500));
+        spec.hbctl_path = bins.hbctl.clone();
+        spec.hbstat_path = bins.hbstat.clone();
+        if let Kind::Hb(xdp) = kind {
+            spec.xdp = xdp;
+            spec.hbd_path = Some(bins.hbd.clone().context("target/release/hbd not built")?);
+        }
+        let lab = Lab::up(spec)?;
+        let mut c = Cluster {
+            kind,
+            timing,
+            lab,
+            ka_lines: [Vec::new(), Vec::new()],
+            ka: [None, None],
+            probers: Vec::new(),
+        };
+        if kind == Kind::Keepalived {
+            for node in Node::ALL {
+                // keepalived's way: the web server runs on both nodes, only the address moves.
+                let out = c.lab.httpd(node, "start")?;
+                if !out.status.success() {
+                    bail!("apache on {node}: {}", String::from_utf8_lossy(&out.stderr));
+                }
+                c.write_keepalived_conf(node)?;
+                c.start_keepalived(node)?;
+            }
+        } else {
+            for node in Node::ALL {
+                if c.lab.hbd_pid(node).is_none() {
+                    bail!(
+                        "hbd is not running on {node}: {}",
+                        fs::read_to_string(c.lab.log_path(node)).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        let vip = c.lab.vip();
+        for i in 0..PROBERS {
+            let mut cfg = ProbeConfig::new(vip);
+            cfg.period = Duration::from_millis(4);
+            cfg.timeout = Duration::from_millis(20);
+            c.probers.push(Prober::start(&c.lab, cfg)?);
+            if i + 1 < PROBERS {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        Ok(c)
+    }
+
+    fn ka_conf(&self, node: Node) -> PathBuf {
+        self.lab.node_dir(node).join("keepalived.conf")
+    }
+
+    fn write_keepalived_conf(&self, node: Node) -> Result<()> {
+        let advert = self.timing.keepalive.as_secs_f64();
+        let me = self.lab.node_addr(node, 1);
+        let peer = self.lab.node_addr(node.other(), 1);
+        let prio = if node == Node::N1 { 150 } else { 100 };
+        let conf = format!(
+            "# hb bench: keepalived for lab node {n}\n\
+             global_defs {{\n\
+             \x20 router_id {n}\n\
+             \x20 vrrp_version 3\n\
+             \x20 vrrp_garp_master_delay 0\n\
+             \x20 vrrp_garp_master_repeat 1\n\
+             \x20 vrrp_garp_master_refresh 0\n\
+             \x20 vrrp_garp_interval 0\n\
+             \x20 vrrp_garp_lower_prio_repeat 1\n\
+             \x20 vrrp_startup_delay 0\n\
+             }}\n\
+             vrrp_instance VI_1 {{\n\
+             \x20 state BACKUP\n\
+             \x20 interface eth1\n\
+             \x20 virtual_router_id 51\n\
+             \x20 priority {prio}\n\
+             \x20 advert_int {advert}\n\
+             \x20 preempt_delay 0\n\
+             \x20 unicast_src_ip {me}\n\
+             \x20 unicast_peer {{\n\
+             \x20   {peer}\n\
+             \x20 }}\n\
+             \x20 virtual_ipaddress {{\n\
+             \x20   {vip}/24 dev eth1\n\
+             \x20 }}\n\
+             \x20 garp_master_delay 0\n\
+             \x20 garp_master_repeat 1\n\
+             \x20 garp_master_refresh 0\n\
+             }}\n",
+            n = node.name(),
+            vip = self.lab.vip(),
+        );
+        fs::write(self.ka_conf(node), conf)?;
+        Ok(())
+    }
+
+    fn start_keepalived(&mut self, node: Node) -> Result<()> {
+        let dir = self.lab.node_dir(node);
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.lab.netns(node), "keepalived"])
+            .args(["-n", "-l", "-D", "-P", "-f"])
+            .arg(self.ka_conf(node))
+            .arg("-p")
+            .arg(dir.join("keepalived.pid"))
+            .arg("-r")
+            .arg(dir.join("keepalived-vrrp.pid"));
+        let s = Stamped::spawn(cmd, dir.join("keepalived.log"))?;
+        self.ka[idx(node)] = Some(s);
+        Ok(())
+    }
+
+    /// Pids of the HA daemon's processes on `node`.
+    pub fn daemon_pids(&mut self, node: Node) -> Vec<i32> {
+        match self.kind {
+            Kind::Hb(_) => self
+                .lab
+                .hbd_pid(node)
+                .and_then(|p| i32::try_from(p).ok())
+                .into_iter()
+                .collect(),
+            Kind::Keepalived => {
+                let out =
+                    hb_tests::lab::cmd_status("ip", &["netns", "pids", &self.lab.netns(node)]);
+                out.map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok())
+                        .filter(|p| {
+                            fs::read_to_string(format!("/proc/{p}/comm"))
+                                .is_ok_and(|c| c.trim() == "keepalived")
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+            }
+        }
+    }
+
+    fn stop_keepalived(&mut self, node: Node, sig: nix::sys::signal::Signal) -> Result<u64> {
+        let at = monotonic_ns();
+        let pids = self.daemon_pids(node);
+        // SIGKILL every keepalived process (parent and VRRP child); SIGTERM only the parent,
+        // which stops its child and gives the address up.
+        let targets: Vec<i32> = if sig == nix::sys::signal::Signal::SIGKILL {
+            pids
+        } else {
+            self.ka[idx(node)]
+                .as_ref()
+                .and_then(|s| i32::try_from(s.child.id()).ok())
+                .into_iter()
+                .collect()
+        };
+        for p in targets {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), sig);
+        }
+        if let Some(s) = self.ka[idx(node)].take() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut s = s;
+            while Instant::now() < deadline {
+                if s.child.try_wait()?.is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let lines = s.lines();
+            s.finish();
+            self.ka_lines[idx(node)] = lines;
+        }
+        Ok(at)
+    }
+
+    /// Every probe of every prober so far, oldest first.
+    pub fn probes(&self) -> ProbeLog {
+        let mut samples: Vec<ProbeSample> = self
+            .probers
+            .iter()
+            .flat_map(|p| p.snapshot().samples)
+            .collect();
+        samples.sort_by_key(|s| s.at_ns);
+        ProbeLog { samples }
+    }
+
+    /// Waits until a probe started at or after `after_ns` was served by `node`.
+    pub fn wait_served(&self, node: Node, after_ns: u64, timeout: Duration) -> Result<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            super::check_interrupt()?;
+            if let Some(at) = self.probes().first_served_by(node, after_ns) {
+                return Ok(at);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{}: {node} did not serve the VIP within {timeout:?} (last probe {:?})",
+                    self.kind.label(),
+                    self.probes().last().map(|s| s.outcome.clone())
+                );
+            }
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    }
+
+    /// The node dies: SIGKILL of its HA daemon, then its links down. Returns the kill's time.
+    pub fn kill(&mut self, node: Node) -> Result<u64> {
+        match self.kind {
+            Kind::Hb(_) => self.lab.kill_node(node),
+            Kind::Keepalived => {
+                let at = self.stop_keepalived(node, nix::sys::signal::Signal::SIGKILL)?;
+                for l in 1..=self.lab.spec().links {
+                    self.lab.set_link(node, l, false)?;
+                }
+                Ok(at)
+            }
+        }
+    }
+
+    /// The node comes back as after a reboot (no VIP, links up, daemon started).
+    pub fn restart(&mut self, node: Node) -> Result<u64> {
+        match self.kind {
+            Kind::Hb(_) => self.lab.restart_node(node),
+            Kind::Keepalived => {
+                self.lab.del_vip(node)?;
+                for l in 1..=self.lab.spec().links {
+                    self.lab.set_link(node, l, true)?;
+                }
+                let at = monotonic_ns();
+                self.start_keepalived(node)?;
+                Ok(at)
+            }
+        }
+    }
+
+    /// Clean stop of the HA daemon on `node` (SIGTERM, wait for it to exit).
+    pub fn clean_stop(&mut self, node: Node) -> Result<u64> {
+        match self.kind {
+            Kind::Hb(_) => self.lab.stop_hbd(node, Duration::from_secs(10)),
+            Kind::Keepalived => self.stop_keepalived(node, nix::sys::signal::Signal::SIGTERM),
+        }
+    }
+
+    /// Starts the HA daemon on `node` again after [`Cluster::clean_stop`].
+    pub fn start(&mut self, node: Node) -> Result<u64> {
+        let at = monotonic_ns();
+        match self.kind {
+            Kind::Hb(_) => self.lab.start_hbd(node)?,
+            Kind::Keepalived => self.start_keepalived(node)?,
+        }
+        Ok(at)
+    }
+
+    /// Drops each heartbeat (hb: UDP 694; keepalived: VRRP, IP protocol 112) that either node
+    /// sends with probability `p` (iptables `statistic` on the sender); `on = false` removes it.
+    pub fn set_loss(&self, p: f64, on: bool) -> Result<()> {
+        for node in Node::ALL {
+            match self.kind {
+                Kind::Hb(_) => self.lab.heartbeat_loss(node, p, on)?,
+                Kind::Keepalived => {
+                    let p = format!("{p}");
+                    self.lab.iptables(
+                        node,
+                        &[
+                            if on { "-A" } else { "-D" },
+                            "OUTPUT",
+                            "-p",
+                            "112",
+                            "-m",
+                            "statistic",
+                            "--mode",
+                            "random",
+                            "--probability",
+                            &p,
+                            "-j",
+                            "DROP",
+                        ],
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn ka_all_lines(&self, node: Node) -> Vec<(u64, String)> {
+        let mut v = self.ka_lines[idx(node)].clone();
+        if let Some(s) = &self.ka[idx(node)] {
+            v.extend(s.lines());
+        }
+        v
+    }
+
+    /// Lines (time, text) of `node`'s daemon output.
+    fn lines(&self, node: Node) -> Result<Vec<(u64, String)>> {
+        Ok(match self.kind {
+            Kind::Hb(_) => self
+                .lab
+                .log(node)?
+                .into_iter()
+                .map(|l| (l.mono_ns, l.message))
+                .collect(),
+            Kind::Keepalived => self.ka_all_lines(node),
+        })
+    }
+
+    fn death_needle(&self, observer: Node) -> String {
+        match self.kind {
+            Kind::Hb(_) => timeline::is_dead(observer.other()),
+            Kind::Keepalived => "Entering MASTER STATE".into(),
+        }
+    }
+
+    /// When `observer` declared its peer dead (hb: `node X: is dead`; keepalived: the backup
+    /// entering MASTER state), waiting up to `timeout`.
+    pub fn declared_dead(
+        &self,
+        observer: Node,
+        after_ns: u64,
+        timeout: Duration,
+    ) -> Result<Option<u64>> {
+        let needle = self.death_needle(observer);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((at, _)) = self
+                .lines(observer)?
+                .into_iter()
+                .find(|(at, l)| *at >= after_ns && l.contains(&needle))
+            {
+                return Ok(Some(at));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    }
+
+    /// Between `from_ns` and `to_ns`: spurious deaths declared (by either node) and takeovers by
+    /// `n2` (hb: `Acquiring resource group` on n2; keepalived: n2 entering MASTER state).
+    pub fn spurious(&self, from_ns: u64, to_ns: u64) -> Result<(usize, usize)> {
+        let in_win = |at: u64| at >= from_ns && at <= to_ns;
+        let mut deaths = 0;
+        for node in Node::ALL {
+            let needle = self.death_needle(node);
+            deaths += self
+                .lines(node)?
+                .iter()
+                .filter(|(at, l)| in_win(*at) && l.contains(&needle))
+                .count();
+        }
+        let takeover = match self.kind {
+            Kind::Hb(_) => "Acquiring resource group",
+            Kind::Keepalived => "Entering MASTER STATE",
+        };
+        let takeovers = self
+            .lines(Node::N2)?
+            .iter()
+            .filter(|(at, l)| in_win(*at) && l.contains(takeover))
+            .count();
+        Ok((deaths, takeovers))
+    }
+
+    /// Between `from_ns` and `to_ns`: probes that `owner` did not serve.
+    pub fn disturbed(&self, owner: Node, from_ns: u64, to_ns: u64) -> usize {
+        self.probes()
+            .samples
+            .iter()
+            .filter(|s| s.at_ns >= from_ns && s.at_ns <= to_ns)
+            .filter(|s| s.outcome != Outcome::Served(owner))
+            .count()
+    }
+
+    /// Stops probers and daemons and removes the lab.
+    pub fn down(mut self) -> Result<()> {
+        for p in self.probers.drain(..) {
+            let _ = p.stop();
+        }
+        for node in Node::ALL {
+            if let Some(s) = self.ka[idx(node)].take() {
+                s.finish();
+            }
+        }
+        self.lab.down()?;
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for p in self.probers.drain(..) {
+            drop(p);
+        }
+        for s in self.ka.iter_mut().filter_map(Option::take) {
+            s.finish();
+        }
+    }
+}

@@ -19,7 +19,7 @@ use hb_tests::lab::{Node, XdpSetting};
 use crate::bootstrap::step;
 pub use crate::demo::Binaries;
 use cluster::{Cluster, Kind, Timing};
-use report::{Summary, loadavg, machine, ms, ms_between, write_section};
+use report::{Summary, loadavg, machine, ms_between, write_section};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -324,8 +324,8 @@ fn run_trials(c: &mut Cluster, fault: Fault, n: usize) -> Result<Trials> {
         let timeout = c.timing.deadtime + Duration::from_secs(10);
         match c.wait_served(Node::N2, t0, timeout) {
             Ok(_) => {
-                if let Some(o) = c.probes().outage(Node::N1, Node::N2, t0) {
-                    t.outage.push(ms(o.duration()));
+                if let Some(o) = cluster::outage_ms(&c.probes(), Node::N1, Node::N2, t0) {
+                    t.outage.push(o);
                 }
                 if fault == Fault::Kill
                     && let Some(at) = c.declared_dead(Node::N2, t0, Duration::from_secs(2))?
@@ -349,8 +349,8 @@ fn run_trials(c: &mut Cluster, fault: Fault, n: usize) -> Result<Trials> {
             }
         };
         c.wait_served(Node::N1, t1, initdead + Duration::from_secs(30))?;
-        if let Some(o) = c.probes().outage(Node::N2, Node::N1, t1) {
-            t.back.push(ms(o.duration()));
+        if let Some(o) = cluster::outage_ms(&c.probes(), Node::N2, Node::N1, t1) {
+            t.back.push(o);
         }
         let last = t.outage.last().copied().unwrap_or(f64::NAN);
         let det = t.detect.last().copied().unwrap_or(f64::NAN);
@@ -442,9 +442,11 @@ fn failover(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
         ),
     );
     body += "\nMethod: the client probes `http://VIP/` from its own namespace with 4 staggered \
-        probers (each every 4 ms, 20 ms timeout), so the first answer after a move is seen within \
-        about 5 ms. **Outage** = first answer from n2 minus last answer from n1 (client-observed). \
-        **Detection** (kill only) = the kill's time to n2's `node n1: is dead` log line (hb) or \
+        probers (TCP connect + `GET /`, each every 4 ms, 20 ms timeout). **Outage** = arrival of the \
+        first answer from n2 minus arrival of the last answer from n1 (client-observed; a request \
+        sent while the client's ARP entry was being re-resolved can be answered by n2 once its \
+        gratuitous ARP lands, so the outage can be shorter than the detection time, and n1 keeps \
+        answering for the few ms between its daemon's kill and its links going down). **Detection** (kill only) = the kill's time to n2's `node n1: is dead` log line (hb) or \
         n2's `Entering MASTER STATE` (keepalived), CLOCK_MONOTONIC on both sides. A kill is SIGKILL \
         of the HA daemon, then n1's links down at the bridge; n1 then comes back as after a reboot \
         (no VIP, links up, daemon started) and takes the VIP back (hb `auto_failback on`, keepalived \
@@ -455,6 +457,10 @@ fn failover(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
         VRRPv3, `advert_int 0.01` (its minimum), unicast peers, preempt (priorities 150/100), GARP \
         delay 0, one GARP, no refresh; its \"deadtime\" column is its master-down interval \
         (3 x advert + skew). Load = 1-minute load average at the trials' starts.\n\n\
+        keepalived limits hit: `advert_int` below 0.01 is refused (logged, 1 s used instead); \
+        `vrrp_garp_interval 0` and `vrrp_startup_delay 0` are rejected as out of range (left at \
+        their defaults); the backup's master-down interval is fixed by VRRP at 3 adverts plus a \
+        priority skew (about 36 ms at 10 ms adverts) and cannot be set on its own.\n\n\
         All times in ms.\n\n\
         | impl | keepalive / deadtime | fault | ok | outage min | median | p90 | max | detection min | median | p90 | max | back median | load |\n\
         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
@@ -824,8 +830,8 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
                 sleep(Duration::from_millis(500))?;
                 let t0 = c.kill(Node::N1)?;
                 if c.wait_served(Node::N2, t0, Duration::from_secs(10)).is_ok() {
-                    if let Some(o) = c.probes().outage(Node::N1, Node::N2, t0) {
-                        outage.push(ms(o.duration()));
+                    if let Some(o) = cluster::outage_ms(&c.probes(), Node::N1, Node::N2, t0) {
+                        outage.push(o);
                     }
                     if let Some(at) = c.declared_dead(Node::N2, t0, Duration::from_secs(2))? {
                         detect.push(ms_between(t0, at));

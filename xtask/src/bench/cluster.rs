@@ -5,9 +5,13 @@
 use std::{
     fs,
     io::{BufRead as _, BufReader},
+    net::SocketAddrV4,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -16,7 +20,7 @@ use anyhow::{Context as _, Result, bail};
 use hb_tests::{
     lab::{
         Lab, LabSpec, Node, XdpSetting,
-        probe::{Outcome, ProbeConfig, ProbeLog, ProbeSample, Prober},
+        probe::{Outcome, enter_netns, probe_once},
         timeline,
     },
     monotonic_ns,
@@ -135,6 +139,120 @@ impl Stamped {
     }
 }
 
+/// One HTTP probe of the VIP from the client: when it started, when it ended, what it got.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// CLOCK_MONOTONIC ns at the start (connect).
+    pub start_ns: u64,
+    /// CLOCK_MONOTONIC ns when the answer (or the failure) came.
+    pub end_ns: u64,
+    /// What it got.
+    pub outcome: Outcome,
+}
+
+/// Client probers: threads in the client's namespace, each requesting `http://VIP/` in a loop.
+#[derive(Debug)]
+struct Probers {
+    stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<Probe>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Probers {
+    fn start(
+        ns: &str,
+        target: SocketAddrV4,
+        n: usize,
+        period: Duration,
+        timeout: Duration,
+    ) -> Result<Probers> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        for i in 0..n {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (stop, samples, ns) = (stop.clone(), samples.clone(), ns.to_owned());
+            threads.push(std::thread::spawn(move || {
+                let entered = enter_netns(&ns);
+                let ok = entered.is_ok();
+                let _ = tx.send(entered.map_err(|e| format!("{e:#}")));
+                if !ok {
+                    return;
+                }
+                let mut next = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    let start_ns = monotonic_ns();
+                    let outcome = probe_once(target, timeout);
+                    let end_ns = monotonic_ns();
+                    if let Ok(mut v) = samples.lock() {
+                        v.push(Probe {
+                            start_ns,
+                            end_ns,
+                            outcome,
+                        });
+                    }
+                    next += period;
+                    let now = Instant::now();
+                    if next > now {
+                        std::thread::sleep(next - now);
+                    } else {
+                        next = now;
+                    }
+                }
+            }));
+            match rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => bail!("prober {i}: {e}"),
+                Err(_) => bail!("prober {i} died"),
+            }
+            // Staggered starts.
+            std::thread::sleep(period / u32::try_from(n.max(1))?);
+        }
+        Ok(Probers {
+            stop,
+            samples,
+            threads,
+        })
+    }
+
+    fn snapshot(&self) -> Vec<Probe> {
+        let mut v = self.samples.lock().map(|s| s.clone()).unwrap_or_default();
+        v.sort_by_key(|p| p.end_ns);
+        v
+    }
+}
+
+impl Drop for Probers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The first answer from `node` that arrived at or after `after_ns` (its arrival time).
+pub fn first_answer(probes: &[Probe], node: Node, after_ns: u64) -> Option<u64> {
+    probes
+        .iter()
+        .filter(|p| p.end_ns >= after_ns && p.outcome == Outcome::Served(node))
+        .map(|p| p.end_ns)
+        .min()
+}
+
+/// Client-observed outage of a move from `old` to `new` caused at `event_ns`: arrival of the
+/// first answer from `new` after the event minus arrival of the last answer from `old` before
+/// that, in ms.
+pub fn outage_ms(probes: &[Probe], old: Node, new: Node, event_ns: u64) -> Option<f64> {
+    let first_new = first_answer(probes, new, event_ns)?;
+    let last_old = probes
+        .iter()
+        .filter(|p| p.end_ns < first_new && p.outcome == Outcome::Served(old))
+        .map(|p| p.end_ns)
+        .max()?;
+    Some(first_new.saturating_sub(last_old) as f64 / 1e6)
+}
+
 /// A cluster in the lab with the client probing the VIP.
 #[derive(Debug)]
 pub struct Cluster {
@@ -147,7 +265,8 @@ pub struct Cluster {
     /// keepalived's processes' output (all of it, over restarts), per node.
     ka_lines: [Vec<(u64, String)>; 2],
     ka: [Option<Stamped>; 2],
-    probers: Vec<Prober>,
+    ka_starts: u32,
+    probers: Option<Probers>,
 }
 
 /// How many probers run side by side (staggered), so that a probe blocked in its timeout
@@ -184,7 +303,8 @@ impl Cluster {
             lab,
             ka_lines: [Vec::new(), Vec::new()],
             ka: [None, None],
-            probers: Vec::new(),
+            ka_starts: 0,
+            probers: None,
         };
         if kind == Kind::Keepalived {
             for node in Node::ALL {
@@ -206,16 +326,13 @@ impl Cluster {
                 }
             }
         }
-        let vip = c.lab.vip();
-        for i in 0..PROBERS {
-            let mut cfg = ProbeConfig::new(vip);
-            cfg.period = Duration::from_millis(4);
-            cfg.timeout = Duration::from_millis(20);
-            c.probers.push(Prober::start(&c.lab, cfg)?);
-            if i + 1 < PROBERS {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
+        c.probers = Some(Probers::start(
+            &c.lab.client_netns(),
+            SocketAddrV4::new(c.lab.vip(), 80),
+            PROBERS,
+            Duration::from_millis(4),
+            Duration::from_millis(20),
+        )?);
         Ok(c)
     }
 
@@ -236,9 +353,7 @@ impl Cluster {
              \x20 vrrp_garp_master_delay 0\n\
              \x20 vrrp_garp_master_repeat 1\n\
              \x20 vrrp_garp_master_refresh 0\n\
-             \x20 vrrp_garp_interval 0\n\
              \x20 vrrp_garp_lower_prio_repeat 1\n\
-             \x20 vrrp_startup_delay 0\n\
              }}\n\
              vrrp_instance VI_1 {{\n\
              \x20 state BACKUP\n\
@@ -272,9 +387,12 @@ impl Cluster {
             .args(["-n", "-l", "-D", "-P", "-f"])
             .arg(self.ka_conf(node))
             .arg("-p")
-            .arg(dir.join("keepalived.pid"))
+            .arg(dir.join(format!("keepalived-{}.pid", self.ka_starts)))
             .arg("-r")
-            .arg(dir.join("keepalived-vrrp.pid"));
+            .arg(dir.join(format!("keepalived-vrrp-{}.pid", self.ka_starts)));
+        // Fresh pid files per start: after a kill -9 the old ones may name a process not yet
+        // reaped, and keepalived then refuses to start ("daemon is already running").
+        self.ka_starts += 1;
         let s = Stamped::spawn(cmd, dir.join("keepalived.log"))?;
         self.ka[idx(node)] = Some(s);
         Ok(())
@@ -340,28 +458,33 @@ impl Cluster {
         Ok(at)
     }
 
-    /// Every probe of every prober so far, oldest first.
-    pub fn probes(&self) -> ProbeLog {
-        let mut samples: Vec<ProbeSample> = self
-            .probers
-            .iter()
-            .flat_map(|p| p.snapshot().samples)
-            .collect();
-        samples.sort_by_key(|s| s.at_ns);
-        ProbeLog { samples }
+    /// Every probe of every prober so far, by arrival of the answer.
+    pub fn probes(&self) -> Vec<Probe> {
+        self.probers
+            .as_ref()
+            .map(Probers::snapshot)
+            .unwrap_or_default()
     }
 
-    /// Waits until a probe started at or after `after_ns` was served by `node`.
+    /// Waits until an answer from `node` arrived at or after `after_ns`; returns its arrival.
     pub fn wait_served(&self, node: Node, after_ns: u64, timeout: Duration) -> Result<u64> {
         let deadline = Instant::now() + timeout;
         loop {
             super::check_interrupt()?;
-            if let Some(at) = self.probes().first_served_by(node, after_ns) {
+            if let Some(at) = first_answer(&self.probes(), node, after_ns) {
                 return Ok(at);
             }
             if Instant::now() >= deadline {
+                let mut tails = String::new();
+                for n in Node::ALL {
+                    let lines = self.lines(n).unwrap_or_default();
+                    tails += &format!("\n  {n}'s daemon, last lines:");
+                    for (at, l) in &lines[lines.len().saturating_sub(12)..] {
+                        tails += &format!("\n    {at} {l}");
+                    }
+                }
                 bail!(
-                    "{}: {node} did not serve the VIP within {timeout:?} (last probe {:?})",
+                    "{}: {node} did not serve the VIP within {timeout:?} (last probe {:?}){tails}",
                     self.kind.label(),
                     self.probes().last().map(|s| s.outcome.clone())
                 );
@@ -530,18 +653,15 @@ impl Cluster {
     /// Between `from_ns` and `to_ns`: probes that `owner` did not serve.
     pub fn disturbed(&self, owner: Node, from_ns: u64, to_ns: u64) -> usize {
         self.probes()
-            .samples
             .iter()
-            .filter(|s| s.at_ns >= from_ns && s.at_ns <= to_ns)
+            .filter(|s| s.start_ns >= from_ns && s.start_ns <= to_ns)
             .filter(|s| s.outcome != Outcome::Served(owner))
             .count()
     }
 
     /// Stops probers and daemons and removes the lab.
     pub fn down(mut self) -> Result<()> {
-        for p in self.probers.drain(..) {
-            let _ = p.stop();
-        }
+        drop(self.probers.take());
         for node in Node::ALL {
             if let Some(s) = self.ka[idx(node)].take() {
                 s.finish();
@@ -554,9 +674,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for p in self.probers.drain(..) {
-            drop(p);
-        }
+        drop(self.probers.take());
         for s in self.ka.iter_mut().filter_map(Option::take) {
             s.finish();
         }

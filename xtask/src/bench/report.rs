@@ -1,6 +1,6 @@
 //! Figures and the `BENCHMARKS.md` writer shared by the lab benchmarks.
 
-use std::{fmt::Write as _, path::Path, time::Duration};
+use std::{fmt::Write as _, path::Path};
 
 use anyhow::{Context as _, Result};
 
@@ -58,11 +58,6 @@ impl Summary {
 /// Milliseconds between two CLOCK_MONOTONIC ns stamps.
 pub fn ms_between(from_ns: u64, to_ns: u64) -> f64 {
     to_ns.saturating_sub(from_ns) as f64 / 1e6
-}
-
-/// Milliseconds of a duration, as a float.
-pub fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 /// The 1-minute load average (from `/proc/loadavg`).

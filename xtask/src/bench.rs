@@ -445,10 +445,10 @@ fn failover(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
         probers (TCP connect + `GET /`, each every 4 ms, 20 ms timeout). **Outage** = arrival of the \
         first answer from n2 minus arrival of the last answer from n1 (client-observed; a request \
         sent while the client's ARP entry was being re-resolved can be answered by n2 once its \
-        gratuitous ARP lands, so the outage can be shorter than the detection time, and n1 keeps \
-        answering for the few ms between its daemon's kill and its links going down). **Detection** (kill only) = the kill's time to n2's `node n1: is dead` log line (hb) or \
-        n2's `Entering MASTER STATE` (keepalived), CLOCK_MONOTONIC on both sides. A kill is SIGKILL \
-        of the HA daemon, then n1's links down at the bridge; n1 then comes back as after a reboot \
+        gratuitous ARP lands, so the outage can be shorter than the detection time). **Detection** (kill only) = the kill's time to n2's `node n1: is dead` log line (hb) or \
+        n2's `Entering MASTER STATE` (keepalived), CLOCK_MONOTONIC on both sides. A kill is n1's links \
+        down at the bridge (both in one `ip -batch`; the kill's time is taken just before it), \
+        then SIGKILL of its HA daemon; n1 then comes back as after a reboot \
         (no VIP, links up, daemon started) and takes the VIP back (hb `auto_failback on`, keepalived \
         preempt); **back** = the client's outage of that failback. hb runs `haresources` \
         `n1 IPaddr::VIP/24/eth1 httpd` (Apache started at takeover, stopped at release); keepalived \
@@ -738,9 +738,11 @@ impl Quota {
         let q = Quota { dir, root };
         std::fs::write(q.dir.join("cpu.cfs_period_us"), period_us.to_string())?;
         std::fs::write(q.dir.join("cpu.cfs_quota_us"), quota_us.to_string())?;
-        // A SCHED_FIFO task (hbd's `realtime on`) may only join a v1 group with RT runtime.
+        // A SCHED_FIFO task (hbd's `realtime on`) may only join a v1 group with RT runtime, and
+        // the CFS quota does not apply to it: give the group the same share as RT runtime.
         if q.dir.join("cpu.rt_runtime_us").exists() {
-            let _ = std::fs::write(q.dir.join("cpu.rt_runtime_us"), (quota_us * 10).to_string());
+            std::fs::write(q.dir.join("cpu.rt_period_us"), period_us.to_string())?;
+            std::fs::write(q.dir.join("cpu.rt_runtime_us"), quota_us.to_string())?;
         }
         Ok(q)
     }
@@ -873,8 +875,9 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     );
     body += "\nMethod: **all cores busy** = one `sh -c 'while :; do :; done'` per core at normal \
         priority for the whole run; **quota** = both nodes' HA daemon processes moved into a cgroup \
-        limited to 10 ms of CPU per 100 ms (v2 `cpu.max` or v1 `cpu.cfs_quota_us`; with v1 the \
-        group also gets RT runtime so a SCHED_FIFO thread may join). First a quiet window of the \
+        limited to 10 ms of CPU per 100 ms (v2 `cpu.max`, or v1 `cpu.cfs_quota_us` plus the same \
+        `cpu.rt_runtime_us` / `cpu.rt_period_us`, since a v1 group needs RT runtime for a SCHED_FIFO \
+        thread to join and the CFS quota does not limit RT threads). First a quiet window of the \
         given length under that pressure (no faults): deaths, takeovers and disturbed probes count \
         false failovers as in the loss benchmark. Then, still under pressure, n1 is killed (kill -9 \
         + links down) and brought back repeatedly: detection = kill to n2's death line, in ms.\n\n\

@@ -493,18 +493,26 @@ impl Cluster {
         }
     }
 
-    /// The node dies: SIGKILL of its HA daemon, then its links down. Returns the kill's time.
+    /// The node dies: all its links down at once (one `ip -batch` in the bridges' namespace),
+    /// then SIGKILL of its HA daemon. Returns the time just before the links went down.
     pub fn kill(&mut self, node: Node) -> Result<u64> {
+        let at = monotonic_ns();
+        let batch: String = (1..=self.lab.spec().links)
+            .map(|l| format!("link set {}-e{l} down\n", node.name()))
+            .collect();
+        let path = self.lab.node_dir(node).join("links-down.batch");
+        fs::write(&path, batch)?;
+        let p = path.display().to_string();
+        hb_tests::lab::cmd("ip", &["-n", &self.lab.bridge_netns(), "-batch", &p])?;
         match self.kind {
-            Kind::Hb(_) => self.lab.kill_node(node),
+            Kind::Hb(_) => {
+                self.lab.kill_hbd(node)?;
+            }
             Kind::Keepalived => {
-                let at = self.stop_keepalived(node, nix::sys::signal::Signal::SIGKILL)?;
-                for l in 1..=self.lab.spec().links {
-                    self.lab.set_link(node, l, false)?;
-                }
-                Ok(at)
+                self.stop_keepalived(node, nix::sys::signal::Signal::SIGKILL)?;
             }
         }
+        Ok(at)
     }
 
     /// The node comes back as after a reboot (no VIP, links up, daemon started).

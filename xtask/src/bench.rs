@@ -75,6 +75,8 @@ pub enum Peer {
     Hb,
     /// keepalived (VRRPv3).
     Keepalived,
+    /// Linux-HA Heartbeat 3.0.6 (Debian's `heartbeat`).
+    Heartbeat,
 }
 
 /// `cargo xtask bench` options.
@@ -83,7 +85,8 @@ pub struct BenchOptions {
     /// Benchmarks to run (comma separated); default: all of them.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<Which>,
-    /// Implementations for the lab benchmarks (comma separated); default: hb and keepalived.
+    /// Implementations for the lab benchmarks (comma separated); default: hb, keepalived and
+    /// Heartbeat.
     #[arg(long, value_delimiter = ',')]
     pub peers: Vec<Peer>,
     /// A short run: 5 trials, deadtimes 50 and 250 ms, 5 s loss cells, loss 0/20/50%, 30 s
@@ -121,7 +124,7 @@ impl BenchOptions {
 
     fn kinds(&self) -> Vec<Kind> {
         let peers = if self.peers.is_empty() {
-            vec![Peer::Hb, Peer::Keepalived]
+            vec![Peer::Hb, Peer::Keepalived, Peer::Heartbeat]
         } else {
             self.peers.clone()
         };
@@ -130,6 +133,7 @@ impl BenchOptions {
             .map(|p| match p {
                 Peer::Hb => Kind::Hb(XdpSetting::Auto),
                 Peer::Keepalived => Kind::Keepalived,
+                Peer::Heartbeat => Kind::Heartbeat,
             })
             .collect()
     }
@@ -395,6 +399,11 @@ fn failover(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
                 })
                 .collect(),
             Kind::Keepalived => vec![(ka_timing(10), vec![Fault::Kill, Fault::Stop])],
+            // Heartbeat at hb's shortest deadtime (it takes ms timings).
+            Kind::Heartbeat => vec![(
+                hb_timing(opts.deadtimes().first().copied().unwrap_or(50)),
+                vec![Fault::Kill, Fault::Stop],
+            )],
         };
         for (timing, faults) in settings {
             for fault in faults {
@@ -497,7 +506,7 @@ fn loss(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     let mut curve = String::new();
     for kind in opts.kinds() {
         let timings: Vec<Timing> = match kind {
-            Kind::Hb(_) => [30, 50, 100, 200, 500]
+            Kind::Hb(_) | Kind::Heartbeat => [30, 50, 100, 200, 500]
                 .iter()
                 .map(|&d| Timing {
                     keepalive: Duration::from_millis(10),
@@ -806,7 +815,7 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
         for &kind in &kinds {
             let timing = match kind {
                 Kind::Keepalived => ka_timing(10),
-                Kind::Hb(_) => Timing {
+                Kind::Hb(_) | Kind::Heartbeat => Timing {
                     keepalive: Duration::from_millis(10),
                     deadtime: Duration::from_millis(100),
                 },

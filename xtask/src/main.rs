@@ -107,7 +107,7 @@ fn test(opts: &TestOptions) -> Result<()> {
 }
 
 fn bench(opts: &bench::BenchOptions) -> Result<()> {
-    bootstrap::ensure(&["keepalived"])?;
+    bootstrap::ensure(&["keepalived", "heartbeat"])?;
     if !opts.only.is_empty() && opts.only.iter().all(|w| *w == bench::Which::Criterion) {
         return bench::bench(&workspace_root()?, &demo::Binaries::default(), opts);
     }

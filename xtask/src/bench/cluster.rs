@@ -35,6 +35,8 @@ pub enum Kind {
     Hb(XdpSetting),
     /// keepalived (VRRPv3, unicast, preempt); the keepalive is its `advert_int`.
     Keepalived,
+    /// Linux-HA Heartbeat 3.0.6 (Debian's `heartbeat`), v1 `haresources` mode.
+    Heartbeat,
 }
 
 impl Kind {
@@ -44,6 +46,7 @@ impl Kind {
             Kind::Hb(XdpSetting::Off) => "hb (xdp off)",
             Kind::Hb(_) => "hb",
             Kind::Keepalived => "keepalived",
+            Kind::Heartbeat => "Heartbeat 3.0.6",
         }
     }
 }
@@ -135,6 +138,62 @@ impl Stamped {
         let _ = self.child.wait();
         for r in self.readers.drain(..) {
             let _ = r.join();
+        }
+    }
+}
+
+/// A log file followed every 2 ms, each new line stamped with CLOCK_MONOTONIC when read.
+#[derive(Debug)]
+struct Tail {
+    stop: Arc<AtomicBool>,
+    lines: Arc<Mutex<Vec<(u64, String)>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Tail {
+    fn start(path: PathBuf) -> Tail {
+        let stop = Arc::new(AtomicBool::new(false));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, lines) = (stop.clone(), lines.clone());
+            std::thread::spawn(move || {
+                let mut pos = 0usize;
+                let mut partial = String::new();
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(bytes) = fs::read(&path)
+                        && bytes.len() > pos
+                    {
+                        let at = monotonic_ns();
+                        partial += &String::from_utf8_lossy(&bytes[pos..]);
+                        pos = bytes.len();
+                        while let Some(i) = partial.find('\n') {
+                            let line: String = partial.drain(..=i).collect();
+                            if let Ok(mut l) = lines.lock() {
+                                l.push((at, line.trim_end().to_owned()));
+                            }
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        Tail {
+            stop,
+            lines,
+            thread: Some(thread),
+        }
+    }
+
+    fn lines(&self) -> Vec<(u64, String)> {
+        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -266,6 +325,9 @@ pub struct Cluster {
     ka_lines: [Vec<(u64, String)>; 2],
     ka: [Option<Stamped>; 2],
     ka_starts: u32,
+    /// Heartbeat: per node, the holder of its UTS, mount and IPC namespaces, and its log.
+    hb_holders: [Option<Child>; 2],
+    hb_tails: [Option<Tail>; 2],
     probers: Option<Probers>,
 }
 
@@ -304,6 +366,8 @@ impl Cluster {
             ka_lines: [Vec::new(), Vec::new()],
             ka: [None, None],
             ka_starts: 0,
+            hb_holders: [None, None],
+            hb_tails: [None, None],
             probers: None,
         };
         if kind == Kind::Keepalived {
@@ -315,6 +379,13 @@ impl Cluster {
                 }
                 c.write_keepalived_conf(node)?;
                 c.start_keepalived(node)?;
+            }
+        } else if kind == Kind::Heartbeat {
+            for node in Node::ALL {
+                c.heartbeat_setup(node)?;
+            }
+            for node in Node::ALL {
+                c.heartbeat_start(node)?;
             }
         } else {
             for node in Node::ALL {
@@ -398,6 +469,140 @@ impl Cluster {
         Ok(())
     }
 
+    fn hb_dir(&self, node: Node) -> PathBuf {
+        self.lab.node_dir(node).join("heartbeat")
+    }
+
+    /// Heartbeat's private `/etc/ha.d`, `/var/lib/heartbeat` and `/var/log` for `node`, and the
+    /// long-lived holder of its UTS (hostname = node name), mount (those bind mounts, a tmpfs
+    /// on `/run`) and IPC namespaces, inside the node's network namespace.
+    fn heartbeat_setup(&mut self, node: Node) -> Result<()> {
+        let dir = self.hb_dir(node);
+        let (etc, varlib, log) = (dir.join("ha.d"), dir.join("varlib"), dir.join("log"));
+        fs::create_dir_all(&dir)?;
+        hb_tests::lab::cmd("cp", &["-a", "/etc/ha.d", &etc.display().to_string()])?;
+        hb_tests::lab::cmd(
+            "cp",
+            &["-a", "/var/lib/heartbeat", &varlib.display().to_string()],
+        )?;
+        fs::create_dir_all(&log)?;
+        let s = self.lab.spec();
+        let t = &self.timing;
+        let msf = |d: Duration| format!("{}ms", d.as_millis());
+        let mut ha_cf = String::from("# hb bench: Linux-HA Heartbeat 3.0.6\n");
+        ha_cf += &format!(
+            "logfile /var/log/ha-log\nuse_logd no\nkeepalive {}\ndeadtime {}\nwarntime {}\ninitdead {}\nudpport 694\n",
+            msf(t.keepalive),
+            msf(t.deadtime),
+            msf(s.warntime),
+            msf(s.initdead)
+        );
+        for l in 1..=s.links {
+            ha_cf += &format!("bcast eth{l}\n");
+        }
+        ha_cf += "auto_failback on\nnode n1\nnode n2\ncrm no\n";
+        fs::write(etc.join("ha.cf"), ha_cf)?;
+        fs::write(
+            etc.join("haresources"),
+            format!("n1 IPaddr::{}/24/eth1 httpd\n", self.lab.vip()),
+        )?;
+        fs::copy(
+            self.lab.config_dir(node).join("authkeys"),
+            etc.join("authkeys"),
+        )?;
+        fs::copy(
+            self.lab.httpd_script(node),
+            etc.join("resource.d").join("httpd"),
+        )?;
+        let script = format!(
+            "set -e\n\
+             hostname {n}\n\
+             mount --bind {etc} /etc/ha.d\n\
+             mount --bind {varlib} /var/lib/heartbeat\n\
+             mount --bind {log} /var/log\n\
+             mount -t tmpfs tmpfs /run\n\
+             mkdir -p /run/heartbeat/ccm /run/heartbeat/crm /run/heartbeat/dopd /run/crm /run/lock /run/apache2 /run/resource-agents\n\
+             chown -R hacluster:haclient /run/heartbeat /run/crm\n\
+             chmod 750 /run/heartbeat /run/crm\n\
+             echo ready\n\
+             exec sleep 100000\n",
+            n = node.name(),
+            etc = etc.display(),
+            varlib = varlib.display(),
+            log = log.display(),
+        );
+        let mut holder = Command::new("ip")
+            .args(["netns", "exec", &self.lab.netns(node)])
+            .args([
+                "unshare",
+                "--uts",
+                "--mount",
+                "--ipc",
+                "--propagation",
+                "private",
+                "--",
+            ])
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the Heartbeat namespace holder")?;
+        let mut first = String::new();
+        if let Some(out) = holder.stdout.take() {
+            let _ = BufReader::new(out).read_line(&mut first);
+        }
+        if first.trim() != "ready" {
+            let _ = holder.kill();
+            bail!("Heartbeat namespace holder on {node} failed to set up");
+        }
+        self.hb_holders[idx(node)] = Some(holder);
+        self.hb_tails[idx(node)] = Some(Tail::start(log.join("ha-log")));
+        Ok(())
+    }
+
+    /// Runs a command inside `node`'s Heartbeat namespaces (network, UTS, mount, IPC).
+    fn hb_nsenter(&self, node: Node, args: &[&str]) -> Result<std::process::Output> {
+        let pid = self.hb_holders[idx(node)]
+            .as_ref()
+            .map(Child::id)
+            .context("no Heartbeat holder")?
+            .to_string();
+        Command::new("nsenter")
+            .args(["-t", &pid, "-n", "-u", "-m", "-i", "--"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("nsenter")
+    }
+
+    fn heartbeat_start(&mut self, node: Node) -> Result<()> {
+        let out = self.hb_nsenter(node, &["/usr/libexec/heartbeat/heartbeat"])?;
+        if !out.status.success() {
+            bail!(
+                "Heartbeat on {node}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    fn heartbeat_pids(&self, node: Node) -> Vec<i32> {
+        hb_tests::lab::cmd_status("ip", &["netns", "pids", &self.lab.netns(node)])
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                    .filter(|p| {
+                        fs::read_to_string(format!("/proc/{p}/comm"))
+                            .is_ok_and(|c| c.trim() == "heartbeat")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Pids of the HA daemon's processes on `node`.
     pub fn daemon_pids(&mut self, node: Node) -> Vec<i32> {
         match self.kind {
@@ -407,6 +612,7 @@ impl Cluster {
                 .and_then(|p| i32::try_from(p).ok())
                 .into_iter()
                 .collect(),
+            Kind::Heartbeat => self.heartbeat_pids(node),
             Kind::Keepalived => {
                 let out =
                     hb_tests::lab::cmd_status("ip", &["netns", "pids", &self.lab.netns(node)]);
@@ -511,6 +717,14 @@ impl Cluster {
             Kind::Keepalived => {
                 self.stop_keepalived(node, nix::sys::signal::Signal::SIGKILL)?;
             }
+            Kind::Heartbeat => {
+                for p in self.heartbeat_pids(node) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(p),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
         }
         Ok(at)
     }
@@ -519,6 +733,16 @@ impl Cluster {
     pub fn restart(&mut self, node: Node) -> Result<u64> {
         match self.kind {
             Kind::Hb(_) => self.lab.restart_node(node),
+            Kind::Heartbeat => {
+                let _ = self.lab.httpd(node, "stop")?;
+                self.lab.del_vip(node)?;
+                for l in 1..=self.lab.spec().links {
+                    self.lab.set_link(node, l, true)?;
+                }
+                let at = monotonic_ns();
+                self.heartbeat_start(node)?;
+                Ok(at)
+            }
             Kind::Keepalived => {
                 self.lab.del_vip(node)?;
                 for l in 1..=self.lab.spec().links {
@@ -536,6 +760,15 @@ impl Cluster {
         match self.kind {
             Kind::Hb(_) => self.lab.stop_hbd(node, Duration::from_secs(10)),
             Kind::Keepalived => self.stop_keepalived(node, nix::sys::signal::Signal::SIGTERM),
+            Kind::Heartbeat => {
+                let at = monotonic_ns();
+                let _ = self.hb_nsenter(node, &["/usr/libexec/heartbeat/heartbeat", "-k"])?;
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !self.heartbeat_pids(node).is_empty() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok(at)
+            }
         }
     }
 
@@ -545,6 +778,7 @@ impl Cluster {
         match self.kind {
             Kind::Hb(_) => self.lab.start_hbd(node)?,
             Kind::Keepalived => self.start_keepalived(node)?,
+            Kind::Heartbeat => self.heartbeat_start(node)?,
         }
         Ok(at)
     }
@@ -554,7 +788,7 @@ impl Cluster {
     pub fn set_loss(&self, p: f64, on: bool) -> Result<()> {
         for node in Node::ALL {
             match self.kind {
-                Kind::Hb(_) => self.lab.heartbeat_loss(node, p, on)?,
+                Kind::Hb(_) | Kind::Heartbeat => self.lab.heartbeat_loss(node, p, on)?,
                 Kind::Keepalived => {
                     let p = format!("{p}");
                     self.lab.iptables(
@@ -598,12 +832,16 @@ impl Cluster {
                 .map(|l| (l.mono_ns, l.message))
                 .collect(),
             Kind::Keepalived => self.ka_all_lines(node),
+            Kind::Heartbeat => self.hb_tails[idx(node)]
+                .as_ref()
+                .map(Tail::lines)
+                .unwrap_or_default(),
         })
     }
 
     fn death_needle(&self, observer: Node) -> String {
         match self.kind {
-            Kind::Hb(_) => timeline::is_dead(observer.other()),
+            Kind::Hb(_) | Kind::Heartbeat => timeline::is_dead(observer.other()),
             Kind::Keepalived => "Entering MASTER STATE".into(),
         }
     }
@@ -647,7 +885,7 @@ impl Cluster {
                 .count();
         }
         let takeover = match self.kind {
-            Kind::Hb(_) => "Acquiring resource group",
+            Kind::Hb(_) | Kind::Heartbeat => "Acquiring resource group",
             Kind::Keepalived => "Entering MASTER STATE",
         };
         let takeovers = self
@@ -674,6 +912,11 @@ impl Cluster {
             if let Some(s) = self.ka[idx(node)].take() {
                 s.finish();
             }
+            drop(self.hb_tails[idx(node)].take());
+            if let Some(mut h) = self.hb_holders[idx(node)].take() {
+                let _ = h.kill();
+                let _ = h.wait();
+            }
         }
         self.lab.down()?;
         Ok(())
@@ -685,6 +928,13 @@ impl Drop for Cluster {
         drop(self.probers.take());
         for s in self.ka.iter_mut().filter_map(Option::take) {
             s.finish();
+        }
+        for t in &mut self.hb_tails {
+            drop(t.take());
+        }
+        for mut h in self.hb_holders.iter_mut().filter_map(Option::take) {
+            let _ = h.kill();
+            let _ = h.wait();
         }
     }
 }

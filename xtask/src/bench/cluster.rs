@@ -506,9 +506,12 @@ impl Cluster {
             etc.join("haresources"),
             format!("n1 IPaddr::{}/24/eth1 httpd\n", self.lab.vip()),
         )?;
-        fs::copy(
-            self.lab.config_dir(node).join("authkeys"),
-            etc.join("authkeys"),
+        // Heartbeat 3.0.6 has no sha256 auth plugin: sha1 (its strongest).
+        let authkeys = etc.join("authkeys");
+        fs::write(&authkeys, "auth 1\n1 sha1 hb-bench-heartbeat-secret\n")?;
+        fs::set_permissions(
+            &authkeys,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
         )?;
         fs::copy(
             self.lab.httpd_script(node),

@@ -504,6 +504,7 @@ fn loss(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     let rates = opts.loss_rates();
     let mut rows = String::new();
     let mut curve = String::new();
+    let mut notes = String::new();
     for kind in opts.kinds() {
         let timings: Vec<Timing> = match kind {
             Kind::Hb(_) | Kind::Heartbeat => [30, 50, 100, 200, 500]
@@ -527,7 +528,24 @@ fn loss(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
             ));
             let mut c = Cluster::up(kind, *timing, 1, bins)?;
             for (ri, &rate) in rates.iter().enumerate() {
-                let r = loss_cell(&mut c, rate, cell)?;
+                let r = match loss_cell(&mut c, rate, cell) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // The cluster did not come back to n1: the rest of this timing's
+                        // cells cannot start from a settled state.
+                        check_interrupt()?;
+                        let _ = writeln!(
+                            notes,
+                            "- {} {}/{} ms at {rate}%: cell aborted, later cells of this timing \
+                             not run: {}",
+                            kind.label(),
+                            timing.keepalive.as_millis(),
+                            timing.deadtime.as_millis(),
+                            format!("{e:#}").lines().next().unwrap_or_default()
+                        );
+                        break;
+                    }
+                };
                 println!(
                     "  {} {}/{} ms at {rate}%: {} deaths, {} takeovers, {} disturbed probes (load {:.1})",
                     kind.label(),
@@ -588,6 +606,10 @@ fn loss(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     body += "\nShortest deadtime (of those tried) with zero deaths and zero takeovers, per loss rate:\n\n\
         | impl | loss | shortest deadtime with no false failover |\n|---|---|---|\n";
     body += &curve;
+    if !notes.is_empty() {
+        body += "\nCells that could not be measured:\n";
+        body += &notes;
+    }
     publish(root, opts, "False failovers under heartbeat loss", &body)
 }
 
@@ -850,9 +872,20 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
             let disturbed = c.disturbed(Node::N1, from, to);
             let mut detect = Vec::new();
             let mut outage = Vec::new();
-            for _ in 0..kills {
+            for k in 0..kills {
                 let back = hb_tests::monotonic_ns();
-                c.wait_served(Node::N1, back, initdead + Duration::from_secs(30))?;
+                if let Err(e) = c.wait_served(Node::N1, back, initdead + Duration::from_secs(30)) {
+                    check_interrupt()?;
+                    let _ = writeln!(
+                        notes,
+                        "- {} {}: n1 did not serve again before kill {}: {}",
+                        kind.label(),
+                        pressure.label(),
+                        k + 1,
+                        format!("{e:#}").lines().next().unwrap_or_default()
+                    );
+                    break;
+                }
                 sleep(Duration::from_millis(500))?;
                 let t0 = c.kill(Node::N1)?;
                 if c.wait_served(Node::N2, t0, Duration::from_secs(10)).is_ok() {

@@ -908,8 +908,30 @@ impl Cluster {
             .count()
     }
 
+    /// Copies the daemons' logs to `$HB_BENCH_KEEP_LOGS/<lab prefix>/` when that variable is
+    /// set (for looking into a run after the lab is gone).
+    fn keep_logs(&self) {
+        let Some(dest) = std::env::var_os("HB_BENCH_KEEP_LOGS") else {
+            return;
+        };
+        let dest = PathBuf::from(dest).join(&self.lab.spec().prefix);
+        for node in Node::ALL {
+            let d = dest.join(node.name());
+            let _ = fs::create_dir_all(&d);
+            let dir = self.lab.node_dir(node);
+            for (from, name) in [
+                (self.lab.log_path(node), "hbd.log"),
+                (dir.join("keepalived.log"), "keepalived.log"),
+                (self.hb_dir(node).join("log").join("ha-log"), "ha-log"),
+            ] {
+                let _ = fs::copy(from, d.join(name));
+            }
+        }
+    }
+
     /// Stops probers and daemons and removes the lab.
     pub fn down(mut self) -> Result<()> {
+        self.keep_logs();
         drop(self.probers.take());
         for node in Node::ALL {
             if let Some(s) = self.ka[idx(node)].take() {

@@ -319,6 +319,16 @@ fn run_trials(c: &mut Cluster, fault: Fault, n: usize) -> Result<Trials> {
     for i in 0..n {
         check_interrupt()?;
         sleep(settle(c))?;
+        // n1 alone holds the VIP before each trial (Heartbeat's start-up and keepalived's
+        // dual-master episodes would otherwise make a move without an outage).
+        if let Err(e) = c.wait_settled(
+            Duration::from_millis(300),
+            initdead + Duration::from_secs(15),
+        ) {
+            check_interrupt()?;
+            t.failed.push(format!("before trial {i}: {e:#}"));
+            break;
+        }
         t.load.push(loadavg());
         let t0 = match fault {
             Fault::Kill => c.kill(Node::N1)?,

@@ -702,6 +702,33 @@ impl Cluster {
         }
     }
 
+    /// Waits until n1 alone holds the VIP (n2 not) for `stable` without a break; fails after
+    /// `timeout` saying who held it.
+    pub fn wait_settled(&self, stable: Duration, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut since: Option<Instant> = None;
+        loop {
+            super::check_interrupt()?;
+            let (h1, h2) = (self.lab.holds_vip(Node::N1)?, self.lab.holds_vip(Node::N2)?);
+            if h1 && !h2 {
+                let s = *since.get_or_insert_with(Instant::now);
+                if s.elapsed() >= stable {
+                    return Ok(());
+                }
+            } else {
+                since = None;
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{}: n1 alone did not hold the VIP for {stable:?} within {timeout:?} \
+                     (n1 holds it: {h1}, n2 holds it: {h2})",
+                    self.kind.label()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The node dies: all its links down at once (one `ip -batch` in the bridges' namespace),
     /// then SIGKILL of its HA daemon. Returns the time just before the links went down.
     pub fn kill(&mut self, node: Node) -> Result<u64> {

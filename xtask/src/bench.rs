@@ -100,6 +100,10 @@ pub struct BenchOptions {
     /// fifth of the deadtime.
     #[arg(long, value_delimiter = ',')]
     pub deadtimes: Vec<u64>,
+    /// keepalived advert intervals, ms: for the failover benchmark (default 10, its minimum)
+    /// and the loss matrix (default 10,20,50,100).
+    #[arg(long, value_delimiter = ',')]
+    pub adverts: Vec<u64>,
     /// Length of one loss cell, seconds (default 30).
     #[arg(long)]
     pub cell_secs: Option<u64>,
@@ -408,7 +412,17 @@ fn failover(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
                     (hb_timing(d), faults)
                 })
                 .collect(),
-            Kind::Keepalived => vec![(ka_timing(10), vec![Fault::Kill, Fault::Stop])],
+            Kind::Keepalived => {
+                let adverts = if opts.adverts.is_empty() {
+                    vec![10]
+                } else {
+                    opts.adverts.clone()
+                };
+                adverts
+                    .into_iter()
+                    .map(|a| (ka_timing(a), vec![Fault::Kill, Fault::Stop]))
+                    .collect()
+            }
             // Heartbeat at hb's shortest deadtime (it takes ms timings).
             Kind::Heartbeat => vec![(
                 hb_timing(opts.deadtimes().first().copied().unwrap_or(50)),
@@ -524,7 +538,14 @@ fn loss(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
                     deadtime: Duration::from_millis(d),
                 })
                 .collect(),
-            Kind::Keepalived => [10, 20, 50, 100].iter().map(|&a| ka_timing(a)).collect(),
+            Kind::Keepalived => {
+                let adverts = if opts.adverts.is_empty() {
+                    vec![10, 20, 50, 100]
+                } else {
+                    opts.adverts.clone()
+                };
+                adverts.into_iter().map(ka_timing).collect()
+            }
         };
         // Per loss rate: the shortest deadtime with no false failover.
         let mut shortest: Vec<Option<u128>> = vec![None; rates.len()];

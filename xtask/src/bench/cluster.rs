@@ -497,8 +497,10 @@ impl Cluster {
             msf(s.warntime),
             msf(s.initdead)
         );
+        // Unicast to the peer: Heartbeat's `bcast` sends to the interface's broadcast address,
+        // which the lab's addresses (added without `brd`) do not have.
         for l in 1..=s.links {
-            ha_cf += &format!("bcast eth{l}\n");
+            ha_cf += &format!("ucast eth{l} {}\n", self.lab.node_addr(node.other(), l));
         }
         ha_cf += "auto_failback on\nnode n1\nnode n2\ncrm no\n";
         fs::write(etc.join("ha.cf"), ha_cf)?;
@@ -580,6 +582,10 @@ impl Cluster {
     }
 
     fn heartbeat_start(&mut self, node: Node) -> Result<()> {
+        // After a kill -9 the old master may linger unreaped (a zombie still answers kill(pid,
+        // 0)) and Heartbeat would refuse to start as "already running": a rebooted node has no
+        // pid file.
+        let _ = self.hb_nsenter(node, &["rm", "-f", "/run/heartbeat.pid"])?;
         let out = self.hb_nsenter(node, &["/usr/libexec/heartbeat/heartbeat"])?;
         if !out.status.success() {
             bail!(
@@ -598,8 +604,9 @@ impl Cluster {
                     .split_whitespace()
                     .filter_map(|p| p.parse::<i32>().ok())
                     .filter(|p| {
-                        fs::read_to_string(format!("/proc/{p}/comm"))
-                            .is_ok_and(|c| c.trim() == "heartbeat")
+                        // Heartbeat's processes rename themselves; their executable does not.
+                        fs::read_link(format!("/proc/{p}/exe"))
+                            .is_ok_and(|e| e.ends_with("heartbeat/heartbeat"))
                     })
                     .collect()
             })
@@ -977,6 +984,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        self.keep_logs();
         drop(self.probers.take());
         for s in self.ka.iter_mut().filter_map(Option::take) {
             s.finish();

@@ -2,6 +2,7 @@
 //!
 //! Every command first makes sure the prerequisites are installed (see [`bootstrap`]).
 
+mod bench;
 mod bootstrap;
 mod demo;
 
@@ -25,7 +26,7 @@ enum Cmd {
     /// Every test: rustfmt, clippy (-D warnings), unit tests and privileged tests.
     Test(TestOptions),
     /// Benchmarks (criterion under benches/ and the failover benches); figures go to BENCHMARKS.md.
-    Bench(BenchOptions),
+    Bench(bench::BenchOptions),
     /// The failover lab: two nodes and a client in network namespaces.
     Lab(LabOptions),
     /// Only install what is missing (toolchain, bpf-linker, system packages).
@@ -48,13 +49,6 @@ struct TestOptions {
     /// Extra arguments passed to `cargo test` after `--` (e.g. a test name filter).
     #[arg(last = true)]
     test_args: Vec<String>,
-}
-
-#[derive(Debug, Args)]
-struct BenchOptions {
-    /// Extra arguments passed to `cargo bench`.
-    #[arg(last = true)]
-    bench_args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -161,14 +155,17 @@ fn run_counting_tests(cmd: &mut Command) -> Result<TestTotals> {
     Ok(totals)
 }
 
-fn bench(opts: &BenchOptions) -> Result<()> {
-    bootstrap::ensure(&[])?;
-    let mut cmd = cargo();
-    cmd.args(["bench", "-p", "hb-benches"]);
-    if !opts.bench_args.is_empty() {
-        cmd.arg("--").args(&opts.bench_args);
+fn bench(opts: &bench::BenchOptions) -> Result<()> {
+    bootstrap::ensure(&["keepalived", "heartbeat"])?;
+    if !opts.only.is_empty() && opts.only.iter().all(|w| *w == bench::Which::Criterion) {
+        return bench::bench(&workspace_root()?, &demo::Binaries::default(), opts);
     }
-    run_step("cargo bench -p hb-benches", &mut cmd)
+    run_step(
+        "cargo build --release (hbd, hbctl, hbstat and the XDP program)",
+        cargo().args(["build", "--release", "-p", "hb-daemon"]),
+    )?;
+    let root = workspace_root()?;
+    bench::bench(&root, &demo::Binaries::find(&root), opts)
 }
 
 fn run(opts: &RunOptions) -> Result<()> {

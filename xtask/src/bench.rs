@@ -5,12 +5,7 @@
 mod cluster;
 mod report;
 
-use std::{
-    fmt::Write as _,
-    path::Path,
-    sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, Instant},
-};
+use std::{fmt::Write as _, path::Path, time::Duration};
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
@@ -20,38 +15,6 @@ use crate::bootstrap::step;
 pub use crate::demo::Binaries;
 use cluster::{Cluster, Kind, Timing};
 use report::{Summary, loadavg, machine, ms_between, write_section};
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-fn install_interrupt_handler() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
-        }
-    }
-}
-
-/// Fails once Ctrl-C or SIGTERM arrived (the labs' drops then tear everything down).
-pub fn check_interrupt() -> Result<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        bail!("interrupted: tearing the lab down");
-    }
-    Ok(())
-}
-
-fn sleep(d: Duration) -> Result<()> {
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        check_interrupt()?;
-        std::thread::sleep(Duration::from_millis(10).min(end - Instant::now()));
-    }
-    check_interrupt()
-}
 
 /// Which benchmarks to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -213,7 +176,7 @@ fn publish(root: &Path, opts: &BenchOptions, title: &str, body: &str) -> Result<
 
 /// `cargo xtask bench`.
 pub fn bench(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
-    install_interrupt_handler();
+    crate::interrupt::install();
     if opts.runs(Which::Criterion) {
         let mut cmd = crate::cargo();
         cmd.args(["bench", "-p", "hb-benches"]);
@@ -321,15 +284,15 @@ fn run_trials(c: &mut Cluster, fault: Fault, n: usize) -> Result<Trials> {
     let initdead = c.lab.spec().initdead;
     c.wait_served(Node::N1, 0, initdead + Duration::from_secs(30))?;
     for i in 0..n {
-        check_interrupt()?;
-        sleep(settle(c))?;
+        crate::interrupt::check()?;
+        crate::interrupt::sleep(settle(c))?;
         // n1 alone holds the VIP before each trial (Heartbeat's start-up and keepalived's
         // dual-master episodes would otherwise make a move without an outage).
         if let Err(e) = c.wait_settled(
             Duration::from_millis(300),
             initdead + Duration::from_secs(15),
         ) {
-            check_interrupt()?;
+            crate::interrupt::check()?;
             t.failed.push(format!("before trial {i}: {e:#}"));
             break;
         }
@@ -564,7 +527,7 @@ fn loss(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
                     Err(e) => {
                         // The cluster did not come back to n1: the rest of this timing's
                         // cells cannot start from a settled state.
-                        check_interrupt()?;
+                        crate::interrupt::check()?;
                         let _ = writeln!(
                             notes,
                             "- {} {}/{} ms at {rate}%: cell aborted, later cells of this timing \
@@ -659,13 +622,13 @@ fn loss_cell(c: &mut Cluster, rate: u32, cell: Duration) -> Result<CellResult> {
     // Start from a settled cluster: n1 serving for a while.
     let ready = hb_tests::monotonic_ns();
     c.wait_served(Node::N1, ready, Duration::from_secs(30))?;
-    sleep(Duration::from_millis(500))?;
+    crate::interrupt::sleep(Duration::from_millis(500))?;
     let p = f64::from(rate) / 100.0;
     let from = hb_tests::monotonic_ns();
     if rate > 0 {
         c.set_loss(p, true)?;
     }
-    let res = sleep(cell);
+    let res = crate::interrupt::sleep(cell);
     if rate > 0 {
         c.set_loss(p, false)?;
     }
@@ -673,7 +636,7 @@ fn loss_cell(c: &mut Cluster, rate: u32, cell: Duration) -> Result<CellResult> {
     let to = hb_tests::monotonic_ns();
     let load = loadavg();
     // Events caused by loss at the end of the cell show up within a deadtime.
-    sleep(c.timing.deadtime * 2)?;
+    crate::interrupt::sleep(c.timing.deadtime * 2)?;
     let (deaths, takeovers) = c.spurious(from, to + (c.timing.deadtime * 2).as_nanos() as u64)?;
     let disturbed = c.disturbed(Node::N1, from, to);
     // After a false failover, wait for n1 to serve again before the next cell.
@@ -882,7 +845,7 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
             let mut c = Cluster::up(kind, timing, 2, bins)?;
             let initdead = c.lab.spec().initdead;
             c.wait_served(Node::N1, 0, initdead + Duration::from_secs(30))?;
-            sleep(Duration::from_millis(500))?;
+            crate::interrupt::sleep(Duration::from_millis(500))?;
             let quota = match pressure {
                 Pressure::Quota => Some(Quota::new(10_000, 100_000)?),
                 Pressure::Busy => None,
@@ -896,7 +859,7 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
                 Pressure::Quota => None,
             };
             let from = hb_tests::monotonic_ns();
-            sleep(len)?;
+            crate::interrupt::sleep(len)?;
             let to = hb_tests::monotonic_ns();
             let load = loadavg();
             let (deaths, takeovers) = c.spurious(from, to)?;
@@ -906,7 +869,7 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
             for k in 0..kills {
                 let back = hb_tests::monotonic_ns();
                 if let Err(e) = c.wait_served(Node::N1, back, initdead + Duration::from_secs(30)) {
-                    check_interrupt()?;
+                    crate::interrupt::check()?;
                     let _ = writeln!(
                         notes,
                         "- {} {}: n1 did not serve again before kill {}: {}",
@@ -917,7 +880,7 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
                     );
                     break;
                 }
-                sleep(Duration::from_millis(500))?;
+                crate::interrupt::sleep(Duration::from_millis(500))?;
                 let t0 = c.kill(Node::N1)?;
                 if c.wait_served(Node::N2, t0, Duration::from_secs(10)).is_ok() {
                     if let Some(o) = cluster::outage_ms(&c.probes(), Node::N1, Node::N2, t0) {

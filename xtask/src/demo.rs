@@ -3,7 +3,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -15,39 +14,6 @@ use hb_tests::lab::{
 };
 
 use crate::bootstrap::step;
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// Ctrl-C (SIGINT) and SIGTERM set a flag the demo checks between and during its steps; it
-/// then returns an error and the lab's drop tears everything down.
-fn install_interrupt_handler() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
-        }
-    }
-}
-
-fn check_interrupt() -> Result<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        bail!("interrupted: tearing the lab down");
-    }
-    Ok(())
-}
-
-fn sleep(d: Duration) -> Result<()> {
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        check_interrupt()?;
-        std::thread::sleep(Duration::from_millis(5).min(end - Instant::now()));
-    }
-    check_interrupt()
-}
 
 /// The daemon's binaries, where built.
 #[derive(Debug, Clone, Default)]
@@ -139,7 +105,7 @@ fn wait_served(
 ) -> Result<u64> {
     let end = Instant::now() + timeout;
     loop {
-        check_interrupt()?;
+        crate::interrupt::check()?;
         if let Some(at) = prober.snapshot().first_served_by(node, after_ns) {
             return Ok(at);
         }
@@ -205,7 +171,7 @@ fn fill_by_hand(t: &mut Timeline, new: Node, m: &lab::ManualMove) {
 /// lab moves the VIP itself where hbd would (to show the lab and the client's view without the
 /// daemon). Ctrl-C tears everything down.
 pub fn demo(bins: &Binaries, by_hand: bool) -> Result<()> {
-    install_interrupt_handler();
+    crate::interrupt::install();
     if !by_hand && bins.hbd.is_none() {
         bail!(
             "target/release/hbd was not built; `cargo xtask run --by-hand` runs the demo with \
@@ -217,7 +183,7 @@ pub fn demo(bins: &Binaries, by_hand: bool) -> Result<()> {
     let spec = lab.spec().clone();
     let vip = lab.vip();
     println!("{}", lab.status());
-    check_interrupt()?;
+    crate::interrupt::check()?;
     if !by_hand {
         for node in Node::ALL {
             if lab.hbd_pid(node).is_none() {
@@ -255,16 +221,16 @@ pub fn demo(bins: &Binaries, by_hand: bool) -> Result<()> {
             );
         }
     }
-    sleep(Duration::from_millis(300))?;
+    crate::interrupt::sleep(Duration::from_millis(300))?;
 
     step("killing n1: SIGKILL of its hbd, then its links down");
     let t_kill = lab.kill_node(Node::N1)?;
     if by_hand {
-        sleep(spec.deadtime)?;
+        crate::interrupt::sleep(spec.deadtime)?;
         manual = Some(lab.move_by_hand(None, Node::N2)?);
     }
     wait_served(&lab, &prober, Node::N2, t_kill, Duration::from_secs(10))?;
-    sleep(Duration::from_millis(200))?;
+    crate::interrupt::sleep(Duration::from_millis(200))?;
     let n2_log = timeline::read_log(&lab.log_path(Node::N2))?;
     let mut failover = timeline::takeover_timeline(
         &Move {
@@ -287,7 +253,7 @@ pub fn demo(bins: &Binaries, by_hand: bool) -> Result<()> {
     step("bringing n1 back (links up, hbd started)");
     let t_back = lab.restart_node(Node::N1)?;
     if by_hand {
-        sleep(spec.initdead)?;
+        crate::interrupt::sleep(spec.initdead)?;
         manual = Some(lab.move_by_hand(Some(Node::N2), Node::N1)?);
     }
     wait_served(
@@ -297,7 +263,7 @@ pub fn demo(bins: &Binaries, by_hand: bool) -> Result<()> {
         t_back,
         spec.initdead + Duration::from_secs(20),
     )?;
-    sleep(Duration::from_millis(200))?;
+    crate::interrupt::sleep(Duration::from_millis(200))?;
     let n1_log = timeline::read_log(&lab.log_path(Node::N1))?;
     let mut failback = timeline::takeover_timeline(
         &Move {

@@ -5,6 +5,7 @@
 mod bench;
 mod bootstrap;
 mod demo;
+mod interrupt;
 
 use std::process::Command;
 

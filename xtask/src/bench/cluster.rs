@@ -686,7 +686,7 @@ impl Cluster {
     pub fn wait_served(&self, node: Node, after_ns: u64, timeout: Duration) -> Result<u64> {
         let deadline = Instant::now() + timeout;
         loop {
-            super::check_interrupt()?;
+            crate::interrupt::check()?;
             if let Some(at) = first_answer(&self.probes(), node, after_ns) {
                 return Ok(at);
             }
@@ -715,7 +715,7 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         let mut since: Option<Instant> = None;
         loop {
-            super::check_interrupt()?;
+            crate::interrupt::check()?;
             let (h1, h2) = (self.lab.holds_vip(Node::N1)?, self.lab.holds_vip(Node::N2)?);
             if h1 && !h2 {
                 let s = *since.get_or_insert_with(Instant::now);

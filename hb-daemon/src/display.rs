@@ -205,6 +205,19 @@ pub fn bar_chart(h: &HistogramSummary, bounds: &[u64], indent: &str) -> String {
     out
 }
 
+/// A table of percentiles, one row per named histogram, each line indented by `indent`.
+fn percentile_table(out: &mut String, indent: &str, rows: &[(&str, &HistogramSummary)]) {
+    let mut table = vec![
+        ["", "samples", "p50", "p90", "p99", "p99.9", "max"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    table.extend(rows.iter().map(|(name, h)| percentile_row(name, h)));
+    for line in pad_table(&table).lines() {
+        let _ = writeln!(out, "{indent}{line}");
+    }
+}
+
 fn link_block(out: &mut String, l: &LinkStats, bounds: &[u64], histogram: bool) {
     let _ = writeln!(
         out,
@@ -215,23 +228,11 @@ fn link_block(out: &mut String, l: &LinkStats, bounds: &[u64], histogram: bool) 
         l.lost,
         percent(l.loss_ratio)
     );
-    let rows = vec![
-        vec![
-            String::new(),
-            "samples".to_owned(),
-            "p50".to_owned(),
-            "p90".to_owned(),
-            "p99".to_owned(),
-            "p99.9".to_owned(),
-            "max".to_owned(),
-        ],
-        percentile_row("gap", &l.gap),
-        percentile_row("delivery", &l.delivery),
-        percentile_row("rtt", &l.rtt),
-    ];
-    for line in pad_table(&rows).lines() {
-        let _ = writeln!(out, "    {line}");
-    }
+    percentile_table(
+        out,
+        "    ",
+        &[("gap", &l.gap), ("delivery", &l.delivery), ("rtt", &l.rtt)],
+    );
     if histogram {
         for (name, h) in [("gap", &l.gap), ("delivery", &l.delivery), ("rtt", &l.rtt)] {
             if h.count > 0 {
@@ -267,23 +268,15 @@ pub fn stats(r: &StatsReport, histogram: bool) -> String {
     let t = &r.takeovers;
     if t.count > 0 {
         let _ = writeln!(out, "\ntakeovers: {}", t.count);
-        let rows = vec![
-            vec![
-                String::new(),
-                "samples".to_owned(),
-                "p50".to_owned(),
-                "p90".to_owned(),
-                "p99".to_owned(),
-                "p99.9".to_owned(),
-                "max".to_owned(),
+        percentile_table(
+            &mut out,
+            "  ",
+            &[
+                ("to dead", &t.to_dead),
+                ("to resources", &t.to_resources),
+                ("to garp", &t.to_garp),
             ],
-            percentile_row("to dead", &t.to_dead),
-            percentile_row("to resources", &t.to_resources),
-            percentile_row("to garp", &t.to_garp),
-        ];
-        for line in pad_table(&rows).lines() {
-            let _ = writeln!(out, "  {line}");
-        }
+        );
         if let Some(last) = &t.last {
             let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), duration_ns);
             let _ = writeln!(

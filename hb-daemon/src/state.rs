@@ -44,10 +44,10 @@ pub enum StateError {
 }
 
 /// The pure rule: the generation that follows `stored` (`None`: no file) at wall-clock time
-/// `wall_secs` (seconds since 1970).
+/// `wall_secs` (seconds since 1970). The rule lives in the sans-IO core
+/// ([`hb_proto::packet::generation_after`]); this is that function, named for this module.
 pub fn next_generation(stored: Option<u64>, wall_secs: u64) -> u64 {
-    let after_stored = stored.map_or(0, |s| s.saturating_add(1));
-    after_stored.max(wall_secs.saturating_mul(1 << 20))
+    hb_proto::packet::generation_after(stored, wall_secs)
 }
 
 /// What [`advance_generation`] found and wrote.
@@ -128,7 +128,8 @@ mod tests {
 
     #[test]
     fn rule_takes_the_larger_term() {
-        assert_eq!(next_generation(None, 0), 0);
+        // Never 0 (the first start on a machine whose clock reads 0).
+        assert_eq!(next_generation(None, 0), 1);
         assert_eq!(next_generation(None, 10), 10 << 20);
         assert_eq!(next_generation(Some(10 << 20), 10), (10 << 20) + 1);
         // Clock went backwards: still increasing.

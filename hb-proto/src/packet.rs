@@ -1,5 +1,5 @@
 //! The wire codec: [`Message`] <-> bytes, with the `authkeys` trailer, plus the per-peer
-//! [`ReplayGuard`] and the generation helper [`next_generation`].
+//! [`ReplayGuard`] and the generation helpers [`next_generation`] / [`generation_after`].
 //!
 //! The byte layout is drawn in `docs/protocol.md`. In short, big-endian everywhere:
 //!
@@ -607,12 +607,20 @@ pub fn next_generation(previous: Option<&[u8]>, now_wall_ns: u64) -> (u64, Vec<u
     let stored = previous
         .and_then(|b| std::str::from_utf8(b).ok())
         .and_then(|s| s.trim().parse::<u64>().ok());
-    let from_clock = (now_wall_ns / 1_000_000_000) << GENERATION_SECONDS_SHIFT;
-    let generation = match stored {
+    let generation = generation_after(stored, now_wall_ns / 1_000_000_000);
+    (generation, format!("{generation}\n").into_bytes())
+}
+
+/// The rule behind [`next_generation`] on typed values: the generation that follows `stored`
+/// (`None`: no state file, or unreadable) at wall-clock time `wall_secs` (seconds since 1970):
+/// the larger of `stored + 1` and `wall_secs << 20`, never 0, saturating at `u64::MAX` instead
+/// of wrapping. hbd's state directory code calls this.
+pub fn generation_after(stored: Option<u64>, wall_secs: u64) -> u64 {
+    let from_clock = wall_secs.saturating_mul(1 << GENERATION_SECONDS_SHIFT);
+    match stored {
         Some(g) => g.saturating_add(1).max(from_clock),
         None => from_clock.max(1),
-    };
-    (generation, format!("{generation}\n").into_bytes())
+    }
 }
 
 /// Round-trip time from an echo of one of this node's own heartbeats: `arrival - echoed

@@ -15,7 +15,7 @@ use hb_proto::{
     message::{Echo, GroupState, Holding, Message, MessageKind, NodeStatus},
     packet::{
         DecodeError, EncodeError, RejectReason, ReplayGuard, decode, encode, encoded_len,
-        next_generation, peek_header, rtt_from_echo,
+        generation_after, next_generation, peek_header, rtt_from_echo,
     },
 };
 
@@ -786,6 +786,24 @@ fn reject_labels_are_stable_and_listed() {
 }
 
 // ---- generation persistence ----
+
+#[test]
+fn generation_rule_on_typed_values_matches_the_file_form() {
+    for (stored, secs) in [
+        (None, 0u64),
+        (None, 1_800_000_000),
+        (Some(41u64), 0),
+        (Some(1_800_000_000u64 << 20), 1_800_000_000),
+        (Some(u64::MAX), 5),
+    ] {
+        let file = stored.map(|g| format!("{g}\n"));
+        let (g, _) = next_generation(file.as_deref().map(str::as_bytes), secs * 1_000_000_000);
+        assert_eq!(generation_after(stored, secs), g, "{stored:?} at {secs}s");
+    }
+    // A clock far in the future saturates instead of wrapping to a small generation.
+    assert_eq!(generation_after(None, u64::MAX), u64::MAX);
+    assert_eq!(generation_after(Some(7), u64::MAX / 2), u64::MAX);
+}
 
 #[test]
 fn generation_increases_with_the_file_and_without_it() {

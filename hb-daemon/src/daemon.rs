@@ -621,6 +621,16 @@ impl Driver {
                     .find(|n| n.name == *node)
                     .and_then(|n| n.last_arrival)
                     .unwrap_or(now);
+                if matches!(ev, Event::NodeDead { .. }) {
+                    // hb's own line (after Heartbeat's `node X: is dead`): how late the
+                    // declaration came relative to the kernel arrival time of the peer's last
+                    // heartbeat, so a late wake-up shows apart from the deadtime itself.
+                    tracing::info!(
+                        "hb: node {node} declared dead {:.1} ms after its last heartbeat arrived (deadtime {} ms)",
+                        now.saturating_since(last_heard).as_secs_f64() * 1000.0,
+                        self.config.ha_cf.deadtime.value.as_millis()
+                    );
+                }
                 self.pending_takeover = Some(TakeoverTimes {
                     peer: node.clone(),
                     last_heard,

@@ -60,6 +60,38 @@ fn kill_9_is_declared_dead_within_deadtime() {
         detect < (deadtime + margin).as_secs_f64() * 1e3,
         "declared dead {detect:.1} ms after the kill"
     );
+    // hb's own line after Heartbeat's: how long after the last heartbeat's arrival.
+    let line = lab
+        .wait_log(
+            Node::N2,
+            "hb: node n1 declared dead ",
+            killed,
+            Duration::from_secs(2),
+        )
+        .unwrap()
+        .unwrap_or_else(|| panic!("no `declared dead` line\n{}", daemon_common::logs(&lab, 30)));
+    let after_last: f64 = line
+        .message
+        .split("declared dead ")
+        .nth(1)
+        .and_then(|r| r.split(" ms after its last heartbeat arrived").next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("unparsable: {}", line.message));
+    println!("{}", line.message);
+    assert!(
+        line.message
+            .ends_with(&format!("(deadtime {} ms)", deadtime.as_millis())),
+        "{}",
+        line.message
+    );
+    // Never before the deadtime has passed since the last heartbeat; after it by at most
+    // the same scheduling margin.
+    assert!(
+        after_last >= deadtime.as_secs_f64() * 1e3 - 0.5
+            && after_last < (deadtime + margin).as_secs_f64() * 1e3,
+        "{}",
+        line.message
+    );
     assert!(
         wait_until(Duration::from_secs(5), || lab.holds_vip(Node::N2).unwrap()),
         "n2 did not take the VIP\n{}",

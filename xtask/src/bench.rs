@@ -865,6 +865,7 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
             let (deaths, takeovers) = c.spurious(from, to)?;
             let disturbed = c.disturbed(Node::N1, from, to);
             let mut detect = Vec::new();
+            let mut after_last = Vec::new();
             let mut outage = Vec::new();
             for k in 0..kills {
                 let back = hb_tests::monotonic_ns();
@@ -889,6 +890,9 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
                     if let Some(at) = c.declared_dead(Node::N2, t0, Duration::from_secs(2))? {
                         detect.push(ms_between(t0, at));
                     }
+                    if let Some(ms) = c.dead_after_last_ms(Node::N2, t0)? {
+                        after_last.push(ms);
+                    }
                 }
                 c.restart(Node::N1)?;
                 confine(&mut c, quota.as_ref())?;
@@ -905,7 +909,7 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
             );
             let _ = writeln!(
                 rows,
-                "| {} | {} | {} / {} | {} | {deaths} | {takeovers} | {disturbed} | {}/{kills} | {} | {} | {load:.1} |",
+                "| {} | {} | {} / {} | {} | {deaths} | {takeovers} | {disturbed} | {}/{kills} | {} | {} | {} | {load:.1} |",
                 kind.label(),
                 pressure.label(),
                 timing.keepalive.as_millis(),
@@ -913,6 +917,9 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
                 len.as_secs(),
                 detect.len(),
                 Summary::cells(Summary::of(&detect)),
+                Summary::of(&after_last)
+                    .map(|s| format!("{:.1} / {:.1}", s.median, s.max))
+                    .unwrap_or_else(|| "-".into()),
                 Summary::of(&outage)
                     .map(|s| format!("{:.1}", s.median))
                     .unwrap_or_else(|| "-".into()),
@@ -931,9 +938,13 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
         thread to join and the CFS quota does not limit RT threads). First a quiet window of the \
         given length under that pressure (no faults): deaths, takeovers and disturbed probes count \
         false failovers as in the loss benchmark. Then, still under pressure, n1 is killed (kill -9 \
-        + links down) and brought back repeatedly: detection = kill to n2's death line, in ms.\n\n\
-        | impl | pressure | keepalive / deadtime ms | window s | deaths | takeovers | disturbed probes | kills detected | detection min | median | p90 | max | outage median | load |\n\
-        |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+        + links down) and brought back repeatedly: detection = kill to n2's death line, in ms (the \
+        kill's `ip` command runs SCHED_FIFO so that the busy loops do not delay the instrument); \
+        **after last** (hb only) = hbd's own figure from its line `hb: node n1 declared dead N ms \
+        after its last heartbeat arrived`: how late the declaration came after the kernel arrival \
+        time of n1's last heartbeat (deadtime plus any late wake-up), median / max.\n\n\
+        | impl | pressure | keepalive / deadtime ms | window s | deaths | takeovers | disturbed probes | kills detected | detection min | median | p90 | max | after last median / max | outage median | load |\n\
+        |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     body += &rows;
     if !notes.is_empty() {
         body += "\nRuns that could not be made:\n";

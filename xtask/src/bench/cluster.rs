@@ -739,14 +739,20 @@ impl Cluster {
     /// The node dies: all its links down at once (one `ip -batch` in the bridges' namespace),
     /// then SIGKILL of its HA daemon. Returns the time just before the links went down.
     pub fn kill(&mut self, node: Node) -> Result<u64> {
-        let at = monotonic_ns();
         let batch: String = (1..=self.lab.spec().links)
             .map(|l| format!("link set {}-e{l} down\n", node.name()))
             .collect();
         let path = self.lab.node_dir(node).join("links-down.batch");
         fs::write(&path, batch)?;
         let p = path.display().to_string();
-        hb_tests::lab::cmd("ip", &["-n", &self.lab.bridge_netns(), "-batch", &p])?;
+        // The instrument must not be starved by the load it measures (busy loops at normal
+        // priority in the saturation benchmark): the `ip` child inherits SCHED_FIFO from this
+        // thread for the duration of the command.
+        let rt = RealtimeGuard::new();
+        let at = monotonic_ns();
+        let res = hb_tests::lab::cmd("ip", &["-n", &self.lab.bridge_netns(), "-batch", &p]);
+        drop(rt);
+        res?;
         match self.kind {
             Kind::Hb(_) => {
                 self.lab.kill_hbd(node)?;
@@ -908,6 +914,28 @@ impl Cluster {
         }
     }
 
+    /// hb only: from `observer`'s line `hb: node X declared dead N ms after its last heartbeat
+    /// arrived` (at or after `after_ns`), N: how long after the kernel arrival time of the
+    /// peer's last heartbeat the daemon declared it dead. `None` for other implementations or
+    /// when there is no such line.
+    pub fn dead_after_last_ms(&self, observer: Node, after_ns: u64) -> Result<Option<f64>> {
+        if !matches!(self.kind, Kind::Hb(_)) {
+            return Ok(None);
+        }
+        Ok(self
+            .lines(observer)?
+            .into_iter()
+            .filter(|(at, _)| *at >= after_ns)
+            .find_map(|(_, l)| {
+                l.split_once(" declared dead ")?
+                    .1
+                    .split_once(" ms after its last heartbeat arrived")?
+                    .0
+                    .parse()
+                    .ok()
+            }))
+    }
+
     /// Between `from_ns` and `to_ns`: spurious deaths declared (by either node) and takeovers by
     /// `n2` (hb: `Acquiring resource group` on n2; keepalived: n2 entering MASTER state).
     pub fn spurious(&self, from_ns: u64, to_ns: u64) -> Result<(usize, usize)> {
@@ -995,6 +1023,32 @@ impl Drop for Cluster {
         for mut h in self.hb_holders.iter_mut().filter_map(Option::take) {
             let _ = h.kill();
             let _ = h.wait();
+        }
+    }
+}
+
+/// Runs the calling thread SCHED_FIFO (priority 40, below hbd's 50) until dropped, then back
+/// to SCHED_OTHER; children forked meanwhile inherit the policy. Best effort: without the
+/// privilege it changes nothing.
+struct RealtimeGuard {
+    raised: bool,
+}
+
+impl RealtimeGuard {
+    fn new() -> RealtimeGuard {
+        let param = libc::sched_param { sched_priority: 40 };
+        // SAFETY: plain syscall on the calling thread (pid 0) with a valid sched_param.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+        RealtimeGuard { raised: rc == 0 }
+    }
+}
+
+impl Drop for RealtimeGuard {
+    fn drop(&mut self) {
+        if self.raised {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: as above.
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
         }
     }
 }

@@ -511,8 +511,8 @@ fn failover(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
         (no VIP, links up, daemon started) and takes the VIP back (hb `auto_failback on`, keepalived \
         preempt); **back** = the client's outage of that failback. hb runs `haresources` \
         `n1 IPaddr::VIP/24/eth1 httpd` (Apache started at takeover, stopped at release); **hb (IP \
-        only)** runs `n1 IPaddr::VIP/24/eth1` with Apache started on both nodes at lab-up and again \
-        when n1 comes back (kill -9 rows only), the way keepalived runs; keepalived \
+        only)** (kill -9 rows) runs `n1 IPaddr::VIP/24/eth1` with Apache started on both nodes at \
+        lab-up and again when n1 comes back, the way keepalived runs; keepalived \
         runs Apache on both nodes and moves only the address (its usual set-up). hb's keepalive is a \
         fifth of the deadtime, warntime 0.6 x deadtime, initdead max(2 x deadtime, 500 ms). keepalived: \
         VRRPv3, `advert_int 0.01` (its minimum), unicast peers, preempt (priorities 150/100), GARP \
@@ -993,4 +993,92 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
         body += &notes;
     }
     publish(root, opts, "Saturated CPU (issue 10)", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(peers: Vec<Peer>) -> BenchOptions {
+        BenchOptions {
+            only: Vec::new(),
+            peers,
+            quick: false,
+            trials: None,
+            deadtimes: Vec::new(),
+            adverts: Vec::new(),
+            cell_secs: None,
+            loss: Vec::new(),
+            saturation_secs: None,
+            no_write: true,
+            bench_args: Vec::new(),
+        }
+    }
+
+    fn labels(o: &BenchOptions, w: Which) -> Vec<&'static str> {
+        o.kinds(w).into_iter().map(Kind::label).collect()
+    }
+
+    #[test]
+    fn default_peers_add_the_new_rows_where_they_belong() {
+        let o = opts(Vec::new());
+        assert_eq!(
+            labels(&o, Which::Failover),
+            ["hb", "hb (IP only)", "keepalived", "Heartbeat 3.0.6"]
+        );
+        assert_eq!(
+            labels(&o, Which::Saturation),
+            [
+                "hb",
+                "hb (xdp off)",
+                "hb (realtime off)",
+                "keepalived",
+                "Heartbeat 3.0.6"
+            ]
+        );
+        assert_eq!(
+            labels(&o, Which::Loss),
+            ["hb", "keepalived", "Heartbeat 3.0.6"]
+        );
+    }
+
+    #[test]
+    fn existing_peer_values_run_what_they_ran_before() {
+        let o = opts(vec![Peer::Hb, Peer::Keepalived, Peer::Heartbeat]);
+        assert_eq!(
+            labels(&o, Which::Failover),
+            ["hb", "keepalived", "Heartbeat 3.0.6"]
+        );
+        assert_eq!(
+            labels(&o, Which::Saturation),
+            ["hb", "hb (xdp off)", "keepalived", "Heartbeat 3.0.6"]
+        );
+    }
+
+    #[test]
+    fn peer_names_on_the_command_line() {
+        for (name, peer) in [
+            ("hb", Peer::Hb),
+            ("hb-ip-only", Peer::HbIpOnly),
+            ("hb-rt-off", Peer::HbRtOff),
+            ("keepalived", Peer::Keepalived),
+            ("heartbeat", Peer::Heartbeat),
+        ] {
+            assert_eq!(Peer::from_str(name, false), Ok(peer));
+        }
+    }
+
+    #[test]
+    fn new_peer_values_pick_their_rows_alone() {
+        assert_eq!(
+            labels(&opts(vec![Peer::HbRtOff]), Which::Saturation),
+            ["hb (realtime off)"]
+        );
+        assert_eq!(
+            labels(&opts(vec![Peer::HbIpOnly]), Which::Failover),
+            ["hb (IP only)"]
+        );
+        assert!(labels(&opts(vec![Peer::HbIpOnly]), Which::Saturation).is_empty());
+        assert!(labels(&opts(vec![Peer::HbRtOff]), Which::Failover).is_empty());
+    }
 }

@@ -118,6 +118,10 @@ pub enum ResourceBehaviour {
     Ok,
     /// `start` fails (exit 1, Apache not started) on `n2`: the failed-takeover scenario.
     FailStartOnN2,
+    /// The address only: `haresources` is `n1 IPaddr::VIP/24/eth1` (no `httpd`), and Apache
+    /// runs on both nodes all the time, as keepalived set-ups run it: started at lab-up before
+    /// hbd, and again when a node comes back ([`Lab::restart_node`]).
+    IpOnly,
 }
 
 /// hb's `xdp` directive in `ha.cf`.
@@ -557,9 +561,26 @@ impl Lab {
             cmd("ip", &["-n", ns, "link", "set", &ifname, "up"])?;
         }
         for node in Node::ALL {
+            self.start_always_on_httpd(node)?;
             self.start_hbd(node)?;
         }
         self.save_state()
+    }
+
+    /// With [`ResourceBehaviour::IpOnly`], starts `node`'s Apache (it runs outside hbd's
+    /// control); otherwise does nothing.
+    fn start_always_on_httpd(&self, node: Node) -> Result<()> {
+        if self.rec.spec.resource != ResourceBehaviour::IpOnly {
+            return Ok(());
+        }
+        let out = self.httpd(node, "start")?;
+        if !out.status.success() {
+            bail!(
+                "starting Apache on {node}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
     }
 
     fn save_state(&self) -> Result<()> {
@@ -676,9 +697,14 @@ impl Lab {
             fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
         }
         fs::write(conf.join("ha.cf"), self.ha_cf())?;
+        let resources = if self.rec.spec.resource == ResourceBehaviour::IpOnly {
+            ""
+        } else {
+            " httpd"
+        };
         fs::write(
             conf.join("haresources"),
-            format!("n1 IPaddr::{}/24/eth1 httpd\n", self.vip()),
+            format!("n1 IPaddr::{}/24/eth1{resources}\n", self.vip()),
         )?;
         let authkeys = conf.join("authkeys");
         let mut f = File::create(&authkeys)?;
@@ -931,11 +957,13 @@ esac
     }
 
     /// The node comes back as after a reboot: its Apache stopped and VIP gone (what a reboot
-    /// leaves), links up, hbd started. Returns the time hbd was started.
+    /// leaves), links up, hbd started (with [`ResourceBehaviour::IpOnly`], Apache is started
+    /// again before hbd, as a boot would). Returns the time hbd was started.
     pub fn restart_node(&mut self, node: Node) -> Result<u64> {
         // A rebooted machine runs no Apache and holds no VIP.
         let _ = self.httpd(node, "stop")?;
         self.del_vip(node)?;
+        self.start_always_on_httpd(node)?;
         for l in 1..=self.rec.spec.links {
             self.set_link(node, l, true)?;
         }

@@ -9,11 +9,11 @@ use std::{fmt::Write as _, path::Path, time::Duration};
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
-use hb_tests::lab::{Node, XdpSetting};
+use hb_tests::lab::Node;
 
 use crate::bootstrap::step;
 pub use crate::demo::Binaries;
-use cluster::{Cluster, Kind, Timing};
+use cluster::{Cluster, HbOpts, Kind, Timing};
 use report::{Summary, loadavg, machine, ms_between, write_section};
 
 /// Which benchmarks to run.
@@ -34,8 +34,13 @@ pub enum Which {
 /// Which implementations to measure in the lab benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Peer {
-    /// hb (`hbd`, XDP auto).
+    /// hb (`hbd`, XDP auto); the saturation benchmark adds hb with `xdp off`.
     Hb,
+    /// hb with the address only in `haresources` and Apache always running on both nodes
+    /// (failover benchmark only).
+    HbIpOnly,
+    /// hb with `realtime off` (saturation benchmark only).
+    HbRtOff,
     /// keepalived (VRRPv3).
     Keepalived,
     /// Linux-HA Heartbeat 3.0.6 (Debian's `heartbeat`).
@@ -48,8 +53,8 @@ pub struct BenchOptions {
     /// Benchmarks to run (comma separated); default: all of them.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<Which>,
-    /// Implementations for the lab benchmarks (comma separated); default: hb, keepalived and
-    /// Heartbeat.
+    /// Implementations for the lab benchmarks (comma separated); default: all of them (each
+    /// benchmark runs those it has rows for).
     #[arg(long, value_delimiter = ',')]
     pub peers: Vec<Peer>,
     /// A short run: 5 trials, deadtimes 50 and 250 ms, 5 s loss cells, loss 0/20/50%, 30 s
@@ -89,20 +94,46 @@ impl BenchOptions {
         self.only.is_empty() || self.only.contains(&w)
     }
 
-    fn kinds(&self) -> Vec<Kind> {
+    /// The implementations benchmark `w` runs, in order: `hb-ip-only` only in the failover
+    /// benchmark, `hb-rt-off` only in the saturation benchmark (where `hb` also brings hb with
+    /// `xdp off`, right after it).
+    fn kinds(&self, w: Which) -> Vec<Kind> {
         let peers = if self.peers.is_empty() {
-            vec![Peer::Hb, Peer::Keepalived, Peer::Heartbeat]
+            vec![
+                Peer::Hb,
+                Peer::HbIpOnly,
+                Peer::HbRtOff,
+                Peer::Keepalived,
+                Peer::Heartbeat,
+            ]
         } else {
             self.peers.clone()
         };
-        peers
-            .into_iter()
-            .map(|p| match p {
-                Peer::Hb => Kind::Hb(XdpSetting::Auto),
-                Peer::Keepalived => Kind::Keepalived,
-                Peer::Heartbeat => Kind::Heartbeat,
-            })
-            .collect()
+        let mut kinds = Vec::new();
+        for p in peers {
+            match p {
+                Peer::Hb => {
+                    kinds.push(Kind::Hb(HbOpts::DEFAULT));
+                    if w == Which::Saturation {
+                        kinds.push(Kind::Hb(HbOpts::XDP_OFF));
+                    }
+                }
+                Peer::HbIpOnly if w == Which::Failover => kinds.push(Kind::Hb(HbOpts::IP_ONLY)),
+                Peer::HbRtOff if w == Which::Saturation => kinds.push(Kind::Hb(HbOpts::RT_OFF)),
+                Peer::HbIpOnly | Peer::HbRtOff => {
+                    if !self.peers.is_empty() {
+                        let name = p.to_possible_value().map(|v| v.get_name().to_owned());
+                        println!(
+                            "  (--peers {}: no rows in the {w:?} benchmark, skipped)",
+                            name.unwrap_or_default()
+                        );
+                    }
+                }
+                Peer::Keepalived => kinds.push(Kind::Keepalived),
+                Peer::Heartbeat => kinds.push(Kind::Heartbeat),
+            }
+        }
+        kinds
     }
 
     fn trials(&self) -> usize {
@@ -213,6 +244,25 @@ pub fn bench(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
         saturation(root, bins, opts)?;
     }
     Ok(())
+}
+
+/// The method text of the client's probes (written into BENCHMARKS.md).
+fn probe_method() -> String {
+    let n = cluster::PROBERS as u32;
+    let period = cluster::PROBE_PERIOD.as_millis();
+    format!(
+        "\nMethod: the client probes `http://VIP/` from its own namespace: {n} prober threads, \
+         each starting a probe every {period} ms on a fixed grid staggered by {step} ms, so one \
+         probe starts every {step} ms ({rate}/s) whatever earlier probes are doing (a probe ends \
+         within its {timeout} ms timeout, before its prober's next start). A probe is a new TCP \
+         connection (connect, `GET / HTTP/1.0`, read to the end; the server closes first, so \
+         the client keeps no TIME_WAIT for answered probes) with {timeout} ms for connect and \
+         answer together; it ends at the answer, or fails at its timeout (the socket is then \
+         dropped).",
+        step = cluster::PROBE_PERIOD.as_secs_f64() * 1e3 / f64::from(n),
+        rate = (f64::from(n) / cluster::PROBE_PERIOD.as_secs_f64()).round(),
+        timeout = cluster::PROBE_TIMEOUT.as_millis(),
+    )
 }
 
 /// Timing used for an hb deadtime: keepalive a fifth of it.
@@ -358,8 +408,14 @@ fn failover(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     let mut rows = String::new();
     let mut notes = String::new();
     let mut headline: Option<(Summary, usize)> = None;
-    for kind in opts.kinds() {
+    for kind in opts.kinds(Which::Failover) {
         let settings: Vec<(Timing, Vec<Fault>)> = match kind {
+            // The address-only set-up: kill -9 at every deadtime.
+            Kind::Hb(o) if o.ip_only => opts
+                .deadtimes()
+                .into_iter()
+                .map(|d| (hb_timing(d), vec![Fault::Kill]))
+                .collect(),
             Kind::Hb(_) => opts
                 .deadtimes()
                 .into_iter()
@@ -406,7 +462,7 @@ fn failover(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
                 c.down()?;
                 let out = Summary::of(&t.outage);
                 let det = Summary::of(&t.detect);
-                if kind == Kind::Hb(XdpSetting::Auto)
+                if kind == Kind::Hb(HbOpts::DEFAULT)
                     && fault == Fault::Kill
                     && timing.deadtime == Duration::from_millis(50)
                     && let Some(o) = out
@@ -444,8 +500,8 @@ fn failover(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
             "{n} trials per row; two nodes with two links (LAN `eth1` and heartbeat-only `eth2`) and a client in network namespaces"
         ),
     );
-    body += "\nMethod: the client probes `http://VIP/` from its own namespace with 4 staggered \
-        probers (TCP connect + `GET /`, each every 4 ms, 20 ms timeout). **Outage** = arrival of the \
+    body += &probe_method();
+    body += " **Outage** = arrival of the \
         first answer from n2 minus arrival of the last answer from n1 (client-observed; a request \
         sent while the client's ARP entry was being re-resolved can be answered by n2 once its \
         gratuitous ARP lands, so the outage can be shorter than the detection time). **Detection** (kill only) = the kill's time to n2's `node n1: is dead` log line (hb) or \
@@ -454,7 +510,9 @@ fn failover(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
         then SIGKILL of its HA daemon; n1 then comes back as after a reboot \
         (no VIP, links up, daemon started) and takes the VIP back (hb `auto_failback on`, keepalived \
         preempt); **back** = the client's outage of that failback. hb runs `haresources` \
-        `n1 IPaddr::VIP/24/eth1 httpd` (Apache started at takeover, stopped at release); keepalived \
+        `n1 IPaddr::VIP/24/eth1 httpd` (Apache started at takeover, stopped at release); **hb (IP \
+        only)** (kill -9 rows) runs `n1 IPaddr::VIP/24/eth1` with Apache started on both nodes at \
+        lab-up and again when n1 comes back, the way keepalived runs; keepalived \
         runs Apache on both nodes and moves only the address (its usual set-up). hb's keepalive is a \
         fifth of the deadtime, warntime 0.6 x deadtime, initdead max(2 x deadtime, 500 ms). keepalived: \
         VRRPv3, `advert_int 0.01` (its minimum), unicast peers, preempt (priorities 150/100), GARP \
@@ -492,7 +550,7 @@ fn loss(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     let mut rows = String::new();
     let mut curve = String::new();
     let mut notes = String::new();
-    for kind in opts.kinds() {
+    for kind in opts.kinds(Which::Loss) {
         let timings: Vec<Timing> = match kind {
             Kind::Hb(_) | Kind::Heartbeat => [30, 50, 100, 200, 500]
                 .iter()
@@ -666,7 +724,7 @@ fn long_loss(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
         "long loss: hb 10/100 ms at 20% for {} s (target: zero false failovers)",
         len.as_secs()
     ));
-    let mut c = Cluster::up(Kind::Hb(XdpSetting::Auto), timing, 1, bins)?;
+    let mut c = Cluster::up(Kind::Hb(HbOpts::DEFAULT), timing, 1, bins)?;
     let r = loss_cell(&mut c, 20, len)?;
     c.down()?;
     let mut body = header(
@@ -818,13 +876,7 @@ fn confine(c: &mut Cluster, q: Option<&Quota>) -> Result<()> {
 fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     let len = opts.saturation();
     let kills = if opts.quick { 3 } else { 10 };
-    let mut kinds = Vec::new();
-    for k in opts.kinds() {
-        kinds.push(k);
-        if k == Kind::Hb(XdpSetting::Auto) {
-            kinds.push(Kind::Hb(XdpSetting::Off));
-        }
-    }
+    let kinds = opts.kinds(Which::Saturation);
     let mut rows = String::new();
     let mut notes = String::new();
     for pressure in [Pressure::Busy, Pressure::Quota] {
@@ -929,7 +981,8 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     let mut body = header(
         opts,
         "two nodes with two links and a client; hb keepalive 10 ms / deadtime 100 ms (`realtime on`, \
-         hb's default: SCHED_FIFO heartbeat thread), keepalived advert 10 ms",
+         hb's default: SCHED_FIFO heartbeat thread; **hb (realtime off)**: `realtime off` in \
+         `ha.cf`, XDP auto; **hb (xdp off)**: `xdp off`, realtime on), keepalived advert 10 ms",
     );
     body += "\nMethod: **all cores busy** = one `sh -c 'while :; do :; done'` per core at normal \
         priority for the whole run; **quota** = both nodes' HA daemon processes moved into a cgroup \
@@ -951,4 +1004,92 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
         body += &notes;
     }
     publish(root, opts, "Saturated CPU (issue 10)", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(peers: Vec<Peer>) -> BenchOptions {
+        BenchOptions {
+            only: Vec::new(),
+            peers,
+            quick: false,
+            trials: None,
+            deadtimes: Vec::new(),
+            adverts: Vec::new(),
+            cell_secs: None,
+            loss: Vec::new(),
+            saturation_secs: None,
+            no_write: true,
+            bench_args: Vec::new(),
+        }
+    }
+
+    fn labels(o: &BenchOptions, w: Which) -> Vec<&'static str> {
+        o.kinds(w).into_iter().map(Kind::label).collect()
+    }
+
+    #[test]
+    fn default_peers_add_the_new_rows_where_they_belong() {
+        let o = opts(Vec::new());
+        assert_eq!(
+            labels(&o, Which::Failover),
+            ["hb", "hb (IP only)", "keepalived", "Heartbeat 3.0.6"]
+        );
+        assert_eq!(
+            labels(&o, Which::Saturation),
+            [
+                "hb",
+                "hb (xdp off)",
+                "hb (realtime off)",
+                "keepalived",
+                "Heartbeat 3.0.6"
+            ]
+        );
+        assert_eq!(
+            labels(&o, Which::Loss),
+            ["hb", "keepalived", "Heartbeat 3.0.6"]
+        );
+    }
+
+    #[test]
+    fn existing_peer_values_run_what_they_ran_before() {
+        let o = opts(vec![Peer::Hb, Peer::Keepalived, Peer::Heartbeat]);
+        assert_eq!(
+            labels(&o, Which::Failover),
+            ["hb", "keepalived", "Heartbeat 3.0.6"]
+        );
+        assert_eq!(
+            labels(&o, Which::Saturation),
+            ["hb", "hb (xdp off)", "keepalived", "Heartbeat 3.0.6"]
+        );
+    }
+
+    #[test]
+    fn peer_names_on_the_command_line() {
+        for (name, peer) in [
+            ("hb", Peer::Hb),
+            ("hb-ip-only", Peer::HbIpOnly),
+            ("hb-rt-off", Peer::HbRtOff),
+            ("keepalived", Peer::Keepalived),
+            ("heartbeat", Peer::Heartbeat),
+        ] {
+            assert_eq!(Peer::from_str(name, false), Ok(peer));
+        }
+    }
+
+    #[test]
+    fn new_peer_values_pick_their_rows_alone() {
+        assert_eq!(
+            labels(&opts(vec![Peer::HbRtOff]), Which::Saturation),
+            ["hb (realtime off)"]
+        );
+        assert_eq!(
+            labels(&opts(vec![Peer::HbIpOnly]), Which::Failover),
+            ["hb (IP only)"]
+        );
+        assert!(labels(&opts(vec![Peer::HbIpOnly]), Which::Saturation).is_empty());
+        assert!(labels(&opts(vec![Peer::HbRtOff]), Which::Failover).is_empty());
+    }
 }

@@ -19,7 +19,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use hb_tests::{
     lab::{
-        Lab, LabSpec, Node, XdpSetting,
+        Lab, LabSpec, Node, ResourceBehaviour, XdpSetting,
         probe::{Outcome, enter_netns, probe_once},
         timeline,
     },
@@ -28,11 +28,47 @@ use hb_tests::{
 
 use super::Binaries;
 
+/// How hb is set up in a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HbOpts {
+    /// The `xdp` directive.
+    pub xdp: XdpSetting,
+    /// `realtime` (hb's default: on); `false` appends `realtime off` to `ha.cf`.
+    pub realtime: bool,
+    /// The address only in `haresources`, Apache running on both nodes all the time
+    /// ([`ResourceBehaviour::IpOnly`]); otherwise Apache is a resource (`... httpd`).
+    pub ip_only: bool,
+}
+
+impl HbOpts {
+    /// hb as shipped: `xdp auto`, `realtime on`, Apache as a resource.
+    pub const DEFAULT: HbOpts = HbOpts {
+        xdp: XdpSetting::Auto,
+        realtime: true,
+        ip_only: false,
+    };
+    /// `xdp off`.
+    pub const XDP_OFF: HbOpts = HbOpts {
+        xdp: XdpSetting::Off,
+        ..HbOpts::DEFAULT
+    };
+    /// `realtime off`.
+    pub const RT_OFF: HbOpts = HbOpts {
+        realtime: false,
+        ..HbOpts::DEFAULT
+    };
+    /// The address only, Apache always running.
+    pub const IP_ONLY: HbOpts = HbOpts {
+        ip_only: true,
+        ..HbOpts::DEFAULT
+    };
+}
+
 /// Which implementation runs the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// hb's `hbd` with this `xdp` setting.
-    Hb(XdpSetting),
+    /// hb's `hbd` set up as `HbOpts` says.
+    Hb(HbOpts),
     /// keepalived (VRRPv3, unicast, preempt); the keepalive is its `advert_int`.
     Keepalived,
     /// Linux-HA Heartbeat 3.0.6 (Debian's `heartbeat`), v1 `haresources` mode.
@@ -43,8 +79,11 @@ impl Kind {
     /// Name used in tables.
     pub fn label(self) -> &'static str {
         match self {
-            Kind::Hb(XdpSetting::Off) => "hb (xdp off)",
-            Kind::Hb(_) => "hb",
+            Kind::Hb(o) if o == HbOpts::DEFAULT => "hb",
+            Kind::Hb(o) if o == HbOpts::XDP_OFF => "hb (xdp off)",
+            Kind::Hb(o) if o == HbOpts::RT_OFF => "hb (realtime off)",
+            Kind::Hb(o) if o == HbOpts::IP_ONLY => "hb (IP only)",
+            Kind::Hb(_) => "hb (other settings)",
             Kind::Keepalived => "keepalived",
             Kind::Heartbeat => "Heartbeat 3.0.6",
         }
@@ -209,7 +248,12 @@ pub struct Probe {
     pub outcome: Outcome,
 }
 
-/// Client probers: threads in the client's namespace, each requesting `http://VIP/` in a loop.
+/// Client probers: threads in the client's namespace requesting `http://VIP/` on a fixed
+/// grid. Prober `i` of `n` starts a probe at `base + i * period / n + k * period` for k = 0, 1,
+/// ...: together they start one probe every `period / n` whatever earlier probes are doing, as
+/// long as a probe (at most `timeout`, which must be shorter than `period`) ends before its
+/// prober's next start. A prober that overran its slot anyway (overloaded machine) starts its
+/// next probe at once and then goes on at its next grid slot.
 #[derive(Debug)]
 struct Probers {
     stop: Arc<AtomicBool>,
@@ -225,10 +269,17 @@ impl Probers {
         period: Duration,
         timeout: Duration,
     ) -> Result<Probers> {
+        if timeout >= period {
+            bail!("probe timeout {timeout:?} must be shorter than the period {period:?}");
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
         let mut threads = Vec::new();
+        let step = period / u32::try_from(n.max(1))?;
+        // Leave time for every thread to enter the namespace before the first slot.
+        let base = Instant::now() + Duration::from_millis(5) * u32::try_from(n)? + period;
         for i in 0..n {
+            let first = base + step * u32::try_from(i)?;
             let (tx, rx) = std::sync::mpsc::channel();
             let (stop, samples, ns) = (stop.clone(), samples.clone(), ns.to_owned());
             threads.push(std::thread::spawn(move || {
@@ -238,8 +289,12 @@ impl Probers {
                 if !ok {
                     return;
                 }
-                let mut next = Instant::now();
+                let mut next = first;
                 while !stop.load(Ordering::Relaxed) {
+                    let now = Instant::now();
+                    if next > now {
+                        std::thread::sleep(next - now);
+                    }
                     let start_ns = monotonic_ns();
                     let outcome = probe_once(target, timeout);
                     let end_ns = monotonic_ns();
@@ -251,11 +306,12 @@ impl Probers {
                         });
                     }
                     next += period;
+                    // Overran the next slot: start at once (above), then back on the grid.
                     let now = Instant::now();
-                    if next > now {
-                        std::thread::sleep(next - now);
-                    } else {
-                        next = now;
+                    if next < now {
+                        while next + period < now {
+                            next += period;
+                        }
                     }
                 }
             }));
@@ -264,8 +320,6 @@ impl Probers {
                 Ok(Err(e)) => bail!("prober {i}: {e}"),
                 Err(_) => bail!("prober {i} died"),
             }
-            // Staggered starts.
-            std::thread::sleep(period / u32::try_from(n.max(1))?);
         }
         Ok(Probers {
             stop,
@@ -331,9 +385,14 @@ pub struct Cluster {
     probers: Option<Probers>,
 }
 
-/// How many probers run side by side (staggered), so that a probe blocked in its timeout
-/// during an outage does not hide the first answer of the new owner for long.
-const PROBERS: usize = 4;
+/// How many probers run side by side on a staggered grid ([`Probers`]): 25 probers each every
+/// [`PROBE_PERIOD`] start one probe every millisecond, and a probe blocked in its
+/// [`PROBE_TIMEOUT`] during an outage never delays the next start.
+pub const PROBERS: usize = 25;
+/// Time between two probes of one prober.
+pub const PROBE_PERIOD: Duration = Duration::from_millis(25);
+/// Timeout of one probe (connect, request and answer together).
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(20);
 
 fn idx(n: Node) -> usize {
     match n {
@@ -354,8 +413,14 @@ impl Cluster {
         spec.initdead = (timing.deadtime * 2).max(Duration::from_millis(500));
         spec.hbctl_path = bins.hbctl.clone();
         spec.hbstat_path = bins.hbstat.clone();
-        if let Kind::Hb(xdp) = kind {
-            spec.xdp = xdp;
+        if let Kind::Hb(o) = kind {
+            spec.xdp = o.xdp;
+            if !o.realtime {
+                spec.extra_ha_cf.push("realtime off".into());
+            }
+            if o.ip_only {
+                spec.resource = ResourceBehaviour::IpOnly;
+            }
             spec.hbd_path = Some(bins.hbd.clone().context("target/release/hbd not built")?);
         }
         let lab = Lab::up(spec)?;
@@ -401,8 +466,8 @@ impl Cluster {
             &c.lab.client_netns(),
             SocketAddrV4::new(c.lab.vip(), 80),
             PROBERS,
-            Duration::from_millis(4),
-            Duration::from_millis(20),
+            PROBE_PERIOD,
+            PROBE_TIMEOUT,
         )?);
         Ok(c)
     }
@@ -819,7 +884,17 @@ impl Cluster {
     pub fn start(&mut self, node: Node) -> Result<u64> {
         let at = monotonic_ns();
         match self.kind {
-            Kind::Hb(_) => self.lab.start_hbd(node)?,
+            Kind::Hb(o) => {
+                if o.ip_only {
+                    // Apache runs outside hbd's control: make sure it still does (it does,
+                    // hbd's stop released only the address).
+                    let out = self.lab.httpd(node, "start")?;
+                    if !out.status.success() {
+                        bail!("apache on {node}: {}", String::from_utf8_lossy(&out.stderr));
+                    }
+                }
+                self.lab.start_hbd(node)?
+            }
             Kind::Keepalived => self.start_keepalived(node)?,
             Kind::Heartbeat => self.heartbeat_start(node)?,
         }

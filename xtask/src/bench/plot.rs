@@ -20,28 +20,53 @@ fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("drawing: {e}")
 }
 
-/// One colour per implementation, in the order first seen.
+/// The same colour for an implementation in every plot: hb blue (hb without XDP purple),
+/// keepalived red, Heartbeat green; others from a small palette in the order first seen.
 #[derive(Debug, Default)]
 struct Colours(Vec<String>);
 
 impl Colours {
     fn of(&mut self, implementation: &str) -> RGBColor {
-        let i = match self.0.iter().position(|s| s == implementation) {
+        let name = implementation.to_ascii_lowercase();
+        if name == "hb" {
+            return RGBColor(31, 119, 180);
+        } else if name.starts_with("hb") {
+            return RGBColor(148, 103, 189);
+        } else if name.starts_with("keepalived") {
+            return RGBColor(214, 39, 40);
+        } else if name.starts_with("heartbeat") {
+            return RGBColor(44, 160, 44);
+        }
+        let i = match self.0.iter().position(|s| *s == name) {
             Some(i) => i,
             None => {
-                self.0.push(implementation.to_owned());
+                self.0.push(name);
                 self.0.len() - 1
             }
         };
-        const C: [RGBColor; 6] = [
-            RGBColor(31, 119, 180),
-            RGBColor(214, 39, 40),
-            RGBColor(44, 160, 44),
+        const C: [RGBColor; 3] = [
             RGBColor(255, 127, 14),
-            RGBColor(148, 103, 189),
             RGBColor(140, 86, 75),
+            RGBColor(23, 190, 207),
         ];
         C[i % C.len()]
+    }
+}
+
+/// Row `i` of `n` drawn from the top: the segment index (segment 0 is at the bottom).
+fn from_top(i: usize, n: usize) -> i32 {
+    i32::try_from(n.saturating_sub(1).saturating_sub(i)).unwrap_or(0)
+}
+
+/// The label of segment `v` of rows drawn from the top.
+fn top_label(v: &SegmentValue<i32>, names: &[String]) -> String {
+    match v {
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => usize::try_from(*i)
+            .ok()
+            .and_then(|i| names.len().checked_sub(i + 1))
+            .and_then(|i| names.get(i).cloned())
+            .unwrap_or_default(),
+        SegmentValue::Last => String::new(),
     }
 }
 
@@ -60,7 +85,24 @@ fn median(v: &[f64]) -> Option<f64> {
     super::report::Summary::of(v).map(|s| s.median)
 }
 
-/// A log-scale range covering `values` and `extra`, padded a little.
+/// A log axis label: 1, 2 and 5 x 10^k written, other ticks left blank.
+fn log_label(v: &f64) -> String {
+    if !(v.is_finite() && *v > 0.0) {
+        return String::new();
+    }
+    let m = v / 10f64.powf(v.log10().floor());
+    if [1.0, 2.0, 5.0, 10.0].iter().any(|k| (m - k).abs() < 0.05) {
+        if *v >= 1.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v}")
+        }
+    } else {
+        String::new()
+    }
+}
+
+/// A log-scale range covering `values`, in whole decades.
 fn log_bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for v in values.filter(|v| v.is_finite() && *v > 0.0) {
@@ -70,7 +112,11 @@ fn log_bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     if !lo.is_finite() {
         return (1.0, 1000.0);
     }
-    (lo / 1.5, hi * 1.5)
+    // Whole decades: plotters labels a log axis at 1, 2, .. 9 x 10^k only within them.
+    (
+        10f64.powf((lo / 1.2).log10().floor()),
+        10f64.powf((hi * 1.2).log10().ceil()),
+    )
 }
 
 /// A horizontal strip plot on a log x axis; `line` is a global reference line (value, legend).
@@ -79,7 +125,7 @@ fn strip_plot(
     title: &str,
     x_desc: &str,
     strips: &[Strip],
-    line: Option<(f64, &str)>,
+    line: Option<f64>,
 ) -> Result<()> {
     let n = strips.len().max(1);
     let height = 120 + 34 * n as u32;
@@ -89,7 +135,7 @@ fn strip_plot(
         strips
             .iter()
             .flat_map(|s| s.values.iter().copied().chain(s.mark))
-            .chain(line.map(|l| l.0)),
+            .chain(line),
     );
     let labels: Vec<String> = strips.iter().map(|s| s.label.clone()).collect();
     let mut chart = ChartBuilder::on(&root)
@@ -97,20 +143,21 @@ fn strip_plot(
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(330)
-        .build_cartesian_2d((lo..hi).log_scale(), (0..n as i32).into_segmented())
+        // An i32 range is inclusive here: 0..n-1 is n segments (a single row gets an empty
+        // one above it: plotters puts no key point on a range of width 0).
+        .build_cartesian_2d(
+            (lo..hi).log_scale(),
+            (0..(n as i32 - 1).max(1)).into_segmented(),
+        )
         .map_err(err)?;
     chart
         .configure_mesh()
         .x_desc(x_desc)
         .y_labels(n + 1)
-        .y_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => usize::try_from(*i)
-                .ok()
-                .and_then(|i| labels.get(i).cloned())
-                .unwrap_or_default(),
-            SegmentValue::Last => String::new(),
-        })
-        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| top_label(v, &labels))
+        .light_line_style(TRANSPARENT)
+        .x_labels(40)
+        .x_label_formatter(&log_label)
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 14))
         .draw()
@@ -118,7 +165,8 @@ fn strip_plot(
     let mut colours = Colours::default();
     for (i, s) in strips.iter().enumerate() {
         let c = colours.of(&s.implementation);
-        let y = SegmentValue::CenterOf(i as i32);
+        let i = from_top(i, n);
+        let y = SegmentValue::CenterOf(i);
         chart
             .draw_series(
                 s.values
@@ -130,10 +178,7 @@ fn strip_plot(
         if let Some(m) = median(&s.values) {
             chart
                 .draw_series(std::iter::once(PathElement::new(
-                    vec![
-                        (m, SegmentValue::Exact(i as i32)),
-                        (m, SegmentValue::Exact(i as i32 + 1)),
-                    ],
+                    vec![(m, SegmentValue::Exact(i)), (m, SegmentValue::Exact(i + 1))],
                     c.stroke_width(3),
                 )))
                 .map_err(err)?;
@@ -141,34 +186,18 @@ fn strip_plot(
         if let Some(m) = s.mark.filter(|m| *m > 0.0) {
             chart
                 .draw_series(std::iter::once(PathElement::new(
-                    vec![
-                        (m, SegmentValue::Exact(i as i32)),
-                        (m, SegmentValue::Exact(i as i32 + 1)),
-                    ],
+                    vec![(m, SegmentValue::Exact(i)), (m, SegmentValue::Exact(i + 1))],
                     BLACK.stroke_width(1),
                 )))
                 .map_err(err)?;
         }
     }
-    if let Some((v, legend)) = line {
+    if let Some(v) = line {
         chart
             .draw_series(std::iter::once(PathElement::new(
-                vec![
-                    (v, SegmentValue::Exact(0)),
-                    (v, SegmentValue::Exact(n as i32)),
-                ],
+                vec![(v, SegmentValue::Exact(0)), (v, SegmentValue::Last)],
                 BLACK.stroke_width(2),
             )))
-            .map_err(err)?
-            .label(legend)
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
             .map_err(err)?;
     }
     root.present().map_err(err)?;
@@ -197,9 +226,9 @@ pub fn failover(d: &FailoverData, path: &Path) -> Result<()> {
     strip_plot(
         path,
         "Client-observed failover outage (dots: trials, bar: median)",
-        "outage, ms (log scale)",
+        "outage, ms (log scale); black line: the 60 ms target (median at deadtime 50 ms)",
         &strips,
-        Some((60.0, "60 ms target (median, deadtime 50 ms)")),
+        Some(60.0),
     )
 }
 
@@ -211,7 +240,7 @@ pub fn saturation(d: &SaturationData, path: &Path) -> Result<()> {
         .iter()
         .map(|r| Strip {
             label: format!(
-                "{}, {} ({} kills)",
+                "{}, {} ({} detected)",
                 r.implementation,
                 r.pressure,
                 r.detect_ms.len()
@@ -306,21 +335,26 @@ pub fn loss(d: &LossData, path: &Path) -> Result<()> {
     // Left: the curve.
     let curves = shortest_clean(d);
     let max_rate = f64::from(rates.last().copied().unwrap_or(50)).max(10.0);
-    let (lo, hi) = log_bounds(d.cells.iter().map(|c| c.deadtime_ms as f64));
+    let top = d
+        .cells
+        .iter()
+        .map(|c| c.deadtime_ms as f64)
+        .fold(10.0f64, f64::max)
+        * 1.1;
     let mut chart = ChartBuilder::on(&left)
         .caption(
-            "shortest deadtime tried with zero deaths and takeovers",
+            "shortest deadtime tried with zero deaths and takeovers (none: no point)",
             (FONT, 15),
         )
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(60)
-        .build_cartesian_2d(-2.0..max_rate + 5.0, (lo..hi).log_scale())
+        .build_cartesian_2d(-2.0..max_rate + 5.0, 0.0..top)
         .map_err(err)?;
     chart
         .configure_mesh()
         .x_desc("heartbeat loss on each sender, %")
-        .y_desc("deadtime, ms (log scale)")
+        .y_desc("deadtime, ms")
         .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| format!("{v:.0}"))
         .label_style((FONT, 13))
@@ -368,7 +402,10 @@ pub fn loss(d: &LossData, path: &Path) -> Result<()> {
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(170)
-        .build_cartesian_2d((0..nx).into_segmented(), (0..ny).into_segmented())
+        .build_cartesian_2d(
+            (0..(nx - 1).max(1)).into_segmented(),
+            (0..(ny - 1).max(1)).into_segmented(),
+        )
         .map_err(err)?;
     let label_of = |v: &SegmentValue<i32>, names: &[String]| match v {
         SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => usize::try_from(*i)
@@ -377,13 +414,14 @@ pub fn loss(d: &LossData, path: &Path) -> Result<()> {
             .unwrap_or_default(),
         SegmentValue::Last => String::new(),
     };
+    let row_label = |v: &SegmentValue<i32>| top_label(v, &labels);
     grid.configure_mesh()
         .disable_mesh()
         .x_desc("heartbeat loss on each sender")
         .x_labels(rates.len() + 1)
         .y_labels(rows.len() + 1)
         .x_label_formatter(&|v| label_of(v, &rate_labels))
-        .y_label_formatter(&|v| label_of(v, &labels))
+        .y_label_formatter(&row_label)
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 14))
         .draw()
@@ -398,7 +436,7 @@ pub fn loss(d: &LossData, path: &Path) -> Result<()> {
         let Some(xi) = rates.iter().position(|r| *r == c.loss_pct) else {
             continue;
         };
-        let (x, y) = (xi as i32, yi as i32);
+        let (x, y) = (xi as i32, from_top(yi, rows.len()));
         let bad = c.deaths + c.takeovers;
         let fill = if bad == 0 {
             RGBColor(220, 240, 220)
@@ -654,7 +692,7 @@ mod tests {
         assert!(t.matches("<circle").count() >= 5);
         let t = svg(&data::svg_path(&d, "saturation"));
         assert!(t.contains("kill to death line, ms (log scale)"));
-        assert!(t.contains("hb, all cores busy (2 kills)"));
+        assert!(t.contains("hb, all cores busy (2 detected)"));
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -694,7 +732,7 @@ mod tests {
         render(&d, "loss").unwrap().unwrap();
         let t = svg(&data::svg_path(&d, "loss"));
         assert!(t.contains("heartbeat loss on each sender, %"));
-        assert!(t.contains("deadtime, ms (log scale)"));
+        assert!(t.contains("deadtime, ms"));
         assert!(t.contains("hb 10/30 ms"));
         assert!(t.contains("12 / 1"));
         assert!(t.contains("20%"));

@@ -3,6 +3,8 @@
 //! keepalived in the same topology. Figures go to `BENCHMARKS.md`, one section per benchmark.
 
 mod cluster;
+mod data;
+mod plot;
 mod report;
 
 use std::{fmt::Write as _, path::Path, time::Duration};
@@ -29,6 +31,8 @@ pub enum Which {
     LongLoss,
     /// False failovers and detection with both cores saturated, and with a CPU quota.
     Saturation,
+    /// Draw `docs/bench/*.svg` again from `docs/bench/*.json` (runs nothing, needs no root).
+    Plots,
 }
 
 /// Which implementations to measure in the lab benchmarks.
@@ -196,11 +200,46 @@ fn header(opts: &BenchOptions, what: &str) -> String {
     )
 }
 
-fn publish(root: &Path, opts: &BenchOptions, title: &str, body: &str) -> Result<()> {
+/// Prints a section; unless `--no-write`, writes it to BENCHMARKS.md, its raw figures to
+/// `docs/bench/<name>.json` and its plot (when there is one) to `docs/bench/<name>.svg`.
+fn publish<T: serde::Serialize>(
+    root: &Path,
+    opts: &BenchOptions,
+    title: &str,
+    body: &str,
+    (name, raw): (&str, &T),
+) -> Result<()> {
+    let mut body = body.trim_end().to_owned();
+    let plotted = plot::PLOTS.contains(&name);
+    if plotted {
+        let _ = write!(body, "\n\n![{title}]({}/{name}.svg)\n", data::DIR);
+    }
+    let _ = writeln!(
+        body,
+        "\nRaw figures: [`{0}/{name}.json`]({0}/{name}.json).",
+        data::DIR
+    );
     println!("\n## {title}\n\n{body}");
     if !opts.no_write {
-        write_section(root, title, body)?;
+        write_section(root, title, &body)?;
         step(&format!("BENCHMARKS.md: section \"{title}\" written"));
+        let path = data::save(root, name, raw)?;
+        step(&format!("{} written", path.display()));
+        if plotted && let Some(svg) = plot::render(root, name)? {
+            step(&format!("{} written", svg.display()));
+        }
+    }
+    Ok(())
+}
+
+/// `--only plots`: every plot whose JSON exists, drawn again.
+fn plots(root: &Path) -> Result<()> {
+    let written = plot::render_all(root)?;
+    if written.is_empty() {
+        step(&format!("plots: no JSON files in {}", data::DIR));
+    }
+    for p in written {
+        step(&format!("{} written", p.display()));
     }
     Ok(())
 }
@@ -223,6 +262,9 @@ pub fn bench(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
         Which::Saturation,
     ];
     if !lab_benches.iter().any(|w| opts.runs(*w)) {
+        if opts.runs(Which::Plots) {
+            plots(root)?;
+        }
         return Ok(());
     }
     if !crate::bootstrap::is_root() {
@@ -242,6 +284,9 @@ pub fn bench(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     }
     if opts.runs(Which::Saturation) {
         saturation(root, bins, opts)?;
+    }
+    if opts.runs(Which::Plots) {
+        plots(root)?;
     }
     Ok(())
 }
@@ -408,6 +453,7 @@ fn failover(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     let mut rows = String::new();
     let mut notes = String::new();
     let mut headline: Option<(Summary, usize)> = None;
+    let mut raw = Vec::new();
     for kind in opts.kinds(Which::Failover) {
         let settings: Vec<(Timing, Vec<Fault>)> = match kind {
             // The address-only set-up: kill -9 at every deadtime.
@@ -460,6 +506,7 @@ fn failover(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
                 let mut c = Cluster::up(kind, timing, 2, bins)?;
                 let t = run_trials(&mut c, fault, n)?;
                 c.down()?;
+                raw.push(data::FailoverRow::of(kind, timing, fault, &t));
                 let out = Summary::of(&t.outage);
                 let det = Summary::of(&t.detect);
                 if kind == Kind::Hb(HbOpts::DEFAULT)
@@ -541,7 +588,19 @@ fn failover(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
             if o.max <= 100.0 { "met" } else { "NOT met" },
         );
     }
-    publish(root, opts, "Failover outage and detection", &body)
+    let (command, machine) = data::provenance(opts);
+    let raw = data::FailoverData {
+        command,
+        machine,
+        rows: raw,
+    };
+    publish(
+        root,
+        opts,
+        "Failover outage and detection",
+        &body,
+        ("failover", &raw),
+    )
 }
 
 fn loss(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
@@ -550,6 +609,7 @@ fn loss(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     let mut rows = String::new();
     let mut curve = String::new();
     let mut notes = String::new();
+    let mut raw = Vec::new();
     for kind in opts.kinds(Which::Loss) {
         let timings: Vec<Timing> = match kind {
             Kind::Hb(_) | Kind::Heartbeat => [30, 50, 100, 200, 500]
@@ -608,6 +668,7 @@ fn loss(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
                     r.disturbed,
                     r.load
                 );
+                raw.push(data::LossCell::of(kind, *timing, rate, &r));
                 if r.deaths == 0 && r.takeovers == 0 && shortest[ri].is_none() {
                     shortest[ri] = Some(timing.deadtime.as_millis());
                 }
@@ -662,7 +723,20 @@ fn loss(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
         body += "\nCells that could not be measured:\n";
         body += &notes;
     }
-    publish(root, opts, "False failovers under heartbeat loss", &body)
+    let (command, machine) = data::provenance(opts);
+    let raw = data::LossData {
+        command,
+        machine,
+        cell_secs: cell.as_secs(),
+        cells: raw,
+    };
+    publish(
+        root,
+        opts,
+        "False failovers under heartbeat loss",
+        &body,
+        ("loss", &raw),
+    )
 }
 
 /// What one loss cell saw.
@@ -756,7 +830,20 @@ fn long_loss(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
             "NOT met"
         }
     );
-    publish(root, opts, "Long run at 20% heartbeat loss", &body)
+    let (command, machine) = data::provenance(opts);
+    let raw = data::LongLossData {
+        command,
+        machine,
+        window_secs: len.as_secs(),
+        cell: data::LossCell::of(Kind::Hb(HbOpts::DEFAULT), timing, 20, &r),
+    };
+    publish(
+        root,
+        opts,
+        "Long run at 20% heartbeat loss",
+        &body,
+        ("long-loss", &raw),
+    )
 }
 
 /// The CPU pressure of a saturation run.
@@ -879,6 +966,7 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     let kinds = opts.kinds(Which::Saturation);
     let mut rows = String::new();
     let mut notes = String::new();
+    let mut raw = Vec::new();
     for pressure in [Pressure::Busy, Pressure::Quota] {
         for &kind in &kinds {
             let timing = match kind {
@@ -952,6 +1040,16 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
             drop(burners);
             c.down()?;
             drop(quota);
+            raw.push(data::SaturationRow {
+                implementation: kind.label().into(),
+                pressure: pressure.label().into(),
+                deadtime_ms: u64::try_from(timing.deadtime.as_millis()).unwrap_or(u64::MAX),
+                deaths,
+                takeovers,
+                disturbed,
+                detect_ms: detect.clone(),
+                outage_ms: outage.clone(),
+            });
             println!(
                 "  {} {}: {deaths} deaths, {takeovers} takeovers, {disturbed} disturbed probes in {} s; detection {}",
                 kind.label(),
@@ -1003,7 +1101,20 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
         body += "\nRuns that could not be made:\n";
         body += &notes;
     }
-    publish(root, opts, "Saturated CPU (issue 10)", &body)
+    let (command, machine) = data::provenance(opts);
+    let raw = data::SaturationData {
+        command,
+        machine,
+        window_secs: len.as_secs(),
+        rows: raw,
+    };
+    publish(
+        root,
+        opts,
+        "Saturated CPU (issue 10)",
+        &body,
+        ("saturation", &raw),
+    )
 }
 
 #[cfg(test)]

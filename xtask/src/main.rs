@@ -157,8 +157,17 @@ fn run_counting_tests(cmd: &mut Command) -> Result<TestTotals> {
 }
 
 fn bench(opts: &bench::BenchOptions) -> Result<()> {
+    if !opts.only.is_empty() && opts.only.iter().all(|w| *w == bench::Which::Plots) {
+        // Only redraws docs/bench/*.svg: no packages, no build, no root.
+        return bench::bench(&workspace_root()?, &demo::Binaries::default(), opts);
+    }
     bootstrap::ensure(&["keepalived", "heartbeat"])?;
-    if !opts.only.is_empty() && opts.only.iter().all(|w| *w == bench::Which::Criterion) {
+    if !opts.only.is_empty()
+        && opts
+            .only
+            .iter()
+            .all(|w| matches!(w, bench::Which::Criterion | bench::Which::Plots))
+    {
         return bench::bench(&workspace_root()?, &demo::Binaries::default(), opts);
     }
     run_step(

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod report;
+mod scale;
 
 use std::{fmt::Write as _, path::Path, time::Duration};
 
@@ -29,6 +30,8 @@ pub enum Which {
     LongLoss,
     /// False failovers and detection with both cores saturated, and with a CPU quota.
     Saturation,
+    /// 2, 4, 8 and 16 hb nodes on one link: CPU per node and detection time per observer.
+    Scale,
 }
 
 /// Which implementations to measure in the lab benchmarks.
@@ -76,7 +79,10 @@ pub struct BenchOptions {
     /// Length of each saturation run, seconds (default 300).
     #[arg(long)]
     pub saturation_secs: Option<u64>,
-    /// Print the figures but do not write BENCHMARKS.md.
+    /// Node counts for the scale benchmark (default 2,4,8,16; with --quick 2,4).
+    #[arg(long, value_delimiter = ',')]
+    pub nodes: Vec<usize>,
+    /// Print the figures but do not write BENCHMARKS.md (nor docs/bench/scale.json).
     #[arg(long)]
     pub no_write: bool,
     /// Extra arguments passed to `cargo bench` after `--`.
@@ -190,6 +196,7 @@ pub fn bench(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
         Which::Loss,
         Which::LongLoss,
         Which::Saturation,
+        Which::Scale,
     ];
     if !lab_benches.iter().any(|w| opts.runs(*w)) {
         return Ok(());
@@ -211,6 +218,9 @@ pub fn bench(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     }
     if opts.runs(Which::Saturation) {
         saturation(root, bins, opts)?;
+    }
+    if opts.runs(Which::Scale) {
+        scale::scale(root, bins, opts)?;
     }
     Ok(())
 }

@@ -56,14 +56,16 @@ pub struct BenchOptions {
     #[arg(long, value_delimiter = ',')]
     pub peers: Vec<Peer>,
     /// A short run: 5 trials, deadtimes 50 and 250 ms, 5 s loss cells, loss 0/20/50%, 30 s
-    /// saturation; figures are written all the same (marked quick).
+    /// saturation, scale with 2 and 4 nodes (10 s CPU window, 3 kills); figures are written all
+    /// the same (marked quick).
     #[arg(long)]
     pub quick: bool,
     /// Failover trials per setting (default 20).
     #[arg(long)]
     pub trials: Option<usize>,
     /// hb deadtimes for the failover benchmark, ms (default 50,100,250,1000); keepalive is a
-    /// fifth of the deadtime.
+    /// fifth of the deadtime. The scale benchmark uses the first (default 50) with keepalive
+    /// 10 ms.
     #[arg(long, value_delimiter = ',')]
     pub deadtimes: Vec<u64>,
     /// keepalived advert intervals, ms: for the failover benchmark (default 10, its minimum)

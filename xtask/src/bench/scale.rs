@@ -40,6 +40,7 @@ const DETECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// N nodes on one bridge, each running hbd.
 #[derive(Debug)]
 struct Scale {
+    prefix: String,
     n: usize,
     keepalive: Duration,
     deadtime: Duration,
@@ -72,6 +73,7 @@ impl Scale {
             .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
         let subnet = 20 + (h % 200) as u8;
         let mut s = Scale {
+            prefix: prefix.clone(),
             n,
             keepalive,
             deadtime,
@@ -367,6 +369,15 @@ impl Drop for Scale {
         }
         self.nodes.clear();
         self.bridge = None;
+        // `$HB_BENCH_KEEP_LOGS/<prefix>/nK/hbd.log`, as the two-node labs keep theirs.
+        if let Some(dest) = std::env::var_os("HB_BENCH_KEEP_LOGS") {
+            let dest = PathBuf::from(dest).join(&self.prefix);
+            for i in 0..self.n {
+                let d = dest.join(node_name(i));
+                let _ = fs::create_dir_all(&d);
+                let _ = fs::copy(self.log_path(i), d.join("hbd.log"));
+            }
+        }
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
@@ -542,6 +553,29 @@ fn run_one(
     Ok(row)
 }
 
+/// The raw figures in the shape the plotting helper reads (`docs/bench/scale.json`).
+fn to_json(
+    command: &str,
+    machine: &str,
+    keepalive: Duration,
+    deadtime: Duration,
+    rows: &[Row],
+) -> serde_json::Value {
+    serde_json::json!({
+        "command": command,
+        "machine": machine,
+        "keepalive_ms": keepalive.as_millis() as u64,
+        "deadtime_ms": deadtime.as_millis() as u64,
+        "rows": rows.iter().map(|r| serde_json::json!({
+            "nodes": r.nodes,
+            "cpu_percent": r.cpu_percent,
+            "cpu_us_per_heartbeat": r.cpu_us_per_heartbeat,
+            "detect_ms": r.detect_ms,
+            "missed": r.missed,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 /// `cargo xtask bench --only scale`.
 pub fn scale(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     let hbd = bins
@@ -625,19 +659,7 @@ pub fn scale(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     publish(root, opts, "Scale: nodes on one link", &body)?;
 
     if !opts.no_write {
-        let json = serde_json::json!({
-            "command": opts.command(),
-            "machine": machine(),
-            "keepalive_ms": ka_ms as u64,
-            "deadtime_ms": deadtime.as_millis() as u64,
-            "rows": rows.iter().map(|r| serde_json::json!({
-                "nodes": r.nodes,
-                "cpu_percent": r.cpu_percent,
-                "cpu_us_per_heartbeat": r.cpu_us_per_heartbeat,
-                "detect_ms": r.detect_ms,
-                "missed": r.missed,
-            })).collect::<Vec<_>>(),
-        });
+        let json = to_json(&opts.command(), &machine(), keepalive, deadtime, &rows);
         let dir = root.join("docs").join("bench");
         fs::create_dir_all(&dir)?;
         let path = dir.join("scale.json");
@@ -646,4 +668,70 @@ pub fn scale(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
         step(&format!("{} written", path.display()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_the_plotting_shape() {
+        let rows = vec![Row {
+            nodes: 4,
+            cpu_percent: vec![1.5, 2.0, 1.0, 1.25],
+            cpu_us_per_heartbeat: vec![50.0, 66.5, 33.0, 41.0],
+            detect_ms: vec![51.0, 52.5, 60.0],
+            missed: 0,
+            expected: 3,
+            ..Row::default()
+        }];
+        let v = to_json(
+            "cargo xtask bench --only scale",
+            "test machine",
+            Duration::from_millis(10),
+            Duration::from_millis(50),
+            &rows,
+        );
+        let expected = serde_json::json!({
+            "command": "cargo xtask bench --only scale",
+            "machine": "test machine",
+            "keepalive_ms": 10,
+            "deadtime_ms": 50,
+            "rows": [{
+                "nodes": 4,
+                "cpu_percent": [1.5, 2.0, 1.0, 1.25],
+                "cpu_us_per_heartbeat": [50.0, 66.5, 33.0, 41.0],
+                "detect_ms": [51.0, 52.5, 60.0],
+                "missed": 0,
+            }],
+        });
+        assert_eq!(v, expected);
+    }
+
+    #[test]
+    fn tally_counts_in_first_seen_order() {
+        let v: Vec<String> = ["native", "generic", "native"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert_eq!(tally(&v), "native x2, generic x1");
+    }
+
+    #[test]
+    fn cpu_of_this_process_grows_while_busy() {
+        let before = cpu_seconds(std::process::id()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut x = 0u64;
+        let mut after = before;
+        while after <= before && Instant::now() < deadline {
+            for i in 0..1_000_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            after = cpu_seconds(std::process::id()).unwrap();
+        }
+        assert!(
+            after > before,
+            "utime+stime did not grow: {before} -> {after}"
+        );
+    }
 }

@@ -67,6 +67,16 @@ impl Netns {
         Ok(ns)
     }
 
+    /// Creates a namespace named exactly `name` (the caller makes it unique) with loopback up.
+    pub fn named(name: &str) -> Result<Self> {
+        run("ip", &["netns", "add", name])?;
+        let ns = Self {
+            name: name.to_owned(),
+        };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
     /// The namespace's name.
     pub fn name(&self) -> &str {
         &self.name

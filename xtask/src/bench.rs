@@ -6,6 +6,7 @@ mod cluster;
 mod data;
 mod plot;
 mod report;
+mod scale;
 
 use std::{fmt::Write as _, path::Path, time::Duration};
 
@@ -31,6 +32,8 @@ pub enum Which {
     LongLoss,
     /// False failovers and detection with both cores saturated, and with a CPU quota.
     Saturation,
+    /// 2, 4, 8 and 16 hb nodes on one link: CPU per node and detection time per observer.
+    Scale,
     /// Draw `docs/bench/*.svg` again from `docs/bench/*.json` (runs nothing, needs no root).
     Plots,
 }
@@ -62,14 +65,16 @@ pub struct BenchOptions {
     #[arg(long, value_delimiter = ',')]
     pub peers: Vec<Peer>,
     /// A short run: 5 trials, deadtimes 50 and 250 ms, 5 s loss cells, loss 0/20/50%, 30 s
-    /// saturation; figures are written all the same (marked quick).
+    /// saturation, scale with 2 and 4 nodes (10 s CPU window, 3 kills); figures are written all
+    /// the same (marked quick).
     #[arg(long)]
     pub quick: bool,
     /// Failover trials per setting (default 20).
     #[arg(long)]
     pub trials: Option<usize>,
     /// hb deadtimes for the failover benchmark, ms (default 50,100,250,1000); keepalive is a
-    /// fifth of the deadtime.
+    /// fifth of the deadtime. The scale benchmark uses the first (default 50) with keepalive
+    /// 10 ms.
     #[arg(long, value_delimiter = ',')]
     pub deadtimes: Vec<u64>,
     /// keepalived advert intervals, ms: for the failover benchmark (default 10, its minimum)
@@ -85,7 +90,10 @@ pub struct BenchOptions {
     /// Length of each saturation run, seconds (default 300).
     #[arg(long)]
     pub saturation_secs: Option<u64>,
-    /// Print the figures but do not write BENCHMARKS.md.
+    /// Node counts for the scale benchmark (default 2,4,8,16; with --quick 2,4).
+    #[arg(long, value_delimiter = ',')]
+    pub nodes: Vec<usize>,
+    /// Print the figures but do not write BENCHMARKS.md (nor docs/bench/scale.json).
     #[arg(long)]
     pub no_write: bool,
     /// Extra arguments passed to `cargo bench` after `--`.
@@ -260,6 +268,7 @@ pub fn bench(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
         Which::Loss,
         Which::LongLoss,
         Which::Saturation,
+        Which::Scale,
     ];
     if !lab_benches.iter().any(|w| opts.runs(*w)) {
         if opts.runs(Which::Plots) {
@@ -284,6 +293,9 @@ pub fn bench(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     }
     if opts.runs(Which::Saturation) {
         saturation(root, bins, opts)?;
+    }
+    if opts.runs(Which::Scale) {
+        scale::scale(root, bins, opts)?;
     }
     if opts.runs(Which::Plots) {
         plots(root)?;
@@ -1132,6 +1144,7 @@ mod tests {
             cell_secs: None,
             loss: Vec::new(),
             saturation_secs: None,
+            nodes: Vec::new(),
             no_write: true,
             bench_args: Vec::new(),
         }

@@ -1105,12 +1105,12 @@ impl Drop for Cluster {
 /// Runs the calling thread SCHED_FIFO (priority 40, below hbd's 50) until dropped, then back
 /// to SCHED_OTHER; children forked meanwhile inherit the policy. Best effort: without the
 /// privilege it changes nothing.
-struct RealtimeGuard {
+pub(crate) struct RealtimeGuard {
     raised: bool,
 }
 
 impl RealtimeGuard {
-    fn new() -> RealtimeGuard {
+    pub(crate) fn new() -> RealtimeGuard {
         let param = libc::sched_param { sched_priority: 40 };
         // SAFETY: plain syscall on the calling thread (pid 0) with a valid sched_param.
         let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };

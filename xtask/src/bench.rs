@@ -90,6 +90,9 @@ pub struct BenchOptions {
     /// Length of each saturation run, seconds (default 300).
     #[arg(long)]
     pub saturation_secs: Option<u64>,
+    /// Pressures of the saturation benchmark (default: busy,quota).
+    #[arg(long, value_delimiter = ',')]
+    pub pressure: Vec<Pressure>,
     /// Node counts for the scale benchmark (default 2,4,8,16; with --quick 2,4).
     #[arg(long, value_delimiter = ',')]
     pub nodes: Vec<usize>,
@@ -859,8 +862,8 @@ fn long_loss(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
 }
 
 /// The CPU pressure of a saturation run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pressure {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Pressure {
     /// One busy loop per core (plain `sh` loops at normal priority).
     Busy,
     /// The HA daemons of both nodes in a cgroup limited to 10% of one CPU.
@@ -979,7 +982,12 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     let mut rows = String::new();
     let mut notes = String::new();
     let mut raw = Vec::new();
-    for pressure in [Pressure::Busy, Pressure::Quota] {
+    let pressures = if opts.pressure.is_empty() {
+        vec![Pressure::Busy, Pressure::Quota]
+    } else {
+        opts.pressure.clone()
+    };
+    for pressure in pressures {
         for &kind in &kinds {
             let timing = match kind {
                 Kind::Keepalived => ka_timing(10),
@@ -1144,6 +1152,7 @@ mod tests {
             cell_secs: None,
             loss: Vec::new(),
             saturation_secs: None,
+            pressure: Vec::new(),
             nodes: Vec::new(),
             no_write: true,
             bench_args: Vec::new(),

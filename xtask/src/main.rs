@@ -27,7 +27,7 @@ enum Cmd {
     /// Every test: rustfmt, clippy (-D warnings), unit tests and privileged tests.
     Test(TestOptions),
     /// Benchmarks (criterion under benches/ and the failover benches); figures go to BENCHMARKS.md.
-    Bench(bench::BenchOptions),
+    Bench(Box<bench::BenchOptions>),
     /// The failover lab: two nodes and a client in network namespaces.
     Lab(LabOptions),
     /// Only install what is missing (toolchain, bpf-linker, system packages).

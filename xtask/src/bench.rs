@@ -389,8 +389,60 @@ fn settle(c: &Cluster) -> Duration {
     (c.timing.keepalive * 20).clamp(Duration::from_millis(300), Duration::from_secs(2))
 }
 
+/// `HB_BENCH_FAILBACK_DEBUG=1`: prints, after each failback, the ARP packets claiming the VIP
+/// that the client saw and the client's probe outcomes from the fault to the first answer of
+/// n1, in ms from n1's restart (a diagnostic for the failback column).
+fn failback_debug(
+    c: &Cluster,
+    arp: &hb_tests::lab::probe::ArpWatch,
+    t0: u64,
+    t1: u64,
+) -> Result<()> {
+    let rel = |at: u64| (at as f64 - t1 as f64) / 1e6;
+    let log = arp.snapshot();
+    let claims: Vec<String> = log
+        .seen
+        .iter()
+        .filter(|a| a.at_ns >= t0)
+        .map(|a| {
+            format!(
+                "{:+.1} {} op{}",
+                rel(a.at_ns),
+                log.sender(a).map_or("?".into(), |n| n.to_string()),
+                a.oper
+            )
+        })
+        .collect();
+    println!("    ARP claims (ms from restart): {}", claims.join(", "));
+    let probes = c.probes();
+    let first_n1 = cluster::first_answer(&probes, Node::N1, t1).unwrap_or(u64::MAX);
+    let mut last = String::new();
+    let mut runs: Vec<String> = Vec::new();
+    for p in probes
+        .iter()
+        .filter(|p| p.start_ns + 300_000_000 >= t1 && p.start_ns <= first_n1)
+    {
+        let what = match &p.outcome {
+            hb_tests::lab::probe::Outcome::Served(n) => n.to_string(),
+            hb_tests::lab::probe::Outcome::Unexpected(_) => "unexpected".into(),
+            hb_tests::lab::probe::Outcome::Failed(e) => e.clone(),
+        };
+        if what != last {
+            runs.push(format!("{:+.1} {what}", rel(p.start_ns)));
+            last = what;
+        }
+    }
+    println!("    probes (start, ms from restart): {}", runs.join(" | "));
+    Ok(())
+}
+
 fn run_trials(c: &mut Cluster, fault: Fault, n: usize) -> Result<Trials> {
     let mut t = Trials::default();
+    let arp = if std::env::var_os("HB_BENCH_FAILBACK_DEBUG").is_some() {
+        Some(hb_tests::lab::probe::ArpWatch::start(&c.lab)?)
+    } else {
+        None
+    };
     let initdead = c.lab.spec().initdead;
     c.wait_served(Node::N1, 0, initdead + Duration::from_secs(30))?;
     for i in 0..n {
@@ -449,6 +501,9 @@ fn run_trials(c: &mut Cluster, fault: Fault, n: usize) -> Result<Trials> {
         c.wait_served(Node::N1, t1, initdead + Duration::from_secs(30))?;
         if let Some(o) = cluster::outage_ms(&c.probes(), Node::N2, Node::N1, t1) {
             t.back.push(o);
+        }
+        if let Some(w) = &arp {
+            failback_debug(c, w, t0, t1)?;
         }
         let last = t.outage.last().copied().unwrap_or(f64::NAN);
         let det = t.detect.last().copied().unwrap_or(f64::NAN);

@@ -947,6 +947,16 @@ esac
         Ok(monotonic_ns())
     }
 
+    /// Empties `node`'s neighbour (ARP/NDP) table, as a reboot does. A node that "reboots" in
+    /// the lab keeps its network namespace, and with it neighbour entries left INCOMPLETE while
+    /// its links were down (by TCP retransmissions of connections it had when it died): such an
+    /// entry sends its next ARP probe only when its retransmit timer fires (up to 1 s), which
+    /// would delay the node's first answers after it comes back by that much.
+    pub fn forget_neighbours(&self, node: Node) -> Result<()> {
+        cmd("ip", &["-n", &self.netns(node), "neigh", "flush", "all"])?;
+        Ok(())
+    }
+
     /// The node dies: SIGKILL of its hbd, then all its links down. Returns the time of the kill.
     pub fn kill_node(&mut self, node: Node) -> Result<u64> {
         let at = self.kill_hbd(node)?;
@@ -956,8 +966,8 @@ esac
         Ok(at)
     }
 
-    /// The node comes back as after a reboot: its Apache stopped and VIP gone (what a reboot
-    /// leaves), links up, hbd started (with [`ResourceBehaviour::IpOnly`], Apache is started
+    /// The node comes back as after a reboot: its Apache stopped, VIP gone and neighbour table
+    /// empty (what a reboot leaves), links up, hbd started (with [`ResourceBehaviour::IpOnly`], Apache is started
     /// again before hbd, as a boot would). Returns the time hbd was started.
     pub fn restart_node(&mut self, node: Node) -> Result<u64> {
         // A rebooted machine runs no Apache and holds no VIP.
@@ -967,6 +977,7 @@ esac
         for l in 1..=self.rec.spec.links {
             self.set_link(node, l, true)?;
         }
+        self.forget_neighbours(node)?;
         let at = monotonic_ns();
         self.start_hbd(node)?;
         Ok(at)

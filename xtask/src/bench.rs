@@ -414,13 +414,14 @@ fn failback_debug(
         })
         .collect();
     println!("    ARP claims (ms from restart): {}", claims.join(", "));
-    let probes = c.probes();
+    let mut probes = c.probes();
+    probes.sort_by_key(|p| p.start_ns);
     let first_n1 = cluster::first_answer(&probes, Node::N1, t1).unwrap_or(u64::MAX);
     let mut last = String::new();
     let mut runs: Vec<String> = Vec::new();
     for p in probes
         .iter()
-        .filter(|p| p.start_ns + 300_000_000 >= t1 && p.start_ns <= first_n1)
+        .filter(|p| p.start_ns >= t1 && p.start_ns <= first_n1)
     {
         let what = match &p.outcome {
             hb_tests::lab::probe::Outcome::Served(n) => n.to_string(),
@@ -432,7 +433,12 @@ fn failback_debug(
             last = what;
         }
     }
-    println!("    probes (start, ms from restart): {}", runs.join(" | "));
+    println!(
+        "    probes (start, ms from restart): {}; back outage {}",
+        runs.join(" | "),
+        cluster::outage_ms(&probes, Node::N2, Node::N1, t1)
+            .map_or("-".into(), |o| format!("{o:.1} ms"))
+    );
     Ok(())
 }
 

@@ -837,7 +837,8 @@ impl Cluster {
         Ok(at)
     }
 
-    /// The node comes back as after a reboot (no VIP, links up, daemon started).
+    /// The node comes back as after a reboot (no VIP, empty neighbour table, links up, daemon
+    /// started).
     pub fn restart(&mut self, node: Node) -> Result<u64> {
         match self.kind {
             Kind::Hb(_) => self.lab.restart_node(node),
@@ -847,6 +848,7 @@ impl Cluster {
                 for l in 1..=self.lab.spec().links {
                     self.lab.set_link(node, l, true)?;
                 }
+                self.lab.forget_neighbours(node)?;
                 let at = monotonic_ns();
                 self.heartbeat_start(node)?;
                 Ok(at)
@@ -856,6 +858,7 @@ impl Cluster {
                 for l in 1..=self.lab.spec().links {
                     self.lab.set_link(node, l, true)?;
                 }
+                self.lab.forget_neighbours(node)?;
                 let at = monotonic_ns();
                 self.start_keepalived(node)?;
                 Ok(at)

@@ -970,11 +970,17 @@ impl Drop for Burners {
 }
 
 /// A CPU-limited cgroup (v2 `cpu.max`, or v1 `cpu.cfs_quota_us`), removed on drop (its
-/// processes are moved back to the root group first).
+/// processes are moved back to the root group first). Only the processes given to
+/// [`Quota::add`] stay in it: a sweeper moves anything else that lands there (processes the
+/// daemons fork: resource scripts and the web server they start) back to the root group every
+/// 20 ms, so the quota limits the HA daemons, not Apache serving the client's 1000 requests/s.
 #[derive(Debug)]
 struct Quota {
     dir: std::path::PathBuf,
     root: std::path::PathBuf,
+    keep: std::sync::Arc<std::sync::Mutex<Vec<i32>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sweeper: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Quota {
@@ -988,7 +994,7 @@ impl Quota {
             let dir = root.join(&name);
             std::fs::create_dir_all(&dir)?;
             std::fs::write(dir.join("cpu.max"), format!("{quota_us} {period_us}"))?;
-            return Ok(Quota { dir, root });
+            return Ok(Quota::with_sweeper(dir, root));
         }
         let root = std::path::PathBuf::from("/sys/fs/cgroup/cpu");
         if !root.join("cpu.cfs_quota_us").exists() {
@@ -996,7 +1002,7 @@ impl Quota {
         }
         let dir = root.join(&name);
         std::fs::create_dir_all(&dir)?;
-        let q = Quota { dir, root };
+        let q = Quota::with_sweeper(dir, root);
         std::fs::write(q.dir.join("cpu.cfs_period_us"), period_us.to_string())?;
         std::fs::write(q.dir.join("cpu.cfs_quota_us"), quota_us.to_string())?;
         // A SCHED_FIFO task (hbd's `realtime on`) may only join a v1 group with RT runtime, and
@@ -1008,7 +1014,41 @@ impl Quota {
         Ok(q)
     }
 
+    fn with_sweeper(dir: std::path::PathBuf, root: std::path::PathBuf) -> Quota {
+        let keep = std::sync::Arc::new(std::sync::Mutex::new(Vec::<i32>::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sweeper = {
+            let (dir, root, keep, stop) = (dir.clone(), root.clone(), keep.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("quota-sweeper".into())
+                .spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let kept = keep.lock().map(|k| k.clone()).unwrap_or_default();
+                        if let Ok(pids) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                            for p in pids.split_whitespace() {
+                                if p.parse::<i32>().is_ok_and(|p| !kept.contains(&p)) {
+                                    let _ = std::fs::write(root.join("cgroup.procs"), p);
+                                }
+                            }
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                })
+                .ok()
+        };
+        Quota {
+            dir,
+            root,
+            keep,
+            stop,
+            sweeper,
+        }
+    }
+
     fn add(&self, pid: i32) -> Result<()> {
+        if let Ok(mut k) = self.keep.lock() {
+            k.push(pid);
+        }
         std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
             .map_err(|e| anyhow::anyhow!("moving pid {pid} into {}: {e}", self.dir.display()))
     }
@@ -1016,6 +1056,10 @@ impl Quota {
 
 impl Drop for Quota {
     fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.sweeper.take() {
+            let _ = t.join();
+        }
         if let Ok(pids) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
             for p in pids.split_whitespace() {
                 let _ = std::fs::write(self.root.join("cgroup.procs"), p);
@@ -1165,7 +1209,9 @@ fn saturation(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     );
     body += "\nMethod: **all cores busy** = one `sh -c 'while :; do :; done'` per core at normal \
         priority for the whole run; **quota** = both nodes' HA daemon processes moved into a cgroup \
-        limited to 10 ms of CPU per 100 ms (v2 `cpu.max`, or v1 `cpu.cfs_quota_us` plus the same \
+        limited to 10 ms of CPU per 100 ms (processes they fork, resource scripts and the Apache \
+        they start, are moved back out within 20 ms, so the quota limits the daemons, not the web \
+        server) (v2 `cpu.max`, or v1 `cpu.cfs_quota_us` plus the same \
         `cpu.rt_runtime_us` / `cpu.rt_period_us`, since a v1 group needs RT runtime for a SCHED_FIFO \
         thread to join and the CFS quota does not limit RT threads). First a quiet window of the \
         given length under that pressure (no faults): deaths, takeovers and disturbed probes count \

@@ -1180,26 +1180,19 @@ esac
     /// Drops each heartbeat `node` sends with probability `p` (on the sender, see
     /// [`Lab::partition`]); `on = false` removes the rule.
     pub fn heartbeat_loss(&self, node: Node, p: f64, on: bool) -> Result<()> {
+        self.random_loss(node, &["-p", "udp", "--dport", "694"], p, on)
+    }
+
+    /// Drops each packet `node` sends that `matcher` (iptables match arguments, e.g. `-p 112`)
+    /// selects, with probability `p` (`iptables -m statistic` on the sender's OUTPUT);
+    /// `on = false` removes the rule.
+    pub fn random_loss(&self, node: Node, matcher: &[&str], p: f64, on: bool) -> Result<()> {
         let p = format!("{p}");
-        self.iptables(
-            node,
-            &[
-                if on { "-A" } else { "-D" },
-                "OUTPUT",
-                "-p",
-                "udp",
-                "--dport",
-                "694",
-                "-m",
-                "statistic",
-                "--mode",
-                "random",
-                "--probability",
-                &p,
-                "-j",
-                "DROP",
-            ],
-        )
+        let mut args = vec![if on { "-A" } else { "-D" }, "OUTPUT"];
+        args.extend_from_slice(matcher);
+        args.extend_from_slice(&["-m", "statistic", "--mode", "random", "--probability", &p]);
+        args.extend_from_slice(&["-j", "DROP"]);
+        self.iptables(node, &args)
     }
 
     /// `node`'s `hbd.log`, parsed (`mono=<ns> <LEVEL> <message>` lines only).

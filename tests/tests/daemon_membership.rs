@@ -76,12 +76,7 @@ fn kill_9_is_declared_dead_within_deadtime() {
         )
         .unwrap()
         .unwrap_or_else(|| panic!("no `declared dead` line\n{}", daemon_common::logs(&lab, 30)));
-    let after_last: f64 = line
-        .message
-        .split("declared dead ")
-        .nth(1)
-        .and_then(|r| r.split(" ms after its last heartbeat arrived").next())
-        .and_then(|v| v.parse().ok())
+    let after_last = hb_tests::lab::timeline::declared_dead_after_ms(&line.message)
         .unwrap_or_else(|| panic!("unparsable: {}", line.message));
     println!("{}", line.message);
     assert!(

@@ -79,6 +79,19 @@ pub fn is_dead(node: Node) -> String {
     format!("node {node}: is dead")
 }
 
+/// From hb's line `hb: node X declared dead N ms after its last heartbeat arrived (deadtime D
+/// ms)`: N, how long after the kernel arrival time of the peer's last heartbeat hbd declared it
+/// dead. `None` for any other line.
+pub fn declared_dead_after_ms(message: &str) -> Option<f64> {
+    message
+        .split_once(" declared dead ")?
+        .1
+        .split_once(" ms after its last heartbeat arrived")?
+        .0
+        .parse()
+        .ok()
+}
+
 /// One row of a timeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {

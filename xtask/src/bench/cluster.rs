@@ -910,26 +910,7 @@ impl Cluster {
         for node in Node::ALL {
             match self.kind {
                 Kind::Hb(_) | Kind::Heartbeat => self.lab.heartbeat_loss(node, p, on)?,
-                Kind::Keepalived => {
-                    let p = format!("{p}");
-                    self.lab.iptables(
-                        node,
-                        &[
-                            if on { "-A" } else { "-D" },
-                            "OUTPUT",
-                            "-p",
-                            "112",
-                            "-m",
-                            "statistic",
-                            "--mode",
-                            "random",
-                            "--probability",
-                            &p,
-                            "-j",
-                            "DROP",
-                        ],
-                    )?;
-                }
+                Kind::Keepalived => self.lab.random_loss(node, &["-p", "112"], p, on)?,
             }
         }
         Ok(())
@@ -1004,14 +985,7 @@ impl Cluster {
             .lines(observer)?
             .into_iter()
             .filter(|(at, _)| *at >= after_ns)
-            .find_map(|(_, l)| {
-                l.split_once(" declared dead ")?
-                    .1
-                    .split_once(" ms after its last heartbeat arrived")?
-                    .0
-                    .parse()
-                    .ok()
-            }))
+            .find_map(|(_, l)| timeline::declared_dead_after_ms(&l)))
     }
 
     /// Between `from_ns` and `to_ns`: spurious deaths declared (by either node) and takeovers by

@@ -3,10 +3,11 @@
 //! ```text
 //!                 heartbeat thread (current_thread runtime, SCHED_FIFO when `realtime on`)
 //!  XDP ring ───────┐
-//!  UDP receivers ──┼──> decode + authenticate (packet::decode) -> ReplayGuard -> Node::handle_message
+//!  UDP receivers ──┼──> Node::handle_datagram (decode, authenticate, replay rule, state machine)
 //!  timer ──────────┤        (every queued heartbeat is drained before Node::handle_timeout)
 //!  control socket ─┤
 //!  signals ────────┘    Node::poll_output -> Transmit: encode + sign -> MediumSender
+//!                                         -> Received: per-heartbeat figures ──> Metrics
 //!                                         -> Resource / Reannounce ──> agents thread
 //!  agents thread (multi_thread runtime): netlink, gratuitous ARP, scripts ──> results back
 //! ```
@@ -22,13 +23,12 @@ use hb_common::{EVENT_DEADLINE, EVENT_PACKET, RingEvent};
 use hb_proto::{
     Timestamp,
     config::{Config, LoadOptions, XdpMode, node_id},
-    message::{Holding, NodeStatus, rtt_from_echo},
+    message::{Holding, NodeStatus},
     node::{
-        self, ClusterStatus, Command, Event, Level, LinkId, Node, Output, PeerState, ResourceOp,
-        Scope,
+        self, ClusterStatus, Command, Event, Level, LinkId, Node, Output, PeerState, Reception,
+        Rejection, ResourceOp, Scope,
     },
     packet,
-    replay::{RejectReason, ReplayGuard},
 };
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 use crate::{
     agents::{Agents, GroupReport},
     control::{self, ControlCall, Request, Response},
-    metrics::{Metrics, TakeoverTimes},
+    metrics::Metrics,
     net::{self, Datagram, MediumSender, Receiver, monotonic_now},
     state,
     xdp::{self, RingReader, XdpHandle},
@@ -244,19 +244,16 @@ pub fn run(opts: &DaemonOptions, config: Config) -> Result<(), DaemonError> {
 struct Driver {
     config: Config,
     node: Node,
-    replay: ReplayGuard,
     metrics: Metrics,
     senders: Vec<Option<MediumSender>>,
     receivers: Vec<(Receiver, usize)>,
     xdp: Option<XdpHandle>,
     ring: Option<RingReader>,
     ifindex_link: HashMap<u32, usize>,
-    names: HashMap<u32, String>,
     control_rx: mpsc::Receiver<ControlCall>,
     agent_tx: mpsc::UnboundedSender<AgentJob>,
     agent_rx: mpsc::UnboundedReceiver<AgentDone>,
     started: Timestamp,
-    pending_takeover: Option<TakeoverTimes>,
     control_path: PathBuf,
     ring_buf: Vec<RingEvent>,
     dgram_buf: Vec<Datagram>,
@@ -342,9 +339,6 @@ impl Driver {
         // The core's clock starts now, after the slow set-up (XDP load and attach).
         let now = monotonic_now();
         let node = Node::new(&config, generation, now).map_err(setup("node"))?;
-        let local_id = node_id(&config.local_node);
-        let replay = ReplayGuard::new(local_id, ha.nodes.iter().map(|n| node_id(n)));
-        let names = ha.nodes.iter().map(|n| (node_id(n), n.clone())).collect();
         let metrics = Metrics::from_config(&config, now);
 
         let control_path = control::socket_path(&opts.run_dir, ha.control_socket.as_deref());
@@ -361,19 +355,16 @@ impl Driver {
         Ok(Self {
             config,
             node,
-            replay,
             metrics,
             senders,
             receivers,
             xdp: xdp_handle,
             ring,
             ifindex_link,
-            names,
             control_rx,
             agent_tx,
             agent_rx,
             started: now,
-            pending_takeover: None,
             control_path,
             ring_buf: Vec::with_capacity(256),
             dgram_buf: Vec::with_capacity(256),
@@ -510,7 +501,8 @@ impl Driver {
             .unwrap_or("?")
     }
 
-    /// Decode, authenticate, check for replays, record, and hand to the core.
+    /// Hands a datagram to the core, which decodes, authenticates and checks it for replays;
+    /// what it made of it comes back as [`Output::Received`].
     fn handle_datagram(
         &mut self,
         link: usize,
@@ -518,40 +510,40 @@ impl Driver {
         arrival: Timestamp,
         read_at: Option<Timestamp>,
     ) {
-        let msg = match packet::decode(bytes, &self.config.authkeys) {
-            Ok(m) => m,
-            Err(e) => {
-                self.metrics.record_reject(e.reason());
-                tracing::debug!("rejected datagram on {}: {e}", self.link_name(link));
-                return;
+        self.node
+            .handle_datagram(monotonic_now(), LinkId(link), arrival, read_at, bytes);
+    }
+
+    /// Records the core's per-datagram figures.
+    fn record_reception(&mut self, r: Reception) {
+        match r {
+            Reception::Heard {
+                node,
+                link,
+                arrival,
+                read_at,
+                gap,
+                rtt,
+            } => {
+                let link_name = self.link_name(link.0).to_owned();
+                self.metrics
+                    .record_heartbeat(&node, &link_name, arrival, read_at, gap);
+                if let Some(rtt) = rtt {
+                    self.metrics.record_rtt(&node, &link_name, rtt);
+                }
             }
-        };
-        let gap = match self.replay.check(&msg, link) {
-            Ok(gap) => gap,
-            Err(RejectReason::OwnMessage) => return,
-            Err(reason) => {
+            Reception::Rejected { link, reason } => {
                 self.metrics.record_reject(reason.label());
-                tracing::debug!(
-                    "rejected message from {:#x}: {}",
-                    msg.sender,
-                    reason.label()
-                );
-                return;
-            }
-        };
-        let local = node_id(&self.config.local_node);
-        if let Some(peer) = self.names.get(&msg.sender).cloned() {
-            let link_name = self.link_name(link).to_owned();
-            self.metrics
-                .record_heartbeat(&peer, &link_name, arrival, read_at, gap);
-            if let Some(echo) = msg.echoes.iter().find(|e| e.node == local)
-                && let Some(rtt) = rtt_from_echo(arrival, echo)
-            {
-                self.metrics.record_rtt(&peer, &link_name, rtt);
+                match reason {
+                    Rejection::Decode(e) => {
+                        tracing::debug!("rejected datagram on {}: {e}", self.link_name(link.0));
+                    }
+                    Rejection::Replay { sender, reason } => {
+                        tracing::debug!("rejected message from {sender:#x}: {}", reason.label());
+                    }
+                }
             }
         }
-        self.node
-            .handle_message(monotonic_now(), LinkId(link), arrival, msg);
     }
 
     fn flush_outputs(&mut self) {
@@ -567,6 +559,7 @@ impl Driver {
                     let _ = self.agent_tx.send(AgentJob::Reannounce { group });
                 }
                 Output::Event(ev) => self.handle_event(ev),
+                Output::Received(r) => self.record_reception(r),
             }
         }
     }
@@ -598,7 +591,6 @@ impl Driver {
             Level::Warn => tracing::warn!("{ev}"),
             Level::Error => tracing::error!("{ev}"),
         }
-        let now = monotonic_now();
         match &ev {
             Event::LateHeartbeat { node, interval } => self.metrics.record_late(node, *interval),
             Event::LinkUp { node, link } => {
@@ -612,65 +604,34 @@ impl Driver {
             Event::NodeActive { node } | Event::NodeReturned { node } => {
                 self.metrics.set_peer_state(node, control::NodeState::Up)
             }
-            Event::NodeDead { node, .. } | Event::ShutdownNotice { node } => {
+            Event::ShutdownNotice { node } => {
                 self.metrics.set_peer_state(node, control::NodeState::Dead);
-                let last_heard = self
-                    .node
-                    .status()
-                    .nodes
-                    .iter()
-                    .find(|n| n.name == *node)
-                    .and_then(|n| n.last_arrival)
-                    .unwrap_or(now);
-                if matches!(ev, Event::NodeDead { .. }) {
-                    // hb's own line (after Heartbeat's `node X: is dead`): how late the
-                    // declaration came relative to the kernel arrival time of the peer's last
-                    // heartbeat, so a late wake-up shows apart from the deadtime itself.
-                    tracing::info!(
-                        "hb: node {node} declared dead {:.1} ms after its last heartbeat arrived (deadtime {} ms)",
-                        now.saturating_since(last_heard).as_secs_f64() * 1000.0,
-                        self.config.ha_cf.deadtime.value.as_millis()
-                    );
-                }
-                self.pending_takeover = Some(TakeoverTimes {
-                    peer: node.clone(),
-                    last_heard,
-                    declared_dead: now,
-                    resources_started: None,
-                    first_garp: None,
-                });
             }
-            Event::MachDownComplete { .. } => {
-                if let Some(t) = self.pending_takeover.take() {
-                    self.metrics.record_takeover(t);
-                }
+            Event::NodeDead {
+                node,
+                last_arrival,
+                at,
+                ..
+            } => {
+                self.metrics.set_peer_state(node, control::NodeState::Dead);
+                // hb's own line (after Heartbeat's `node X: is dead`): how late the declaration
+                // came relative to the kernel arrival time of the peer's last heartbeat, so a
+                // late wake-up shows apart from the deadtime itself.
+                tracing::info!(
+                    "hb: node {node} declared dead {:.1} ms after its last heartbeat arrived (deadtime {} ms)",
+                    at.saturating_since(last_arrival.unwrap_or(*at))
+                        .as_secs_f64()
+                        * 1000.0,
+                    self.config.ha_cf.deadtime.value.as_millis()
+                );
             }
+            Event::MachDownComplete { node, times } => self.metrics.record_takeover(node, *times),
             _ => {}
         }
     }
 
     fn handle_agent_done(&mut self, done: AgentDone) {
-        let result = match &done.result {
-            Ok(report) => {
-                if done.op == ResourceOp::Start
-                    && let Some(t) = self.pending_takeover.as_mut()
-                {
-                    let finished = report.resources.iter().map(|r| r.finished).max();
-                    t.resources_started = t.resources_started.max(finished);
-                    let garp = report
-                        .resources
-                        .iter()
-                        .filter_map(|r| r.first_announce)
-                        .min();
-                    t.first_garp = match (t.first_garp, garp) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                }
-                Ok(())
-            }
-            Err(e) => Err(e.clone()),
-        };
+        let result = done.result.map(|report| report.times());
         self.node
             .handle_resource_result(monotonic_now(), done.group, done.op, result);
     }

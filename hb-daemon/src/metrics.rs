@@ -18,7 +18,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use hb_proto::{Timestamp, time::duration_nanos};
+use hb_proto::{Timestamp, node::TakeoverTimes, time::duration_nanos};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -185,21 +185,6 @@ pub struct HistogramSummary {
     pub buckets: Vec<u64>,
     /// Values above the last bound.
     pub overflow: u64,
-}
-
-/// The times of one takeover, all on CLOCK_MONOTONIC.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TakeoverTimes {
-    /// The peer whose groups were taken over.
-    pub peer: String,
-    /// Arrival of the last heartbeat heard from it.
-    pub last_heard: Timestamp,
-    /// When it was declared dead.
-    pub declared_dead: Timestamp,
-    /// When the last resource of the taken groups had started (`None`: not (yet) started).
-    pub resources_started: Option<Timestamp>,
-    /// When the first gratuitous ARP was sent (`None`: no address moved).
-    pub first_garp: Option<Timestamp>,
 }
 
 /// The last takeover, as reported.
@@ -476,7 +461,7 @@ impl Metrics {
     }
 
     /// A takeover's timings.
-    pub fn record_takeover(&mut self, t: TakeoverTimes) {
+    pub fn record_takeover(&mut self, peer: &str, t: TakeoverTimes) {
         self.takeover_count = self.takeover_count.saturating_add(1);
         let to_dead = t.declared_dead.saturating_since(t.last_heard);
         self.to_dead.record(to_dead);
@@ -486,12 +471,12 @@ impl Metrics {
         if let Some(d) = to_resources {
             self.to_resources.record(d);
         }
-        let to_garp = t.first_garp.map(|g| g.saturating_since(t.last_heard));
+        let to_garp = t.first_announce.map(|g| g.saturating_since(t.last_heard));
         if let Some(d) = to_garp {
             self.to_garp.record(d);
         }
         self.last_takeover = Some(TakeoverReport {
-            peer: t.peer,
+            peer: peer.to_owned(),
             to_dead_ns: duration_nanos(to_dead),
             to_resources_ns: to_resources.map(duration_nanos),
             to_garp_ns: to_garp.map(duration_nanos),
@@ -677,13 +662,15 @@ mod tests {
     #[test]
     fn takeover_times_are_measured_from_the_last_heartbeat() {
         let mut m = metrics();
-        m.record_takeover(TakeoverTimes {
-            peer: "node2".into(),
-            last_heard: Timestamp(100 * MS),
-            declared_dead: Timestamp(150 * MS),
-            resources_started: Some(Timestamp(152 * MS)),
-            first_garp: Some(Timestamp(151 * MS)),
-        });
+        m.record_takeover(
+            "node2",
+            TakeoverTimes {
+                last_heard: Timestamp(100 * MS),
+                declared_dead: Timestamp(150 * MS),
+                resources_started: Some(Timestamp(152 * MS)),
+                first_announce: Some(Timestamp(151 * MS)),
+            },
+        );
         let r = m.snapshot_at(Timestamp(200 * MS));
         assert_eq!(r.takeovers.count, 1);
         let last = r.takeovers.last.as_ref().unwrap();

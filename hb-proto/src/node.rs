@@ -76,24 +76,37 @@ mod command;
 mod event;
 mod liveness;
 mod ownership;
+mod receive;
 mod status;
 mod transmit;
 
 use std::{collections::VecDeque, time::Duration};
 
 pub use command::{Command, Scope};
-pub use event::{DeathCause, Event, Level};
+pub use event::{DeathCause, Event, Level, TakeoverTimes};
+pub use receive::{Reception, Rejection};
 pub use status::{ClusterStatus, Counters, GroupView, LinkState, LinkView, NodeView, PeerState};
 
 use crate::{
     Timestamp,
-    config::{AutoFailback, Config, ResourceGroup, node_id},
+    config::{AuthKeys, AutoFailback, Config, ResourceGroup, node_id},
     message::{Holding, Message, NodeStatus},
+    replay::ReplayGuard,
 };
 
 /// Index of a heartbeat medium in `config.ha_cf.media`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LinkId(pub usize);
+
+/// What the driver measured while starting a group's resources, reported with the result (the
+/// takeover timeline in [`Event::MachDownComplete`] is built from it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResourceTimes {
+    /// When the last resource had started.
+    pub finished: Option<Timestamp>,
+    /// When the first gratuitous ARP or NA was sent.
+    pub first_announce: Option<Timestamp>,
+}
 
 /// What to do with a whole group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +141,8 @@ pub enum Output {
     },
     /// For logging and metrics.
     Event(Event),
+    /// What became of one received datagram, for metrics: the driver records it, nothing more.
+    Received(Reception),
 }
 
 /// Why a configuration cannot run a node.
@@ -240,7 +255,6 @@ impl RemoteGroup {
 struct PeerLink {
     state: LinkState,
     last_arrival: Option<Timestamp>,
-    last_seq: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -304,10 +318,13 @@ pub struct Node {
     announced_at: Timestamp,
     peers: Vec<Peer>,
     local_groups: Vec<LocalGroup>,
-    mach_down_pending: Vec<usize>,
+    /// Takeovers from dead peers not yet complete: (peer, timeline so far).
+    mach_down_pending: Vec<(usize, TakeoverTimes)>,
     dirty: bool,
     outputs: VecDeque<Output>,
     counters: Counters,
+    keys: AuthKeys,
+    replay: ReplayGuard,
 }
 
 impl Node {
@@ -381,7 +398,6 @@ impl Node {
                 PeerLink {
                     state: LinkState::Unknown,
                     last_arrival: None,
-                    last_seq: 0,
                 };
                 links.len()
             ],
@@ -404,6 +420,7 @@ impl Node {
             orphaned_from: None,
             takeover_from: None,
         };
+        let replay = ReplayGuard::new(ids[local], ids.iter().copied());
         let mut node = Self {
             local,
             peers: vec![peer; names.len()],
@@ -428,6 +445,8 @@ impl Node {
             dirty: false,
             outputs: VecDeque::new(),
             counters: Counters::default(),
+            keys: config.authkeys.clone(),
+            replay,
         };
         node.peers[local].state = PeerState::Up;
         node.peers[local].generation = Some(generation);
@@ -448,26 +467,6 @@ impl Node {
     /// This node's generation.
     pub fn generation(&self) -> u64 {
         self.generation
-    }
-
-    /// A decoded, authenticated message that arrived on `link` at `arrival` (kernel time,
-    /// possibly well before `now` when the driver drains a backlog).
-    pub fn handle_message(
-        &mut self,
-        now: Timestamp,
-        link: LinkId,
-        arrival: Timestamp,
-        msg: Message,
-    ) {
-        if self.phase == Phase::Stopped {
-            return;
-        }
-        // Most heartbeats repeat what the previous one said: decisions are only re-taken when
-        // something they read changed.
-        if self.accept_message(now, link, arrival, msg) || self.dirty {
-            self.reconcile(now);
-        }
-        self.flush(now);
     }
 
     /// The timer fired (or the driver is checking). Called after every queued message was

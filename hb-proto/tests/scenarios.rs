@@ -17,8 +17,8 @@ use hb_proto::{
     config::{AutoFailback, ResourceGroup},
     message::{Holding, MessageKind, NodeStatus},
     node::{
-        Command, DeathCause, Event, LinkId, Node, NodeError, Output, PeerState, ResourceOp, Scope,
-        late_wakeup_threshold,
+        Command, DeathCause, Event, LinkId, Node, NodeError, Output, PeerState, ResourceOp,
+        ResourceTimes, Scope, TakeoverTimes, late_wakeup_threshold,
     },
 };
 
@@ -108,7 +108,8 @@ impl Bench {
 
     fn result(&mut self, at: Timestamp, op: ResourceOp, r: Result<(), String>) -> Vec<Output> {
         let mut outs = self.run_until(at);
-        self.node.handle_resource_result(at, 0, op, r);
+        self.node
+            .handle_resource_result(at, 0, op, r.map(|()| ResourceTimes::default()));
         let more = drain(&mut self.node);
         self.note(&more);
         outs.extend(more);
@@ -215,6 +216,41 @@ fn takeover_on_death_at_deadtime_after_the_last_arrival() {
     );
     assert_eq!(sent(&outs)[0].groups[0].holding, Holding::Held);
     assert_eq!(b.node.counters().deaths, 1);
+}
+
+#[test]
+fn takeover_timeline_comes_with_the_death_and_the_completion() {
+    let mut b = node2_watching_node1_hold(AutoFailback::On);
+    let outs = b.run_until(ms(95));
+    let dead = events(&outs)
+        .into_iter()
+        .find(|e| matches!(e, Event::NodeDead { .. }));
+    assert_eq!(
+        dead,
+        Some(Event::NodeDead {
+            node: "node1".into(),
+            cause: DeathCause::Silence,
+            last_arrival: Some(ms(45)),
+            at: ms(95),
+        })
+    );
+    let mut outs = b.run_until(ms(97));
+    let times = ResourceTimes {
+        finished: Some(ms(96)),
+        first_announce: Some(Timestamp::from_nanos(95_500_000)),
+    };
+    b.node
+        .handle_resource_result(ms(97), 0, ResourceOp::Start, Ok(times));
+    outs.extend(drain(&mut b.node));
+    assert!(events(&outs).contains(&Event::MachDownComplete {
+        node: "node1".into(),
+        times: TakeoverTimes {
+            last_heard: ms(45),
+            declared_dead: ms(95),
+            resources_started: Some(ms(96)),
+            first_announce: Some(Timestamp::from_nanos(95_500_000)),
+        },
+    }));
 }
 
 #[test]
@@ -525,7 +561,9 @@ fn shutdown_notice_is_acted_on_at_once() {
     assert_eq!(actions(&outs), [start(0)]);
     assert!(events(&outs).contains(&Event::NodeDead {
         node: "node1".into(),
-        cause: DeathCause::Shutdown
+        cause: DeathCause::Shutdown,
+        last_arrival: Some(ms(50)),
+        at: ms(51),
     }));
     // Later heartbeats of that generation do not bring it back.
     let m = b.peer_hb_at(ms(52), Holding::None);
@@ -815,6 +853,8 @@ fn event_lines_match_heartbeat_wording() {
             Event::NodeDead {
                 node: "node1".into(),
                 cause: DeathCause::Silence,
+                last_arrival: Some(ms(100)),
+                at: ms(150),
             },
             "node node1: is dead",
         ),
@@ -855,6 +895,12 @@ fn event_lines_match_heartbeat_wording() {
         (
             Event::MachDownComplete {
                 node: "node1".into(),
+                times: TakeoverTimes {
+                    last_heard: ms(100),
+                    declared_dead: ms(150),
+                    resources_started: Some(ms(152)),
+                    first_announce: Some(ms(151)),
+                },
             },
             "mach_down takeover complete for node node1.",
         ),

@@ -35,6 +35,7 @@ use std::{
 use hb_proto::{
     Timestamp,
     config::{Resource, ResourceGroup},
+    node::ResourceTimes,
 };
 
 pub use script::parse_status;
@@ -204,6 +205,17 @@ pub struct ResourceReport {
 pub struct GroupReport {
     /// One entry per resource handled.
     pub resources: Vec<ResourceReport>,
+}
+
+impl GroupReport {
+    /// What the core's takeover timeline needs: when the last resource had started and when
+    /// the first announcement went out.
+    pub fn times(&self) -> ResourceTimes {
+        ResourceTimes {
+            finished: self.resources.iter().map(|r| r.finished).max(),
+            first_announce: self.resources.iter().filter_map(|r| r.first_announce).min(),
+        }
+    }
 }
 
 /// The resource agents of one node: an rtnetlink connection (its task runs on the runtime

@@ -16,9 +16,9 @@ use hb_daemon::{
         self, ControlCall, GroupStatus, HoldingState, LinkState, LinkStatus, NodeState,
         NodeStatusReport, Request, Response, StatusReport,
     },
-    metrics::{Metrics, TakeoverTimes},
+    metrics::Metrics,
 };
-use hb_proto::Timestamp;
+use hb_proto::{Timestamp, node::TakeoverTimes};
 use tokio::sync::{mpsc, oneshot};
 
 pub const MS: u64 = 1_000_000;
@@ -94,13 +94,15 @@ pub fn metrics() -> Metrics {
     m.record_late("node2", std::time::Duration::from_millis(40));
     m.record_reject("bad_auth");
     m.record_socket_error("send_eperm");
-    m.record_takeover(TakeoverTimes {
-        peer: "node2".into(),
-        last_heard: Timestamp(100 * MS),
-        declared_dead: Timestamp(150 * MS),
-        resources_started: Some(Timestamp(152 * MS)),
-        first_garp: Some(Timestamp(151 * MS)),
-    });
+    m.record_takeover(
+        "node2",
+        TakeoverTimes {
+            last_heard: Timestamp(100 * MS),
+            declared_dead: Timestamp(150 * MS),
+            resources_started: Some(Timestamp(152 * MS)),
+            first_announce: Some(Timestamp(151 * MS)),
+        },
+    );
     m
 }
 

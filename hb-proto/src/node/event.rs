@@ -6,6 +6,8 @@
 
 use std::{fmt, time::Duration};
 
+use crate::Timestamp;
+
 /// How loud the driver should log an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -24,6 +26,21 @@ pub enum DeathCause {
     Silence,
     /// It sent a shutdown notice.
     Shutdown,
+}
+
+/// The timeline of one takeover from a dead peer ([`Event::MachDownComplete`]), all on this
+/// node's CLOCK_MONOTONIC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TakeoverTimes {
+    /// Arrival of the last heartbeat heard from the peer (its death time if never heard).
+    pub last_heard: Timestamp,
+    /// When it was declared dead.
+    pub declared_dead: Timestamp,
+    /// When the last resource of the groups taken over had started, as the driver measured it
+    /// (`None`: none started).
+    pub resources_started: Option<Timestamp>,
+    /// When the first gratuitous ARP or NA went out for them (`None`: no address moved).
+    pub first_announce: Option<Timestamp>,
 }
 
 /// Something the node state machine did or saw.
@@ -63,6 +80,10 @@ pub enum Event {
         node: String,
         /// Silence or shutdown notice.
         cause: DeathCause,
+        /// Kernel arrival of its last heartbeat on any link (`None`: never heard).
+        last_arrival: Option<Timestamp>,
+        /// When it was declared dead (the `now` of the input that decided it).
+        at: Timestamp,
     },
     /// A peer sent a shutdown notice. `Received shutdown notice from node1.`
     ShutdownNotice {
@@ -124,6 +145,8 @@ pub enum Event {
     MachDownComplete {
         /// The dead peer.
         node: String,
+        /// How long each step of the takeover took, from the peer's last heartbeat.
+        times: TakeoverTimes,
     },
     /// Starting a group failed; it is being stopped and marked failed here so a peer takes it.
     StartFailed {
@@ -251,7 +274,7 @@ impl fmt::Display for Event {
             Event::Releasing { line, .. } => write!(f, "Releasing resource group: {line}"),
             Event::Acquired { line, .. } => write!(f, "Resource acquisition completed: {line}"),
             Event::Released { line, .. } => write!(f, "Resource release completed: {line}"),
-            Event::MachDownComplete { node } => {
+            Event::MachDownComplete { node, .. } => {
                 write!(f, "mach_down takeover complete for node {node}.")
             }
             Event::StartFailed {

@@ -2,7 +2,7 @@
 //! must stop it, dual-claim handling and resource results (see the module documentation of
 //! [`super`], "Ownership" and "Failures").
 
-use super::{Event, Node, Output, PeerState, Phase, ResourceOp};
+use super::{Event, Node, Output, PeerState, Phase, ResourceOp, ResourceTimes};
 use crate::{
     Timestamp,
     message::{Holding, NodeStatus},
@@ -20,13 +20,14 @@ pub(super) fn claims(h: Holding) -> bool {
 }
 
 impl Node {
-    /// The driver finished `op` on `group`.
+    /// The driver finished `op` on `group`; a successful start reports when its resources
+    /// came up.
     pub fn handle_resource_result(
         &mut self,
         now: Timestamp,
         group: usize,
         op: ResourceOp,
-        result: Result<(), String>,
+        result: Result<ResourceTimes, String>,
     ) {
         let Some(lg) = self.local_groups.get_mut(group) else {
             self.counters.stale_results += 1;
@@ -34,10 +35,22 @@ impl Node {
         };
         let line = self.groups[group].line.clone();
         match (op, lg.holding, result) {
-            (ResourceOp::Start, Holding::Starting, Ok(())) => {
+            (ResourceOp::Start, Holding::Starting, Ok(times)) => {
                 lg.holding = Holding::Held;
                 lg.start_failures = 0;
-                lg.takeover_from = None;
+                if let Some(from) = lg.takeover_from.take() {
+                    for (_, t) in self
+                        .mach_down_pending
+                        .iter_mut()
+                        .filter(|(p, _)| *p == from)
+                    {
+                        t.resources_started = t.resources_started.max(times.finished);
+                        t.first_announce = match (t.first_announce, times.first_announce) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
+                    }
+                }
                 self.dirty = true;
                 self.event(Event::Acquired { group, line });
             }
@@ -61,7 +74,7 @@ impl Node {
                     op: ResourceOp::Stop,
                 });
             }
-            (ResourceOp::Stop, Holding::Stopping, Ok(())) => {
+            (ResourceOp::Stop, Holding::Stopping, Ok(_)) => {
                 lg.holding = Holding::None;
                 lg.stop_failures = 0;
                 lg.stop_retry_at = None;
@@ -280,7 +293,7 @@ impl Node {
     pub(super) fn mach_down_check(&mut self) {
         let mut k = 0;
         while k < self.mach_down_pending.len() {
-            let p = self.mach_down_pending[k];
+            let (p, times) = self.mach_down_pending[k];
             let busy = self
                 .local_groups
                 .iter()
@@ -290,7 +303,7 @@ impl Node {
             } else {
                 self.mach_down_pending.remove(k);
                 let node = self.names[p].clone();
-                self.event(Event::MachDownComplete { node });
+                self.event(Event::MachDownComplete { node, times });
             }
         }
     }

@@ -12,7 +12,7 @@ use hb_proto::{
     Timestamp,
     config::{AutoFailback, ResourceGroup},
     message::{Holding, Message, MessageKind},
-    node::{Command, Event, LinkId, Node, Output, PeerState, ResourceOp},
+    node::{Command, Event, LinkId, Node, Output, PeerState, ResourceOp, ResourceTimes},
 };
 
 use super::{Timing, config};
@@ -373,6 +373,7 @@ impl Sim {
                 }
                 Output::Reannounce { group } => self.hosts[h].reannounces.push((now, group)),
                 Output::Event(e) => self.hosts[h].events.push((now, e)),
+                Output::Received(_) => {}
             }
         }
     }
@@ -419,7 +420,12 @@ impl Sim {
                 }
                 let r = self.result_for(h, group, op);
                 if let Some(node) = self.hosts[h].node.as_mut() {
-                    node.handle_resource_result(now, group, op, r);
+                    node.handle_resource_result(
+                        now,
+                        group,
+                        op,
+                        r.map(|()| ResourceTimes::default()),
+                    );
                 }
                 self.drain(h);
             }
@@ -443,7 +449,12 @@ impl Sim {
                 for (group, op) in results {
                     let r = self.result_for(h, group, op);
                     if let Some(node) = self.hosts[h].node.as_mut() {
-                        node.handle_resource_result(now, group, op, r);
+                        node.handle_resource_result(
+                            now,
+                            group,
+                            op,
+                            r.map(|()| ResourceTimes::default()),
+                        );
                     }
                     self.drain(h);
                 }

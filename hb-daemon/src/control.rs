@@ -50,54 +50,7 @@ pub fn socket_path(run_dir: &Path, control_socket: Option<&Path>) -> PathBuf {
     control_socket.map_or_else(|| run_dir.join(SOCKET_NAME), Path::to_path_buf)
 }
 
-/// Which groups `standby` gives up or `takeover` takes (Heartbeat's `hb_standby` /
-/// `hb_takeover` arguments).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Scope {
-    /// Every group.
-    #[default]
-    All,
-    /// Groups whose preferred node is another node.
-    Foreign,
-    /// Groups whose preferred node is this node.
-    Local,
-    /// Groups that would fail back (`auto_failback`'s set).
-    Failback,
-}
-
-impl Scope {
-    /// The word as written on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::All => "all",
-            Scope::Foreign => "foreign",
-            Scope::Local => "local",
-            Scope::Failback => "failback",
-        }
-    }
-}
-
-impl std::fmt::Display for Scope {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Scope {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "all" => Ok(Scope::All),
-            "foreign" => Ok(Scope::Foreign),
-            "local" => Ok(Scope::Local),
-            "failback" => Ok(Scope::Failback),
-            other => Err(format!(
-                "unknown scope {other:?} (expected all, foreign, local or failback)"
-            )),
-        }
-    }
-}
+pub use hb_proto::node::Scope;
 
 /// A request on the control socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,83 +78,9 @@ pub enum Request {
     Shutdown,
 }
 
-/// A node's state as reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeState {
-    /// Heartbeats are arriving.
-    Up,
-    /// Silent for longer than deadtime.
-    Dead,
-    /// Not heard from yet (within initdead).
-    Init,
-    /// Up, in standby.
-    Standby,
-    /// Stopping.
-    Stopping,
-}
-
-impl NodeState {
-    /// The word shown by `hbctl status` (Heartbeat's `cl_status` wording where it has one).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeState::Up => "up",
-            NodeState::Dead => "dead",
-            NodeState::Init => "init",
-            NodeState::Standby => "standby",
-            NodeState::Stopping => "stopping",
-        }
-    }
-}
-
-/// A link's state as reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LinkState {
-    /// Heartbeats arrive on it.
-    Up,
-    /// Silent for longer than deadtime.
-    Dead,
-}
-
-impl LinkState {
-    /// `up` or `dead`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LinkState::Up => "up",
-            LinkState::Dead => "dead",
-        }
-    }
-}
-
-/// How far this node has got with holding a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HoldingState {
-    /// Not holding it.
-    None,
-    /// Starting its resources.
-    Starting,
-    /// Holding it.
-    Held,
-    /// Stopping its resources.
-    Stopping,
-    /// Failed to start it.
-    Failed,
-}
-
-impl HoldingState {
-    /// The word shown by `hbctl status`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HoldingState::None => "none",
-            HoldingState::Starting => "starting",
-            HoldingState::Held => "held",
-            HoldingState::Stopping => "stopping",
-            HoldingState::Failed => "failed",
-        }
-    }
-}
+/// The status vocabulary is the core's (hb-proto's `serde` feature): one definition of each
+/// word, no mapping.
+pub use hb_proto::node::{HoldingState, LinkState, NodeState};
 
 /// One link of a node, as reported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -350,27 +229,47 @@ pub async fn serve(listener: UnixListener, calls: mpsc::Sender<ControlCall>) {
         .local_addr()
         .ok()
         .and_then(|a| a.as_pathname().map(Path::to_path_buf));
-    accept_loop(&listener, &calls).await;
+    accept_until_closed(
+        "control socket",
+        || listener.accept(),
+        &calls,
+        handle_connection,
+    )
+    .await;
     drop(listener);
     if let Some(path) = path {
         let _ = fs::remove_file(path);
     }
 }
 
-async fn accept_loop(listener: &UnixListener, calls: &mpsc::Sender<ControlCall>) {
+/// The one accept loop of hbd's servers (control socket, Prometheus): accepts until `calls`
+/// closes (the main loop stopped), serving each connection on its own task with `handle`.
+/// Accept errors are logged as `<what> accept: ...` and retried after 50 ms; connection errors
+/// at debug level.
+pub(crate) async fn accept_until_closed<S, X, A, AF, H, HF>(
+    what: &'static str,
+    mut accept: A,
+    calls: &mpsc::Sender<ControlCall>,
+    handle: H,
+) where
+    A: FnMut() -> AF,
+    AF: Future<Output = io::Result<(S, X)>>,
+    H: Fn(S, mpsc::Sender<ControlCall>) -> HF,
+    HF: Future<Output = io::Result<()>> + Send + 'static,
+{
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = accept() => match accepted {
                 Ok((stream, _)) => {
-                    let calls = calls.clone();
+                    let task = handle(stream, calls.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = handle_connection(stream, calls).await {
-                            tracing::debug!("control connection: {e}");
+                        if let Err(e) = task.await {
+                            tracing::debug!("{what} connection: {e}");
                         }
                     });
                 }
                 Err(e) => {
-                    tracing::warn!("control socket accept: {e}");
+                    tracing::warn!("{what} accept: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },

@@ -23,10 +23,9 @@ use hb_common::{EVENT_DEADLINE, EVENT_PACKET, RingEvent};
 use hb_proto::{
     Timestamp,
     config::{Config, LoadOptions, XdpMode, node_id},
-    message::{Holding, NodeStatus},
     node::{
-        self, ClusterStatus, Command, Event, Level, LinkId, Node, Output, PeerState, Reception,
-        Rejection, ResourceOp, Scope,
+        ClusterStatus, Command, Event, Level, LinkId, Node, Output, Reception, Rejection,
+        ResourceOp,
     },
     packet,
 };
@@ -641,15 +640,13 @@ impl Driver {
         let response = match call.request {
             Request::Status => Response::Status(self.status_report(now)),
             Request::Standby { scope } => {
-                self.node
-                    .handle_command(now, Command::Standby(scope_of(scope)));
+                self.node.handle_command(now, Command::Standby(scope));
                 Response::Ack {
                     message: format!("standby {} requested", scope.as_str()),
                 }
             }
             Request::Takeover { scope } => {
-                self.node
-                    .handle_command(now, Command::Takeover(scope_of(scope)));
+                self.node.handle_command(now, Command::Takeover(scope));
                 Response::Ack {
                     message: format!("takeover {} requested", scope.as_str()),
                 }
@@ -676,16 +673,7 @@ impl Driver {
     }
 }
 
-fn scope_of(s: control::Scope) -> Scope {
-    match s {
-        control::Scope::All => Scope::All,
-        control::Scope::Foreign => Scope::Foreign,
-        control::Scope::Local => Scope::Local,
-        control::Scope::Failback => Scope::Failback,
-    }
-}
-
-/// Maps the core's view to the control socket's report.
+/// The core's view as the control socket's report.
 pub fn status_report(
     s: &ClusterStatus,
     now: Timestamp,
@@ -694,41 +682,21 @@ pub fn status_report(
     let nodes = s
         .nodes
         .iter()
-        .map(|n| {
-            let state = if n.local {
-                match s.status {
-                    NodeStatus::Init => control::NodeState::Init,
-                    NodeStatus::Active => control::NodeState::Up,
-                    NodeStatus::Stopping => control::NodeState::Stopping,
-                }
-            } else {
-                match (n.state, n.status) {
-                    (PeerState::Up, Some(NodeStatus::Stopping)) => control::NodeState::Stopping,
-                    (PeerState::Up, Some(NodeStatus::Init)) => control::NodeState::Init,
-                    (PeerState::Up, _) => control::NodeState::Up,
-                    (PeerState::Dead, _) => control::NodeState::Dead,
-                    (PeerState::Unknown, _) => control::NodeState::Init,
-                }
-            };
-            control::NodeStatusReport {
-                name: n.name.clone(),
-                id: n.id,
-                state,
-                links: n
-                    .links
-                    .iter()
-                    .map(|l| control::LinkStatus {
-                        iface: l.name.clone(),
-                        state: match l.state {
-                            node::LinkState::Up => control::LinkState::Up,
-                            _ => control::LinkState::Dead,
-                        },
-                        last_heartbeat_ms: l
-                            .last_arrival
-                            .map(|t| now.saturating_since(t).as_millis() as u64),
-                    })
-                    .collect(),
-            }
+        .map(|n| control::NodeStatusReport {
+            name: n.name.clone(),
+            id: n.id,
+            state: s.node_state(n),
+            links: n
+                .links
+                .iter()
+                .map(|l| control::LinkStatus {
+                    iface: l.name.clone(),
+                    state: l.state.reported(),
+                    last_heartbeat_ms: l
+                        .last_arrival
+                        .map(|t| now.saturating_since(t).as_millis() as u64),
+                })
+                .collect(),
         })
         .collect();
     let groups = s
@@ -739,16 +707,7 @@ pub fn status_report(
             description: g.line.clone(),
             preferred_node: g.preferred.clone(),
             owner: g.owner.clone(),
-            local: if g.failed && g.local == Holding::None {
-                control::HoldingState::Failed
-            } else {
-                match g.local {
-                    Holding::None => control::HoldingState::None,
-                    Holding::Starting => control::HoldingState::Starting,
-                    Holding::Held => control::HoldingState::Held,
-                    Holding::Stopping => control::HoldingState::Stopping,
-                }
-            },
+            local: g.holding_state(),
         })
         .collect();
     control::StatusReport {

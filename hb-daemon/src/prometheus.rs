@@ -279,25 +279,8 @@ pub fn render(report: &StatsReport) -> String {
 
 /// Answers `GET /metrics` on `listener` until `calls` is closed.
 pub async fn serve(listener: TcpListener, calls: mpsc::Sender<ControlCall>) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let calls = calls.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = handle(stream, calls).await {
-                            tracing::debug!("metrics connection: {e}");
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!("metrics listener accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            () = calls.closed() => return,
-        }
-    }
+    crate::control::accept_until_closed("metrics listener", || listener.accept(), &calls, handle)
+        .await;
 }
 
 async fn read_head(stream: &mut TcpStream) -> io::Result<Vec<u8>> {

@@ -79,40 +79,14 @@ impl std::fmt::Display for AttachMode {
     }
 }
 
-/// Counters the XDP program keeps for one (sender, interface): see [`PeerStats`].
+/// Counters the XDP program keeps for one (sender, interface): the `PEERS` map's key and
+/// value as the program wrote them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerCounters {
-    /// Sender node id from the message header.
-    pub sender: u32,
-    /// Interface the heartbeats arrive on.
-    pub ifindex: u32,
-    /// Heartbeats seen (delivered through the ring buffer or not).
-    pub packets: u64,
-    /// UDP payload bytes of those heartbeats.
-    pub bytes: u64,
-    /// Kernel arrival time (CLOCK_MONOTONIC ns) of the latest heartbeat.
-    pub last_arrival_ns: u64,
-    /// Sequence numbers skipped, in total.
-    pub seq_gaps: u64,
-    /// Highest sequence number seen in `generation`.
-    pub last_seq: u64,
-    /// The sender's generation of `last_seq`.
-    pub generation: u64,
-}
-
-impl PeerCounters {
-    fn new(key: PeerKey, stats: PeerStats) -> Self {
-        Self {
-            sender: key.sender,
-            ifindex: key.ifindex,
-            packets: stats.packets,
-            bytes: stats.bytes,
-            last_arrival_ns: stats.last_arrival_ns,
-            seq_gaps: stats.seq_gaps,
-            last_seq: stats.last_seq,
-            generation: stats.generation,
-        }
-    }
+    /// Sender node id and interface.
+    pub key: PeerKey,
+    /// The counters ([`PeerStats`]).
+    pub stats: PeerStats,
 }
 
 /// The loaded XDP program with its maps. Dropping it detaches every link.
@@ -281,9 +255,9 @@ impl XdpHandle {
         let mut out = Vec::new();
         for entry in peers.iter() {
             let (key, stats) = entry?;
-            out.push(PeerCounters::new(key, stats));
+            out.push(PeerCounters { key, stats });
         }
-        out.sort_by_key(|p| (p.sender, p.ifindex));
+        out.sort_by_key(|p| (p.key.sender, p.key.ifindex));
         Ok(out)
     }
 }

@@ -85,7 +85,10 @@ use std::{collections::VecDeque, time::Duration};
 pub use command::{Command, Scope};
 pub use event::{DeathCause, Event, Level, TakeoverTimes};
 pub use receive::{Reception, Rejection};
-pub use status::{ClusterStatus, Counters, GroupView, LinkState, LinkView, NodeView, PeerState};
+pub use status::{
+    ClusterStatus, Counters, GroupView, HoldingState, LinkState, LinkView, NodeState, NodeView,
+    PeerState,
+};
 
 use crate::{
     Timestamp,

@@ -354,15 +354,15 @@ fn heartbeats_over_ipv4_ipv6_and_vlan_arrive_once_with_kernel_timestamps_and_are
         let peer = out
             .peers
             .iter()
-            .find(|p| p.sender == sender)
+            .find(|p| p.key.sender == sender)
             .expect("per-peer counters");
-        assert_eq!(peer.ifindex, out.ifindex);
-        assert_eq!(peer.packets, N);
-        assert_eq!(peer.bytes, N * len as u64);
-        assert_eq!(peer.seq_gaps, 0);
-        assert_eq!(peer.last_seq, N);
-        assert_eq!(peer.generation, 1);
-        assert_eq!(peer.last_arrival_ns, evs.last().unwrap().ktime_ns);
+        assert_eq!(peer.key.ifindex, out.ifindex);
+        assert_eq!(peer.stats.packets, N);
+        assert_eq!(peer.stats.bytes, N * len as u64);
+        assert_eq!(peer.stats.seq_gaps, 0);
+        assert_eq!(peer.stats.last_seq, N);
+        assert_eq!(peer.stats.generation, 1);
+        assert_eq!(peer.stats.last_arrival_ns, evs.last().unwrap().ktime_ns);
     }
     assert_eq!(out.peers.len(), 3);
     assert_eq!(out.counter("delivered"), 3 * N);
@@ -490,9 +490,9 @@ fn heartbeats_the_full_ring_buffer_cannot_carry_reach_the_socket() {
     );
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=N).collect::<Vec<_>>());
-    let peer = out.peers.iter().find(|p| p.sender == 6).unwrap();
-    assert_eq!(peer.packets, N, "counted whether delivered or not");
-    assert_eq!(peer.seq_gaps, 0);
+    let peer = out.peers.iter().find(|p| p.key.sender == 6).unwrap();
+    assert_eq!(peer.stats.packets, N, "counted whether delivered or not");
+    assert_eq!(peer.stats.seq_gaps, 0);
 }
 
 /// Removes an iptables rule from a namespace on drop (the namespace's removal would too).
@@ -573,7 +573,7 @@ fn loss_injected_on_the_sender_shows_as_sequence_gaps_of_the_right_size() {
         .collect();
     let delivered = gen1.len() as u64;
     let last_delivered = gen1.iter().map(|e| seq_of(e)).max().unwrap();
-    let peer = out.peers.iter().find(|p| p.sender == 9).unwrap();
+    let peer = out.peers.iter().find(|p| p.key.sender == 9).unwrap();
     assert_eq!(
         delivered + failed as u64,
         LAST,
@@ -581,21 +581,21 @@ fn loss_injected_on_the_sender_shows_as_sequence_gaps_of_the_right_size() {
     );
     let expected_gaps = last_delivered - delivered;
     assert_eq!(
-        peer.seq_gaps, expected_gaps,
+        peer.stats.seq_gaps, expected_gaps,
         "gaps = last seq delivered - packets delivered"
     );
-    let ratio = peer.seq_gaps as f64 / LAST as f64;
+    let ratio = peer.stats.seq_gaps as f64 / LAST as f64;
     assert!(
         (0.14..=0.26).contains(&ratio),
         "about 20% lost: {} of {LAST}",
-        peer.seq_gaps
+        peer.stats.seq_gaps
     );
-    assert_eq!(peer.generation, 2);
-    assert_eq!(peer.last_seq, 5);
-    assert_eq!(peer.packets, delivered + 5);
+    assert_eq!(peer.stats.generation, 2);
+    assert_eq!(peer.stats.last_seq, 5);
+    assert_eq!(peer.stats.packets, delivered + 5);
     println!(
         "loss test: {failed} dropped by iptables, {} gaps counted, last delivered seq {last_delivered}",
-        peer.seq_gaps
+        peer.stats.seq_gaps
     );
 }
 
@@ -632,9 +632,9 @@ fn loaders_in_two_namespaces_each_see_only_their_own_traffic() {
     assert_eq!(out2.events.len(), 150);
     assert!(out2.events.iter().all(|e| e.sender == 22));
     assert_eq!(out1.peers.len(), 1);
-    assert_eq!(out1.peers[0].packets, 200);
+    assert_eq!(out1.peers[0].stats.packets, 200);
     assert_eq!(out2.peers.len(), 1);
-    assert_eq!(out2.peers[0].packets, 150);
+    assert_eq!(out2.peers[0].stats.packets, 150);
     assert_eq!(out1.counter("delivered"), 200);
     assert_eq!(out2.counter("delivered"), 150);
 }

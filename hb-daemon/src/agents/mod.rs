@@ -45,16 +45,8 @@ pub const STOP_ATTEMPTS: u32 = 3;
 /// Pause between stop attempts.
 pub const STOP_RETRY_PAUSE: Duration = Duration::from_millis(200);
 
-/// CLOCK_MONOTONIC now, as the core's [`Timestamp`].
-pub(crate) fn now() -> Timestamp {
-    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
-        Ok(ts) => Timestamp::from_nanos(
-            u64::try_from(ts.tv_sec()).unwrap_or(0) * 1_000_000_000
-                + u64::try_from(ts.tv_nsec()).unwrap_or(0),
-        ),
-        Err(_) => Timestamp::ZERO,
-    }
-}
+/// CLOCK_MONOTONIC now (the daemon's one clock read, [`crate::net::monotonic_now`]).
+pub(crate) use crate::net::monotonic_now as now;
 
 /// What went wrong with a resource. Every variant names the resource in Heartbeat's spelling
 /// (`IPaddr::10.0.0.100/24/eth1`, `httpd`).

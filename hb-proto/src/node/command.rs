@@ -4,10 +4,14 @@
 use super::{Event, Node, Phase};
 use crate::Timestamp;
 
-/// Which groups an operator command covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which groups an operator command covers (Heartbeat's `hb_standby` / `hb_takeover`
+/// arguments; the control socket's `scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Scope {
     /// Every group.
+    #[default]
     All,
     /// Groups whose preferred node is another node.
     Foreign,
@@ -25,6 +29,27 @@ impl Scope {
             Scope::Foreign => "foreign",
             Scope::Local => "local",
             Scope::Failback => "failback",
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(Scope::All),
+            "foreign" => Ok(Scope::Foreign),
+            "local" => Ok(Scope::Local),
+            "failback" => Ok(Scope::Failback),
+            other => Err(format!(
+                "unknown scope {other:?} (expected all, foreign, local or failback)"
+            )),
         }
     }
 }

@@ -1,4 +1,6 @@
-//! A snapshot of the node's view for `hbctl status` and `hbstat`.
+//! A snapshot of the node's view for `hbctl status` and `hbstat`, and the words the control
+//! socket reports it in ([`NodeState`], [`LinkState`], [`HoldingState`]; serde behind the
+//! `serde` feature). Reads the node, never changes it.
 
 use super::{Node, Phase, ownership::claims};
 use crate::{
@@ -18,8 +20,11 @@ pub enum PeerState {
     Dead,
 }
 
-/// State of one link to one peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// State of one link to one peer. The control socket reports `Unknown` as `dead`
+/// ([`LinkState::reported`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum LinkState {
     /// Never heard on this link.
     Unknown,
@@ -27,6 +32,86 @@ pub enum LinkState {
     Up,
     /// Silent for `deadtime`.
     Dead,
+}
+
+impl LinkState {
+    /// As the control socket reports it: `Up`, or `Dead` for a link not up (never heard
+    /// included).
+    pub fn reported(self) -> Self {
+        match self {
+            LinkState::Up => LinkState::Up,
+            LinkState::Unknown | LinkState::Dead => LinkState::Dead,
+        }
+    }
+
+    /// `up`, `dead` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Up => "up",
+            LinkState::Dead => "dead",
+            LinkState::Unknown => "unknown",
+        }
+    }
+}
+
+/// A node's state as `hbctl status` reports it: liveness and announced status in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum NodeState {
+    /// Heartbeats are arriving.
+    Up,
+    /// Silent for longer than deadtime.
+    Dead,
+    /// Not heard from yet (within initdead).
+    Init,
+    /// Up, in standby.
+    Standby,
+    /// Stopping.
+    Stopping,
+}
+
+impl NodeState {
+    /// The word shown by `hbctl status` (Heartbeat's `cl_status` wording where it has one).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Up => "up",
+            NodeState::Dead => "dead",
+            NodeState::Init => "init",
+            NodeState::Standby => "standby",
+            NodeState::Stopping => "stopping",
+        }
+    }
+}
+
+/// How far this node has got with holding a group, as `hbctl status` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum HoldingState {
+    /// Not holding it.
+    None,
+    /// Starting its resources.
+    Starting,
+    /// Holding it.
+    Held,
+    /// Stopping its resources.
+    Stopping,
+    /// Failed to start it.
+    Failed,
+}
+
+impl HoldingState {
+    /// The word shown by `hbctl status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldingState::None => "none",
+            HoldingState::Starting => "starting",
+            HoldingState::Held => "held",
+            HoldingState::Stopping => "stopping",
+            HoldingState::Failed => "failed",
+        }
+    }
 }
 
 /// One link to one peer.
@@ -84,6 +169,21 @@ pub struct GroupView {
     pub wants: bool,
 }
 
+impl GroupView {
+    /// The local holding state as reported: `Failed` for a failed group not held.
+    pub fn holding_state(&self) -> HoldingState {
+        if self.failed && self.local == Holding::None {
+            return HoldingState::Failed;
+        }
+        match self.local {
+            Holding::None => HoldingState::None,
+            Holding::Starting => HoldingState::Starting,
+            Holding::Held => HoldingState::Held,
+            Holding::Stopping => HoldingState::Stopping,
+        }
+    }
+}
+
 /// Counters since start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -136,6 +236,27 @@ pub struct ClusterStatus {
     pub groups: Vec<GroupView>,
     /// Counters.
     pub counters: Counters,
+}
+
+impl ClusterStatus {
+    /// A node's state as reported: the local node by its own status, a peer by liveness and
+    /// the status it announced.
+    pub fn node_state(&self, n: &NodeView) -> NodeState {
+        if n.local {
+            return match self.status {
+                NodeStatus::Init => NodeState::Init,
+                NodeStatus::Active => NodeState::Up,
+                NodeStatus::Stopping => NodeState::Stopping,
+            };
+        }
+        match (n.state, n.status) {
+            (PeerState::Up, Some(NodeStatus::Stopping)) => NodeState::Stopping,
+            (PeerState::Up, Some(NodeStatus::Init)) => NodeState::Init,
+            (PeerState::Up, _) => NodeState::Up,
+            (PeerState::Dead, _) => NodeState::Dead,
+            (PeerState::Unknown, _) => NodeState::Init,
+        }
+    }
 }
 
 impl Node {

@@ -237,7 +237,7 @@ pub(crate) fn parse_ha_cf_inner(path: &Path, bytes: &[u8]) -> HaCfParse {
 }
 
 /// One value of a single-valued directive, or an error when there is not exactly one.
-fn one<'a>(d: &mut Diags, n: usize, directive: &str, values: &[&'a str]) -> Option<&'a str> {
+fn one_value<'a>(d: &mut Diags, n: usize, directive: &str, values: &[&'a str]) -> Option<&'a str> {
     match values {
         [] => {
             d.error(n, format!("{directive}: missing value"));
@@ -303,37 +303,156 @@ fn parse_uint<T: std::str::FromStr>(
     }
 }
 
+/// How a directive reads its line.
+#[derive(Clone, Copy)]
+enum Form {
+    /// Exactly one value (`missing value` / `takes one value` otherwise).
+    One(fn(&mut Raw, &mut Diags, usize, &str, &str)),
+    /// Every word of the line is a value (blanks or `,` between them; none is possible).
+    Words(fn(&mut Raw, &mut Diags, usize, &[&str])),
+    /// The whole rest of the line.
+    Rest(fn(&mut Raw, &mut Diags, usize, &str)),
+}
+
+/// One directive hb reads.
+struct Directive {
+    name: &'static str,
+    form: Form,
+    /// Single-valued: a repeat is allowed (the last wins, as in Heartbeat) but warned about,
+    /// counted under this name (`nice_failback` counts as `auto_failback`). `None`: repeats
+    /// add values or are judged by the directive itself.
+    single: Option<&'static str>,
+}
+
+const fn one(name: &'static str, f: fn(&mut Raw, &mut Diags, usize, &str, &str)) -> Directive {
+    Directive {
+        name,
+        form: Form::One(f),
+        single: Some(name),
+    }
+}
+
+/// Every directive hb reads, in the order of Heartbeat's documentation, then hb's additions,
+/// then the Heartbeat directives whose meaning depends on the value. [`IGNORED`] and
+/// [`UNSUPPORTED`] hold the rest Heartbeat knows.
+const DIRECTIVES: &[Directive] = &[
+    one("keepalive", time_directive),
+    one("deadtime", time_directive),
+    one("warntime", time_directive),
+    one("initdead", time_directive),
+    one("deadping", time_directive),
+    one("udpport", udpport),
+    Directive {
+        name: "bcast",
+        form: Form::Words(bcast),
+        single: None,
+    },
+    Directive {
+        name: "ucast",
+        form: Form::Rest(ucast),
+        single: None,
+    },
+    Directive {
+        name: "mcast",
+        form: Form::Rest(mcast),
+        single: None,
+    },
+    Directive {
+        name: "node",
+        form: Form::Words(node),
+        single: None,
+    },
+    one("auto_failback", auto_failback),
+    Directive {
+        name: "nice_failback",
+        form: Form::One(nice_failback),
+        single: Some("auto_failback"),
+    },
+    one("logfile", log_file),
+    one("debugfile", log_file),
+    one("logfacility", logfacility),
+    one("debug", debug),
+    Directive {
+        name: "ping",
+        form: Form::Words(ping),
+        single: None,
+    },
+    Directive {
+        name: "ping_group",
+        form: Form::Rest(ping_group),
+        single: None,
+    },
+    Directive {
+        name: "respawn",
+        form: Form::Rest(respawn),
+        single: None,
+    },
+    Directive {
+        name: "stonith_host",
+        form: Form::Rest(stonith_host),
+        single: None,
+    },
+    Directive {
+        name: "watchdog",
+        form: Form::One(watchdog),
+        single: None,
+    },
+    one("realtime", realtime),
+    one("hopfudge", hopfudge),
+    one("autojoin", autojoin),
+    // hb's additions.
+    one("xdp", xdp),
+    one("garp_count", garp_count),
+    one("garp_interval", garp_interval),
+    one("metrics_listen", metrics_listen),
+    one("control_socket", control_socket),
+    // Heartbeat directives whose meaning depends on the value.
+    Directive {
+        name: "crm",
+        form: Form::One(crm),
+        single: None,
+    },
+    Directive {
+        name: "pacemaker",
+        form: Form::One(crm),
+        single: None,
+    },
+    Directive {
+        name: "use_apphbd",
+        form: Form::One(use_apphbd),
+        single: None,
+    },
+    Directive {
+        name: "hbgenmethod",
+        form: Form::One(hbgenmethod),
+        single: None,
+    },
+];
+
+/// Every directive name the `ha.cf` parser knows: the ones it reads (some are errors for some
+/// values: `crm on`, `use_apphbd on`, `hbgenmethod time`), then the ones it accepts with a
+/// named warning ([`ignored_directives`]), then the ones that are always an error
+/// ([`unsupported_directives`]).
+pub fn directives() -> impl Iterator<Item = &'static str> {
+    DIRECTIVES.iter().map(|d| d.name)
+}
+
+/// Heartbeat directives accepted with a named warning whatever their value.
+pub fn ignored_directives() -> impl Iterator<Item = &'static str> {
+    IGNORED.iter().map(|(name, _)| *name)
+}
+
+/// Heartbeat directives that ask for a feature hb lacks: always an error.
+pub fn unsupported_directives() -> impl Iterator<Item = &'static str> {
+    UNSUPPORTED.iter().map(|(name, _)| *name)
+}
+
 fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest: &str) {
-    let values: Vec<&str> = rest.split(is_delim).filter(|w| !w.is_empty()).collect();
-    // Single-valued directives: a repeat is allowed (the last wins, as in Heartbeat), but said.
-    const SINGLE: &[&str] = &[
-        "keepalive",
-        "deadtime",
-        "warntime",
-        "initdead",
-        "deadping",
-        "udpport",
-        "auto_failback",
-        "nice_failback",
-        "logfile",
-        "debugfile",
-        "logfacility",
-        "debug",
-        "realtime",
-        "hopfudge",
-        "autojoin",
-        "xdp",
-        "garp_count",
-        "garp_interval",
-        "metrics_listen",
-        "control_socket",
-    ];
-    if SINGLE.contains(&directive) {
-        let key = if directive == "nice_failback" {
-            "auto_failback"
-        } else {
-            directive
-        };
+    let Some(entry) = DIRECTIVES.iter().find(|e| e.name == directive) else {
+        other_directive(d, n, directive);
+        return;
+    };
+    if let Some(key) = entry.single {
         if let Some(first) = raw.seen.get(key) {
             d.warn(
                 n,
@@ -343,448 +462,426 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
             raw.seen.insert(key.to_string(), n);
         }
     }
+    match entry.form {
+        Form::One(f) => {
+            let values: Vec<&str> = rest.split(is_delim).filter(|w| !w.is_empty()).collect();
+            if let Some(v) = one_value(d, n, directive, &values) {
+                f(raw, d, n, directive, v);
+            }
+        }
+        Form::Words(f) => {
+            let values: Vec<&str> = rest.split(is_delim).filter(|w| !w.is_empty()).collect();
+            f(raw, d, n, &values);
+        }
+        Form::Rest(f) => f(raw, d, n, rest),
+    }
+}
+
+/// A directive not in [`DIRECTIVES`]: ignored with a warning, unsupported, or unknown.
+fn other_directive(d: &mut Diags, n: usize, directive: &str) {
+    if let Some((_, why)) = IGNORED.iter().find(|(k, _)| *k == directive) {
+        d.warn(n, format!("'{directive}' ignored: {why}"));
+    } else if let Some((_, why)) = UNSUPPORTED.iter().find(|(k, _)| *k == directive) {
+        d.error(n, format!("'{directive}' is not supported by hb: {why}"));
+    } else if directive.bytes().any(|b| b.is_ascii_uppercase()) {
+        d.error(
+            n,
+            format!("unknown directive '{directive}' (directives are lower case)"),
+        );
+    } else {
+        d.error(n, format!("unknown directive '{directive}'"));
+    }
+}
+
+fn time_directive(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, v: &str) {
+    let Some(t) = parse_time_directive(d, n, directive, v) else {
+        return;
+    };
     match directive {
-        "keepalive" | "deadtime" | "warntime" | "initdead" | "deadping" => {
-            let Some(v) = one(d, n, directive, &values) else {
+        "keepalive" => {
+            if t.is_zero() {
+                d.error(n, "keepalive: must be more than 0");
                 return;
-            };
-            let Some(t) = parse_time_directive(d, n, directive, v) else {
+            }
+            raw.keepalive = Some((t, n));
+        }
+        "deadtime" => raw.deadtime = Some((t, n)),
+        "warntime" => {
+            if t.is_zero() {
+                d.error(n, "warntime: must be more than 0");
                 return;
-            };
-            match directive {
-                "keepalive" => {
-                    if t.is_zero() {
-                        d.error(n, "keepalive: must be more than 0");
-                        return;
-                    }
-                    raw.keepalive = Some((t, n));
-                }
-                "deadtime" => raw.deadtime = Some((t, n)),
-                "warntime" => {
-                    if t.is_zero() {
-                        d.error(n, "warntime: must be more than 0");
-                        return;
-                    }
-                    raw.warntime = Some((t, n));
-                }
-                "initdead" => raw.initdead = Some((t, n)),
-                _ => raw.deadping = Some((t, n)),
             }
+            raw.warntime = Some((t, n));
         }
-        "udpport" => {
-            let Some(v) = one(d, n, directive, &values) else {
-                return;
-            };
-            if let Some(p) = parse_uint::<u16>(d, n, directive, v, "1..65535") {
-                if p == 0 {
-                    d.error(n, "udpport: 0 is not a valid port (1..65535)");
-                    return;
-                }
-                if let Some((_, first_media)) = raw.media.first() {
-                    d.warn(
-                        n,
-                        format!(
-                            "udpport after a medium (line {first_media}): Heartbeat applies it \
-                             only to media declared after it, hb applies it to every bcast and \
-                             ucast medium"
-                        ),
-                    );
-                }
-                raw.udpport = Some((p, n));
-            }
+        "initdead" => raw.initdead = Some((t, n)),
+        _ => raw.deadping = Some((t, n)),
+    }
+}
+
+fn udpport(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, v: &str) {
+    if let Some(p) = parse_uint::<u16>(d, n, directive, v, "1..65535") {
+        if p == 0 {
+            d.error(n, "udpport: 0 is not a valid port (1..65535)");
+            return;
         }
-        "bcast" => {
-            if values.is_empty() {
-                d.error(n, "bcast: missing interface name");
-            }
-            for v in values {
-                if plausible_iface(v) {
-                    raw.media.push((
-                        Media::Bcast {
-                            iface: v.to_string(),
-                        },
-                        n,
-                    ));
-                } else {
-                    d.error(n, format!("bcast: bad interface name '{v}' ({IFACE_RULE})"));
-                }
-            }
+        if let Some((_, first_media)) = raw.media.first() {
+            d.warn(
+                n,
+                format!(
+                    "udpport after a medium (line {first_media}): Heartbeat applies it \
+                     only to media declared after it, hb applies it to every bcast and \
+                     ucast medium"
+                ),
+            );
         }
-        "ucast" => ucast(raw, d, n, rest),
-        "mcast" => mcast(raw, d, n, rest),
-        "node" => {
-            if values.is_empty() {
-                d.error(n, "node: missing node name");
-            }
-            for v in values {
-                // Heartbeat folds node names to lower case (add_node).
-                let name = v.to_ascii_lowercase();
-                if let Some((_, first)) = raw.nodes.iter().find(|(x, _)| *x == name) {
-                    d.error(
-                        n,
-                        format!("duplicate node '{name}' (already listed at line {first})"),
-                    );
-                    continue;
-                }
-                let id = node_id(&name);
-                if let Some((other, line)) = raw.nodes.iter().find(|(x, _)| node_id(x) == id) {
-                    d.error(
-                        n,
-                        format!(
-                            "node '{name}' has the same id ({id:#010x}) as node '{other}' \
-                             (line {line}); rename one of them"
-                        ),
-                    );
-                    continue;
-                }
-                raw.nodes.push((name, n));
-            }
+        raw.udpport = Some((p, n));
+    }
+}
+
+fn bcast(raw: &mut Raw, d: &mut Diags, n: usize, values: &[&str]) {
+    if values.is_empty() {
+        d.error(n, "bcast: missing interface name");
+    }
+    for v in values {
+        if plausible_iface(v) {
+            raw.media.push((
+                Media::Bcast {
+                    iface: v.to_string(),
+                },
+                n,
+            ));
+        } else {
+            d.error(n, format!("bcast: bad interface name '{v}' ({IFACE_RULE})"));
         }
-        "auto_failback" => {
-            let Some(v) = one(d, n, directive, &values) else {
-                return;
-            };
-            let af = match parse_bool(v) {
-                Some(true) => AutoFailback::On,
-                Some(false) => AutoFailback::Off,
-                None if v.eq_ignore_ascii_case("legacy") => {
-                    d.warn(
-                        n,
-                        "deprecated 'legacy' auto_failback (hb treats it as on); please convert \
-                         to 'auto_failback on'",
-                    );
-                    AutoFailback::Legacy
-                }
-                None => {
-                    d.error(
-                        n,
-                        format!("auto_failback: '{v}' is not one of on, off, legacy"),
-                    );
-                    return;
-                }
-            };
-            raw.auto_failback = Some((af, n));
+    }
+}
+
+fn node(raw: &mut Raw, d: &mut Diags, n: usize, values: &[&str]) {
+    if values.is_empty() {
+        d.error(n, "node: missing node name");
+    }
+    for v in values {
+        // Heartbeat folds node names to lower case (add_node).
+        let name = v.to_ascii_lowercase();
+        if let Some((_, first)) = raw.nodes.iter().find(|(x, _)| *x == name) {
+            d.error(
+                n,
+                format!("duplicate node '{name}' (already listed at line {first})"),
+            );
+            continue;
         }
-        "nice_failback" => {
-            let Some(v) = one(d, n, directive, &values) else {
-                return;
-            };
-            // Heartbeat's set_nice_failback: on means auto_failback off, off means legacy.
-            match parse_bool(v) {
-                Some(true) => {
-                    d.warn(
-                        n,
-                        "nice_failback is obsolete: 'nice_failback on' read as 'auto_failback off'",
-                    );
-                    raw.auto_failback = Some((AutoFailback::Off, n));
-                }
-                Some(false) => {
-                    d.warn(
-                        n,
-                        "nice_failback is obsolete: 'nice_failback off' read as 'auto_failback \
-                         legacy'; consider 'auto_failback on'",
-                    );
-                    raw.auto_failback = Some((AutoFailback::Legacy, n));
-                }
-                None => d.error(n, format!("nice_failback: '{v}' is not on or off")),
-            }
+        let id = node_id(&name);
+        if let Some((other, line)) = raw.nodes.iter().find(|(x, _)| node_id(x) == id) {
+            d.error(
+                n,
+                format!(
+                    "node '{name}' has the same id ({id:#010x}) as node '{other}' \
+                     (line {line}); rename one of them"
+                ),
+            );
+            continue;
         }
-        "logfile" | "debugfile" => {
-            let Some(v) = one(d, n, directive, &values) else {
-                return;
-            };
-            if directive == "logfile" {
-                raw.logfile = Some(PathBuf::from(v));
-            } else {
-                raw.debugfile = Some(PathBuf::from(v));
-            }
+        raw.nodes.push((name, n));
+    }
+}
+
+fn auto_failback(raw: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
+    let af = match parse_bool(v) {
+        Some(true) => AutoFailback::On,
+        Some(false) => AutoFailback::Off,
+        None if v.eq_ignore_ascii_case("legacy") => {
+            d.warn(
+                n,
+                "deprecated 'legacy' auto_failback (hb treats it as on); please convert \
+                 to 'auto_failback on'",
+            );
+            AutoFailback::Legacy
         }
-        "logfacility" => {
-            let Some(v) = one(d, n, directive, &values) else {
-                return;
-            };
-            if v == "none" {
-                raw.logfacility = Some(None);
-            } else if FACILITIES.contains(&v) {
-                raw.logfacility = Some(Some(v.to_string()));
-            } else {
+        None => {
+            d.error(
+                n,
+                format!("auto_failback: '{v}' is not one of on, off, legacy"),
+            );
+            return;
+        }
+    };
+    raw.auto_failback = Some((af, n));
+}
+
+fn nice_failback(raw: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
+    // Heartbeat's set_nice_failback: on means auto_failback off, off means legacy.
+    match parse_bool(v) {
+        Some(true) => {
+            d.warn(
+                n,
+                "nice_failback is obsolete: 'nice_failback on' read as 'auto_failback off'",
+            );
+            raw.auto_failback = Some((AutoFailback::Off, n));
+        }
+        Some(false) => {
+            d.warn(
+                n,
+                "nice_failback is obsolete: 'nice_failback off' read as 'auto_failback \
+                 legacy'; consider 'auto_failback on'",
+            );
+            raw.auto_failback = Some((AutoFailback::Legacy, n));
+        }
+        None => d.error(n, format!("nice_failback: '{v}' is not on or off")),
+    }
+}
+
+fn log_file(raw: &mut Raw, _: &mut Diags, _: usize, directive: &str, v: &str) {
+    if directive == "logfile" {
+        raw.logfile = Some(PathBuf::from(v));
+    } else {
+        raw.debugfile = Some(PathBuf::from(v));
+    }
+}
+
+fn logfacility(raw: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
+    if v == "none" {
+        raw.logfacility = Some(None);
+    } else if FACILITIES.contains(&v) {
+        raw.logfacility = Some(Some(v.to_string()));
+    } else {
+        d.error(
+            n,
+            format!(
+                "logfacility: '{v}' is not a syslog facility (daemon, local0..local7, \
+                 none, ...)"
+            ),
+        );
+    }
+}
+
+fn debug(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, v: &str) {
+    if let Some(x) = parse_uint::<u8>(d, n, directive, v, "0..255") {
+        raw.debug = Some(x);
+    }
+}
+
+fn ping(raw: &mut Raw, d: &mut Diags, n: usize, values: &[&str]) {
+    if values.is_empty() {
+        d.error(n, "ping: missing address");
+    }
+    for v in values {
+        match v.parse::<IpAddr>() {
+            Ok(a) => raw.ping.push(a),
+            Err(_) => d.error(
+                n,
+                format!("ping: '{v}' is not an IP address (hb does not resolve names)"),
+            ),
+        }
+    }
+}
+
+fn ping_group(raw: &mut Raw, d: &mut Diags, n: usize, rest: &str) {
+    let mut w = words(rest);
+    let Some(name) = w.next() else {
+        d.error(n, "ping_group: missing group name");
+        return;
+    };
+    let mut hosts = Vec::new();
+    let mut ok = true;
+    for h in w {
+        match h.parse::<IpAddr>() {
+            Ok(a) => hosts.push(a),
+            Err(_) => {
+                ok = false;
                 d.error(
                     n,
                     format!(
-                        "logfacility: '{v}' is not a syslog facility (daemon, local0..local7, \
-                         none, ...)"
+                        "ping_group {name}: '{h}' is not an IP address (hb does not \
+                         resolve names)"
                     ),
                 );
             }
         }
-        "debug" => {
-            let Some(v) = one(d, n, directive, &values) else {
-                return;
-            };
-            if let Some(x) = parse_uint::<u8>(d, n, directive, v, "0..255") {
-                raw.debug = Some(x);
-            }
+    }
+    if hosts.is_empty() && ok {
+        d.error(n, format!("ping_group {name}: no addresses"));
+        return;
+    }
+    if raw.ping_groups.iter().any(|g| g.name == name) {
+        d.error(n, format!("ping_group: duplicate group name '{name}'"));
+        return;
+    }
+    if ok {
+        raw.ping_groups.push(PingGroup {
+            name: name.to_string(),
+            hosts,
+        });
+    }
+}
+
+fn respawn(raw: &mut Raw, d: &mut Diags, n: usize, rest: &str) {
+    let mut w = words(rest);
+    let (Some(user), Some(_)) = (w.next(), w.next()) else {
+        d.error(n, "respawn: expected 'respawn USER COMMAND [ARGS]'");
+        return;
+    };
+    let command = rest
+        .trim_start_matches(super::diag::is_ws)
+        .strip_prefix(user)
+        .unwrap_or(rest)
+        .trim_matches(super::diag::is_ws);
+    raw.respawn.push(Respawn {
+        user: user.to_string(),
+        command: command.to_string(),
+    });
+}
+
+fn stonith_host(raw: &mut Raw, d: &mut Diags, n: usize, rest: &str) {
+    if words(rest).count() < 2 {
+        d.error(
+            n,
+            "stonith_host: expected 'stonith_host HOSTFROM TYPE [PARAMS]'",
+        );
+        return;
+    }
+    raw.stonith_hosts.push(rest.to_string());
+}
+
+fn watchdog(raw: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
+    if let Some((_, first)) = &raw.watchdog {
+        d.error(
+            n,
+            format!("watchdog: device given twice (first at line {first})"),
+        );
+        return;
+    }
+    raw.watchdog = Some((PathBuf::from(v), n));
+}
+
+fn realtime(raw: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
+    match parse_bool(v) {
+        Some(b) => raw.realtime = Some(b),
+        None => d.error(n, format!("realtime: '{v}' is not on or off")),
+    }
+}
+
+fn hopfudge(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, v: &str) {
+    if let Some(x) = parse_uint::<u8>(d, n, directive, v, "0..255") {
+        raw.hopfudge = Some(u32::from(x));
+    }
+}
+
+fn autojoin(raw: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
+    let v = v.to_ascii_lowercase();
+    if matches!(v.as_str(), "none" | "other" | "any") {
+        raw.autojoin = Some(v);
+    } else {
+        d.error(n, format!("autojoin: '{v}' is not one of none, other, any"));
+    }
+}
+
+fn xdp(raw: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
+    match v.to_ascii_lowercase().as_str() {
+        "auto" => raw.xdp = Some(XdpMode::Auto),
+        "on" => raw.xdp = Some(XdpMode::On),
+        "off" => raw.xdp = Some(XdpMode::Off),
+        _ => d.error(n, format!("xdp: '{v}' is not one of auto, on, off")),
+    }
+}
+
+fn garp_count(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, v: &str) {
+    let range = format!("0..{MAX_GARP_COUNT}");
+    if let Some(x) = parse_uint::<u32>(d, n, directive, v, &range) {
+        if x > MAX_GARP_COUNT {
+            d.error(n, format!("garp_count: {x} is out of range ({range})"));
+        } else {
+            raw.garp_count = Some(x);
         }
-        "ping" => {
-            if values.is_empty() {
-                d.error(n, "ping: missing address");
-            }
-            for v in values {
-                match v.parse::<IpAddr>() {
-                    Ok(a) => raw.ping.push(a),
-                    Err(_) => d.error(
-                        n,
-                        format!("ping: '{v}' is not an IP address (hb does not resolve names)"),
-                    ),
-                }
-            }
-        }
-        "ping_group" => {
-            let mut w = words(rest);
-            let Some(name) = w.next() else {
-                d.error(n, "ping_group: missing group name");
-                return;
-            };
-            let mut hosts = Vec::new();
-            let mut ok = true;
-            for h in w {
-                match h.parse::<IpAddr>() {
-                    Ok(a) => hosts.push(a),
-                    Err(_) => {
-                        ok = false;
-                        d.error(
-                            n,
-                            format!(
-                                "ping_group {name}: '{h}' is not an IP address (hb does not \
-                                 resolve names)"
-                            ),
-                        );
-                    }
-                }
-            }
-            if hosts.is_empty() && ok {
-                d.error(n, format!("ping_group {name}: no addresses"));
-                return;
-            }
-            if raw.ping_groups.iter().any(|g| g.name == name) {
-                d.error(n, format!("ping_group: duplicate group name '{name}'"));
-                return;
-            }
-            if ok {
-                raw.ping_groups.push(PingGroup {
-                    name: name.to_string(),
-                    hosts,
-                });
-            }
-        }
-        "respawn" => {
-            let mut w = words(rest);
-            let (Some(user), Some(_)) = (w.next(), w.next()) else {
-                d.error(n, "respawn: expected 'respawn USER COMMAND [ARGS]'");
-                return;
-            };
-            let command = rest
-                .trim_start_matches(super::diag::is_ws)
-                .strip_prefix(user)
-                .unwrap_or(rest)
-                .trim_matches(super::diag::is_ws);
-            raw.respawn.push(Respawn {
-                user: user.to_string(),
-                command: command.to_string(),
-            });
-        }
-        "stonith_host" => {
-            if words(rest).count() < 2 {
-                d.error(
-                    n,
-                    "stonith_host: expected 'stonith_host HOSTFROM TYPE [PARAMS]'",
-                );
-                return;
-            }
-            raw.stonith_hosts.push(rest.to_string());
-        }
-        "watchdog" => {
-            let Some(v) = one(d, n, directive, &values) else {
-                return;
-            };
-            if let Some((_, first)) = &raw.watchdog {
-                d.error(
-                    n,
-                    format!("watchdog: device given twice (first at line {first})"),
-                );
-                return;
-            }
-            raw.watchdog = Some((PathBuf::from(v), n));
-        }
-        "realtime" => {
-            let Some(v) = one(d, n, directive, &values) else {
-                return;
-            };
-            match parse_bool(v) {
-                Some(b) => raw.realtime = Some(b),
-                None => d.error(n, format!("realtime: '{v}' is not on or off")),
-            }
-        }
-        "hopfudge" => {
-            let Some(v) = one(d, n, directive, &values) else {
-                return;
-            };
-            if let Some(x) = parse_uint::<u8>(d, n, directive, v, "0..255") {
-                raw.hopfudge = Some(u32::from(x));
-            }
-        }
-        "autojoin" => {
-            let Some(v) = one(d, n, directive, &values) else {
-                return;
-            };
-            let v = v.to_ascii_lowercase();
-            if matches!(v.as_str(), "none" | "other" | "any") {
-                raw.autojoin = Some(v);
-            } else {
-                d.error(n, format!("autojoin: '{v}' is not one of none, other, any"));
-            }
-        }
-        // hb's additions.
-        "xdp" => {
-            let Some(v) = one(d, n, directive, &values) else {
-                return;
-            };
-            match v.to_ascii_lowercase().as_str() {
-                "auto" => raw.xdp = Some(XdpMode::Auto),
-                "on" => raw.xdp = Some(XdpMode::On),
-                "off" => raw.xdp = Some(XdpMode::Off),
-                _ => d.error(n, format!("xdp: '{v}' is not one of auto, on, off")),
-            }
-        }
-        "garp_count" => {
-            let Some(v) = one(d, n, directive, &values) else {
-                return;
-            };
-            let range = format!("0..{MAX_GARP_COUNT}");
-            if let Some(x) = parse_uint::<u32>(d, n, directive, v, &range) {
-                if x > MAX_GARP_COUNT {
-                    d.error(n, format!("garp_count: {x} is out of range ({range})"));
-                } else {
-                    raw.garp_count = Some(x);
-                }
-            }
-        }
-        "garp_interval" => {
-            let Some(v) = one(d, n, directive, &values) else {
-                return;
-            };
-            if let Some(t) = parse_time_directive(d, n, directive, v) {
-                raw.garp_interval = Some(t);
-            }
-        }
-        "metrics_listen" => {
-            let Some(v) = one(d, n, directive, &values) else {
-                return;
-            };
-            if v == "off" || v == "none" {
-                raw.metrics_listen = Some(None);
-            } else {
-                match v.parse::<SocketAddr>() {
-                    Ok(a) => raw.metrics_listen = Some(Some(a)),
-                    Err(_) => d.error(
-                        n,
-                        format!(
-                            "metrics_listen: '{v}' is not ADDR:PORT (127.0.0.1:9694, \
-                             [::1]:9694) or off"
-                        ),
-                    ),
-                }
-            }
-        }
-        "control_socket" => {
-            let Some(v) = one(d, n, directive, &values) else {
-                return;
-            };
-            if v.starts_with('/') {
-                raw.control_socket = Some(PathBuf::from(v));
-            } else {
-                d.error(n, format!("control_socket: '{v}' is not an absolute path"));
-            }
-        }
-        // Heartbeat directives whose meaning depends on the value.
-        "crm" | "pacemaker" => {
-            let Some(v) = one(d, n, directive, &values) else {
-                return;
-            };
-            match parse_bool(v) {
-                Some(false) => d.warn(
-                    n,
-                    format!("'{directive} {v}' ignored: hb manages haresources itself"),
+    }
+}
+
+fn garp_interval(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, v: &str) {
+    if let Some(t) = parse_time_directive(d, n, directive, v) {
+        raw.garp_interval = Some(t);
+    }
+}
+
+fn metrics_listen(raw: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
+    if v == "off" || v == "none" {
+        raw.metrics_listen = Some(None);
+    } else {
+        match v.parse::<SocketAddr>() {
+            Ok(a) => raw.metrics_listen = Some(Some(a)),
+            Err(_) => d.error(
+                n,
+                format!(
+                    "metrics_listen: '{v}' is not ADDR:PORT (127.0.0.1:9694, \
+                     [::1]:9694) or off"
                 ),
-                _ if matches!(
-                    v.to_ascii_lowercase().as_str(),
-                    "true"
-                        | "on"
-                        | "yes"
-                        | "y"
-                        | "1"
-                        | "respawn"
-                        | "minimal"
-                        | "manual"
-                        | "ccm-only"
-                        | "valgrind"
-                ) =>
-                {
-                    d.error(
-                        n,
-                        format!(
-                            "'{directive} {v}' is not supported by hb: hb manages the \
-                             resources in haresources itself and cannot run Pacemaker"
-                        ),
-                    );
-                }
-                _ => d.error(n, format!("{directive}: '{v}' is not a valid value")),
-            }
+            ),
         }
-        "use_apphbd" => {
-            let Some(v) = one(d, n, directive, &values) else {
-                return;
-            };
-            match parse_bool(v) {
-                Some(false) => d.warn(n, format!("'use_apphbd {v}' ignored: hb has no apphbd")),
-                Some(true) => d.error(
-                    n,
-                    "'use_apphbd' is not supported by hb: hb does not register with apphbd",
+    }
+}
+
+fn control_socket(raw: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
+    if v.starts_with('/') {
+        raw.control_socket = Some(PathBuf::from(v));
+    } else {
+        d.error(n, format!("control_socket: '{v}' is not an absolute path"));
+    }
+}
+
+/// `crm` and `pacemaker`.
+fn crm(_: &mut Raw, d: &mut Diags, n: usize, directive: &str, v: &str) {
+    match parse_bool(v) {
+        Some(false) => d.warn(
+            n,
+            format!("'{directive} {v}' ignored: hb manages haresources itself"),
+        ),
+        _ if matches!(
+            v.to_ascii_lowercase().as_str(),
+            "true"
+                | "on"
+                | "yes"
+                | "y"
+                | "1"
+                | "respawn"
+                | "minimal"
+                | "manual"
+                | "ccm-only"
+                | "valgrind"
+        ) =>
+        {
+            d.error(
+                n,
+                format!(
+                    "'{directive} {v}' is not supported by hb: hb manages the \
+                     resources in haresources itself and cannot run Pacemaker"
                 ),
-                None => d.error(n, format!("use_apphbd: '{v}' is not on or off")),
-            }
+            );
         }
-        "hbgenmethod" => {
-            let Some(v) = one(d, n, directive, &values) else {
-                return;
-            };
-            match v {
-                "file" => d.warn(
-                    n,
-                    "'hbgenmethod file' ignored: hb keeps its generation in its state directory",
-                ),
-                "time" => d.error(
-                    n,
-                    "'hbgenmethod time' is not supported by hb: hb keeps its generation in its \
-                     state directory",
-                ),
-                _ => d.error(n, format!("hbgenmethod: '{v}' is not file or time")),
-            }
-        }
-        _ => {
-            if let Some((_, why)) = IGNORED.iter().find(|(k, _)| *k == directive) {
-                d.warn(n, format!("'{directive}' ignored: {why}"));
-            } else if let Some((_, why)) = UNSUPPORTED.iter().find(|(k, _)| *k == directive) {
-                d.error(n, format!("'{directive}' is not supported by hb: {why}"));
-            } else if directive.bytes().any(|b| b.is_ascii_uppercase()) {
-                d.error(
-                    n,
-                    format!("unknown directive '{directive}' (directives are lower case)"),
-                );
-            } else {
-                d.error(n, format!("unknown directive '{directive}'"));
-            }
-        }
+        _ => d.error(n, format!("{directive}: '{v}' is not a valid value")),
+    }
+}
+
+fn use_apphbd(_: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
+    match parse_bool(v) {
+        Some(false) => d.warn(n, format!("'use_apphbd {v}' ignored: hb has no apphbd")),
+        Some(true) => d.error(
+            n,
+            "'use_apphbd' is not supported by hb: hb does not register with apphbd",
+        ),
+        None => d.error(n, format!("use_apphbd: '{v}' is not on or off")),
+    }
+}
+
+fn hbgenmethod(_: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
+    match v {
+        "file" => d.warn(
+            n,
+            "'hbgenmethod file' ignored: hb keeps its generation in its state directory",
+        ),
+        "time" => d.error(
+            n,
+            "'hbgenmethod time' is not supported by hb: hb keeps its generation in its \
+             state directory",
+        ),
+        _ => d.error(n, format!("hbgenmethod: '{v}' is not file or time")),
     }
 }
 
@@ -1016,5 +1113,25 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
         ha_cf,
         diags: d,
         empty,
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    #[test]
+    fn every_known_directive_is_in_exactly_one_table_and_none_is_unknown() {
+        let all: Vec<&str> = directives()
+            .chain(ignored_directives())
+            .chain(unsupported_directives())
+            .collect();
+        for (i, name) in all.iter().enumerate() {
+            assert!(!all[..i].contains(name), "{name} listed twice");
+            let mut d = Diags::new(Path::new("ha.cf"));
+            directive_line(&mut Raw::default(), &mut d, 1, name, "x");
+            let text = format!("{:?}", d.finish(()));
+            assert!(!text.contains("unknown directive"), "{name}: {text}");
+        }
     }
 }

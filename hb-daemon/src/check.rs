@@ -12,17 +12,6 @@ use hb_proto::config::{
     load, node_id,
 };
 
-/// This machine's node name as Heartbeat takes it: `uname -n`.
-pub fn local_node_name() -> std::io::Result<String> {
-    let name = nix::unistd::gethostname().map_err(std::io::Error::from)?;
-    name.into_string().map_err(|n| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("node name {n:?} is not UTF-8"),
-        )
-    })
-}
-
 /// A diagnostic as a warning line: `PATH:LINE: warning: message`.
 pub fn warning_line(d: &Diagnostic) -> String {
     format!("{}:{}: warning: {}", d.path.display(), d.line, d.message)
@@ -34,7 +23,7 @@ pub fn warning_line(d: &Diagnostic) -> String {
 pub fn run_check(config_dir: &Path, node_name: Option<&str>) -> ExitCode {
     let node = match node_name {
         Some(n) => n.to_string(),
-        None => match local_node_name() {
+        None => match crate::node_name::local_node_name() {
             Ok(n) => n,
             Err(e) => {
                 eprintln!("hbd: cannot read this node's name (uname -n): {e}");

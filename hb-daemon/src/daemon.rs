@@ -35,9 +35,10 @@ use tokio::sync::mpsc;
 use crate::{
     agents::{Agents, GroupReport},
     control::{self, ControlCall, Request, Response},
+    generation_file,
     metrics::Metrics,
     net::{self, Datagram, MediumSender, Receiver, monotonic_now},
-    state,
+    pidfile,
     xdp::{self, RingReader, XdpHandle},
 };
 
@@ -209,9 +210,9 @@ fn go_realtime() {
 pub fn run(opts: &DaemonOptions, config: Config) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&opts.run_dir).map_err(setup("creating the run directory"))?;
     std::fs::create_dir_all(&opts.state_dir).map_err(setup("creating the state directory"))?;
-    let pid_file =
-        control::PidFile::acquire(&opts.run_dir.join("hbd.pid")).map_err(setup("pid file"))?;
-    let generation = state::advance_generation(&opts.state_dir)
+    let pid_file = pidfile::PidFile::acquire(&opts.run_dir.join(control::PID_NAME))
+        .map_err(setup("pid file"))?;
+    let generation = generation_file::advance_generation(&opts.state_dir)
         .map_err(setup("generation"))?
         .generation;
     tracing::info!(
@@ -737,11 +738,4 @@ async fn recv_any(receivers: &mut [(Receiver, usize)]) -> (usize, std::io::Resul
         .collect::<Vec<_>>();
     let (res, i, _) = futures::future::select_all(futs).await;
     (i, res)
-}
-
-/// The default node name: `uname -n`, lower-cased as Heartbeat does.
-pub fn default_node_name() -> Result<String, DaemonError> {
-    crate::check::local_node_name()
-        .map(|n| n.to_lowercase())
-        .map_err(setup("uname -n"))
 }

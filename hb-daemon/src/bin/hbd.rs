@@ -42,10 +42,10 @@ fn main() -> ExitCode {
     }
     let node_name = match args.node_name.clone() {
         Some(n) => n.to_lowercase(),
-        None => match daemon::default_node_name() {
+        None => match hb_daemon::node_name::local_node_name() {
             Ok(n) => n,
             Err(e) => {
-                eprintln!("hbd: {e}");
+                eprintln!("hbd: uname -n: {e}");
                 return ExitCode::from(1);
             }
         },

@@ -1,4 +1,6 @@
-//! hbd's persistent state in `--state-dir` (default `/var/lib/hb`): the generation.
+//! The generation file in `--state-dir` (default `/var/lib/hb`): read, advance, write durably.
+//! The rule that picks the number is the core's (`hb_proto::generation`); this module only does
+//! the file I/O.
 //!
 //! The generation tells peers that a node restarted (its sequence numbers start again). It
 //! must be strictly increasing across restarts, also when the wall clock goes backwards or two
@@ -43,12 +45,9 @@ pub enum StateError {
     },
 }
 
-/// The pure rule: the generation that follows `stored` (`None`: no file) at wall-clock time
-/// `wall_secs` (seconds since 1970). The rule lives in the sans-IO core
-/// ([`hb_proto::generation::generation_after`]); this is that function, named for this module.
-pub fn next_generation(stored: Option<u64>, wall_secs: u64) -> u64 {
-    hb_proto::generation::generation_after(stored, wall_secs)
-}
+/// The pure rule lives in the sans-IO core: the generation that follows `stored` (`None`: no
+/// file) at wall-clock time `wall_secs`.
+pub use hb_proto::generation::generation_after as next_generation;
 
 /// What [`advance_generation`] found and wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,4 +1,5 @@
 //! `hbd --check`: validate `/etc/ha.d` and print the effective configuration.
+//! Reads the configuration and prints; never starts anything.
 //!
 //! On success the effective configuration goes to stdout (every timing in milliseconds,
 //! `(default)` after each value the files did not set) and warnings to stderr as

@@ -1,4 +1,5 @@
 //! The control socket: how `hbctl` and `hbstat` talk to a running hbd.
+//! Owns the socket and its JSON protocol; never touches the node (requests go to the main loop).
 //!
 //! A Unix stream socket at `<run-dir>/hbd.sock` (ha.cf `control_socket` overrides), mode 0600.
 //! The protocol is one JSON [`Request`] per line, answered by one JSON [`Response`] per line;

@@ -1,4 +1,6 @@
 //! hbd's main loop: the tokio driver around [`hb_proto::node::Node`].
+//! Owns the sockets, the XDP ring, the timer and the channels to the agents thread; decides
+//! nothing: bytes, time and results go into the core, and it carries out what comes out.
 //!
 //! ```text
 //!                 heartbeat thread (current_thread runtime, SCHED_FIFO when `realtime on`)

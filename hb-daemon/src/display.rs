@@ -1,4 +1,5 @@
 //! Human-readable views of the control socket's reports, for `hbctl status` and `hbstat`.
+//! Pure formatting of reports; no I/O, no decisions.
 
 use std::fmt::Write as _;
 

@@ -1,4 +1,6 @@
 //! What hbd records about its links and takeovers (issue 8), kept in HDR histograms.
+//! Records what the core reports (`Output::Received`, events) and never feeds anything back into
+//! a decision.
 //!
 //! One [`Metrics`] is owned by the main loop; every `record_*` call is `&mut self`, touches a
 //! preallocated histogram or counter and never allocates on the steady path, so recording

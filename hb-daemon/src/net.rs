@@ -1,4 +1,6 @@
 //! The socket path: UDP heartbeats without XDP.
+//! Owns the heartbeat UDP sockets and the clock reads (the daemon's one CLOCK_MONOTONIC read is
+//! [`monotonic_now`]); never decodes a message or judges a peer.
 //!
 //! Sending: one [`MediumSender`] per ha.cf medium (`bcast` to the interface's configured
 //! broadcast address, else 255.255.255.255; `ucast`; `mcast`), an unconnected

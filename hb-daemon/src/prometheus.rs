@@ -1,5 +1,6 @@
 //! Prometheus exposition (text format 0.0.4) of hbd's statistics, over a tiny HTTP/1.1 server
 //! started when ha.cf sets `metrics_listen ADDR:PORT` (off by default).
+//! Owns only the HTTP framing; never keeps statistics or touches the node.
 //!
 //! The server holds no statistics of its own: each scrape asks the main loop for a
 //! [`StatsReport`] through the same channel as the control socket ([`ControlCall`] with

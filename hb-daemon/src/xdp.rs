@@ -1,5 +1,7 @@
 //! Loading hb's XDP program, reading its ring buffer and counters, and the `xdp auto|on|off`
 //! policy.
+//! Owns the loaded program, its maps and the ring reader; never decodes a message or judges
+//! liveness (the core does both, on the bytes and arrival times handed through).
 //!
 //! The program (crate `hb-ebpf`) delivers every heartbeat it sees on an attached interface with
 //! its kernel arrival time (`bpf_ktime_get_ns`, CLOCK_MONOTONIC) through the `EVENTS` ring

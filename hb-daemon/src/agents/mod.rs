@@ -1,5 +1,7 @@
 //! Resource agents: how a resource group is started, stopped and checked (the core decides
 //! when).
+//! Owns how resources are run; never decides when (the core does) and never blocks the
+//! heartbeat thread (it runs on its own runtime).
 //!
 //! - `IPaddr`/`IPaddr2`: the address is added with rtnetlink (already present is success; IPv6
 //!   with `nodad`), then announced at once from a raw `AF_PACKET` socket: gratuitous ARP in

@@ -222,7 +222,8 @@ pub enum IpAddrAgent {
 /// One resource of a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
-    /// `IPaddr::ip[/cidr[/iface[/broadcast]]]` (or a bare IP).
+    /// `IPaddr::ip[/cidr[/iface[:label][/broadcast]]]`, `IPaddr::ip/cidr/broadcast` (or a bare
+    /// IP).
     IpAddr {
         /// Which agent was named.
         agent: IpAddrAgent,
@@ -234,6 +235,10 @@ pub enum Resource {
         iface: Option<String>,
         /// IPv4 broadcast address.
         broadcast: Option<IpAddr>,
+        /// The address label (`eth0:0` from `.../eth0:0`; always `iface:something`), set as
+        /// the address's `IFA_LABEL` as Heartbeat's `IPaddr` (an `ifconfig eth0:0` alias) and
+        /// `IPaddr2` (`ip addr add ... label eth0:0`) do.
+        label: Option<String>,
     },
     /// `Filesystem::device::mountpoint::fstype[::options]`.
     Filesystem {
@@ -268,14 +273,19 @@ impl Resource {
                 prefix,
                 iface,
                 broadcast,
+                label,
             } => {
                 let mut s = match agent {
                     IpAddrAgent::IpAddr => format!("IPaddr::{addr}"),
                     IpAddrAgent::IpAddr2 => format!("IPaddr2::{addr}"),
                 };
-                if let Some(p) = prefix {
-                    s.push_str(&format!("/{p}"));
-                    if let Some(i) = iface {
+                if prefix.is_some() || iface.is_some() {
+                    // `ip//eth0` (no netmask, an interface) is Heartbeat's too.
+                    s.push('/');
+                    if let Some(p) = prefix {
+                        s.push_str(&p.to_string());
+                    }
+                    if let Some(i) = label.as_ref().or(iface.as_ref()) {
                         s.push_str(&format!("/{i}"));
                     }
                     // Heartbeat also documents `ip/cidr/broadcast` (no interface).

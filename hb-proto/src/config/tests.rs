@@ -672,7 +672,8 @@ fn bare_ip_means_ipaddr() {
             addr: "10.0.0.100".parse().unwrap(),
             prefix: None,
             iface: None,
-            broadcast: None
+            broadcast: None,
+            label: None,
         }
     );
     assert_eq!(
@@ -682,7 +683,8 @@ fn bare_ip_means_ipaddr() {
             addr: "2001:db8::10".parse().unwrap(),
             prefix: Some(64),
             iface: None,
-            broadcast: None
+            broadcast: None,
+            label: None,
         }
     );
 }
@@ -707,6 +709,7 @@ fn ipaddr_argument_forms() {
         prefix,
         iface: iface.map(str::to_string),
         broadcast: broadcast.map(|b| b.parse().unwrap()),
+        label: None,
     };
     use IpAddrAgent::{IpAddr as V1, IpAddr2 as V2};
     assert_eq!(
@@ -742,7 +745,8 @@ fn ipaddr_argument_forms() {
             addr: "2001:db8::10".parse().unwrap(),
             prefix: Some(64),
             iface: Some("eth1".into()),
-            broadcast: None
+            broadcast: None,
+            label: None,
         }
     );
     assert_eq!(
@@ -753,6 +757,56 @@ fn ipaddr_argument_forms() {
         one_resource("a 10.0.0.100/24/10.0.0.255").describe(),
         "IPaddr::10.0.0.100/24/10.0.0.255"
     );
+}
+
+#[test]
+fn ipaddr_labels_and_empty_netmask() {
+    let labelled =
+        |agent, prefix, iface: &str, label: &str, broadcast: Option<&str>| Resource::IpAddr {
+            agent,
+            addr: "10.0.0.100".parse().unwrap(),
+            prefix,
+            iface: Some(iface.into()),
+            broadcast: broadcast.map(|b| b.parse().unwrap()),
+            label: Some(label.into()),
+        };
+    use IpAddrAgent::{IpAddr as V1, IpAddr2 as V2};
+    assert_eq!(
+        one_resource("a 10.0.0.100/24/eth0:0"),
+        labelled(V1, Some(24), "eth0", "eth0:0", None)
+    );
+    assert_eq!(
+        one_resource("a IPaddr2::10.0.0.100/24/eth1:web/10.0.0.255"),
+        labelled(V2, Some(24), "eth1", "eth1:web", Some("10.0.0.255"))
+    );
+    // `ip//eth0`: no netmask (derived from the interface's network), as IPaddr's sed splits it.
+    assert_eq!(
+        one_resource("a IPaddr::10.0.0.100//eth0:1"),
+        labelled(V1, None, "eth0", "eth0:1", None)
+    );
+    for (line, spelled) in [
+        ("a 10.0.0.100/24/eth0:0", "IPaddr::10.0.0.100/24/eth0:0"),
+        (
+            "a IPaddr2::10.0.0.100/24/eth1:web/10.0.0.255",
+            "IPaddr2::10.0.0.100/24/eth1:web/10.0.0.255",
+        ),
+        ("a IPaddr::10.0.0.100//eth0", "IPaddr::10.0.0.100//eth0"),
+        ("a IPaddr::10.0.0.100/24/", "IPaddr::10.0.0.100/24"),
+    ] {
+        assert_eq!(one_resource(line).describe(), spelled, "{line}");
+    }
+    for (line, want) in [
+        ("a 10.0.0.100/24/eth0:", "bad address label 'eth0:'"),
+        (
+            "a 10.0.0.100/24/eth0:waytoolonglabel",
+            "bad address label 'eth0:waytoolonglabel'",
+        ),
+        ("a IPaddr2::2001:db8::1/64/eth0:0", "takes no label"),
+        ("a 10.0.0.100/24/:0", "bad interface name ''"),
+    ] {
+        let errs = har_errors(line.as_bytes());
+        assert!(errs.iter().any(|e| e.contains(want)), "{line}: {errs:?}");
+    }
 }
 
 #[test]
@@ -770,8 +824,8 @@ fn bad_ip_or_cidr() {
             "haresources:4: bad netmask '255.0.255.0' (not contiguous)",
             "haresources:5: bad broadcast address 'x'",
             "haresources:6: bad IP resource '10.0.0.1/24/bad/iface/x': expected \
-             ip[/cidr[/iface[/broadcast]]]",
-            "haresources:7: IPaddr: missing address (IPaddr::ip[/cidr[/iface[/broadcast]]])",
+             ip[/cidr[/iface[:label][/broadcast]]]",
+            "haresources:7: IPaddr: missing address (IPaddr::ip[/cidr[/iface[:label][/broadcast]]])",
             "haresources:8: 224.0.0.1 cannot be a service address",
         ]
     );

@@ -55,6 +55,7 @@ pub fn groups(preferred: &[&str]) -> Vec<ResourceGroup> {
                     prefix: Some(24),
                     iface: Some("eth0".into()),
                     broadcast: None,
+                    label: None,
                 },
                 Resource::Script {
                     name: "httpd".into(),

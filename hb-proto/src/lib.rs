@@ -9,11 +9,13 @@
 //! - [`packet`]: the wire codec (`Message` <-> bytes), the [`packet::ReplayGuard`] and the
 //!   generation helper; layout in `docs/protocol.md`.
 //! - [`auth`]: the `authkeys` digest (HMAC-SHA256/SHA1/MD5 or CRC32) in every message.
+//! - [`fence`]: the fencing gate (no takeover from a silent peer until it is fenced).
 //! - [`node`]: the node state machine: membership, failure detection, resource-group
 //!   ownership.
 
 pub mod auth;
 pub mod config;
+pub mod fence;
 pub mod message;
 pub mod node;
 pub mod packet;

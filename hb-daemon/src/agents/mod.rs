@@ -22,6 +22,7 @@
 //! each failure logged at error level.
 
 mod addr;
+pub mod fence;
 mod fs;
 pub mod packet;
 mod script;

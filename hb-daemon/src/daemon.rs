@@ -39,6 +39,7 @@ use crate::{
     metrics::{Metrics, TakeoverTimes},
     net::{self, Datagram, MediumSender, Receiver, monotonic_now},
     state,
+    watchdog::Watchdog,
     xdp::{self, RingReader, XdpHandle},
 };
 
@@ -261,6 +262,8 @@ struct Driver {
     control_path: PathBuf,
     ring_buf: Vec<RingEvent>,
     dgram_buf: Vec<Datagram>,
+    /// `watchdog DEVICE`, fed from this loop.
+    watchdog: Option<Watchdog>,
 }
 
 fn ifindex(iface: &str) -> Option<u32> {
@@ -359,6 +362,21 @@ impl Driver {
             tracing::info!("hb: Prometheus metrics on http://{addr}/metrics");
             tokio::spawn(crate::prometheus::serve(l, control_tx));
         }
+        // Last, so a set-up failure above never leaves an armed watchdog behind.
+        let watchdog = match &ha.watchdog {
+            Some(path) => {
+                let w = Watchdog::open(path, ha.keepalive.value, monotonic_now())
+                    .map_err(DaemonError::Setup)?;
+                tracing::info!(
+                    "hb: watchdog {} opened; fed from the heartbeat loop every keepalive ({} ms), \
+                     magic close on a clean stop",
+                    path.display(),
+                    ha.keepalive.value.as_millis()
+                );
+                Some(w)
+            }
+            None => None,
+        };
         Ok(Self {
             config,
             node,
@@ -378,16 +396,30 @@ impl Driver {
             control_path,
             ring_buf: Vec::with_capacity(256),
             dgram_buf: Vec::with_capacity(256),
+            watchdog,
         })
     }
 
     async fn run(&mut self) -> Result<(), DaemonError> {
+        let result = self.run_loop().await;
+        // Every way out of the loop is a controlled stop: disarm the watchdog. A crash or a
+        // hang never gets here, and the watchdog resets the machine.
+        if let Some(w) = self.watchdog.take() {
+            w.magic_close();
+        }
+        result
+    }
+
+    async fn run_loop(&mut self) -> Result<(), DaemonError> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut sigterm = signal(SignalKind::terminate()).map_err(setup("SIGTERM handler"))?;
         let mut sigint = signal(SignalKind::interrupt()).map_err(setup("SIGINT handler"))?;
         let mut stopping = false;
         loop {
             self.flush_outputs();
+            if let Some(w) = self.watchdog.as_mut() {
+                w.feed(monotonic_now());
+            }
             if self.node.is_stopped() {
                 break;
             }

@@ -103,6 +103,9 @@ pub fn config(
             deadping: None,
             respawn: vec![],
             stonith_hosts: vec![],
+            fence_commands: vec![],
+            fence_delay: Setting::default_value(hb_proto::config::ha_cf::DEFAULT_FENCE_DELAY),
+            fence_timeout: Setting::default_value(hb_proto::config::ha_cf::DEFAULT_FENCE_TIMEOUT),
             watchdog: None,
             realtime: Setting::default_value(true),
             hopfudge: Setting::default_value(1),
@@ -112,6 +115,7 @@ pub fn config(
             garp_interval: Setting::default_value(Duration::from_millis(200)),
             metrics_listen: None,
             control_socket: None,
+            ignored: vec![],
         },
         groups,
         authkeys: AuthKeys {

@@ -813,6 +813,11 @@ mod tests {
             garp_interval: d(200),
             metrics_listen: None,
             control_socket: None,
+            log_format: hb_proto::config::Setting::default_value(
+                hb_proto::config::LogFormat::Heartbeat,
+            ),
+            syslog_ident: hb_proto::config::Setting::default_value("heartbeat".into()),
+            fence_command: None,
         };
         let config = Config {
             config_dir: "/etc/ha.d".into(),

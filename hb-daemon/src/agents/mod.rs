@@ -728,7 +728,7 @@ impl Agents {
 }
 
 /// An exit status in words (`exit 1`, `signal 9`).
-fn exit_words(status: std::process::ExitStatus) -> String {
+pub(crate) fn exit_words(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt as _;
     match (status.code(), status.signal()) {
         (Some(c), _) => format!("exit {c}"),

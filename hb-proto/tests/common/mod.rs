@@ -111,6 +111,11 @@ pub fn config(
             garp_interval: Setting::default_value(Duration::from_millis(200)),
             metrics_listen: None,
             control_socket: None,
+            log_format: hb_proto::config::Setting::default_value(
+                hb_proto::config::LogFormat::Heartbeat,
+            ),
+            syslog_ident: hb_proto::config::Setting::default_value("heartbeat".into()),
+            fence_command: None,
         },
         groups,
         authkeys: AuthKeys {

@@ -15,7 +15,9 @@
 //!   finished when the script exits even if a daemon it started keeps its stdout; `status`
 //!   follows [`parse_status`].
 //! - `Filesystem`: `mount -t FSTYPE [-o OPTS] DEV MOUNTPOINT` and `umount MOUNTPOINT`,
-//!   idempotent, supervised like scripts.
+//!   idempotent, supervised like scripts. When `umount` fails and processes use the mount,
+//!   they get SIGTERM, then SIGKILL (as the OCF Filesystem agent's `fuser -km`), and the
+//!   unmount is tried again.
 //!
 //! Failure handling: [`Agents::start_group`] stops what it started when a resource fails, so the
 //! group is released for a peer to try. A failing stop is retried ([`STOP_ATTEMPTS`] times) and
@@ -620,6 +622,25 @@ impl Agents {
                     return Ok(());
                 }
                 let mp = mountpoint.to_string_lossy();
+                let first = self
+                    .run_checked(name, Path::new("umount"), &[&mp], "umount")
+                    .await;
+                let Err(e) = first else { return Ok(()) };
+                // Busy: end what uses it (as the OCF agent's fuser -km), then try again.
+                let users = fs::users_of(mountpoint);
+                if users.is_empty() {
+                    return Err(e);
+                }
+                let list = users
+                    .iter()
+                    .map(|u| format!("{}[{}]", u.comm, u.pid))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                tracing::warn!(
+                    resource = name,
+                    "hb: {mp} is busy: ending the processes using it: {list}"
+                );
+                fs::end_processes(&users).await;
                 self.run_checked(name, Path::new("umount"), &[&mp], "umount")
                     .await
             }

@@ -22,12 +22,13 @@ use hb_common::{EVENT_DEADLINE, EVENT_PACKET, RingEvent};
 use hb_proto::{
     Timestamp,
     config::{Config, LoadOptions, XdpMode, node_id},
-    message::{Holding, NodeStatus},
+    message::{Holding, NodeStatus, rtt_from_echo},
     node::{
         self, ClusterStatus, Command, Event, Level, LinkId, Node, Output, PeerState, ResourceOp,
         Scope,
     },
-    packet::{self, ReplayGuard},
+    packet,
+    replay::{RejectReason, ReplayGuard},
 };
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -527,7 +528,7 @@ impl Driver {
         };
         let gap = match self.replay.check(&msg, link) {
             Ok(gap) => gap,
-            Err(packet::RejectReason::OwnMessage) => return,
+            Err(RejectReason::OwnMessage) => return,
             Err(reason) => {
                 self.metrics.record_reject(reason.label());
                 tracing::debug!(
@@ -544,7 +545,7 @@ impl Driver {
             self.metrics
                 .record_heartbeat(&peer, &link_name, arrival, read_at, gap);
             if let Some(echo) = msg.echoes.iter().find(|e| e.node == local)
-                && let Some(rtt) = packet::rtt_from_echo(arrival, echo)
+                && let Some(rtt) = rtt_from_echo(arrival, echo)
             {
                 self.metrics.record_rtt(&peer, &link_name, rtt);
             }

@@ -162,6 +162,15 @@ pub fn effective_config(c: &Config) -> String {
             |p| p.display().to_string(),
         ),
     );
+    row(
+        "control_group",
+        h.control_group.clone().unwrap_or_else(|| {
+            format!(
+                "{} if it exists (default)",
+                hb_proto::config::DEFAULT_CONTROL_GROUP
+            )
+        }),
+    );
 
     let _ = writeln!(o, "\nmedia:");
     for m in &h.media {

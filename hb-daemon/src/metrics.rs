@@ -813,6 +813,7 @@ mod tests {
             garp_interval: d(200),
             metrics_listen: None,
             control_socket: None,
+            control_group: None,
         };
         let config = Config {
             config_dir: "/etc/ha.d".into(),

@@ -195,6 +195,7 @@ struct Raw {
     garp_interval: Option<Duration>,
     metrics_listen: Option<Option<SocketAddr>>,
     control_socket: Option<PathBuf>,
+    control_group: Option<String>,
     /// First line of each single-valued directive, to warn when one is repeated.
     seen: HashMap<String, usize>,
 }
@@ -327,6 +328,7 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
         "garp_interval",
         "metrics_listen",
         "control_socket",
+        "control_group",
     ];
     if SINGLE.contains(&directive) {
         let key = if directive == "nice_failback" {
@@ -706,6 +708,26 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
                 d.error(n, format!("control_socket: '{v}' is not an absolute path"));
             }
         }
+        "control_group" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            if !v.is_empty()
+                && v.len() <= 32
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            {
+                raw.control_group = Some(v.to_string());
+            } else {
+                d.error(
+                    n,
+                    format!(
+                        "control_group: '{v}' is not a group name (letters, digits, '_', '-', \
+                         '.'; at most 32) or none"
+                    ),
+                );
+            }
+        }
         // Heartbeat directives whose meaning depends on the value.
         "crm" | "pacemaker" => {
             let Some(v) = one(d, n, directive, &values) else {
@@ -1011,6 +1033,7 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
         garp_interval: setting(raw.garp_interval, DEFAULT_GARP_INTERVAL),
         metrics_listen: raw.metrics_listen.flatten(),
         control_socket: raw.control_socket,
+        control_group: raw.control_group,
     };
     HaCfParse {
         ha_cf,

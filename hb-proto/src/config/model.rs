@@ -201,7 +201,16 @@ pub struct HaCf {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// hb: `control_socket PATH` (default `<run-dir>/hbd.sock`).
     pub control_socket: Option<PathBuf>,
+    /// hb: `control_group GROUP|none`: members of GROUP may ask the control socket read-only
+    /// questions (status, statistics: `hbctl status`, `cl_status`, `hbstat`); changes stay
+    /// root-only. `None`: not set, meaning [`DEFAULT_CONTROL_GROUP`] when that group exists;
+    /// `Some("none")`: root only.
+    pub control_group: Option<String>,
 }
+
+/// The group given read-only control-socket access when `control_group` is not set
+/// (Heartbeat's `haclient`, whose members run `cl_status`).
+pub const DEFAULT_CONTROL_GROUP: &str = "haclient";
 
 impl HaCf {
     /// `deadping`, or `deadtime` when not set (Heartbeat's default).

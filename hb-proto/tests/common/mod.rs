@@ -112,6 +112,7 @@ pub fn config(
             garp_interval: Setting::default_value(Duration::from_millis(200)),
             metrics_listen: None,
             control_socket: None,
+            control_group: None,
         },
         groups,
         authkeys: AuthKeys {

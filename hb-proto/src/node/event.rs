@@ -349,13 +349,16 @@ impl Event {
                 group_line(&mut f, *group, line);
             }
             Event::LateWakeup { .. } => f.event = "late_wakeup",
-            Event::ConfigMismatch { node } => {
+            Event::ConfigMismatch { node, .. } => {
                 (f.event, f.peer) = ("config_mismatch", Some(node.as_str()))
             }
             Event::Standby { .. } => f.event = "standby",
             Event::Takeover { .. } => f.event = "takeover",
             Event::Joined { .. } => f.event = "joined",
             Event::Fence(_) => f.event = "fence",
+            Event::ConfigAgrees { node } => {
+                (f.event, f.peer) = ("config_agrees", Some(node.as_str()))
+            }
             Event::ShuttingDown => f.event = "shutting_down",
             Event::Stopped => f.event = "stopped",
         }

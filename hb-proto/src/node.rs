@@ -74,6 +74,7 @@
 
 mod command;
 mod event;
+mod fencing;
 mod liveness;
 mod ownership;
 mod receive;
@@ -83,7 +84,7 @@ mod transmit;
 use std::{collections::VecDeque, time::Duration};
 
 pub use command::{Command, Scope};
-pub use event::{DeathCause, Event, Level, TakeoverTimes};
+pub use event::{DeathCause, Event, EventFields, Level, TakeoverTimes};
 pub use receive::{Reception, Rejection};
 pub use status::{
     ClusterStatus, Counters, GroupView, HoldingState, LinkState, LinkView, NodeState, NodeView,
@@ -141,6 +142,16 @@ pub enum Output {
     Reannounce {
         /// Group index.
         group: usize,
+    },
+    /// Fence (reset) a peer before anything is taken over from it; report with
+    /// [`Node::handle_fence_result`]. Run it off the heartbeat path, killed after `timeout`.
+    Fence {
+        /// The peer's name.
+        peer: String,
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// Kill the attempt after this long and report it failed.
+        timeout: Duration,
     },
     /// For logging and metrics.
     Event(Event),
@@ -278,7 +289,10 @@ struct Peer {
     /// In that message: its echo of our heartbeat.
     echo_of_us: Option<Timestamp>,
     groups: Vec<RemoteGroup>,
-    mismatch_reported: bool,
+    /// Its haresources digest, while it differs from ours.
+    config_mismatch: Option<u32>,
+    /// When the mismatch is logged again.
+    mismatch_next_report: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone)]
@@ -324,10 +338,13 @@ pub struct Node {
     /// Takeovers from dead peers not yet complete: (peer, timeline so far).
     mach_down_pending: Vec<(usize, TakeoverTimes)>,
     dirty: bool,
+    /// [`Event::Joined`] was emitted.
+    joined: bool,
     outputs: VecDeque<Output>,
     counters: Counters,
     keys: AuthKeys,
     replay: ReplayGuard,
+    fencing: fencing::Fencing,
 }
 
 impl Node {
@@ -409,7 +426,8 @@ impl Node {
             state_send_time: None,
             echo_of_us: None,
             groups: vec![RemoteGroup::NONE; groups.len()],
-            mismatch_reported: false,
+            config_mismatch: None,
+            mismatch_next_report: None,
         };
         let local_group = LocalGroup {
             holding: Holding::None,
@@ -446,10 +464,15 @@ impl Node {
             announced_at: now,
             mach_down_pending: Vec::new(),
             dirty: false,
+            joined: false,
             outputs: VecDeque::new(),
             counters: Counters::default(),
             keys: config.authkeys.clone(),
             replay,
+            fencing: fencing::Fencing::new(
+                crate::fence::FenceSetup::from_config(config),
+                ha.nodes.clone(),
+            ),
         };
         node.peers[local].state = PeerState::Up;
         node.peers[local].generation = Some(generation);
@@ -543,7 +566,17 @@ impl Node {
                 t = t.min(r);
             }
         }
+        if let Some(f) = self.fencing.next_timeout() {
+            t = t.min(f);
+        }
         Some(t)
+    }
+
+    /// `true` once the node has joined ([`Event::Joined`]): links judged (every peer heard, or
+    /// `initdead` passed) and the initial resource groups acquired or declined. The driver
+    /// tells its service manager it is ready then.
+    pub fn joined(&self) -> bool {
+        self.joined
     }
 
     /// `true` once a [`Command::Shutdown`] completed: groups released, notice sent.

@@ -14,7 +14,10 @@ use std::{
 
 use super::{
     diag::{Diags, IFACE_RULE, Parsed, is_delim, lines, parse_bool, plausible_iface, words},
-    model::{AutoFailback, Diagnostic, HaCf, Media, PingGroup, Respawn, Setting, XdpMode, node_id},
+    model::{
+        AutoFailback, DEFAULT_SYSLOG_IDENT, Diagnostic, HaCf, Ignored, LogFormat, Media, PingGroup,
+        Respawn, Setting, XdpMode, node_id,
+    },
     time::{TimeError, parse_time},
 };
 
@@ -30,6 +33,10 @@ pub const DEFAULT_HOPFUDGE: u32 = 1;
 pub const DEFAULT_GARP_COUNT: u32 = 5;
 /// hb's default `garp_interval`.
 pub const DEFAULT_GARP_INTERVAL: Duration = Duration::from_millis(200);
+/// hb's default `fence_delay`.
+pub const DEFAULT_FENCE_DELAY: Duration = Duration::from_secs(5);
+/// hb's default `fence_timeout`.
+pub const DEFAULT_FENCE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest `garp_count` accepted.
 pub const MAX_GARP_COUNT: u32 = 100;
 
@@ -186,6 +193,9 @@ struct Raw {
     ping_groups: Vec<PingGroup>,
     respawn: Vec<Respawn>,
     stonith_hosts: Vec<String>,
+    fence_commands: Vec<Vec<String>>,
+    fence_delay: Option<Duration>,
+    fence_timeout: Option<Duration>,
     watchdog: Option<(PathBuf, usize)>,
     realtime: Option<bool>,
     hopfudge: Option<u32>,
@@ -195,6 +205,11 @@ struct Raw {
     garp_interval: Option<Duration>,
     metrics_listen: Option<Option<SocketAddr>>,
     control_socket: Option<PathBuf>,
+    ignored: Vec<Ignored>,
+    log_format: Option<LogFormat>,
+    syslog_ident: Option<String>,
+    self_fence_command: Option<Vec<String>>,
+    control_group: Option<String>,
     /// First line of each single-valued directive, to warn when one is repeated.
     seen: HashMap<String, usize>,
 }
@@ -256,6 +271,28 @@ fn one_value<'a>(d: &mut Diags, n: usize, directive: &str, values: &[&'a str]) -
             None
         }
     }
+}
+
+/// A directive accepted but not acted on: a warning `'DIRECTIVE ...' ignored: WHY`, and a
+/// record in [`HaCf::ignored`].
+fn ignore(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, shown: &str, why: &str) {
+    d.warn(n, format!("'{shown}' ignored: {why}"));
+    raw.ignored.push(Ignored {
+        directive: directive.to_string(),
+        line: n,
+        why: why.to_string(),
+    });
+}
+
+/// An error when `rest` has an odd number of `"` (words are split with [`split_quoted`]).
+///
+/// [`split_quoted`]: super::model::split_quoted
+fn unbalanced_quotes(d: &mut Diags, n: usize, directive: &str, rest: &str) -> bool {
+    let odd = !rest.matches('"').count().is_multiple_of(2);
+    if odd {
+        d.error(n, format!("{directive}: unbalanced '\"'"));
+    }
+    odd
 }
 
 fn time_error(directive: &str, e: &TimeError) -> String {
@@ -393,6 +430,13 @@ const DIRECTIVES: &[Directive] = &[
         single: None,
     },
     Directive {
+        name: "fence_command",
+        form: Form::Rest(fence_command),
+        single: None,
+    },
+    one("fence_delay", fence_time),
+    one("fence_timeout", fence_time),
+    Directive {
         name: "watchdog",
         form: Form::One(watchdog),
         single: None,
@@ -406,6 +450,14 @@ const DIRECTIVES: &[Directive] = &[
     one("garp_interval", garp_interval),
     one("metrics_listen", metrics_listen),
     one("control_socket", control_socket),
+    one("log_format", log_format),
+    one("syslog_ident", syslog_ident),
+    Directive {
+        name: "self_fence_command",
+        form: Form::Rest(self_fence_command),
+        single: Some("self_fence_command"),
+    },
+    one("control_group", control_group),
     // Heartbeat directives whose meaning depends on the value.
     Directive {
         name: "crm",
@@ -429,17 +481,18 @@ const DIRECTIVES: &[Directive] = &[
     },
 ];
 
-/// Every directive name the `ha.cf` parser knows: the ones it reads (some are errors for some
-/// values: `crm on`, `use_apphbd on`, `hbgenmethod time`), then the ones it accepts with a
-/// named warning ([`ignored_directives`]), then the ones that are always an error
-/// ([`unsupported_directives`]).
+/// The directives the parser reads (each accepted for some value; `crm on`, `use_apphbd on`,
+/// `hbgenmethod time` are errors), in table order: [`DIRECTIVES`]' names.
 pub fn directives() -> impl Iterator<Item = &'static str> {
     DIRECTIVES.iter().map(|d| d.name)
 }
 
-/// Heartbeat directives accepted with a named warning whatever their value.
-pub fn ignored_directives() -> impl Iterator<Item = &'static str> {
-    IGNORED.iter().map(|(name, _)| *name)
+/// Every directive `ha.cf` accepts for at least one value: [`directives`], then the ones
+/// accepted only to be ignored with a named warning.
+pub fn accepted_directives() -> Vec<&'static str> {
+    directives()
+        .chain(IGNORED.iter().map(|(k, _)| *k))
+        .collect()
 }
 
 /// Heartbeat directives that ask for a feature hb lacks: always an error.
@@ -449,7 +502,7 @@ pub fn unsupported_directives() -> impl Iterator<Item = &'static str> {
 
 fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest: &str) {
     let Some(entry) = DIRECTIVES.iter().find(|e| e.name == directive) else {
-        other_directive(d, n, directive);
+        other_directive(raw, d, n, directive);
         return;
     };
     if let Some(key) = entry.single {
@@ -478,9 +531,9 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
 }
 
 /// A directive not in [`DIRECTIVES`]: ignored with a warning, unsupported, or unknown.
-fn other_directive(d: &mut Diags, n: usize, directive: &str) {
+fn other_directive(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str) {
     if let Some((_, why)) = IGNORED.iter().find(|(k, _)| *k == directive) {
-        d.warn(n, format!("'{directive}' ignored: {why}"));
+        ignore(raw, d, n, directive, directive, why);
     } else if let Some((_, why)) = UNSUPPORTED.iter().find(|(k, _)| *k == directive) {
         d.error(n, format!("'{directive}' is not supported by hb: {why}"));
     } else if directive.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -739,7 +792,38 @@ fn stonith_host(raw: &mut Raw, d: &mut Diags, n: usize, rest: &str) {
         );
         return;
     }
+    if unbalanced_quotes(d, n, "stonith_host", rest) {
+        return;
+    }
     raw.stonith_hosts.push(rest.to_string());
+}
+
+fn fence_command(raw: &mut Raw, d: &mut Diags, n: usize, rest: &str) {
+    if unbalanced_quotes(d, n, "fence_command", rest) {
+        return;
+    }
+    let argv = super::model::split_quoted(rest);
+    match argv.first() {
+        None => d.error(n, "fence_command: expected 'fence_command PROGRAM [ARGS]'"),
+        Some(p) if !p.starts_with('/') => {
+            d.error(n, format!("fence_command: '{p}' is not an absolute path"))
+        }
+        Some(_) => raw.fence_commands.push(argv),
+    }
+}
+
+/// `fence_delay` and `fence_timeout`.
+fn fence_time(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, v: &str) {
+    let Some(t) = parse_time_directive(d, n, directive, v) else {
+        return;
+    };
+    if directive == "fence_delay" {
+        raw.fence_delay = Some(t);
+    } else if t.is_zero() {
+        d.error(n, "fence_timeout: must be more than 0");
+    } else {
+        raw.fence_timeout = Some(t);
+    }
 }
 
 fn watchdog(raw: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
@@ -763,12 +847,31 @@ fn realtime(raw: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
 fn hopfudge(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, v: &str) {
     if let Some(x) = parse_uint::<u8>(d, n, directive, v, "0..255") {
         raw.hopfudge = Some(u32::from(x));
+        ignore(
+            raw,
+            d,
+            n,
+            directive,
+            directive,
+            "hb does not forward messages between nodes, so there are no hops to bound",
+        );
     }
 }
 
-fn autojoin(raw: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
+fn autojoin(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, v: &str) {
     let v = v.to_ascii_lowercase();
     if matches!(v.as_str(), "none" | "other" | "any") {
+        if v != "none" {
+            ignore(
+                raw,
+                d,
+                n,
+                directive,
+                &format!("autojoin {v}"),
+                "hb admits only the nodes on node lines (with 'any', this node is added \
+                 to them when missing)",
+            );
+        }
         raw.autojoin = Some(v);
     } else {
         d.error(n, format!("autojoin: '{v}' is not one of none, other, any"));
@@ -826,12 +929,75 @@ fn control_socket(raw: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
     }
 }
 
-/// `crm` and `pacemaker`.
-fn crm(_: &mut Raw, d: &mut Diags, n: usize, directive: &str, v: &str) {
-    match parse_bool(v) {
-        Some(false) => d.warn(
+fn log_format(raw: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
+    match v.to_ascii_lowercase().as_str() {
+        "heartbeat" => raw.log_format = Some(LogFormat::Heartbeat),
+        "hb" => raw.log_format = Some(LogFormat::Hb),
+        _ => d.error(n, format!("log_format: '{v}' is not heartbeat or hb")),
+    }
+}
+
+fn syslog_ident(raw: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
+    if v.len() > 64
+        || !v
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b':' && b != b'[')
+    {
+        d.error(
             n,
-            format!("'{directive} {v}' ignored: hb manages haresources itself"),
+            format!(
+                "syslog_ident: '{v}' must be at most 64 printable characters without \
+                 ':' or '['"
+            ),
+        );
+    } else {
+        raw.syslog_ident = Some(v.to_string());
+    }
+}
+
+fn self_fence_command(raw: &mut Raw, d: &mut Diags, n: usize, rest: &str) {
+    let argv: Vec<String> = words(rest).map(str::to_string).collect();
+    match argv.first() {
+        None => d.error(
+            n,
+            "self_fence_command: expected 'self_fence_command COMMAND [ARGS]'",
+        ),
+        Some(p) if !p.starts_with('/') => d.error(
+            n,
+            format!("self_fence_command: '{p}' is not an absolute path"),
+        ),
+        Some(_) => raw.self_fence_command = Some(argv),
+    }
+}
+
+fn control_group(raw: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
+    if !v.is_empty()
+        && v.len() <= 32
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        raw.control_group = Some(v.to_string());
+    } else {
+        d.error(
+            n,
+            format!(
+                "control_group: '{v}' is not a group name (letters, digits, '_', '-', \
+                 '.'; at most 32) or none"
+            ),
+        );
+    }
+}
+
+/// `crm` and `pacemaker`.
+fn crm(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, v: &str) {
+    match parse_bool(v) {
+        Some(false) => ignore(
+            raw,
+            d,
+            n,
+            directive,
+            &format!("{directive} {v}"),
+            "hb manages haresources itself",
         ),
         _ if matches!(
             v.to_ascii_lowercase().as_str(),
@@ -859,9 +1025,16 @@ fn crm(_: &mut Raw, d: &mut Diags, n: usize, directive: &str, v: &str) {
     }
 }
 
-fn use_apphbd(_: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
+fn use_apphbd(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, v: &str) {
     match parse_bool(v) {
-        Some(false) => d.warn(n, format!("'use_apphbd {v}' ignored: hb has no apphbd")),
+        Some(false) => ignore(
+            raw,
+            d,
+            n,
+            directive,
+            &format!("use_apphbd {v}"),
+            "hb has no apphbd",
+        ),
         Some(true) => d.error(
             n,
             "'use_apphbd' is not supported by hb: hb does not register with apphbd",
@@ -870,11 +1043,15 @@ fn use_apphbd(_: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
     }
 }
 
-fn hbgenmethod(_: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
+fn hbgenmethod(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, v: &str) {
     match v {
-        "file" => d.warn(
+        "file" => ignore(
+            raw,
+            d,
             n,
-            "'hbgenmethod file' ignored: hb keeps its generation in its state directory",
+            directive,
+            "hbgenmethod file",
+            "hb keeps its generation in its state directory",
         ),
         "time" => d.error(
             n,
@@ -1099,6 +1276,9 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
         deadping: raw.deadping.map(|(v, _)| v),
         respawn: raw.respawn,
         stonith_hosts: raw.stonith_hosts,
+        fence_commands: raw.fence_commands,
+        fence_delay: setting(raw.fence_delay, DEFAULT_FENCE_DELAY),
+        fence_timeout: setting(raw.fence_timeout, DEFAULT_FENCE_TIMEOUT),
         watchdog: raw.watchdog.map(|(p, _)| p),
         realtime: setting(raw.realtime, true),
         hopfudge: setting(raw.hopfudge, DEFAULT_HOPFUDGE),
@@ -1108,6 +1288,11 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
         garp_interval: setting(raw.garp_interval, DEFAULT_GARP_INTERVAL),
         metrics_listen: raw.metrics_listen.flatten(),
         control_socket: raw.control_socket,
+        ignored: raw.ignored,
+        log_format: setting(raw.log_format, LogFormat::Heartbeat),
+        syslog_ident: setting(raw.syslog_ident, DEFAULT_SYSLOG_IDENT.to_string()),
+        self_fence_command: raw.self_fence_command,
+        control_group: raw.control_group,
     };
     HaCfParse {
         ha_cf,
@@ -1122,10 +1307,11 @@ mod table_tests {
 
     #[test]
     fn every_known_directive_is_in_exactly_one_table_and_none_is_unknown() {
-        let all: Vec<&str> = directives()
-            .chain(ignored_directives())
+        let all: Vec<&str> = accepted_directives()
+            .into_iter()
             .chain(unsupported_directives())
             .collect();
+        assert!(all.len() > 60, "{all:?}");
         for (i, name) in all.iter().enumerate() {
             assert!(!all[..i].contains(name), "{name} listed twice");
             let mut d = Diags::new(Path::new("ha.cf"));

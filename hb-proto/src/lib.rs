@@ -11,12 +11,19 @@
 //! - [`auth`]: the `authkeys` digest (HMAC-SHA256/SHA1/MD5 or CRC32) in every message.
 //! - [`node`]: the node state machine: membership, failure detection, resource-group
 //!   ownership.
+//! - `sim` (feature `sim`): a deterministic simulation of a cluster of nodes in virtual time,
+//!   for tests and the fuzz targets.
+//! - `fuzz` (feature `fuzz`): the bodies of the cargo-fuzz targets under `fuzz/`.
 
 pub mod auth;
 pub mod config;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 pub mod message;
 pub mod node;
 pub mod packet;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod time;
 
 pub use time::Timestamp;

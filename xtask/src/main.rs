@@ -5,6 +5,7 @@
 mod bench;
 mod bootstrap;
 mod demo;
+mod fuzz;
 mod interrupt;
 
 use std::process::Command;
@@ -28,6 +29,9 @@ enum Cmd {
     Test(TestOptions),
     /// Benchmarks (criterion under benches/ and the failover benches); figures go to BENCHMARKS.md.
     Bench(Box<bench::BenchOptions>),
+    /// The fuzz campaign: every cargo-fuzz target under fuzz/ on the pinned nightly (installs
+    /// cargo-fuzz); CI only replays the kept corpus (in `cargo test`).
+    Fuzz(fuzz::FuzzOptions),
     /// The failover lab: two nodes and a client in network namespaces.
     Lab(LabOptions),
     /// Only install what is missing (toolchain, bpf-linker, system packages).
@@ -224,6 +228,7 @@ fn main() -> Result<()> {
         Cmd::Test(o) => test(o),
         Cmd::Bench(o) => bench(o),
         Cmd::Lab(o) => lab(o),
+        Cmd::Fuzz(o) => fuzz::fuzz(&workspace_root()?, o),
         Cmd::Bootstrap => bootstrap::ensure(&[]),
     }
 }

@@ -132,7 +132,7 @@ impl From<ScopeArg> for Scope {
 pub enum Step {
     /// Let `ms` ms of virtual time pass.
     Run(u8),
-    /// Let `10 * n` ms pass.
+    /// Let `5 * n` ms pass.
     RunLong(u8),
     /// Power the node off (its resources vanish with it).
     Kill(Who),
@@ -173,16 +173,17 @@ pub enum Step {
     Garbage(Who, bool, Vec<u8>),
 }
 
-/// Virtual time one input may cover, and how many steps of it are run.
-const MAX_VIRTUAL: Duration = Duration::from_secs(120);
-const MAX_STEPS: usize = 512;
+/// Virtual time one input may cover (1000 keepalives: the cost of an input grows with it), and
+/// how many steps of it are run.
+const MAX_VIRTUAL: Duration = Duration::from_secs(10);
+const MAX_STEPS: usize = 256;
 
 fn link(b: bool) -> usize {
     usize::from(b)
 }
 
 /// `fuzz/fuzz_targets/cluster.rs`: a simulated two-node cluster (two groups, one preferred by
-/// each node, two links, every message signed and replay-checked as the daemon does) driven by
+/// each node, two links, every message encoded, signed and replay-checked as the daemon does) driven by
 /// an arbitrary sequence of [`Step`]s. Panics if two nodes are `Starting`/`Held` for one group
 /// at any moment outside a partition (partition, pause, every link cut, loss, and a settle
 /// time after each), or if the core panics or livelocks.
@@ -236,7 +237,7 @@ pub fn cluster(data: &[u8]) {
 fn apply(sim: &mut Sim, lossy: &mut [bool; 2], step: Step) {
     match step {
         Step::Run(ms) => sim.run_for(Duration::from_millis(u64::from(ms))),
-        Step::RunLong(n) => sim.run_for(Duration::from_millis(10 * u64::from(n))),
+        Step::RunLong(n) => sim.run_for(Duration::from_millis(5 * u64::from(n))),
         Step::Kill(w) => sim.kill(w.index()),
         Step::Start(w) => {
             sim.kill(w.index());

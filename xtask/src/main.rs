@@ -7,6 +7,7 @@ mod bootstrap;
 mod demo;
 mod fuzz;
 mod interrupt;
+mod soak;
 
 use std::process::Command;
 
@@ -32,6 +33,9 @@ enum Cmd {
     /// The fuzz campaign: every cargo-fuzz target under fuzz/ on the pinned nightly (installs
     /// cargo-fuzz); CI only replays the kept corpus (in `cargo test`).
     Fuzz(fuzz::FuzzOptions),
+    /// Randomized faults in the lab (CTS-style), each followed by audits; a summary table at
+    /// the end. Needs root.
+    Soak(soak::SoakOptions),
     /// The failover lab: two nodes and a client in network namespaces.
     Lab(LabOptions),
     /// Only install what is missing (toolchain, bpf-linker, system packages).
@@ -198,6 +202,19 @@ fn run(opts: &RunOptions) -> Result<()> {
     )
 }
 
+fn soak_cmd(opts: &soak::SoakOptions) -> Result<()> {
+    bootstrap::ensure(&[])?;
+    if !bootstrap::is_root() {
+        bail!("cargo xtask soak needs root (network namespaces, iptables)");
+    }
+    run_step(
+        "cargo build --release (hbd, hbctl, hbstat and the XDP program)",
+        cargo().args(["build", "--release", "-p", "hb-daemon"]),
+    )?;
+    let root = workspace_root()?;
+    soak::soak(&demo::Binaries::find(&root), opts)
+}
+
 fn lab(opts: &LabOptions) -> Result<()> {
     bootstrap::ensure(&[])?;
     match opts.action {
@@ -229,6 +246,7 @@ fn main() -> Result<()> {
         Cmd::Bench(o) => bench(o),
         Cmd::Lab(o) => lab(o),
         Cmd::Fuzz(o) => fuzz::fuzz(&workspace_root()?, o),
+        Cmd::Soak(o) => soak_cmd(o),
         Cmd::Bootstrap => bootstrap::ensure(&[]),
     }
 }

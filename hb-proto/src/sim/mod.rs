@@ -29,7 +29,8 @@ use crate::{
     config::{AuthKey, AuthKeys, AuthMethod, AutoFailback, ResourceGroup, node_id},
     message::{Holding, Message, MessageKind},
     node::{Command, Event, LinkId, Node, Output, PeerState, ResourceOp},
-    packet::{self, ReplayGuard},
+    packet,
+    replay::{RejectReason, ReplayGuard},
 };
 
 /// xorshift64* PRNG.
@@ -479,7 +480,7 @@ impl Sim {
                 };
                 match host.guard.check(&msg, link) {
                     Ok(_) => msg,
-                    Err(packet::RejectReason::OwnMessage) => return,
+                    Err(RejectReason::OwnMessage) => return,
                     Err(_) => {
                         self.rejected += 1;
                         return;

@@ -89,9 +89,11 @@ enum Kind {
     Partition,
     /// 20-50 % of both nodes' heartbeats dropped for a few seconds.
     LossBurst,
-    /// The other node's resource script fails to start while the owner hands over.
+    /// The other node's resource script fails to start when it takes over (`hbctl takeover`
+    /// there): the group goes back to the owner.
     FailStart,
-    /// The owner's resource script fails to stop while it hands over.
+    /// The owner's resource script fails to stop for a while when the other node takes over:
+    /// the owner keeps the group (retrying the stop) until the stop works.
     FailStop,
     /// Both nodes power off and reboot at once.
     RestartBoth,
@@ -178,6 +180,12 @@ struct Soak {
     log_offsets: [u64; 2],
     procs: BTreeMap<u32, ProcTrack>,
     step_no: usize,
+    /// Which hbd is in standby (`hbctl standby` until a takeover there or a restart).
+    standby: [bool; 2],
+}
+
+fn idx(node: Node) -> usize {
+    usize::from(node == Node::N2)
 }
 
 /// Accumulates one step's observations.
@@ -399,7 +407,7 @@ impl Soak {
             }
             let path = self.lab.log_path(node);
             let text = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            let i = usize::from(node == Node::N2);
+            let i = idx(node);
             let off = (self.log_offsets[i] as usize).min(text.len());
             let new = String::from_utf8_lossy(&text[off..]).into_owned();
             self.log_offsets[i] = text.len() as u64;
@@ -474,6 +482,7 @@ impl Soak {
         for node in Node::ALL {
             if self.lab.hbd_pid(node).is_none() {
                 self.lab.restart_node(node)?;
+                self.standby[idx(node)] = false;
             }
         }
         let mut w = self.watch()?;
@@ -517,6 +526,7 @@ impl Soak {
                         .between(Duration::from_millis(300), Duration::from_secs(2)),
                 )?;
                 let at = self.lab.restart_node(victim)?;
+                self.standby[idx(victim)] = false;
                 interrupt::sleep(self.initdead)?;
                 self.recover(&mut w, at, start_bound, None, "after the reboot")?;
             }
@@ -558,18 +568,34 @@ impl Soak {
                 )?;
                 let at = monotonic_ns();
                 self.lab.start_hbd(victim)?;
+                self.standby[idx(victim)] = false;
                 interrupt::sleep(self.initdead)?;
                 self.recover(&mut w, at, start_bound, None, "after the start")?;
             }
             Kind::Standby => {
                 let at = monotonic_ns();
                 self.hbctl(&mut w, owner, &["standby"])?;
-                w.notes.push(format!("hbctl standby on {owner}"));
-                self.recover(&mut w, at, bound, Some(other), "after standby")?;
+                self.standby[idx(owner)] = true;
+                // Both in standby: the group stays where it is (standby is a last resort).
+                let expect = if self.standby[idx(other)] {
+                    owner
+                } else {
+                    other
+                };
+                w.notes.push(format!(
+                    "hbctl standby on {owner}{}",
+                    if expect == owner {
+                        " (the other node is in standby too)"
+                    } else {
+                        ""
+                    }
+                ));
+                self.recover(&mut w, at, bound, Some(expect), "after standby")?;
             }
             Kind::Takeover => {
                 let at = monotonic_ns();
                 self.hbctl(&mut w, other, &["takeover"])?;
+                self.standby[idx(other)] = false;
                 w.notes.push(format!("hbctl takeover on {other}"));
                 self.recover(&mut w, at, bound, Some(other), "after takeover")?;
             }
@@ -633,9 +659,12 @@ impl Soak {
                 self.lab
                     .set_resource_fault(other, ResourceOp::Start, true)?;
                 let at = monotonic_ns();
-                self.hbctl(&mut w, owner, &["standby"])?;
+                // takeover clears the other node's standby and failure marks: it asks for the
+                // group, the owner releases it, the start fails, the owner takes it back.
+                self.hbctl(&mut w, other, &["takeover"])?;
+                self.standby[idx(other)] = false;
                 w.notes
-                    .push(format!("{other}'s start fails, hbctl standby on {owner}"));
+                    .push(format!("{other}'s start fails, hbctl takeover on {other}"));
                 if self
                     .lab
                     .wait_log(other, "Resource group start failed", at, bound)?
@@ -644,20 +673,16 @@ impl Soak {
                     w.failures
                         .push(format!("{other} never reported its failed start"));
                 }
-                // The failed takeover hands the group back: the standby node is the last
-                // resort.
                 self.recover(&mut w, at, bound, Some(owner), "after the failed start")?;
                 self.lab
                     .set_resource_fault(other, ResourceOp::Start, false)?;
-                let at = monotonic_ns();
-                self.hbctl(&mut w, owner, &["takeover"])?;
-                self.recover(&mut w, at, bound, Some(owner), "after takeover")?;
             }
             Kind::FailStop => {
                 w.resource_errors = true;
                 self.lab.set_resource_fault(owner, ResourceOp::Stop, true)?;
                 let at = monotonic_ns();
-                self.hbctl(&mut w, owner, &["standby"])?;
+                self.hbctl(&mut w, other, &["takeover"])?;
+                self.standby[idx(other)] = false;
                 let d = self
                     .rng
                     .between(Duration::from_millis(300), Duration::from_millis(1500));
@@ -666,9 +691,13 @@ impl Soak {
                     .set_resource_fault(owner, ResourceOp::Stop, false)?;
                 let fixed = monotonic_ns();
                 w.notes.push(format!(
-                    "{owner}'s stop fails for {} ms during hbctl standby",
+                    "{owner}'s stop fails for {} ms during hbctl takeover on {other}",
                     since_ms(at, fixed)
                 ));
+                if self.count_log(&mut w, "Resource group stop failed", at)? == 0 {
+                    w.failures
+                        .push(format!("{owner} never reported its failed stop"));
+                }
                 // Stop retries back off up to 16 x deadtime.
                 self.recover(
                     &mut w,
@@ -687,6 +716,7 @@ impl Soak {
                 for node in Node::ALL {
                     self.lab.restart_node(node)?;
                 }
+                self.standby = [false; 2];
                 w.notes.push("both nodes killed and rebooted".into());
                 interrupt::sleep(self.initdead)?;
                 let expect = self.lab.spec().auto_failback.then_some(Node::N1);
@@ -788,6 +818,7 @@ pub fn soak(bins: &Binaries, opts: &SoakOptions) -> Result<()> {
         log_offsets: [0; 2],
         procs: BTreeMap::new(),
         step_no: 0,
+        standby: [false; 2],
     };
     for node in Node::ALL {
         if soak.lab.hbd_pid(node).is_none() {

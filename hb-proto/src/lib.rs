@@ -17,6 +17,7 @@ pub mod config;
 pub mod message;
 pub mod node;
 pub mod packet;
+pub mod ping;
 pub mod time;
 
 pub use time::Timestamp;

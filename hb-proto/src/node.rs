@@ -75,7 +75,7 @@
 mod event;
 mod status;
 
-use std::{collections::VecDeque, time::Duration};
+use std::{collections::VecDeque, net::IpAddr, time::Duration};
 
 pub use event::{DeathCause, Event, Level};
 pub use status::{ClusterStatus, Counters, GroupView, LinkState, LinkView, NodeView, PeerState};
@@ -83,7 +83,8 @@ pub use status::{ClusterStatus, Counters, GroupView, LinkState, LinkView, NodeVi
 use crate::{
     Timestamp,
     config::{AutoFailback, Config, ResourceGroup, node_id},
-    message::{Echo, GroupState, Holding, Message, MessageKind, NodeStatus},
+    message::{Echo, GroupState, Holding, Message, MessageKind, NodeStatus, PingCounts},
+    ping::PingMonitor,
 };
 
 /// Index of a heartbeat medium in `config.ha_cf.media`.
@@ -156,6 +157,14 @@ pub enum Output {
     Reannounce {
         /// Group index.
         group: usize,
+    },
+    /// Send one ICMP echo request to a ping node's address; report the reply with
+    /// [`Node::handle_ping_reply`].
+    Ping {
+        /// Index of the address among every ping node's addresses (`ha.cf` order).
+        link: usize,
+        /// The address.
+        addr: IpAddr,
     },
     /// For logging and metrics.
     Event(Event),
@@ -302,6 +311,8 @@ struct Peer {
     echo_of_us: Option<Timestamp>,
     groups: Vec<RemoteGroup>,
     mismatch_reported: bool,
+    /// Ping-node counts in the message whose state is applied.
+    ping: Option<PingCounts>,
 }
 
 #[derive(Debug, Clone)]
@@ -348,6 +359,9 @@ pub struct Node {
     dirty: bool,
     outputs: VecDeque<Output>,
     counters: Counters,
+    ping: PingMonitor,
+    /// The dead peer whose takeover the ping guard holds back (reported once).
+    takeover_held: Option<usize>,
 }
 
 impl Node {
@@ -431,6 +445,7 @@ impl Node {
             echo_of_us: None,
             groups: vec![RemoteGroup::NONE; groups.len()],
             mismatch_reported: false,
+            ping: None,
         };
         let local_group = LocalGroup {
             holding: Holding::None,
@@ -468,6 +483,8 @@ impl Node {
             dirty: false,
             outputs: VecDeque::new(),
             counters: Counters::default(),
+            ping: PingMonitor::from_ha_cf(ha, now),
+            takeover_held: None,
         };
         node.peers[local].state = PeerState::Up;
         node.peers[local].generation = Some(generation);
@@ -504,7 +521,31 @@ impl Node {
         }
         // Most heartbeats repeat what the previous one said: decisions are only re-taken when
         // something they read changed.
-        if self.accept_message(now, link, arrival, msg) || self.dirty {
+        let relevant = self.accept_message(now, link, arrival, msg);
+        self.ping_compare(now);
+        if relevant || self.dirty {
+            self.reconcile(now);
+        }
+        self.flush(now);
+    }
+
+    /// An ICMP echo reply from ping-node address `link` (as in [`Output::Ping`]) to a request
+    /// sent at `sent`, arrived at `arrival` (kernel time). Hand in every queued reply before
+    /// [`Node::handle_timeout`], like heartbeats.
+    pub fn handle_ping_reply(
+        &mut self,
+        now: Timestamp,
+        link: usize,
+        sent: Timestamp,
+        arrival: Timestamp,
+    ) {
+        if self.phase == Phase::Stopped {
+            return;
+        }
+        let changed = self.ping.handle_reply(now, link, sent, arrival);
+        self.ping_compare(now);
+        // A reply may be the proof a held takeover waits for.
+        if changed || self.dirty || self.takeover_held.is_some() {
             self.reconcile(now);
         }
         self.flush(now);
@@ -524,6 +565,13 @@ impl Node {
             }
         }
         self.detect(now);
+        self.ping.handle_timeout(now);
+        self.ping_compare(now);
+        for link in self.ping.due(now) {
+            if let Some(addr) = self.ping.addr(link) {
+                self.outputs.push_back(Output::Ping { link, addr });
+            }
+        }
         for g in 0..self.groups.len() {
             let lg = &mut self.local_groups[g];
             if lg.failed_until.is_some_and(|t| now >= t) {
@@ -685,6 +733,9 @@ impl Node {
                 }
             }
         }
+        if let Some(p) = self.ping.poll_timeout() {
+            t = t.min(p);
+        }
         for lg in &self.local_groups {
             if let Some(f) = lg.failed_until {
                 t = t.min(f);
@@ -750,6 +801,7 @@ impl Node {
                         p.status
                     },
                     last_arrival: p.last_arrival,
+                    ping: if local { self.ping.counts() } else { p.ping },
                     links: if local {
                         Vec::new()
                     } else {
@@ -794,6 +846,8 @@ impl Node {
             nodes,
             groups,
             counters: self.counters,
+            ping: self.ping.view(),
+            takeover_held: self.takeover_held.map(|i| self.names[i].clone()),
         }
     }
 
@@ -871,6 +925,7 @@ impl Node {
                 p.echo_of_us = None;
                 p.echo = None;
                 p.groups.fill(RemoteGroup::NONE);
+                p.ping = None;
                 let was_up = p.state == PeerState::Up;
                 p.generation = Some(msg.generation);
                 relevant = true;
@@ -950,6 +1005,9 @@ impl Node {
                 .map(|e| e.send_time);
             relevant |= confirmed(echo_of_us) != confirmed(p.echo_of_us);
             p.echo_of_us = echo_of_us;
+            let yielding = |c: Option<PingCounts>| c.is_some_and(|c| c.yielding);
+            relevant |= yielding(p.ping) != yielding(msg.ping);
+            p.ping = msg.ping;
             for (g, slot) in p.groups.iter_mut().enumerate() {
                 let new = msg
                     .groups
@@ -1066,6 +1124,7 @@ impl Node {
             .filter(|&g| p.groups[g].holding != Holding::None)
             .collect();
         p.groups.fill(RemoteGroup::NONE);
+        p.ping = None;
         p.status = None;
         p.state_send_time = None;
         p.echo_of_us = None;
@@ -1089,7 +1148,7 @@ impl Node {
             return Some(Member {
                 holding: lg.holding,
                 candidate: self.phase == Phase::Active && lg.failed_until.is_none(),
-                standby: lg.standby,
+                standby: lg.standby || self.ping.yielding(),
                 wants: lg.wants,
             });
         }
@@ -1101,7 +1160,8 @@ impl Node {
         Some(Member {
             holding: r.holding,
             candidate: p.status == Some(NodeStatus::Active) && !r.failed,
-            standby: r.standby,
+            // ipfail gave it up: like standby, a candidate only when no other node is.
+            standby: r.standby || p.ping.is_some_and(|c| c.yielding),
             wants: r.wants,
         })
     }
@@ -1139,7 +1199,7 @@ impl Node {
             && self.peers.iter().enumerate().all(|(i, p)| {
                 i == self.local
                     || match p.state {
-                        PeerState::Dead => true,
+                        PeerState::Dead => self.may_take_from_dead(i),
                         PeerState::Unknown => false,
                         PeerState::Up => {
                             p.groups[g].holding == Holding::None
@@ -1147,6 +1207,48 @@ impl Node {
                         }
                     }
             })
+    }
+
+    /// The ping guard on taking a dead peer's groups without its confirmation. With ping nodes
+    /// configured, this node must reach one now and have had an answer to a request sent at
+    /// least one `keepalive` after the peer's last heartbeat arrived (when the next one was
+    /// due): proof that it was still on the network while the peer was silent, so the silence
+    /// is not its own isolation. A peer that sent a shutdown notice released its groups itself.
+    fn may_take_from_dead(&self, i: usize) -> bool {
+        let p = &self.peers[i];
+        if !self.ping.is_configured()
+            || (p.shutdown_generation.is_some() && p.shutdown_generation == p.dead_generation)
+        {
+            return true;
+        }
+        let silent_since = p.last_arrival.unwrap_or(self.started) + self.keepalive;
+        !self.ping.isolated() && self.ping.answered_since(silent_since)
+    }
+
+    /// The first dead peer the ping guard does not let this node take over from.
+    fn takeover_blocked_by(&self) -> Option<usize> {
+        (0..self.peers.len()).find(|&i| {
+            i != self.local && self.peers[i].state == PeerState::Dead && !self.may_take_from_dead(i)
+        })
+    }
+
+    /// ipfail's rule on the live peers' announced counts; events out, `dirty` when the yield
+    /// flag changed.
+    fn ping_compare(&mut self, now: Timestamp) {
+        let best = self
+            .peers
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| *i != self.local && p.state == PeerState::Up)
+            .filter_map(|(_, p)| p.ping.map(|c| c.reachable))
+            .max();
+        if self.ping.compare(now, best) {
+            self.dirty = true;
+        }
+        let events: Vec<_> = self.ping.drain_events().collect();
+        for e in events {
+            self.event(Event::Ping(e));
+        }
     }
 
     /// A live peer shows the group in any state but `None` (a loser still stopping counts: its
@@ -1211,8 +1313,12 @@ impl Node {
             }
             match holding {
                 Holding::None => {
-                    if mine && self.phase == Phase::Active && self.can_start(g) {
-                        self.start(g);
+                    if mine && self.phase == Phase::Active {
+                        if self.can_start(g) {
+                            self.start(g);
+                        } else {
+                            self.note_takeover_held();
+                        }
                     }
                 }
                 Holding::Held => {
@@ -1231,11 +1337,28 @@ impl Node {
                 Holding::Starting | Holding::Stopping => {}
             }
         }
+        if self
+            .takeover_held
+            .is_some_and(|i| self.peers[i].state != PeerState::Dead || self.may_take_from_dead(i))
+        {
+            self.takeover_held = None;
+        }
         self.mach_down_check();
         if self.phase == Phase::ShuttingDown
             && self.local_groups.iter().all(|g| g.holding == Holding::None)
         {
             self.finish_shutdown(now);
+        }
+    }
+
+    /// A start this node would make waits for the ping guard: say so once per dead peer.
+    fn note_takeover_held(&mut self) {
+        if let Some(i) = self.takeover_blocked_by()
+            && self.takeover_held != Some(i)
+        {
+            self.takeover_held = Some(i);
+            let node = self.names[i].clone();
+            self.event(Event::TakeoverHeld { node });
         }
     }
 
@@ -1361,6 +1484,7 @@ impl Node {
                 status,
                 echoes: echoes.clone(),
                 groups: groups.clone(),
+                ping: self.ping.counts(),
             };
             self.counters.messages_sent += 1;
             self.outputs.push_back(Output::Transmit {

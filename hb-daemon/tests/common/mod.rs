@@ -29,15 +29,18 @@ pub fn status_report() -> StatusReport {
         local_node: "node1".into(),
         generation: 7 << 20,
         uptime_secs: 3723,
+        ping: None,
         nodes: vec![
             NodeStatusReport {
                 name: "node1".into(),
+                ping: None,
                 id: hb_proto::config::node_id("node1"),
                 state: NodeState::Up,
                 links: vec![],
             },
             NodeStatusReport {
                 name: "node2".into(),
+                ping: None,
                 id: hb_proto::config::node_id("node2"),
                 state: NodeState::Up,
                 links: vec![

@@ -14,7 +14,10 @@ use std::{
 
 use super::{
     diag::{Diags, IFACE_RULE, Parsed, is_delim, lines, parse_bool, plausible_iface, words},
-    model::{AutoFailback, Diagnostic, HaCf, Media, PingGroup, Respawn, Setting, XdpMode, node_id},
+    model::{
+        AutoFailback, Diagnostic, HaCf, Media, PingGroup, Respawn, Setting, XdpMode,
+        is_ipfail_command, node_id,
+    },
     time::{TimeError, parse_time},
 };
 
@@ -195,6 +198,9 @@ struct Raw {
     garp_interval: Option<Duration>,
     metrics_listen: Option<Option<SocketAddr>>,
     control_socket: Option<PathBuf>,
+    ipfail: Option<bool>,
+    ipfail_settle: Option<(Duration, usize)>,
+    ping_interval: Option<(Duration, usize)>,
     /// First line of each single-valued directive, to warn when one is repeated.
     seen: HashMap<String, usize>,
 }
@@ -327,6 +333,9 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
         "garp_interval",
         "metrics_listen",
         "control_socket",
+        "ipfail",
+        "ipfail_settle",
+        "ping_interval",
     ];
     if SINGLE.contains(&directive) {
         let key = if directive == "nice_failback" {
@@ -677,6 +686,30 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
                 raw.garp_interval = Some(t);
             }
         }
+        "ipfail" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            match parse_bool(v) {
+                Some(b) => raw.ipfail = Some(b),
+                None => d.error(n, format!("ipfail: '{v}' is not on or off")),
+            }
+        }
+        "ipfail_settle" | "ping_interval" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            let Some(t) = parse_time_directive(d, n, directive, v) else {
+                return;
+            };
+            if directive == "ipfail_settle" {
+                raw.ipfail_settle = Some((t, n));
+            } else if t.is_zero() {
+                d.error(n, "ping_interval: must be more than 0");
+            } else {
+                raw.ping_interval = Some((t, n));
+            }
+        }
         "metrics_listen" => {
             let Some(v) = one(d, n, directive, &values) else {
                 return;
@@ -977,6 +1010,7 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
             ),
         );
     }
+    check_ping(&raw, &mut d, deadtime);
     if raw.auto_failback.is_none() && !empty {
         d.warn(
             0,
@@ -1011,10 +1045,71 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
         garp_interval: setting(raw.garp_interval, DEFAULT_GARP_INTERVAL),
         metrics_listen: raw.metrics_listen.flatten(),
         control_socket: raw.control_socket,
+        ipfail: setting(raw.ipfail, false),
+        ipfail_settle: raw.ipfail_settle.map(|(v, _)| v),
+        ping_interval: raw.ping_interval.map(|(v, _)| v),
     };
     HaCfParse {
         ha_cf,
         diags: d,
         empty,
+    }
+}
+
+/// Ping nodes and the built-in ipfail: intervals that can judge a ping node, ipfail with
+/// something to count.
+fn check_ping(raw: &Raw, d: &mut Diags, deadtime: Duration) {
+    let deadping = raw.deadping.map_or(deadtime, |(v, _)| v);
+    if let Some((i, line)) = raw.ping_interval
+        && deadping <= i.saturating_mul(2)
+    {
+        d.error(
+            line,
+            format!(
+                "ping_interval ({} ms) must be less than half of deadping ({} ms)",
+                i.as_millis(),
+                deadping.as_millis()
+            ),
+        );
+    }
+    let pings = raw.ping.len() + raw.ping_groups.len();
+    if pings > usize::from(u8::MAX) {
+        d.error(
+            0,
+            format!(
+                "{pings} ping nodes configured; hb supports at most 255 (ping and ping_group lines)"
+            ),
+        );
+    }
+    let respawned = raw.respawn.iter().find(|r| is_ipfail_command(&r.command));
+    let wanted = match raw.ipfail {
+        Some(b) => b,
+        None => respawned.is_some(),
+    };
+    if wanted && pings == 0 {
+        d.error(
+            0,
+            "ipfail needs ping nodes to count: add ping or ping_group lines, or remove ipfail",
+        );
+    }
+    if raw.ipfail == Some(false)
+        && let Some(r) = respawned
+    {
+        d.warn(
+            0,
+            format!(
+                "'respawn {} {}' not run and ipfail not built in: 'ipfail off' is set",
+                r.user, r.command
+            ),
+        );
+    }
+    if !wanted && raw.ipfail_settle.is_some() {
+        d.warn(0, "ipfail_settle has no effect without ipfail");
+    }
+    if pings == 0 && (raw.deadping.is_some() || raw.ping_interval.is_some()) {
+        d.warn(
+            0,
+            "deadping and ping_interval have no effect without ping nodes",
+        );
     }
 }

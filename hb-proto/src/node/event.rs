@@ -6,6 +6,8 @@
 
 use std::{fmt, time::Duration};
 
+use crate::ping::PingEvent;
+
 /// How loud the driver should log an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -192,6 +194,17 @@ pub enum Event {
         /// How many groups it covers.
         groups: usize,
     },
+    /// A ping node changed state, or the built-in ipfail decided (Heartbeat's and ipfail's
+    /// lines, see [`PingEvent`]).
+    Ping(PingEvent),
+    /// A dead peer's groups are not taken over: ping nodes are configured and this node has no
+    /// proof that it still reaches one after the peer went silent (it may be the isolated one,
+    /// and its gratuitous ARPs could pull clients away from a live owner). Logged once per
+    /// death; the takeover happens as soon as a ping node answers.
+    TakeoverHeld {
+        /// The dead peer.
+        node: String,
+    },
     /// A clean stop began.
     ShuttingDown,
     /// The clean stop completed: groups released, shutdown notice sent.
@@ -209,7 +222,9 @@ impl Event {
             | Event::NodeReturned { .. }
             | Event::DualOwnership { .. }
             | Event::LateWakeup { .. }
-            | Event::ConfigMismatch { .. } => Level::Warn,
+            | Event::ConfigMismatch { .. }
+            | Event::TakeoverHeld { .. } => Level::Warn,
+            Event::Ping(p) if p.is_warning() => Level::Warn,
             Event::StartFailed { .. } | Event::StopFailed { .. } => Level::Error,
             _ => Level::Info,
         }
@@ -306,6 +321,12 @@ impl fmt::Display for Event {
                     "Taking over {scope} HA resources (takeover): {groups} group(s)"
                 )
             }
+            Event::Ping(p) => p.fmt(f),
+            Event::TakeoverHeld { node } => write!(
+                f,
+                "Not taking over the resources of {node}: no ping node answered since it went \
+                 silent; this node may be the isolated one"
+            ),
             Event::ShuttingDown => write!(f, "Heartbeat shutdown in progress."),
             Event::Stopped => write!(f, "Heartbeat shutdown complete."),
         }

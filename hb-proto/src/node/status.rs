@@ -2,7 +2,8 @@
 
 use crate::{
     Timestamp,
-    message::{Holding, NodeStatus},
+    message::{Holding, NodeStatus, PingCounts},
+    ping::PingView,
 };
 
 /// Liveness of a node in the local view.
@@ -58,6 +59,9 @@ pub struct NodeView {
     pub last_arrival: Option<Timestamp>,
     /// Links (empty for the local node).
     pub links: Vec<LinkView>,
+    /// Ping-node counts it announces (the local node's own for the local node; `None`: no ping
+    /// nodes, or a peer that does not announce them).
+    pub ping: Option<PingCounts>,
 }
 
 /// One resource group.
@@ -135,4 +139,9 @@ pub struct ClusterStatus {
     pub groups: Vec<GroupView>,
     /// Counters.
     pub counters: Counters,
+    /// Ping nodes and the built-in ipfail.
+    pub ping: PingView,
+    /// A dead peer whose groups this node does not take over because no ping node answered
+    /// since the peer went silent (see [`super::Event::TakeoverHeld`]).
+    pub takeover_held: Option<String>,
 }

@@ -111,6 +111,9 @@ pub fn config(
             garp_interval: Setting::default_value(Duration::from_millis(200)),
             metrics_listen: None,
             control_socket: None,
+            ipfail: Setting::default_value(false),
+            ipfail_settle: None,
+            ping_interval: None,
         },
         groups,
         authkeys: AuthKeys {
@@ -138,6 +141,7 @@ impl PeerMsg {
                 seq,
                 send_time,
                 groups_digest: 0,
+                ping: None,
                 status: NodeStatus::Active,
                 echoes: vec![],
                 groups: (0..ngroups)

@@ -79,6 +79,19 @@ impl LinkParams {
     };
 }
 
+/// One ping node (`ping 10.0.0.254`) every host pings, and how the built-in ipfail is set.
+#[derive(Debug, Clone, Copy)]
+pub struct PingSpec {
+    /// `deadping`.
+    pub deadping: Duration,
+    /// `ipfail_settle`.
+    pub settle: Duration,
+    /// `ipfail on`.
+    pub ipfail: bool,
+    /// Round-trip time of an echo.
+    pub rtt: Duration,
+}
+
 /// A cluster to simulate.
 #[derive(Debug, Clone)]
 pub struct SimSpec {
@@ -96,6 +109,8 @@ pub struct SimSpec {
     pub resource_delay: Duration,
     /// Seed.
     pub seed: u64,
+    /// A ping node, if any.
+    pub ping: Option<PingSpec>,
 }
 
 impl SimSpec {
@@ -110,6 +125,7 @@ impl SimSpec {
             links: vec![LinkParams::CLEAN; 2],
             resource_delay: Duration::from_millis(2),
             seed,
+            ping: None,
         }
     }
 }
@@ -129,6 +145,12 @@ enum Ev {
     },
     Resume {
         host: usize,
+    },
+    PingReply {
+        host: usize,
+        incarnation: u64,
+        link: usize,
+        sent: Timestamp,
     },
 }
 
@@ -156,6 +178,9 @@ pub struct Host {
     pub last_sent: Option<Timestamp>,
     /// Resource actions it ran: (time, group, op).
     pub actions: Vec<(Timestamp, usize, ResourceOp)>,
+    /// The ping node answers this host (requests and replies both pass).
+    pub ping_ok: bool,
+    ping_backlog: Vec<(usize, Timestamp, Timestamp)>,
 }
 
 /// The simulation.
@@ -210,6 +235,8 @@ impl Sim {
                 reannounces: vec![],
                 last_sent: None,
                 actions: vec![],
+                ping_ok: true,
+                ping_backlog: vec![],
             })
             .collect();
         let n = spec.nodes;
@@ -256,7 +283,7 @@ impl Sim {
     /// Starts (or restarts) host `h` in a new generation.
     pub fn start(&mut self, h: usize) {
         let refs: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        let cfg = config(
+        let mut cfg = config(
             &refs,
             refs[h],
             self.group_defs.clone(),
@@ -264,12 +291,19 @@ impl Sim {
             self.spec.failback,
             self.spec.links.len(),
         );
+        if let Some(p) = self.spec.ping {
+            cfg.ha_cf.ping = vec![std::net::IpAddr::from([10, 0, 0, 254])];
+            cfg.ha_cf.deadping = Some(p.deadping);
+            cfg.ha_cf.ipfail = hb_proto::config::Setting::set(p.ipfail);
+            cfg.ha_cf.ipfail_settle = Some(p.settle);
+        }
         let host = &mut self.hosts[h];
         host.generation += 1;
         host.incarnation += 1;
         host.paused = false;
         host.backlog.clear();
         host.pending_results.clear();
+        host.ping_backlog.clear();
         host.node = Some(Node::new(&cfg, host.generation, self.now).unwrap());
         self.drain(h);
     }
@@ -372,6 +406,22 @@ impl Sim {
                     );
                 }
                 Output::Reannounce { group } => self.hosts[h].reannounces.push((now, group)),
+                Output::Ping { link, .. } => {
+                    let Some(p) = self.spec.ping else { continue };
+                    if !self.hosts[h].ping_ok {
+                        continue;
+                    }
+                    let incarnation = self.hosts[h].incarnation;
+                    self.schedule(
+                        now + p.rtt,
+                        Ev::PingReply {
+                            host: h,
+                            incarnation,
+                            link,
+                            sent: now,
+                        },
+                    );
+                }
                 Output::Event(e) => self.hosts[h].events.push((now, e)),
             }
         }
@@ -423,6 +473,25 @@ impl Sim {
                 }
                 self.drain(h);
             }
+            Ev::PingReply {
+                host: h,
+                incarnation,
+                link,
+                sent,
+            } => {
+                let host = &mut self.hosts[h];
+                if host.incarnation != incarnation || !host.ping_ok {
+                    return;
+                }
+                if host.paused {
+                    host.ping_backlog.push((link, sent, now));
+                    return;
+                }
+                if let Some(node) = host.node.as_mut() {
+                    node.handle_ping_reply(now, link, sent, now);
+                }
+                self.drain(h);
+            }
             Ev::Resume { host: h } => {
                 self.disrupted = self.disrupted.saturating_sub(1);
                 self.settle_until = self.settle_until.max(now + self.settle());
@@ -437,6 +506,12 @@ impl Sim {
                 for (link, arrival, msg) in backlog {
                     if let Some(node) = self.hosts[h].node.as_mut() {
                         node.handle_message(now, LinkId(link), arrival, msg);
+                    }
+                    self.drain(h);
+                }
+                for (link, sent, arrival) in std::mem::take(&mut self.hosts[h].ping_backlog) {
+                    if let Some(node) = self.hosts[h].node.as_mut() {
+                        node.handle_ping_reply(now, link, sent, arrival);
                     }
                     self.drain(h);
                 }

@@ -958,17 +958,20 @@ fn announce_ipfail(config: &Config) {
     let settle = ha.effective_ipfail_settle().as_millis();
     match (ha.ipfail_enabled(), ha.ipfail_respawn()) {
         (true, Some(r)) => tracing::info!(
-            "hb: ipfail built in: 'respawn {} {}' is not spawned; hb compares ping node counts              with its peers itself (settle {settle} ms)",
+            "hb: ipfail built in: 'respawn {} {}' is not spawned; hb compares ping node counts \
+             with its peers itself (settle {settle} ms)",
             r.user,
             r.command
         ),
         (true, None) => tracing::info!(
-            "hb: ipfail built in (ipfail on): hb compares ping node counts with its peers              (settle {settle} ms)"
+            "hb: ipfail built in (ipfail on): hb compares ping node counts with its peers \
+             (settle {settle} ms)"
         ),
         (false, _) => {}
     }
     tracing::info!(
-        "hb: {} ping node(s), echo every {} ms, dead after {} ms without a reply; a dead          peer's groups are taken over only while a ping node answers",
+        "hb: {} ping node(s), echo every {} ms, dead after {} ms without a reply; a dead \
+         peer's groups are taken over only while a ping node answers",
         ha.ping_node_count(),
         ha.effective_ping_interval().as_millis(),
         ha.effective_deadping().as_millis()

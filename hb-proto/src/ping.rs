@@ -555,6 +555,9 @@ impl PingMonitor {
             return false;
         }
         let ours = self.reachable();
+        // Until every ping node was judged once (answered, or silent for deadping after
+        // start) this node's count is not known: no decision on it.
+        let judged = self.targets.iter().all(|t| t.state != PingState::Unknown);
         if self.announced_count != Some(ours) {
             if self.announced_count.is_some() {
                 self.events.push(PingEvent::Asking { reachable: ours });
@@ -562,6 +565,7 @@ impl PingMonitor {
             self.announced_count = Some(ours);
         }
         let comparison = match best_peer {
+            _ if !judged => Comparison::Unknown,
             None => Comparison::Unknown,
             Some(theirs) if ours < theirs => Comparison::Fewer,
             Some(theirs) if ours == theirs => Comparison::Balanced,

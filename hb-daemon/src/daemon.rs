@@ -22,13 +22,14 @@ use hb_common::{EVENT_DEADLINE, EVENT_PACKET, RingEvent};
 use hb_proto::{
     Timestamp,
     config::{Config, LoadOptions, XdpMode, node_id},
-    message::{Holding, NodeStatus},
+    message::{Holding, NodeStatus, rtt_from_echo},
     node::{
         self, ClusterStatus, Command, Event, Level, LinkId, Node, Output, PeerState, ResourceOp,
         Scope,
     },
-    packet::{self, ReplayGuard},
+    packet,
     ping::PingEvent,
+    replay::{RejectReason, ReplayGuard},
 };
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -40,6 +41,7 @@ use crate::{
     metrics::{Metrics, TakeoverTimes},
     net::{self, Datagram, MediumSender, Receiver, monotonic_now},
     state,
+    watchdog::Watchdog,
     xdp::{self, RingReader, XdpHandle},
 };
 
@@ -117,6 +119,7 @@ fn spawn_agents(
     let groups = Arc::new(config.groups.clone());
     let garp_count = config.ha_cf.garp_count.value;
     let garp_interval = config.ha_cf.garp_interval.value;
+    let script_env = crate::agents::script_env(config);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     std::thread::Builder::new()
         .name("hb-agents".to_owned())
@@ -135,7 +138,7 @@ fn spawn_agents(
             };
             rt.block_on(async move {
                 let agents = match Agents::new(garp_count, garp_interval, SCRIPT_TIMEOUT).await {
-                    Ok(a) => Arc::new(a),
+                    Ok(a) => Arc::new(a.with_script_env(script_env)),
                     Err(e) => {
                         let _ = ready_tx.send(Err(format!("resource agents: {e}")));
                         return;
@@ -263,6 +266,8 @@ struct Driver {
     dgram_buf: Vec<Datagram>,
     pinger: Option<Pinger>,
     ping_buf: Vec<icmp::Reply>,
+    /// `watchdog DEVICE`, fed from this loop.
+    watchdog: Option<Watchdog>,
 }
 
 fn ifindex(iface: &str) -> Option<u32> {
@@ -374,6 +379,21 @@ impl Driver {
             tracing::info!("hb: Prometheus metrics on http://{addr}/metrics");
             tokio::spawn(crate::prometheus::serve(l, control_tx));
         }
+        // Last, so a set-up failure above never leaves an armed watchdog behind.
+        let watchdog = match &ha.watchdog {
+            Some(path) => {
+                let w = Watchdog::open(path, ha.keepalive.value, monotonic_now())
+                    .map_err(DaemonError::Setup)?;
+                tracing::info!(
+                    "hb: watchdog {} opened; fed from the heartbeat loop every keepalive ({} ms), \
+                     magic close on a clean stop",
+                    path.display(),
+                    ha.keepalive.value.as_millis()
+                );
+                Some(w)
+            }
+            None => None,
+        };
         Ok(Self {
             config,
             node,
@@ -395,16 +415,30 @@ impl Driver {
             dgram_buf: Vec::with_capacity(256),
             pinger,
             ping_buf: Vec::with_capacity(64),
+            watchdog,
         })
     }
 
     async fn run(&mut self) -> Result<(), DaemonError> {
+        let result = self.run_loop().await;
+        // Every way out of the loop is a controlled stop: disarm the watchdog. A crash or a
+        // hang never gets here, and the watchdog resets the machine.
+        if let Some(w) = self.watchdog.take() {
+            w.magic_close();
+        }
+        result
+    }
+
+    async fn run_loop(&mut self) -> Result<(), DaemonError> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut sigterm = signal(SignalKind::terminate()).map_err(setup("SIGTERM handler"))?;
         let mut sigint = signal(SignalKind::interrupt()).map_err(setup("SIGINT handler"))?;
         let mut stopping = false;
         loop {
             self.flush_outputs();
+            if let Some(w) = self.watchdog.as_mut() {
+                w.feed(monotonic_now());
+            }
             if self.node.is_stopped() {
                 break;
             }
@@ -596,7 +630,7 @@ impl Driver {
         };
         let gap = match self.replay.check(&msg, link) {
             Ok(gap) => gap,
-            Err(packet::RejectReason::OwnMessage) => return,
+            Err(RejectReason::OwnMessage) => return,
             Err(reason) => {
                 self.metrics.record_reject(reason.label());
                 tracing::debug!(
@@ -613,7 +647,7 @@ impl Driver {
             self.metrics
                 .record_heartbeat(&peer, &link_name, arrival, read_at, gap);
             if let Some(echo) = msg.echoes.iter().find(|e| e.node == local)
-                && let Some(rtt) = packet::rtt_from_echo(arrival, echo)
+                && let Some(rtt) = rtt_from_echo(arrival, echo)
             {
                 self.metrics.record_rtt(&peer, &link_name, rtt);
             }

@@ -932,6 +932,9 @@ mod tests {
             deadping: None,
             respawn: vec![],
             stonith_hosts: vec![],
+            fence_commands: vec![],
+            fence_delay: Setting::default_value(hb_proto::config::ha_cf::DEFAULT_FENCE_DELAY),
+            fence_timeout: Setting::default_value(hb_proto::config::ha_cf::DEFAULT_FENCE_TIMEOUT),
             watchdog: None,
             realtime: Setting::default_value(true),
             hopfudge: Setting::default_value(1),
@@ -944,6 +947,12 @@ mod tests {
             ipfail: Setting::default_value(false),
             ipfail_settle: None,
             ping_interval: None,
+            ignored: vec![],
+            log_format: hb_proto::config::Setting::default_value(
+                hb_proto::config::LogFormat::Heartbeat,
+            ),
+            syslog_ident: hb_proto::config::Setting::default_value("heartbeat".into()),
+            self_fence_command: None,
         };
         let config = Config {
             config_dir: "/etc/ha.d".into(),

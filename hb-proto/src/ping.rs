@@ -220,6 +220,33 @@ impl fmt::Display for PingEvent {
 }
 
 impl PingEvent {
+    /// A stable snake_case name (the journal's event field).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PingEvent::LinkUp { .. } => "ping_link_up",
+            PingEvent::LinkDead { .. } => "ping_link_dead",
+            PingEvent::NodeUp { .. } => "ping_node_up",
+            PingEvent::NodeDead { .. } => "ping_node_dead",
+            PingEvent::Asking { .. } => "ipfail_asking",
+            PingEvent::DelayedGiveup { .. } => "ipfail_delayed_giveup",
+            PingEvent::GivingUp { .. } => "ipfail_giving_up",
+            PingEvent::Balanced => "ipfail_balanced",
+            PingEvent::More => "ipfail_more",
+            PingEvent::Resumed => "ipfail_resumed",
+        }
+    }
+
+    /// The ping node the event is about, if any.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            PingEvent::LinkUp { node, .. }
+            | PingEvent::LinkDead { node, .. }
+            | PingEvent::NodeUp { node }
+            | PingEvent::NodeDead { node } => Some(node),
+            _ => None,
+        }
+    }
+
     /// Whether the event is worth a warning (a ping node lost, giving up).
     pub fn is_warning(&self) -> bool {
         matches!(

@@ -515,6 +515,77 @@ mod tests {
     }
 
     #[test]
+    fn status_shows_ping_nodes_ipfail_and_a_held_takeover() {
+        use crate::control::{PingAddrStatus, PingCountStatus, PingNodeStatus, TakeoverHeld};
+        let counts = |reachable, yielding| {
+            Some(PingCountStatus {
+                reachable,
+                configured: 1,
+                yielding,
+            })
+        };
+        let r = StatusReport {
+            local_node: "node2".into(),
+            generation: 1,
+            uptime_secs: 5,
+            ping: Some(PingStatus {
+                reachable: 0,
+                configured: 1,
+                ipfail: true,
+                comparison: "fewer".into(),
+                yielding: true,
+                settle_ms: 200,
+                isolated: true,
+                takeover_held: Some(TakeoverHeld {
+                    peer: "node1".into(),
+                    reason: "no ping node answered".into(),
+                }),
+                nodes: vec![PingNodeStatus {
+                    name: "10.0.0.254".into(),
+                    group: false,
+                    state: "dead".into(),
+                    addrs: vec![PingAddrStatus {
+                        addr: "10.0.0.254".into(),
+                        state: "dead".into(),
+                        last_reply_ms: Some(1500),
+                    }],
+                }],
+            }),
+            nodes: vec![
+                NodeStatusReport {
+                    name: "node1".into(),
+                    ping: counts(1, false),
+                    id: 1,
+                    state: NodeState::Dead,
+                    links: vec![],
+                },
+                NodeStatusReport {
+                    name: "node2".into(),
+                    ping: counts(0, true),
+                    id: 2,
+                    state: NodeState::Up,
+                    links: vec![],
+                },
+            ],
+            groups: vec![],
+        };
+        let s = status(&r);
+        let node1 = s.lines().find(|l| l.starts_with("node1")).unwrap();
+        assert!(node1.contains("1/1"), "{s}");
+        let node2 = s.lines().find(|l| l.starts_with("node2")).unwrap();
+        assert!(node2.contains("0/1 yielding"), "{s}");
+        assert!(
+            s.contains("Ping nodes: 0/1 reachable (isolated); ipfail on (settle 200ms): fewer"),
+            "{s}"
+        );
+        assert!(s.contains("10.0.0.254 dead (1.50s ago)"), "{s}");
+        assert!(
+            s.contains("Takeover of node1's groups held: no ping node answered"),
+            "{s}"
+        );
+    }
+
+    #[test]
     fn stats_view_and_bar_chart() {
         let mut m = Metrics::new("node1", &["node2"], &["eth1"], Timestamp(0));
         for i in 0..1000u64 {

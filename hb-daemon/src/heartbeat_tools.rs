@@ -755,6 +755,7 @@ mod tests {
                     last_heartbeat_ms: Some(100),
                 }]
             },
+            ping: None,
         };
         let owners = match state {
             State::Normal => ["n1", "n2"],
@@ -783,6 +784,7 @@ mod tests {
             ],
             haresources_mismatch: vec![],
             fence_pending: vec![],
+            ping: None,
         }
     }
 

@@ -27,6 +27,7 @@ pub mod generation;
 pub mod message;
 pub mod node;
 pub mod packet;
+pub mod ping;
 pub mod replay;
 #[cfg(feature = "sim")]
 pub mod sim;

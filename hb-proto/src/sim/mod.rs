@@ -95,6 +95,19 @@ impl LinkParams {
     };
 }
 
+/// One ping node (`ping 10.0.0.254`) every host pings, and how the built-in ipfail is set.
+#[derive(Debug, Clone, Copy)]
+pub struct PingSpec {
+    /// `deadping`.
+    pub deadping: Duration,
+    /// `ipfail_settle`.
+    pub settle: Duration,
+    /// `ipfail on`.
+    pub ipfail: bool,
+    /// Round-trip time of an echo.
+    pub rtt: Duration,
+}
+
 /// A cluster to simulate.
 #[derive(Debug, Clone)]
 pub struct SimSpec {
@@ -117,6 +130,8 @@ pub struct SimSpec {
     /// Send every message encoded and signed, decode and replay-check it at the receiver (as
     /// the daemon does), and keep the last datagrams for [`Sim::inject`].
     pub wire: bool,
+    /// A ping node, if any.
+    pub ping: Option<PingSpec>,
 }
 
 /// The simulated fencing device.
@@ -144,6 +159,7 @@ impl SimSpec {
             seed,
             fence: None,
             wire: false,
+            ping: None,
         }
     }
 }
@@ -176,6 +192,12 @@ enum Ev {
         incarnation: u64,
         peer: String,
     },
+    PingReply {
+        host: usize,
+        incarnation: u64,
+        link: usize,
+        sent: Timestamp,
+    },
 }
 
 /// One simulated machine.
@@ -205,6 +227,9 @@ pub struct Host {
     pub actions: Vec<(Timestamp, usize, ResourceOp)>,
     /// Fences it started: (time, peer).
     pub fences: Vec<(Timestamp, String)>,
+    /// The ping node answers this host (requests and replies both pass).
+    pub ping_ok: bool,
+    ping_backlog: Vec<(usize, Timestamp, Timestamp)>,
 }
 
 /// The simulation.
@@ -286,6 +311,8 @@ impl Sim {
                 last_sent: None,
                 actions: vec![],
                 fences: vec![],
+                ping_ok: true,
+                ping_backlog: vec![],
             })
             .collect();
         let n = spec.nodes;
@@ -355,6 +382,12 @@ impl Sim {
             cfg.ha_cf.stonith_hosts = vec!["* external/sim".into()];
             cfg.ha_cf.fence_delay = crate::config::Setting::set(f.delay);
         }
+        if let Some(p) = self.spec.ping {
+            cfg.ha_cf.ping = vec![std::net::IpAddr::from([10, 0, 0, 254])];
+            cfg.ha_cf.deadping = Some(p.deadping);
+            cfg.ha_cf.ipfail = crate::config::Setting::set(p.ipfail);
+            cfg.ha_cf.ipfail_settle = Some(p.settle);
+        }
         let ids: Vec<u32> = self.names.iter().map(|n| node_id(n)).collect();
         let host = &mut self.hosts[h];
         host.paused = false;
@@ -362,6 +395,7 @@ impl Sim {
         host.incarnation += 1;
         host.backlog.clear();
         host.pending_results.clear();
+        host.ping_backlog.clear();
         host.guard = ReplayGuard::new(ids[h], ids.iter().copied());
         host.node = Some(
             Node::new(&cfg, host.generation, self.now).expect("the simulation's config is valid"),
@@ -502,6 +536,22 @@ impl Sim {
                             host: h,
                             incarnation,
                             peer,
+                        },
+                    );
+                }
+                Output::Ping { link, .. } => {
+                    let Some(p) = self.spec.ping else { continue };
+                    if !self.hosts[h].ping_ok {
+                        continue;
+                    }
+                    let incarnation = self.hosts[h].incarnation;
+                    self.schedule(
+                        now + p.rtt,
+                        Ev::PingReply {
+                            host: h,
+                            incarnation,
+                            link,
+                            sent: now,
                         },
                     );
                 }
@@ -672,6 +722,25 @@ impl Sim {
                 }
                 self.drain(h);
             }
+            Ev::PingReply {
+                host: h,
+                incarnation,
+                link,
+                sent,
+            } => {
+                let host = &mut self.hosts[h];
+                if host.incarnation != incarnation || !host.ping_ok {
+                    return;
+                }
+                if host.paused {
+                    host.ping_backlog.push((link, sent, now));
+                    return;
+                }
+                if let Some(node) = host.node.as_mut() {
+                    node.handle_ping_reply(now, link, sent, now);
+                }
+                self.drain(h);
+            }
             Ev::Resume { host: h } => {
                 self.disrupted = self.disrupted.saturating_sub(1);
                 self.settle_until = self.settle_until.max(now + self.settle());
@@ -685,6 +754,12 @@ impl Sim {
                 // every finished resource action before it runs the timer.
                 for (link, arrival, payload) in backlog {
                     self.hand_in(h, link, arrival, payload);
+                }
+                for (link, sent, arrival) in std::mem::take(&mut self.hosts[h].ping_backlog) {
+                    if let Some(node) = self.hosts[h].node.as_mut() {
+                        node.handle_ping_reply(now, link, sent, arrival);
+                    }
+                    self.drain(h);
                 }
                 for (group, op) in results {
                     let r = self.result_for(h, group, op);

@@ -37,6 +37,7 @@ impl PeerMsg {
                 seq,
                 send_time,
                 groups_digest: 0,
+                ping: None,
                 status: NodeStatus::Active,
                 echoes: vec![],
                 groups: (0..ngroups)

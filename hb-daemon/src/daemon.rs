@@ -137,6 +137,7 @@ fn spawn_agents(
     let fence_devices = Arc::new(FenceDevice::for_local(config));
     let garp_count = config.ha_cf.garp_count.value;
     let garp_interval = config.ha_cf.garp_interval.value;
+    let script_env = crate::agents::script_env(config);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     std::thread::Builder::new()
         .name("hb-agents".to_owned())
@@ -155,7 +156,7 @@ fn spawn_agents(
             };
             rt.block_on(async move {
                 let agents = match Agents::new(garp_count, garp_interval, SCRIPT_TIMEOUT).await {
-                    Ok(a) => Arc::new(a),
+                    Ok(a) => Arc::new(a.with_script_env(script_env)),
                     Err(e) => {
                         let _ = ready_tx.send(Err(format!("resource agents: {e}")));
                         return;

@@ -837,6 +837,11 @@ mod tests {
             metrics_listen: None,
             control_socket: None,
             ignored: vec![],
+            log_format: hb_proto::config::Setting::default_value(
+                hb_proto::config::LogFormat::Heartbeat,
+            ),
+            syslog_ident: hb_proto::config::Setting::default_value("heartbeat".into()),
+            self_fence_command: None,
         };
         let config = Config {
             config_dir: "/etc/ha.d".into(),

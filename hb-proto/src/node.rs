@@ -87,7 +87,7 @@ mod transmit;
 use std::{collections::VecDeque, time::Duration};
 
 pub use command::{Command, Scope};
-pub use event::{DeathCause, Event, Level};
+pub use event::{DeathCause, Event, EventFields, Level};
 pub use status::{ClusterStatus, Counters, GroupView, LinkState, LinkView, NodeView, PeerState};
 
 use crate::{
@@ -325,6 +325,8 @@ pub struct Node {
     local_groups: Vec<LocalGroup>,
     mach_down_pending: Vec<usize>,
     dirty: bool,
+    /// [`Event::Joined`] was emitted.
+    joined: bool,
     outputs: VecDeque<Output>,
     counters: Counters,
     fencing: fencing::Fencing,
@@ -447,6 +449,7 @@ impl Node {
             announced_at: now,
             mach_down_pending: Vec::new(),
             dirty: false,
+            joined: false,
             outputs: VecDeque::new(),
             counters: Counters::default(),
             fencing: fencing::Fencing::new(
@@ -570,6 +573,13 @@ impl Node {
             t = t.min(f);
         }
         Some(t)
+    }
+
+    /// `true` once the node has joined ([`Event::Joined`]): links judged (every peer heard, or
+    /// `initdead` passed) and the initial resource groups acquired or declined. The driver
+    /// tells its service manager it is ready then.
+    pub fn joined(&self) -> bool {
+        self.joined
     }
 
     /// `true` once a [`Command::Shutdown`] completed: groups released, notice sent.

@@ -146,6 +146,36 @@ pub struct Respawn {
     pub command: String,
 }
 
+impl Respawn {
+    /// The program and its arguments: the command split on blanks (Heartbeat runs respawn
+    /// commands without a shell).
+    pub fn argv(&self) -> Vec<&str> {
+        self.command.split_ascii_whitespace().collect()
+    }
+
+    /// `true` for Heartbeat's ipfail client (a command whose program is `ipfail` or ends in
+    /// `/ipfail`, as `respawn hacluster /usr/lib/heartbeat/ipfail`): hbd has ipfail built in,
+    /// so such a line is not run as a child. The one rule for every part of hb that needs it.
+    pub fn is_ipfail(&self) -> bool {
+        self.argv()
+            .first()
+            .is_some_and(|p| *p == "ipfail" || p.ends_with("/ipfail"))
+    }
+}
+
+/// hb's `log_format`: the layout of `logfile`/`debugfile` lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Heartbeat's ha-log layout, `heartbeat[PID]: YYYY/MM/DD_HH:MM:SS info: message`
+    /// (the name in front is `syslog_ident`), so existing log watchers keep matching.
+    Heartbeat,
+    /// hb's own: `YYYY/MM/DD_HH:MM:SS.mmm hbd[PID]: info: message` (milliseconds).
+    Hb,
+}
+
+/// The default `syslog_ident`: Heartbeat's.
+pub const DEFAULT_SYSLOG_IDENT: &str = "heartbeat";
+
 /// `ha.cf`: Heartbeat's directives plus hb's additions (new names only).
 #[derive(Debug, Clone)]
 pub struct HaCf {
@@ -211,6 +241,15 @@ pub struct HaCf {
     /// Directives present in the file that hb accepts but does not act on (each also a named
     /// warning), in file order: what `hbd --check` lists as not acted on.
     pub ignored: Vec<Ignored>,
+    /// hb: `log_format heartbeat|hb` (default heartbeat).
+    pub log_format: Setting<LogFormat>,
+    /// hb: `syslog_ident NAME` (default `heartbeat`): the syslog identifier, also the name in
+    /// front of Heartbeat-layout log lines.
+    pub syslog_ident: Setting<String>,
+    /// hb: `self_fence_command COMMAND [ARGS]`: how this node fences itself when a resource
+    /// cannot be stopped (run without a shell). Default (used when `stonith_host`,
+    /// `fence_command` or `watchdog` is set): [`DEFAULT_SELF_FENCE_COMMAND`].
+    pub self_fence_command: Option<Vec<String>>,
 }
 
 /// A directive hb accepts and does not act on.
@@ -272,6 +311,11 @@ pub fn split_quoted(s: &str) -> Vec<String> {
     words
 }
 
+/// The self-fence used when fencing is configured without a `self_fence_command`: a forced
+/// reboot, no unit shutdown and no unmounting (resources that cannot be stopped would hang an
+/// orderly one).
+pub const DEFAULT_SELF_FENCE_COMMAND: &[&str] = &["reboot", "-f", "-f"];
+
 impl HaCf {
     /// The `stonith_host` lines, parsed.
     pub fn stonith_devices(&self) -> Vec<StonithHost> {
@@ -297,6 +341,31 @@ impl HaCf {
     pub fn effective_deadping(&self) -> Duration {
         self.deadping.unwrap_or(self.deadtime.value)
     }
+
+    /// The self-fence command when the admin configured fencing (`self_fence_command`, or
+    /// `stonith_host`/`fence_command` lines or a `watchdog`, which use
+    /// [`DEFAULT_SELF_FENCE_COMMAND`]); `None`
+    /// when nothing is configured: then a group whose stop fails is kept and retried.
+    pub fn self_fence(&self) -> Option<Vec<String>> {
+        if let Some(c) = &self.self_fence_command {
+            return Some(c.clone());
+        }
+        if self.fencing_configured() || self.watchdog.is_some() {
+            return Some(
+                DEFAULT_SELF_FENCE_COMMAND
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect(),
+            );
+        }
+        None
+    }
+
+    /// `respawn` lines hbd runs as children (every line but ipfail's, see
+    /// [`Respawn::is_ipfail`]).
+    pub fn respawn_children(&self) -> impl Iterator<Item = &Respawn> {
+        self.respawn.iter().filter(|r| !r.is_ipfail())
+    }
 }
 
 /// `IPaddr` or `IPaddr2` (same arguments; both manage the address with netlink in hb).
@@ -311,7 +380,8 @@ pub enum IpAddrAgent {
 /// One resource of a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
-    /// `IPaddr::ip[/cidr[/iface[/broadcast]]]` (or a bare IP).
+    /// `IPaddr::ip[/cidr[/iface[:label][/broadcast]]]`, `IPaddr::ip/cidr/broadcast` (or a bare
+    /// IP).
     IpAddr {
         /// Which agent was named.
         agent: IpAddrAgent,
@@ -323,6 +393,10 @@ pub enum Resource {
         iface: Option<String>,
         /// IPv4 broadcast address.
         broadcast: Option<IpAddr>,
+        /// The address label (`eth0:0` from `.../eth0:0`; always `iface:something`), set as
+        /// the address's `IFA_LABEL` as Heartbeat's `IPaddr` (an `ifconfig eth0:0` alias) and
+        /// `IPaddr2` (`ip addr add ... label eth0:0`) do.
+        label: Option<String>,
     },
     /// `Filesystem::device::mountpoint::fstype[::options]`.
     Filesystem {
@@ -357,14 +431,19 @@ impl Resource {
                 prefix,
                 iface,
                 broadcast,
+                label,
             } => {
                 let mut s = match agent {
                     IpAddrAgent::IpAddr => format!("IPaddr::{addr}"),
                     IpAddrAgent::IpAddr2 => format!("IPaddr2::{addr}"),
                 };
-                if let Some(p) = prefix {
-                    s.push_str(&format!("/{p}"));
-                    if let Some(i) = iface {
+                if prefix.is_some() || iface.is_some() {
+                    // `ip//eth0` (no netmask, an interface) is Heartbeat's too.
+                    s.push('/');
+                    if let Some(p) = prefix {
+                        s.push_str(&p.to_string());
+                    }
+                    if let Some(i) = label.as_ref().or(iface.as_ref()) {
                         s.push_str(&format!("/{i}"));
                     }
                     // Heartbeat also documents `ip/cidr/broadcast` (no interface).

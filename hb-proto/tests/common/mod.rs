@@ -55,6 +55,7 @@ pub fn groups(preferred: &[&str]) -> Vec<ResourceGroup> {
                     prefix: Some(24),
                     iface: Some("eth0".into()),
                     broadcast: None,
+                    label: None,
                 },
                 Resource::Script {
                     name: "httpd".into(),
@@ -115,6 +116,11 @@ pub fn config(
             metrics_listen: None,
             control_socket: None,
             ignored: vec![],
+            log_format: hb_proto::config::Setting::default_value(
+                hb_proto::config::LogFormat::Heartbeat,
+            ),
+            syslog_ident: hb_proto::config::Setting::default_value("heartbeat".into()),
+            self_fence_command: None,
         },
         groups,
         authkeys: AuthKeys {

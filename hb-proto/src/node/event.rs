@@ -349,8 +349,11 @@ impl Event {
                 group_line(&mut f, *group, line);
             }
             Event::LateWakeup { .. } => f.event = "late_wakeup",
-            Event::ConfigMismatch { node } => {
+            Event::ConfigMismatch { node, .. } => {
                 (f.event, f.peer) = ("config_mismatch", Some(node.as_str()))
+            }
+            Event::ConfigAgrees { node } => {
+                (f.event, f.peer) = ("config_agrees", Some(node.as_str()))
             }
             Event::Standby { .. } => f.event = "standby",
             Event::Takeover { .. } => f.event = "takeover",

@@ -378,6 +378,7 @@ impl Driver {
 
         let control_path = control::socket_path(&opts.run_dir, ha.control_socket.as_deref());
         let listener = control::bind(&control_path).map_err(setup("control socket"))?;
+        share_control_socket(&control_path, ha.control_group.as_deref())?;
         let (control_tx, control_rx) = mpsc::channel(16);
         tokio::spawn(control::serve(listener, control_tx.clone()));
         if let Some(addr) = ha.metrics_listen {
@@ -803,6 +804,54 @@ fn scope_of(s: control::Scope) -> Scope {
         control::Scope::Foreign => Scope::Foreign,
         control::Scope::Local => Scope::Local,
         control::Scope::Failback => Scope::Failback,
+    }
+}
+
+/// Opens the control socket to `control_group` (read-only requests; see [`control`]), or to
+/// Heartbeat's `haclient` when that is not set and the group exists. Logs what it did.
+fn share_control_socket(path: &std::path::Path, group: Option<&str>) -> Result<(), DaemonError> {
+    let (name, explicit) = match group {
+        Some("none") => {
+            tracing::info!(
+                "control socket {}: root only (control_group none)",
+                path.display()
+            );
+            return Ok(());
+        }
+        Some(g) => (g, true),
+        None => (hb_proto::config::DEFAULT_CONTROL_GROUP, false),
+    };
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => {
+            control::allow_group(path, g.gid.as_raw()).map_err(setup("control socket"))?;
+            tracing::info!(
+                "control socket {}: read-only status for group {name} (gid {}); changes need root",
+                path.display(),
+                g.gid
+            );
+            Ok(())
+        }
+        Ok(None) | Err(_) if !explicit => {
+            tracing::info!(
+                "control socket {}: root only (no group {name}; set control_group to share status)",
+                path.display()
+            );
+            Ok(())
+        }
+        Ok(None) => {
+            tracing::warn!(
+                "control_group {name}: no such group; the control socket {} is root only",
+                path.display()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(
+                "control_group {name}: looking the group up: {e}; the control socket {} is root only",
+                path.display()
+            );
+            Ok(())
+        }
     }
 }
 

@@ -842,6 +842,7 @@ mod tests {
             ),
             syslog_ident: hb_proto::config::Setting::default_value("heartbeat".into()),
             self_fence_command: None,
+            control_group: None,
         };
         let config = Config {
             config_dir: "/etc/ha.d".into(),

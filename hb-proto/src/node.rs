@@ -40,6 +40,10 @@
 //! the only way a group is taken without a peer's confirmation. Outside a partition, no two
 //! nodes are ever `Starting`/`Held` for the same group.
 //!
+//! No group starts while a peer declared dead by silence waits for its fence (fencing configured;
+//! see [`crate::fence`]), and no group starts or is released (but by a clean stop) while a live
+//! peer announces a different `haresources` digest ([`groups_digest`]).
+//!
 //! A `Held` group that a live peer also claims (partition healed, false takeover) emits
 //! [`Event::DualOwnership`]; the node that keeps it emits [`Output::Reannounce`] at once, and
 //! again when the peer shows it released (`None`: its gratuitous ARPs, sent while it held the
@@ -204,8 +208,9 @@ pub fn late_wakeup_threshold(keepalive: Duration) -> Duration {
 }
 
 /// Digest of the `haresources` groups announced in every message (`groups_digest`): CRC32 of
-/// each group's line (`preferred resource...`), newline-terminated, in file order. Nodes
-/// whose digests differ ignore each other's messages.
+/// each group's line (`preferred resource...`), newline-terminated, in file order. A peer
+/// whose digest differs stays alive in membership, but its group states are not applied and no
+/// group is started or released while it is alive (see "Ownership" in the module docs).
 pub fn groups_digest(groups: &[ResourceGroup]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     for g in groups {

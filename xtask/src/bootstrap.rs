@@ -31,6 +31,9 @@ pub const BASE_PACKAGES: &[&str] = &[
     "apache2",
     // The lab: `unshare` runs each node in its own UTS namespace (its own hostname).
     "util-linux",
+    // STONITH: `/usr/sbin/stonith` and its external-plugin directory, for `stonith_host` and
+    // the fencing lab tests.
+    "cluster-glue",
 ];
 
 /// Prints a progress line.

@@ -367,13 +367,13 @@ impl Event {
             Event::ConfigMismatch { node, .. } => {
                 (f.event, f.peer) = ("config_mismatch", Some(node.as_str()))
             }
+            Event::ConfigAgrees { node } => {
+                (f.event, f.peer) = ("config_agrees", Some(node.as_str()))
+            }
             Event::Standby { .. } => f.event = "standby",
             Event::Takeover { .. } => f.event = "takeover",
             Event::Joined { .. } => f.event = "joined",
             Event::Fence(_) => f.event = "fence",
-            Event::ConfigAgrees { node } => {
-                (f.event, f.peer) = ("config_agrees", Some(node.as_str()))
-            }
             Event::Ping(p) => {
                 f.event = p.kind();
                 f.peer = p.node();

@@ -35,7 +35,10 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 use crate::{
-    agents::{Agents, GroupReport},
+    agents::{
+        Agents, GroupReport,
+        fence::{self, FenceDevice},
+    },
     control::{self, ControlCall, Request, Response},
     icmp::{self, Pinger},
     metrics::{Metrics, TakeoverTimes},
@@ -92,16 +95,32 @@ pub fn load_config(opts: &DaemonOptions) -> Result<Config, DaemonError> {
 /// A job for the agents thread.
 #[derive(Debug)]
 enum AgentJob {
-    Run { group: usize, op: ResourceOp },
-    Reannounce { group: usize },
+    Run {
+        group: usize,
+        op: ResourceOp,
+    },
+    Reannounce {
+        group: usize,
+    },
+    /// Fence (reset) a peer with this node's devices.
+    Fence {
+        peer: String,
+        timeout: Duration,
+    },
 }
 
 /// A finished job.
 #[derive(Debug)]
-struct AgentDone {
-    group: usize,
-    op: ResourceOp,
-    result: Result<GroupReport, String>,
+enum AgentDone {
+    Group {
+        group: usize,
+        op: ResourceOp,
+        result: Result<GroupReport, String>,
+    },
+    Fence {
+        peer: String,
+        result: Result<(), String>,
+    },
 }
 
 /// Starts the agents thread with its own runtime; returns the job sender and result receiver.
@@ -117,6 +136,7 @@ fn spawn_agents(
     let (job_tx, mut job_rx) = mpsc::unbounded_channel::<AgentJob>();
     let (done_tx, done_rx) = mpsc::unbounded_channel::<AgentDone>();
     let groups = Arc::new(config.groups.clone());
+    let fence_devices = Arc::new(FenceDevice::for_local(config));
     let garp_count = config.ha_cf.garp_count.value;
     let garp_interval = config.ha_cf.garp_interval.value;
     let script_env = crate::agents::script_env(config);
@@ -148,6 +168,7 @@ fn spawn_agents(
                 while let Some(job) = job_rx.recv().await {
                     let agents = Arc::clone(&agents);
                     let groups = Arc::clone(&groups);
+                    let fence_devices = Arc::clone(&fence_devices);
                     let done_tx = done_tx.clone();
                     tokio::spawn(async move {
                         match job {
@@ -157,11 +178,15 @@ fn spawn_agents(
                                     ResourceOp::Start => agents.start_group(g).await,
                                     ResourceOp::Stop => agents.stop_group(g).await,
                                 };
-                                let _ = done_tx.send(AgentDone {
+                                let _ = done_tx.send(AgentDone::Group {
                                     group,
                                     op,
                                     result: result.map_err(|e| e.to_string()),
                                 });
+                            }
+                            AgentJob::Fence { peer, timeout } => {
+                                let result = fence::fence(&fence_devices, &peer, timeout).await;
+                                let _ = done_tx.send(AgentDone::Fence { peer, result });
                             }
                             AgentJob::Reannounce { group } => {
                                 let Some(g) = groups.get(group) else { return };
@@ -370,6 +395,7 @@ impl Driver {
 
         let control_path = control::socket_path(&opts.run_dir, ha.control_socket.as_deref());
         let listener = control::bind(&control_path).map_err(setup("control socket"))?;
+        share_control_socket(&control_path, ha.control_group.as_deref())?;
         let (control_tx, control_rx) = mpsc::channel(16);
         tokio::spawn(control::serve(listener, control_tx.clone()));
         if let Some(addr) = ha.metrics_listen {
@@ -669,6 +695,15 @@ impl Driver {
                     let _ = self.agent_tx.send(AgentJob::Reannounce { group });
                 }
                 Output::Ping { link, addr } => self.send_ping(link, addr),
+                Output::Fence { peer, timeout, .. } => {
+                    if self
+                        .agent_tx
+                        .send(AgentJob::Fence { peer, timeout })
+                        .is_err()
+                    {
+                        tracing::error!("agents thread gone: cannot fence");
+                    }
+                }
                 Output::Event(ev) => self.handle_event(ev),
             }
         }
@@ -741,6 +776,7 @@ impl Driver {
                     declared_dead: now,
                     resources_started: None,
                     first_garp: None,
+                    fenced: None,
                 });
             }
             Event::Ping(PingEvent::LinkUp { node, addr }) => {
@@ -761,9 +797,23 @@ impl Driver {
     }
 
     fn handle_agent_done(&mut self, done: AgentDone) {
-        let result = match &done.result {
+        let (group, op, result) = match done {
+            AgentDone::Group { group, op, result } => (group, op, result),
+            AgentDone::Fence { peer, result } => {
+                let now = monotonic_now();
+                if result.is_ok()
+                    && let Some(t) = self.pending_takeover.as_mut()
+                    && t.peer == peer
+                {
+                    t.fenced = Some(now);
+                }
+                self.node.handle_fence_result(now, &peer, result);
+                return;
+            }
+        };
+        let result = match &result {
             Ok(report) => {
-                if done.op == ResourceOp::Start
+                if op == ResourceOp::Start
                     && let Some(t) = self.pending_takeover.as_mut()
                 {
                     let finished = report.resources.iter().map(|r| r.finished).max();
@@ -783,7 +833,7 @@ impl Driver {
             Err(e) => Err(e.clone()),
         };
         self.node
-            .handle_resource_result(monotonic_now(), done.group, done.op, result);
+            .handle_resource_result(monotonic_now(), group, op, result);
     }
 
     fn handle_control(&mut self, call: ControlCall, stopping: &mut bool) {
@@ -836,6 +886,54 @@ fn scope_of(s: control::Scope) -> Scope {
         control::Scope::Foreign => Scope::Foreign,
         control::Scope::Local => Scope::Local,
         control::Scope::Failback => Scope::Failback,
+    }
+}
+
+/// Opens the control socket to `control_group` (read-only requests; see [`control`]), or to
+/// Heartbeat's `haclient` when that is not set and the group exists. Logs what it did.
+fn share_control_socket(path: &std::path::Path, group: Option<&str>) -> Result<(), DaemonError> {
+    let (name, explicit) = match group {
+        Some("none") => {
+            tracing::info!(
+                "control socket {}: root only (control_group none)",
+                path.display()
+            );
+            return Ok(());
+        }
+        Some(g) => (g, true),
+        None => (hb_proto::config::DEFAULT_CONTROL_GROUP, false),
+    };
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => {
+            control::allow_group(path, g.gid.as_raw()).map_err(setup("control socket"))?;
+            tracing::info!(
+                "control socket {}: read-only status for group {name} (gid {}); changes need root",
+                path.display(),
+                g.gid
+            );
+            Ok(())
+        }
+        Ok(None) | Err(_) if !explicit => {
+            tracing::info!(
+                "control socket {}: root only (no group {name}; set control_group to share status)",
+                path.display()
+            );
+            Ok(())
+        }
+        Ok(None) => {
+            tracing::warn!(
+                "control_group {name}: no such group; the control socket {} is root only",
+                path.display()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(
+                "control_group {name}: looking the group up: {e}; the control socket {} is root only",
+                path.display()
+            );
+            Ok(())
+        }
     }
 }
 
@@ -916,6 +1014,8 @@ pub fn status_report(
         uptime_secs: now.saturating_since(started).as_secs(),
         nodes,
         groups,
+        haresources_mismatch: s.haresources_mismatch.clone(),
+        fence_pending: s.fence_pending.clone(),
         ping: ping_status(s, now),
     }
 }

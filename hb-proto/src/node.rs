@@ -74,6 +74,7 @@
 
 mod command;
 mod event;
+mod fencing;
 mod liveness;
 mod ownership;
 mod ping_guard;
@@ -135,6 +136,16 @@ pub enum Output {
         link: usize,
         /// The address.
         addr: IpAddr,
+    },
+    /// Fence (reset) a peer before anything is taken over from it; report with
+    /// [`Node::handle_fence_result`]. Run it off the heartbeat path, killed after `timeout`.
+    Fence {
+        /// The peer's name.
+        peer: String,
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// Kill the attempt after this long and report it failed.
+        timeout: Duration,
     },
     /// For logging and metrics.
     Event(Event),
@@ -271,7 +282,10 @@ struct Peer {
     /// In that message: its echo of our heartbeat.
     echo_of_us: Option<Timestamp>,
     groups: Vec<RemoteGroup>,
-    mismatch_reported: bool,
+    /// Its haresources digest, while it differs from ours.
+    config_mismatch: Option<u32>,
+    /// When the mismatch is logged again.
+    mismatch_next_report: Option<Timestamp>,
     /// Ping-node counts in the message whose state is applied.
     ping: Option<PingCounts>,
 }
@@ -322,6 +336,7 @@ pub struct Node {
     joined: bool,
     outputs: VecDeque<Output>,
     counters: Counters,
+    fencing: fencing::Fencing,
     ping: PingMonitor,
     /// The dead peer whose takeover the ping guard holds back (reported once).
     takeover_held: Option<usize>,
@@ -407,7 +422,8 @@ impl Node {
             state_send_time: None,
             echo_of_us: None,
             groups: vec![RemoteGroup::NONE; groups.len()],
-            mismatch_reported: false,
+            config_mismatch: None,
+            mismatch_next_report: None,
             ping: None,
         };
         let local_group = LocalGroup {
@@ -447,6 +463,10 @@ impl Node {
             joined: false,
             outputs: VecDeque::new(),
             counters: Counters::default(),
+            fencing: fencing::Fencing::new(
+                crate::fence::FenceSetup::from_config(config),
+                ha.nodes.clone(),
+            ),
             ping: PingMonitor::from_ha_cf(ha, now),
             takeover_held: None,
         };
@@ -595,6 +615,9 @@ impl Node {
             if let Some(r) = lg.stop_retry_at {
                 t = t.min(r);
             }
+        }
+        if let Some(f) = self.fencing.next_timeout() {
+            t = t.min(f);
         }
         Some(t)
     }

@@ -73,6 +73,8 @@ pub fn status_report() -> StatusReport {
                 local: HoldingState::None,
             },
         ],
+        haresources_mismatch: vec![],
+        fence_pending: vec![],
     }
 }
 
@@ -108,6 +110,7 @@ pub fn metrics() -> Metrics {
         declared_dead: Timestamp(150 * MS),
         resources_started: Some(Timestamp(152 * MS)),
         first_garp: Some(Timestamp(151 * MS)),
+        fenced: None,
     });
     m
 }

@@ -168,6 +168,7 @@ pub const DIRECTIVES: &[&str] = &[
     "log_format",
     "syslog_ident",
     "self_fence_command",
+    "control_group",
     "crm",
     "pacemaker",
     "use_apphbd",
@@ -270,6 +271,7 @@ struct Raw {
     log_format: Option<LogFormat>,
     syslog_ident: Option<String>,
     self_fence_command: Option<Vec<String>>,
+    control_group: Option<String>,
     /// First line of each single-valued directive, to warn when one is repeated.
     seen: HashMap<String, usize>,
 }
@@ -432,6 +434,7 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
         "log_format",
         "syslog_ident",
         "self_fence_command",
+        "control_group",
     ];
     if SINGLE.contains(&directive) {
         let key = if directive == "nice_failback" {
@@ -929,6 +932,26 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
                 Some(_) => raw.self_fence_command = Some(argv),
             }
         }
+        "control_group" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            if !v.is_empty()
+                && v.len() <= 32
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            {
+                raw.control_group = Some(v.to_string());
+            } else {
+                d.error(
+                    n,
+                    format!(
+                        "control_group: '{v}' is not a group name (letters, digits, '_', '-', \
+                         '.'; at most 32) or none"
+                    ),
+                );
+            }
+        }
         // Heartbeat directives whose meaning depends on the value.
         "crm" | "pacemaker" => {
             let Some(v) = one(d, n, directive, &values) else {
@@ -1260,6 +1283,7 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
         log_format: setting(raw.log_format, LogFormat::Heartbeat),
         syslog_ident: setting(raw.syslog_ident, DEFAULT_SYSLOG_IDENT.to_string()),
         self_fence_command: raw.self_fence_command,
+        control_group: raw.control_group,
     };
     HaCfParse {
         ha_cf,

@@ -258,6 +258,11 @@ pub struct HaCf {
     /// cannot be stopped (run without a shell). Default (used when `stonith_host`,
     /// `fence_command` or `watchdog` is set): [`DEFAULT_SELF_FENCE_COMMAND`].
     pub self_fence_command: Option<Vec<String>>,
+    /// hb: `control_group GROUP|none`: members of GROUP may ask the control socket read-only
+    /// questions (status, statistics: `hbctl status`, `cl_status`, `hbstat`); changes stay
+    /// root-only. `None`: not set, meaning [`DEFAULT_CONTROL_GROUP`] when that group exists;
+    /// `Some("none")`: root only.
+    pub control_group: Option<String>,
 }
 
 /// A directive hb accepts and does not act on.
@@ -323,6 +328,10 @@ pub fn split_quoted(s: &str) -> Vec<String> {
 /// reboot, no unit shutdown and no unmounting (resources that cannot be stopped would hang an
 /// orderly one).
 pub const DEFAULT_SELF_FENCE_COMMAND: &[&str] = &["reboot", "-f", "-f"];
+
+/// The group given read-only control-socket access when `control_group` is not set
+/// (Heartbeat's `haclient`, whose members run `cl_status`).
+pub const DEFAULT_CONTROL_GROUP: &str = "haclient";
 
 impl HaCf {
     /// The `stonith_host` lines, parsed.

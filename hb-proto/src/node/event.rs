@@ -175,8 +175,19 @@ pub enum Event {
         /// How late.
         late_by: Duration,
     },
-    /// A peer's heartbeats describe different `haresources` groups; they are ignored.
+    /// A live peer's heartbeats describe different `haresources` groups: it stays alive in
+    /// membership, but no group is started or released until the files agree. Logged at once
+    /// and every minute while it lasts.
     ConfigMismatch {
+        /// Peer name.
+        node: String,
+        /// Our `groups_digest`.
+        ours: u32,
+        /// The peer's.
+        theirs: u32,
+    },
+    /// The peer's `haresources` agree with ours again.
+    ConfigAgrees {
         /// Peer name.
         node: String,
     },
@@ -214,6 +225,8 @@ pub enum Event {
         /// Groups in `haresources`.
         groups: usize,
     },
+    /// The fencing gate acted (see [`crate::fence`]).
+    Fence(crate::fence::FenceEvent),
     /// A clean stop began.
     ShuttingDown,
     /// The clean stop completed: groups released, shutdown notice sent.
@@ -231,10 +244,13 @@ impl Event {
             | Event::NodeReturned { .. }
             | Event::DualOwnership { .. }
             | Event::LateWakeup { .. }
-            | Event::ConfigMismatch { .. }
             | Event::TakeoverHeld { .. } => Level::Warn,
             Event::Ping(p) if p.is_warning() => Level::Warn,
-            Event::StartFailed { .. } | Event::StopFailed { .. } => Level::Error,
+            Event::StartFailed { .. } | Event::StopFailed { .. } | Event::ConfigMismatch { .. } => {
+                Level::Error
+            }
+            Event::Fence(e) if e.is_error() => Level::Error,
+            Event::Fence(e) if !e.is_info() => Level::Warn,
             _ => Level::Info,
         }
     }
@@ -348,7 +364,7 @@ impl Event {
                 group_line(&mut f, *group, line);
             }
             Event::LateWakeup { .. } => f.event = "late_wakeup",
-            Event::ConfigMismatch { node } => {
+            Event::ConfigMismatch { node, .. } => {
                 (f.event, f.peer) = ("config_mismatch", Some(node.as_str()))
             }
             Event::Standby { .. } => f.event = "standby",
@@ -360,6 +376,10 @@ impl Event {
             }
             Event::TakeoverHeld { node } => {
                 (f.event, f.peer) = ("takeover_held", Some(node.as_str()))
+            }
+            Event::Fence(_) => f.event = "fence",
+            Event::ConfigAgrees { node } => {
+                (f.event, f.peer) = ("config_agrees", Some(node.as_str()))
             }
             Event::ShuttingDown => f.event = "shutting_down",
             Event::Stopped => f.event = "stopped",
@@ -376,6 +396,7 @@ impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Event::LinkUp { node, link } => write!(f, "Link {node}:{link} up."),
+            Event::Fence(e) => write!(f, "{e}"),
             Event::LinkDead { node, link } => write!(f, "Link {node}:{link} dead."),
             Event::LateHeartbeat { node, interval } => {
                 write!(
@@ -442,9 +463,15 @@ impl fmt::Display for Event {
                     ms(*late_by)
                 )
             }
-            Event::ConfigMismatch { node } => write!(
+            Event::ConfigMismatch { node, ours, theirs } => write!(
                 f,
-                "Node {node} has different haresources groups: its heartbeats are ignored"
+                "haresources mismatch: node {node} has different haresources groups (digest \
+                 {theirs:08x}, ours {ours:08x}); no group is taken over or released until the \
+                 files agree"
+            ),
+            Event::ConfigAgrees { node } => write!(
+                f,
+                "haresources of node {node} agree with ours again: ownership decisions resume"
             ),
             Event::Standby { scope, groups } => {
                 write!(

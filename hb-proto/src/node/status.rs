@@ -145,6 +145,10 @@ pub struct ClusterStatus {
     /// A dead peer whose groups this node does not take over because no ping node answered
     /// since the peer went silent (see [`super::Event::TakeoverHeld`]).
     pub takeover_held: Option<String>,
+    /// Live peers whose `haresources` differ from ours (no group moves meanwhile).
+    pub haresources_mismatch: Vec<String>,
+    /// Peers dead by silence that wait for a fence before anything is taken from them.
+    pub fence_pending: Vec<String>,
 }
 
 impl Node {
@@ -220,6 +224,20 @@ impl Node {
             counters: self.counters,
             ping: self.ping.view(),
             takeover_held: self.takeover_held.map(|i| self.names[i].clone()),
+            haresources_mismatch: (0..self.names.len())
+                .filter(|&i| {
+                    i != self.local
+                        && self.peers[i].state == PeerState::Up
+                        && self.peers[i].config_mismatch.is_some()
+                })
+                .map(|i| self.names[i].clone())
+                .collect(),
+            fence_pending: self
+                .names
+                .iter()
+                .filter(|n| self.fence_pending(n))
+                .cloned()
+                .collect(),
         }
     }
 }

@@ -124,6 +124,7 @@ pub fn config(
             ),
             syslog_ident: hb_proto::config::Setting::default_value("heartbeat".into()),
             self_fence_command: None,
+            control_group: None,
         },
         groups,
         authkeys: AuthKeys {

@@ -111,6 +111,19 @@ pub struct SimSpec {
     pub seed: u64,
     /// A ping node, if any.
     pub ping: Option<PingSpec>,
+    /// Fencing: every node has a `stonith_host *` device that powers the target off.
+    pub fence: Option<SimFence>,
+}
+
+/// The simulated fencing device.
+#[derive(Debug, Clone, Copy)]
+pub struct SimFence {
+    /// How long a fence takes; the target is powered off when it completes.
+    pub duration: Duration,
+    /// `fence_delay`.
+    pub delay: Duration,
+    /// Every attempt fails (the target stays up).
+    pub fail: bool,
 }
 
 impl SimSpec {
@@ -126,6 +139,7 @@ impl SimSpec {
             resource_delay: Duration::from_millis(2),
             seed,
             ping: None,
+            fence: None,
         }
     }
 }
@@ -151,6 +165,11 @@ enum Ev {
         incarnation: u64,
         link: usize,
         sent: Timestamp,
+    },
+    FenceDone {
+        host: usize,
+        incarnation: u64,
+        peer: String,
     },
 }
 
@@ -181,6 +200,8 @@ pub struct Host {
     /// The ping node answers this host (requests and replies both pass).
     pub ping_ok: bool,
     ping_backlog: Vec<(usize, Timestamp, Timestamp)>,
+    /// Fences it started: (time, peer).
+    pub fences: Vec<(Timestamp, String)>,
 }
 
 /// The simulation.
@@ -237,6 +258,7 @@ impl Sim {
                 actions: vec![],
                 ping_ok: true,
                 ping_backlog: vec![],
+                fences: vec![],
             })
             .collect();
         let n = spec.nodes;
@@ -282,11 +304,16 @@ impl Sim {
 
     /// Starts (or restarts) host `h` in a new generation.
     pub fn start(&mut self, h: usize) {
+        self.start_with(h, self.group_defs.clone());
+    }
+
+    /// Starts (or restarts) host `h` in a new generation with its own `haresources`.
+    pub fn start_with(&mut self, h: usize, groups: Vec<ResourceGroup>) {
         let refs: Vec<&str> = self.names.iter().map(String::as_str).collect();
         let mut cfg = config(
             &refs,
             refs[h],
-            self.group_defs.clone(),
+            groups,
             self.spec.timing,
             self.spec.failback,
             self.spec.links.len(),
@@ -296,6 +323,10 @@ impl Sim {
             cfg.ha_cf.deadping = Some(p.deadping);
             cfg.ha_cf.ipfail = hb_proto::config::Setting::set(p.ipfail);
             cfg.ha_cf.ipfail_settle = Some(p.settle);
+        }
+        if let Some(f) = self.spec.fence {
+            cfg.ha_cf.stonith_hosts = vec!["* external/sim".into()];
+            cfg.ha_cf.fence_delay = hb_proto::config::Setting::set(f.delay);
         }
         let host = &mut self.hosts[h];
         host.generation += 1;
@@ -422,6 +453,19 @@ impl Sim {
                         },
                     );
                 }
+                Output::Fence { peer, .. } => {
+                    self.hosts[h].fences.push((now, peer.clone()));
+                    let incarnation = self.hosts[h].incarnation;
+                    let d = self.spec.fence.map_or(Duration::ZERO, |f| f.duration);
+                    self.schedule(
+                        now + d,
+                        Ev::FenceDone {
+                            host: h,
+                            incarnation,
+                            peer,
+                        },
+                    );
+                }
                 Output::Event(e) => self.hosts[h].events.push((now, e)),
             }
         }
@@ -489,6 +533,28 @@ impl Sim {
                 }
                 if let Some(node) = host.node.as_mut() {
                     node.handle_ping_reply(now, link, sent, now);
+                }
+                self.drain(h);
+            }
+            Ev::FenceDone {
+                host: h,
+                incarnation,
+                peer,
+            } => {
+                if self.hosts[h].incarnation != incarnation || self.hosts[h].node.is_none() {
+                    return;
+                }
+                let fail = self.spec.fence.is_none_or(|f| f.fail);
+                let r = if fail {
+                    Err("fence failed (simulated)".to_owned())
+                } else {
+                    if let Some(t) = self.names.iter().position(|n| *n == peer) {
+                        self.kill(t);
+                    }
+                    Ok(())
+                };
+                if let Some(node) = self.hosts[h].node.as_mut() {
+                    node.handle_fence_result(now, &peer, r);
                 }
                 self.drain(h);
             }

@@ -359,7 +359,7 @@ pub struct StatusReport {
     pub groups: Vec<GroupStatus>,
     /// Ping nodes and the built-in ipfail (`None`: no ping nodes configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ping: Option<PingStatus>,
+    pub ping: Option<Box<PingStatus>>,
     /// Live peers whose haresources differ from ours: no group is taken over or released
     /// until the files agree.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -554,7 +554,7 @@ mod tests {
             local_node: "node2".into(),
             generation: 1,
             uptime_secs: 5,
-            ping: Some(PingStatus {
+            ping: Some(Box::new(PingStatus {
                 reachable: 0,
                 configured: 1,
                 ipfail: true,
@@ -576,7 +576,7 @@ mod tests {
                         last_reply_ms: Some(1500),
                     }],
                 }],
-            }),
+            })),
             nodes: vec![
                 NodeStatusReport {
                     name: "node1".into(),

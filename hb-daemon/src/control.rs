@@ -357,6 +357,9 @@ pub struct StatusReport {
     pub nodes: Vec<NodeStatusReport>,
     /// Every group, in haresources order.
     pub groups: Vec<GroupStatus>,
+    /// Ping nodes and the built-in ipfail (`None`: no ping nodes configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping: Option<Box<PingStatus>>,
     /// Live peers whose haresources differ from ours: no group is taken over or released
     /// until the files agree.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -364,9 +367,6 @@ pub struct StatusReport {
     /// Peers dead by silence waiting for a fence (their groups are not taken meanwhile).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fence_pending: Vec<String>,
-    /// Ping nodes and the built-in ipfail (`None`: no ping nodes configured).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ping: Option<PingStatus>,
 }
 
 /// An answer on the control socket.

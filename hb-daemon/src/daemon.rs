@@ -1024,13 +1024,13 @@ pub fn status_report(
 pub const TAKEOVER_HELD_REASON: &str =
     "no ping node answered since the peer went silent: this node may be the isolated one";
 
-fn ping_status(s: &ClusterStatus, now: Timestamp) -> Option<control::PingStatus> {
+fn ping_status(s: &ClusterStatus, now: Timestamp) -> Option<Box<control::PingStatus>> {
     let p = &s.ping;
     if p.nodes.is_empty() {
         return None;
     }
     let ms_since = |t: Option<Timestamp>| t.map(|t| now.saturating_since(t).as_millis() as u64);
-    Some(control::PingStatus {
+    Some(Box::new(control::PingStatus {
         reachable: p.reachable,
         configured: p.configured,
         ipfail: p.ipfail,
@@ -1060,7 +1060,7 @@ fn ping_status(s: &ClusterStatus, now: Timestamp) -> Option<control::PingStatus>
                     .collect(),
             })
             .collect(),
-    })
+    }))
 }
 
 /// The counts `hbstat` and Prometheus show (`None` without ping nodes).

@@ -556,7 +556,7 @@ mod tests {
             uptime_secs: 5,
             haresources_mismatch: vec![],
             fence_pending: vec![],
-            ping: Some(PingStatus {
+            ping: Some(Box::new(PingStatus {
                 reachable: 0,
                 configured: 1,
                 ipfail: true,
@@ -578,7 +578,7 @@ mod tests {
                         last_reply_ms: Some(1500),
                     }],
                 }],
-            }),
+            })),
             nodes: vec![
                 NodeStatusReport {
                     name: "node1".into(),

@@ -737,6 +737,7 @@ mod tests {
         let node = |name: &str| NodeStatusReport {
             name: name.into(),
             id: 0,
+            ping: None,
             state: if name == "n2" && n2_dead {
                 NodeState::Dead
             } else {
@@ -755,7 +756,6 @@ mod tests {
                     last_heartbeat_ms: Some(100),
                 }]
             },
-            ping: None,
         };
         let owners = match state {
             State::Normal => ["n1", "n2"],

@@ -737,6 +737,7 @@ mod tests {
         let node = |name: &str| NodeStatusReport {
             name: name.into(),
             id: 0,
+            ping: None,
             state: if name == "n2" && n2_dead {
                 NodeState::Dead
             } else {
@@ -783,6 +784,7 @@ mod tests {
             ],
             haresources_mismatch: vec![],
             fence_pending: vec![],
+            ping: None,
         }
     }
 

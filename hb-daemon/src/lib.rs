@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod display;
 pub mod generation_file;
 pub mod heartbeat_tools;
+pub mod icmp;
 pub mod logging;
 pub mod metrics;
 pub mod net;

@@ -151,7 +151,9 @@ impl Node {
         }
         // Most heartbeats repeat what the previous one said: decisions are only re-taken when
         // something they read changed.
-        if self.accept_message(now, link, arrival, msg) || self.dirty {
+        let relevant = self.accept_message(now, link, arrival, msg);
+        self.ping_compare(now);
+        if relevant || self.dirty {
             self.reconcile(now);
         }
         self.flush(now);

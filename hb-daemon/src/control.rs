@@ -123,6 +123,9 @@ pub enum Request {
     ResetStats,
     /// Stop hbd cleanly (releasing its groups).
     Shutdown,
+    /// Re-read the configuration, as SIGHUP does ([`Response::Ack`] with what was applied, or
+    /// [`Response::Error`] with the refusal's `PATH:LINE` messages).
+    Reload,
 }
 
 /// A node's state as reported.
@@ -188,6 +191,9 @@ pub enum HoldingState {
     Stopping,
     /// Failed to start it.
     Failed,
+    /// Its stop failed: kept (resources may be up) while the stop is retried; Heartbeat's
+    /// `Resource STOP failure. Reboot required!` was logged.
+    StopFailed,
 }
 
 impl HoldingState {
@@ -199,6 +205,7 @@ impl HoldingState {
             HoldingState::Held => "held",
             HoldingState::Stopping => "stopping",
             HoldingState::Failed => "failed",
+            HoldingState::StopFailed => "stop failed, retrying (reboot required)",
         }
     }
 }

@@ -76,6 +76,7 @@ mod command;
 mod event;
 mod liveness;
 mod ownership;
+mod reload;
 mod status;
 mod transmit;
 
@@ -83,6 +84,7 @@ use std::{collections::VecDeque, time::Duration};
 
 pub use command::{Command, Scope};
 pub use event::{DeathCause, Event, Level};
+pub use reload::{SHUTDOWN_STOP_ATTEMPTS, SHUTDOWN_STOP_RETRY};
 pub use status::{ClusterStatus, Counters, GroupView, LinkState, LinkView, NodeView, PeerState};
 
 use crate::{
@@ -128,6 +130,12 @@ pub enum Output {
     },
     /// For logging and metrics.
     Event(Event),
+    /// A group's stop failed and fencing is configured: fence this node (the configured
+    /// command, by default a forced reboot); report with [`Node::handle_fence_result`].
+    Fence {
+        /// The group that could not be stopped.
+        group: usize,
+    },
 }
 
 /// Why a configuration cannot run a node.
@@ -262,6 +270,9 @@ struct Peer {
     echo_of_us: Option<Timestamp>,
     groups: Vec<RemoteGroup>,
     mismatch_reported: bool,
+    /// After a reload shortened `deadtime`: the previous one, in force for this peer until its
+    /// heartbeats come at the new pace (see `reload`).
+    deadtime_floor: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -308,6 +319,14 @@ pub struct Node {
     dirty: bool,
     outputs: VecDeque<Output>,
     counters: Counters,
+    /// Fencing configured: a failed stop fences this node (see `reload`).
+    fencing: bool,
+    /// An [`Output::Fence`] is out, its result not yet in.
+    fence_pending: bool,
+    /// The node fenced itself.
+    fenced: bool,
+    /// Groups a clean stop gave up on.
+    left_running: Vec<String>,
 }
 
 impl Node {
@@ -391,6 +410,7 @@ impl Node {
             echo_of_us: None,
             groups: vec![RemoteGroup::NONE; groups.len()],
             mismatch_reported: false,
+            deadtime_floor: None,
         };
         let local_group = LocalGroup {
             holding: Holding::None,
@@ -428,6 +448,10 @@ impl Node {
             dirty: false,
             outputs: VecDeque::new(),
             counters: Counters::default(),
+            fencing: ha.self_fence().is_some(),
+            fence_pending: false,
+            fenced: false,
+            left_running: Vec::new(),
         };
         node.peers[local].state = PeerState::Up;
         node.peers[local].generation = Some(generation);
@@ -527,9 +551,10 @@ impl Node {
             if i == self.local || p.state != PeerState::Up {
                 continue;
             }
+            let deadtime = self.peer_deadtime(i);
             for l in &p.links {
                 if let (LinkState::Up, Some(a)) = (l.state, l.last_arrival) {
-                    t = t.min(a + self.deadtime);
+                    t = t.min(a + deadtime);
                 }
             }
         }

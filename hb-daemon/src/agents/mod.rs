@@ -262,6 +262,27 @@ impl Agents {
         })
     }
 
+    /// Runs the self-fence command (`fence_command`, default a forced reboot), supervised
+    /// like a script; `Ok` when it exited 0.
+    pub async fn fence(&self, command: &[String]) -> Result<(), AgentError> {
+        let Some((program, args)) = command.split_first() else {
+            return Err(AgentError::Failed {
+                resource: "fence".into(),
+                action: "fence".into(),
+                status: "no command".into(),
+                output: String::new(),
+            });
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run_checked("fence", Path::new(program), &args, "fence")
+            .await
+    }
+
+    /// Gratuitous ARP settings for addresses acquired or re-announced from now on (a reload).
+    pub fn set_garp(&self, garp_count: u32, garp_interval: Duration) {
+        self.announcer.set(garp_count, garp_interval);
+    }
+
     /// Starts a whole group left to right. On the first failure, stops what was started
     /// (right to left, the failed resource included since it may be half started) and returns
     /// the error. Returns per-resource timings (for the takeover timeline / hbstat).

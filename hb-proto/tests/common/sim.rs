@@ -373,6 +373,8 @@ impl Sim {
                 }
                 Output::Reannounce { group } => self.hosts[h].reannounces.push((now, group)),
                 Output::Event(e) => self.hosts[h].events.push((now, e)),
+                // The simulation configures no fencing.
+                Output::Fence { .. } => {}
             }
         }
     }

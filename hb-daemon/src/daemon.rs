@@ -45,6 +45,7 @@ use crate::{
     net::{self, Datagram, MediumSender, Receiver, monotonic_now},
     respawn::{self, Respawner},
     state,
+    watchdog::Watchdog,
     xdp::{self, RingReader, XdpHandle},
 };
 
@@ -135,6 +136,7 @@ fn spawn_agents(
     let groups = Arc::new(config.groups.clone());
     let garp_count = config.ha_cf.garp_count.value;
     let garp_interval = config.ha_cf.garp_interval.value;
+    let script_env = crate::agents::script_env(config);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     std::thread::Builder::new()
         .name("hb-agents".to_owned())
@@ -153,7 +155,7 @@ fn spawn_agents(
             };
             rt.block_on(async move {
                 let agents = match Agents::new(garp_count, garp_interval, SCRIPT_TIMEOUT).await {
-                    Ok(a) => Arc::new(a),
+                    Ok(a) => Arc::new(a.with_script_env(script_env)),
                     Err(e) => {
                         let _ = ready_tx.send(Err(format!("resource agents: {e}")));
                         return;
@@ -318,6 +320,8 @@ struct Driver {
     respawn: Option<Respawner>,
     control_tx: mpsc::Sender<ControlCall>,
     metrics_task: Option<tokio::task::JoinHandle<()>>,
+    /// `watchdog DEVICE`, fed from this loop.
+    watchdog: Option<Watchdog>,
 }
 
 fn ifindex(iface: &str) -> Option<u32> {
@@ -390,6 +394,21 @@ impl Driver {
             Some(addr) => Some(serve_metrics(addr, &control_tx).map_err(setup("metrics_listen"))?),
             None => None,
         };
+        // Last, so a set-up failure above never leaves an armed watchdog behind.
+        let watchdog = match &ha.watchdog {
+            Some(path) => {
+                let w = Watchdog::open(path, ha.keepalive.value, monotonic_now())
+                    .map_err(DaemonError::Setup)?;
+                tracing::info!(
+                    "hb: watchdog {} opened; fed from the heartbeat loop every keepalive ({} ms), \
+                     magic close on a clean stop",
+                    path.display(),
+                    ha.keepalive.value.as_millis()
+                );
+                Some(w)
+            }
+            None => None,
+        };
         Ok(Self {
             opts: opts.clone(),
             config,
@@ -413,13 +432,34 @@ impl Driver {
             respawn: None,
             control_tx,
             metrics_task,
+            watchdog,
         })
     }
 
-    async fn run(&mut self, mut signals: Signals) -> Result<(), DaemonError> {
+    async fn run(&mut self, signals: Signals) -> Result<(), DaemonError> {
+        let result = self.run_loop(signals).await;
+        // Every way out of the loop is a controlled stop: disarm the watchdog. A crash or a
+        // hang never gets here, and the watchdog resets the machine; nor does a node that
+        // fenced itself: if its fence command did not reset it, the watchdog will.
+        if let Some(w) = self.watchdog.take() {
+            if self.node.is_fenced() {
+                // Closed without the magic character: the watchdog keeps counting down.
+                tracing::error!("hb: fenced: watchdog left armed");
+                drop(w);
+            } else {
+                w.magic_close();
+            }
+        }
+        result
+    }
+
+    async fn run_loop(&mut self, mut signals: Signals) -> Result<(), DaemonError> {
         let mut stopping = false;
         loop {
             self.flush_outputs();
+            if let Some(w) = self.watchdog.as_mut() {
+                w.feed(monotonic_now());
+            }
             if self.node.is_stopped() {
                 break;
             }

@@ -14,4 +14,5 @@ pub mod net;
 pub mod prometheus;
 pub mod respawn;
 pub mod state;
+pub mod watchdog;
 pub mod xdp;

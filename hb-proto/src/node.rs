@@ -83,7 +83,7 @@ mod transmit;
 use std::{collections::VecDeque, time::Duration};
 
 pub use command::{Command, Scope};
-pub use event::{DeathCause, Event, Level};
+pub use event::{DeathCause, Event, EventFields, Level};
 pub use reload::{SHUTDOWN_STOP_ATTEMPTS, SHUTDOWN_STOP_RETRY};
 pub use status::{ClusterStatus, Counters, GroupView, LinkState, LinkView, NodeView, PeerState};
 
@@ -317,6 +317,8 @@ pub struct Node {
     local_groups: Vec<LocalGroup>,
     mach_down_pending: Vec<usize>,
     dirty: bool,
+    /// [`Event::Joined`] was emitted.
+    joined: bool,
     outputs: VecDeque<Output>,
     counters: Counters,
     /// Fencing configured: a failed stop fences this node (see `reload`).
@@ -446,6 +448,7 @@ impl Node {
             announced_at: now,
             mach_down_pending: Vec::new(),
             dirty: false,
+            joined: false,
             outputs: VecDeque::new(),
             counters: Counters::default(),
             fencing: ha.self_fence().is_some(),
@@ -567,6 +570,13 @@ impl Node {
             }
         }
         Some(t)
+    }
+
+    /// `true` once the node has joined ([`Event::Joined`]): links judged (every peer heard, or
+    /// `initdead` passed) and the initial resource groups acquired or declined. The driver
+    /// tells its service manager it is ready then.
+    pub fn joined(&self) -> bool {
+        self.joined
     }
 
     /// `true` once a [`Command::Shutdown`] completed: groups released, notice sent.

@@ -160,7 +160,7 @@ fn holding(fence: bool) -> (Node, Config) {
         1,
     );
     if fence {
-        cfg.ha_cf.fence_command = Some(vec!["/usr/local/sbin/fence-me".into()]);
+        cfg.ha_cf.self_fence_command = Some(vec!["/usr/local/sbin/fence-me".into()]);
     }
     let mut node = Node::new(&cfg, 1, ms(0)).unwrap();
     let outs = drain(&mut node);

@@ -349,7 +349,7 @@ fn a_stop_that_cannot_succeed_fences_the_node() {
         &format!("echo \"$(hostname) $*\" >> {}", marker.display()),
     );
     let mut s = spec();
-    s.extra_ha_cf = vec![format!("fence_command {fence} reboot")];
+    s.extra_ha_cf = vec![format!("self_fence_command {fence} reboot")];
     s.extra_resources = vec!["stuck".to_owned()];
     s.scripts = vec![(
         "stuck".to_owned(),

@@ -89,6 +89,36 @@ impl Node {
         self.flush(now);
     }
 
+    /// Joined: out of `Init` (every peer heard, or `initdead` passed) and every group settled
+    /// here: held when this node is its rightful owner, not claimed otherwise (declined, or
+    /// failed here and given up). Nothing is starting or stopping.
+    pub(super) fn settled(&self) -> bool {
+        self.phase == Phase::Active
+            && (0..self.groups.len()).all(|g| {
+                let mine = self.owner(g) == Some(self.local);
+                match self.local_groups[g].holding {
+                    Holding::Starting | Holding::Stopping => false,
+                    Holding::Held => mine,
+                    Holding::None => !mine,
+                }
+            })
+    }
+
+    /// Emits [`Event::Joined`] the first time the node is [settled](Node::settled).
+    pub(super) fn check_joined(&mut self) {
+        if self.joined || !self.settled() {
+            return;
+        }
+        self.joined = true;
+        let held = self
+            .local_groups
+            .iter()
+            .filter(|g| g.holding == Holding::Held)
+            .count();
+        let groups = self.groups.len();
+        self.event(Event::Joined { held, groups });
+    }
+
     pub(super) fn member(&self, n: usize, g: usize) -> Option<Member> {
         if n == self.local {
             if self.phase == Phase::Stopped {

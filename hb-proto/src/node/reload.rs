@@ -106,13 +106,16 @@ impl Node {
     /// A group's stop failed (counted, its retry scheduled). Decides what comes next.
     pub(super) fn stop_failed(&mut self, now: Timestamp, group: usize) {
         let line = self.groups[group].line.clone();
-        let fencing = self.fencing && !self.fence_pending;
+        // A clean stop is bounded even when fencing keeps failing.
+        let give_up = self.phase == Phase::ShuttingDown
+            && self.local_groups[group].stop_failures >= SHUTDOWN_STOP_ATTEMPTS;
+        let fence = self.fencing && !self.fence_pending && !give_up;
         self.event(Event::StopFailureRebootRequired {
             group,
             line,
-            fencing: self.fencing,
+            fencing: self.fencing && !give_up,
         });
-        if fencing {
+        if fence {
             self.fence_pending = true;
             self.outputs.push_back(Output::Fence { group });
             return;
@@ -121,7 +124,7 @@ impl Node {
             return;
         }
         let lg = &mut self.local_groups[group];
-        if lg.stop_failures < SHUTDOWN_STOP_ATTEMPTS {
+        if !give_up {
             lg.stop_retry_at = Some(now + SHUTDOWN_STOP_RETRY);
             return;
         }

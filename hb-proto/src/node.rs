@@ -329,6 +329,8 @@ pub struct Node {
     fenced: bool,
     /// Groups a clean stop gave up on.
     left_running: Vec<String>,
+    /// Each group's failed stops when the clean stop began.
+    stop_failures_before_shutdown: Vec<u32>,
 }
 
 impl Node {
@@ -455,6 +457,7 @@ impl Node {
             fence_pending: false,
             fenced: false,
             left_running: Vec::new(),
+            stop_failures_before_shutdown: Vec::new(),
         };
         node.peers[local].state = PeerState::Up;
         node.peers[local].generation = Some(generation);

@@ -304,3 +304,51 @@ fn without_fencing_a_failed_stop_is_kept_and_retried_and_shown() {
         ["node1 IPaddr::10.0.0.100/24/eth0 httpd"]
     );
 }
+
+#[test]
+fn a_clean_stop_counts_only_its_own_failed_stops() {
+    let cfg = config(
+        &["node1"],
+        "node1",
+        groups(&["node1"]),
+        Timing::FAST,
+        AutoFailback::On,
+        1,
+    );
+    let mut node = Node::new(&cfg, 1, ms(0)).unwrap();
+    drain(&mut node);
+    // The start fails, and so does every stop while running (back-off 50, 100, 200, 400 ms).
+    node.handle_resource_result(ms(1), 0, ResourceOp::Start, Err("httpd: exit 1".into()));
+    drain(&mut node);
+    let mut now = 2;
+    for _ in 0..4 {
+        stop_fails(&mut node, ms(now));
+        let (_, outs) = run(&mut node, ms(now + 1000));
+        assert!(outs.contains(&Output::Resource {
+            group: 0,
+            op: ResourceOp::Stop
+        }));
+        now = node.status().groups[0].stop_failures as u64 * 1000 + 2;
+    }
+    assert_eq!(node.status().groups[0].stop_failures, 4);
+    // The clean stop still makes SHUTDOWN_STOP_ATTEMPTS attempts of its own.
+    node.handle_command(ms(now), Command::Shutdown);
+    drain(&mut node);
+    for attempt in 1..=SHUTDOWN_STOP_ATTEMPTS {
+        stop_fails(&mut node, ms(now));
+        assert_eq!(
+            node.is_stopped(),
+            attempt == SHUTDOWN_STOP_ATTEMPTS,
+            "attempt {attempt}"
+        );
+        if attempt < SHUTDOWN_STOP_ATTEMPTS {
+            let (_, outs) = run(&mut node, ms(now + 1001));
+            assert!(outs.contains(&Output::Resource {
+                group: 0,
+                op: ResourceOp::Stop
+            }));
+            now += 1001;
+        }
+    }
+    assert_eq!(node.left_running().len(), 1);
+}

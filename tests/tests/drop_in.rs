@@ -334,6 +334,28 @@ fn busy_mount_stop_ends_its_user_and_the_group_moves() {
     let _ = std::fs::remove_dir(&mnt);
 }
 
+/// A lab whose group also holds `stuck` (a script whose stop always fails), `hbctl standby` on
+/// n1, and n1's `Resource STOP failure. Reboot required!`; returns the lab and the standby time.
+fn stuck_group_on_n1_stopped(mut s: hb_tests::lab::LabSpec) -> (Lab, u64) {
+    s.extra_resources = vec!["stuck".to_owned()];
+    s.scripts = vec![(
+        "stuck".to_owned(),
+        "#!/bin/sh\ncase \"$1\" in\nstop) echo 'stuck: cannot stop' >&2; exit 1;;\n\
+         status) echo running;;\nesac\nexit 0\n"
+            .to_owned(),
+    )];
+    let lab = up_and_settled(s);
+    let t0 = standby_n1(&lab);
+    expect_log(
+        &lab,
+        Node::N1,
+        "Resource STOP failure. Reboot required!",
+        t0,
+        Duration::from_secs(15),
+    );
+    (lab, t0)
+}
+
 #[test]
 fn a_stop_that_cannot_succeed_fences_the_node() {
     if !require_root("a_stop_that_cannot_succeed_fences_the_node") {
@@ -350,21 +372,7 @@ fn a_stop_that_cannot_succeed_fences_the_node() {
     );
     let mut s = spec();
     s.extra_ha_cf = vec![format!("self_fence_command {fence} reboot")];
-    s.extra_resources = vec!["stuck".to_owned()];
-    s.scripts = vec![(
-        "stuck".to_owned(),
-        "#!/bin/sh\ncase \"$1\" in\nstop) echo 'stuck: cannot stop' >&2; exit 1;;\nstatus) echo running;;\nesac\nexit 0\n"
-            .to_owned(),
-    )];
-    let mut lab = up_and_settled(s);
-    let t0 = standby_n1(&lab);
-    expect_log(
-        &lab,
-        Node::N1,
-        "Resource STOP failure. Reboot required!",
-        t0,
-        Duration::from_secs(15),
-    );
+    let (mut lab, _) = stuck_group_on_n1_stopped(s);
     assert!(
         wait_until(Duration::from_secs(10), || lines(&marker) > 0),
         "the fence stand-in did not run\n{}",
@@ -383,4 +391,57 @@ fn a_stop_that_cannot_succeed_fences_the_node() {
     );
     lab.down().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn without_fencing_a_stuck_group_is_kept_and_sigterm_is_bounded() {
+    if !require_root("without_fencing_a_stuck_group_is_kept_and_sigterm_is_bounded") {
+        return;
+    }
+    let _g = lock();
+    let s = spec();
+    let (mut lab, t0) = stuck_group_on_n1_stopped(s);
+    assert!(logged(
+        &lab,
+        Node::N1,
+        "no fencing configured: keeping the group and retrying its stop",
+        t0
+    ));
+    // n1 keeps the group (its heartbeats say stopping): n2 does not acquire it; status says so.
+    let out = lab.hbctl(Node::N1, &["status", "--json"]).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["groups"][0]["local"], "stop_failed", "{v}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!logged(&lab, Node::N2, "Acquiring resource group", t0));
+    // SIGTERM: the stop is retried SHUTDOWN_STOP_ATTEMPTS times a second apart, then hbd
+    // gives up and exits 1 naming the group.
+    let t1 = monotonic_ns();
+    signal(&mut lab, Node::N1, Signal::SIGTERM);
+    assert!(
+        wait_until(Duration::from_secs(20), || lab.hbd_pid(Node::N1).is_none()),
+        "hbd did not exit after SIGTERM\n{}",
+        logs(&lab, 40)
+    );
+    let exited_after = (monotonic_ns() - t1) as f64 / 1e9;
+    expect_log(
+        &lab,
+        Node::N1,
+        "hb: shutdown incomplete: resources left running: n1 IPaddr::",
+        t1,
+        Duration::ZERO,
+    );
+    assert!(
+        (1.5..15.0).contains(&exited_after),
+        "exited {exited_after:.1} s after SIGTERM: three attempts, a second apart"
+    );
+    expect_log(
+        &lab,
+        Node::N1,
+        "stopped with resources left running: n1 IPaddr::",
+        t1,
+        Duration::from_secs(2),
+    );
+    // (hbd prints that line as it returns exit status 1; the lab does not keep the status.)
+    println!("stuck group: hbd exited {exited_after:.1} s after SIGTERM");
+    lab.down().unwrap();
 }

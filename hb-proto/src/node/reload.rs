@@ -19,8 +19,9 @@
 //! this node dead, by which time the reboot is under way. Without fencing, or when the fence
 //! command fails, the group stays `Stopping` (no peer acquires it) and its stop is retried with
 //! back-off; status shows the failures. During a clean stop the retries come every
-//! [`SHUTDOWN_STOP_RETRY`] and end after [`SHUTDOWN_STOP_ATTEMPTS`] failed stops of a group:
-//! the node stops, naming the groups left running ([`Node::left_running`]).
+//! [`SHUTDOWN_STOP_RETRY`] and end after [`SHUTDOWN_STOP_ATTEMPTS`] failed stops of a group
+//! since the stop began: the node stops, naming the groups left running
+//! ([`Node::left_running`]).
 
 use std::time::Duration;
 
@@ -108,7 +109,7 @@ impl Node {
         let line = self.groups[group].line.clone();
         // A clean stop is bounded even when fencing keeps failing.
         let give_up = self.phase == Phase::ShuttingDown
-            && self.local_groups[group].stop_failures >= SHUTDOWN_STOP_ATTEMPTS;
+            && self.shutdown_stop_failures(group) >= SHUTDOWN_STOP_ATTEMPTS;
         let fence = self.fencing && !self.fence_pending && !give_up;
         self.event(Event::StopFailureRebootRequired {
             group,
@@ -134,13 +135,41 @@ impl Node {
         self.give_up_if_done(now);
     }
 
+    /// A clean stop begins: failed stops are counted from here, and a group whose stop is
+    /// waiting for a long back-off is retried within [`SHUTDOWN_STOP_RETRY`].
+    pub(super) fn shutdown_began(&mut self, now: Timestamp) {
+        self.stop_failures_before_shutdown =
+            self.local_groups.iter().map(|g| g.stop_failures).collect();
+        let soon = now + SHUTDOWN_STOP_RETRY;
+        for g in &mut self.local_groups {
+            if let Some(t) = g.stop_retry_at
+                && t > soon
+            {
+                g.stop_retry_at = Some(soon);
+            }
+        }
+    }
+
+    /// Failed stops of `group` since the clean stop began.
+    fn shutdown_stop_failures(&self, group: usize) -> u32 {
+        let before = self
+            .stop_failures_before_shutdown
+            .get(group)
+            .copied()
+            .unwrap_or(0);
+        self.local_groups[group]
+            .stop_failures
+            .saturating_sub(before)
+    }
+
     /// During a clean stop: when every group is released or given up on, stop.
     pub(super) fn give_up_if_done(&mut self, now: Timestamp) {
         let _ = now;
-        let done = self.local_groups.iter().all(|g| {
+        let done = (0..self.local_groups.len()).all(|i| {
+            let g = &self.local_groups[i];
             g.holding == Holding::None
                 || (g.holding == Holding::Stopping
-                    && g.stop_failures >= SHUTDOWN_STOP_ATTEMPTS
+                    && self.shutdown_stop_failures(i) >= SHUTDOWN_STOP_ATTEMPTS
                     && g.stop_retry_at.is_none())
         });
         if !done {

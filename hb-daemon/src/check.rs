@@ -103,6 +103,7 @@ pub const ACTED_ON: &[&str] = &[
     "log_format",
     "syslog_ident",
     "self_fence_command",
+    "control_group",
 ];
 
 fn ms(d: Duration) -> String {
@@ -201,6 +202,15 @@ pub fn effective_config(c: &Config) -> String {
             || "<run-dir>/hbd.sock (default)".to_string(),
             |p| p.display().to_string(),
         ),
+    );
+    row(
+        "control_group",
+        h.control_group.clone().unwrap_or_else(|| {
+            format!(
+                "{} if it exists (default)",
+                hb_proto::config::DEFAULT_CONTROL_GROUP
+            )
+        }),
     );
 
     let _ = writeln!(o, "\nmedia:");

@@ -39,7 +39,10 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 use crate::{
-    agents::{Agents, GroupReport},
+    agents::{
+        Agents, GroupReport,
+        fence::{self, FenceDevice},
+    },
     control::{self, ControlCall, Request, Response},
     metrics::{Metrics, TakeoverTimes},
     net::{self, Datagram, MediumSender, Receiver, monotonic_now},
@@ -102,21 +105,42 @@ pub fn load_config(opts: &DaemonOptions) -> Result<Config, DaemonError> {
 /// A job for the agents thread.
 #[derive(Debug)]
 enum AgentJob {
-    Run { group: usize, op: ResourceOp },
-    Reannounce { group: usize },
-    Garp { count: u32, interval: Duration },
-    Fence { command: Vec<String> },
+    Run {
+        group: usize,
+        op: ResourceOp,
+    },
+    Reannounce {
+        group: usize,
+    },
+    /// Fence (reset) a peer with this node's devices.
+    Fence {
+        peer: String,
+        timeout: Duration,
+    },
+    /// New gratuitous ARP settings (a reload).
+    Garp {
+        count: u32,
+        interval: Duration,
+    },
+    /// Fence this node (a group could not be stopped).
+    SelfFence {
+        command: Vec<String>,
+    },
 }
 
 /// A finished job.
 #[derive(Debug)]
 enum AgentDone {
-    Resource {
+    Group {
         group: usize,
         op: ResourceOp,
         result: Result<GroupReport, String>,
     },
     Fence {
+        peer: String,
+        result: Result<(), String>,
+    },
+    SelfFence {
         result: Result<(), String>,
     },
 }
@@ -134,6 +158,7 @@ fn spawn_agents(
     let (job_tx, mut job_rx) = mpsc::unbounded_channel::<AgentJob>();
     let (done_tx, done_rx) = mpsc::unbounded_channel::<AgentDone>();
     let groups = Arc::new(config.groups.clone());
+    let fence_devices = Arc::new(FenceDevice::for_local(config));
     let garp_count = config.ha_cf.garp_count.value;
     let garp_interval = config.ha_cf.garp_interval.value;
     let script_env = crate::agents::script_env(config);
@@ -169,6 +194,7 @@ fn spawn_agents(
                     }
                     let agents = Arc::clone(&agents);
                     let groups = Arc::clone(&groups);
+                    let fence_devices = Arc::clone(&fence_devices);
                     let done_tx = done_tx.clone();
                     tokio::spawn(async move {
                         match job {
@@ -178,11 +204,15 @@ fn spawn_agents(
                                     ResourceOp::Start => agents.start_group(g).await,
                                     ResourceOp::Stop => agents.stop_group(g).await,
                                 };
-                                let _ = done_tx.send(AgentDone::Resource {
+                                let _ = done_tx.send(AgentDone::Group {
                                     group,
                                     op,
                                     result: result.map_err(|e| e.to_string()),
                                 });
+                            }
+                            AgentJob::Fence { peer, timeout } => {
+                                let result = fence::fence(&fence_devices, &peer, timeout).await;
+                                let _ = done_tx.send(AgentDone::Fence { peer, result });
                             }
                             AgentJob::Reannounce { group } => {
                                 let Some(g) = groups.get(group) else { return };
@@ -190,9 +220,9 @@ fn spawn_agents(
                                     tracing::warn!("reannounce of group {group}: {e}");
                                 }
                             }
-                            AgentJob::Fence { command } => {
+                            AgentJob::SelfFence { command } => {
                                 let result = agents.fence(&command).await;
-                                let _ = done_tx.send(AgentDone::Fence {
+                                let _ = done_tx.send(AgentDone::SelfFence {
                                     result: result.map_err(|e| e.to_string()),
                                 });
                             }
@@ -388,6 +418,7 @@ impl Driver {
 
         let control_path = control::socket_path(&opts.run_dir, ha.control_socket.as_deref());
         let listener = control::bind(&control_path).map_err(setup("control socket"))?;
+        share_control_socket(&control_path, ha.control_group.as_deref())?;
         let (control_tx, control_rx) = mpsc::channel(16);
         tokio::spawn(control::serve(listener, control_tx.clone()));
         let metrics_task = match ha.metrics_listen {
@@ -442,7 +473,7 @@ impl Driver {
         // hang never gets here, and the watchdog resets the machine; nor does a node that
         // fenced itself: if its fence command did not reset it, the watchdog will.
         if let Some(w) = self.watchdog.take() {
-            if self.node.is_fenced() {
+            if self.node.is_self_fenced() {
                 // Closed without the magic character: the watchdog keeps counting down.
                 tracing::error!("hb: fenced: watchdog left armed");
                 drop(w);
@@ -520,7 +551,7 @@ impl Driver {
         if let Some(r) = self.respawn.take() {
             r.stop();
         }
-        if self.node.is_fenced() {
+        if self.node.is_self_fenced() {
             return Err(DaemonError::Fenced);
         }
         match self.node.left_running() {
@@ -653,7 +684,7 @@ impl Driver {
                 "hb: reload: no fencing configured: a failed stop keeps the group and retries"
             ),
         }
-        self.node.set_fencing(fence.is_some());
+        self.node.set_self_fencing(fence.is_some());
     }
 
     /// Moves the Prometheus endpoint; `false` (old one kept) when the new address cannot be
@@ -837,16 +868,25 @@ impl Driver {
                 Output::Reannounce { group } => {
                     let _ = self.agent_tx.send(AgentJob::Reannounce { group });
                 }
+                Output::Fence { peer, timeout, .. } => {
+                    if self
+                        .agent_tx
+                        .send(AgentJob::Fence { peer, timeout })
+                        .is_err()
+                    {
+                        tracing::error!("agents thread gone: cannot fence");
+                    }
+                }
                 Output::Event(ev) => self.handle_event(ev),
-                Output::Fence { group } => {
+                Output::SelfFence { group } => {
                     let command = self.config.ha_cf.self_fence().unwrap_or_default();
                     tracing::error!(
                         "hb: group {group} could not be stopped: fencing this node with {command:?}"
                     );
                     if command.is_empty()
-                        || self.agent_tx.send(AgentJob::Fence { command }).is_err()
+                        || self.agent_tx.send(AgentJob::SelfFence { command }).is_err()
                     {
-                        self.node.handle_fence_result(
+                        self.node.handle_self_fence_result(
                             monotonic_now(),
                             Err("no fence command / agents thread gone".to_owned()),
                         );
@@ -923,6 +963,7 @@ impl Driver {
                     declared_dead: now,
                     resources_started: None,
                     first_garp: None,
+                    fenced: None,
                 });
             }
             Event::MachDownComplete { .. } => {
@@ -936,9 +977,20 @@ impl Driver {
 
     fn handle_agent_done(&mut self, done: AgentDone) {
         let (group, op, result) = match done {
-            AgentDone::Resource { group, op, result } => (group, op, result),
-            AgentDone::Fence { result } => {
-                self.node.handle_fence_result(monotonic_now(), result);
+            AgentDone::Group { group, op, result } => (group, op, result),
+            AgentDone::SelfFence { result } => {
+                self.node.handle_self_fence_result(monotonic_now(), result);
+                return;
+            }
+            AgentDone::Fence { peer, result } => {
+                let now = monotonic_now();
+                if result.is_ok()
+                    && let Some(t) = self.pending_takeover.as_mut()
+                    && t.peer == peer
+                {
+                    t.fenced = Some(now);
+                }
+                self.node.handle_fence_result(now, &peer, result);
                 return;
             }
         };
@@ -1020,6 +1072,54 @@ fn scope_of(s: control::Scope) -> Scope {
     }
 }
 
+/// Opens the control socket to `control_group` (read-only requests; see [`control`]), or to
+/// Heartbeat's `haclient` when that is not set and the group exists. Logs what it did.
+fn share_control_socket(path: &std::path::Path, group: Option<&str>) -> Result<(), DaemonError> {
+    let (name, explicit) = match group {
+        Some("none") => {
+            tracing::info!(
+                "control socket {}: root only (control_group none)",
+                path.display()
+            );
+            return Ok(());
+        }
+        Some(g) => (g, true),
+        None => (hb_proto::config::DEFAULT_CONTROL_GROUP, false),
+    };
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => {
+            control::allow_group(path, g.gid.as_raw()).map_err(setup("control socket"))?;
+            tracing::info!(
+                "control socket {}: read-only status for group {name} (gid {}); changes need root",
+                path.display(),
+                g.gid
+            );
+            Ok(())
+        }
+        Ok(None) | Err(_) if !explicit => {
+            tracing::info!(
+                "control socket {}: root only (no group {name}; set control_group to share status)",
+                path.display()
+            );
+            Ok(())
+        }
+        Ok(None) => {
+            tracing::warn!(
+                "control_group {name}: no such group; the control socket {} is root only",
+                path.display()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(
+                "control_group {name}: looking the group up: {e}; the control socket {} is root only",
+                path.display()
+            );
+            Ok(())
+        }
+    }
+}
+
 /// Maps the core's view to the control socket's report.
 pub fn status_report(
     s: &ClusterStatus,
@@ -1093,6 +1193,8 @@ pub fn status_report(
         uptime_secs: now.saturating_since(started).as_secs(),
         nodes,
         groups,
+        haresources_mismatch: s.haresources_mismatch.clone(),
+        fence_pending: s.fence_pending.clone(),
     }
 }
 

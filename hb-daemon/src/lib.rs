@@ -8,6 +8,7 @@ pub mod check;
 pub mod control;
 pub mod daemon;
 pub mod display;
+pub mod heartbeat_tools;
 pub mod logging;
 pub mod metrics;
 pub mod net;

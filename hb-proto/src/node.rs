@@ -74,6 +74,7 @@
 
 mod command;
 mod event;
+mod fencing;
 mod liveness;
 mod ownership;
 mod reload;
@@ -128,11 +129,22 @@ pub enum Output {
         /// Group index.
         group: usize,
     },
+    /// Fence (reset) a peer before anything is taken over from it; report with
+    /// [`Node::handle_fence_result`]. Run it off the heartbeat path, killed after `timeout`.
+    Fence {
+        /// The peer's name.
+        peer: String,
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// Kill the attempt after this long and report it failed.
+        timeout: Duration,
+    },
     /// For logging and metrics.
     Event(Event),
-    /// A group's stop failed and fencing is configured: fence this node (the configured
-    /// command, by default a forced reboot); report with [`Node::handle_fence_result`].
-    Fence {
+    /// A group's stop failed and fencing is configured: fence this node
+    /// (`self_fence_command`, by default a forced reboot); report with
+    /// [`Node::handle_self_fence_result`].
+    SelfFence {
         /// The group that could not be stopped.
         group: usize,
     },
@@ -269,10 +281,13 @@ struct Peer {
     /// In that message: its echo of our heartbeat.
     echo_of_us: Option<Timestamp>,
     groups: Vec<RemoteGroup>,
-    mismatch_reported: bool,
     /// After a reload shortened `deadtime`: the previous one, in force for this peer until its
     /// heartbeats come at the new pace (see `reload`).
     deadtime_floor: Option<Duration>,
+    /// Its haresources digest, while it differs from ours.
+    config_mismatch: Option<u32>,
+    /// When the mismatch is logged again.
+    mismatch_next_report: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone)]
@@ -321,12 +336,13 @@ pub struct Node {
     joined: bool,
     outputs: VecDeque<Output>,
     counters: Counters,
+    fencing: fencing::Fencing,
     /// Fencing configured: a failed stop fences this node (see `reload`).
-    fencing: bool,
-    /// An [`Output::Fence`] is out, its result not yet in.
-    fence_pending: bool,
+    self_fence_configured: bool,
+    /// An [`Output::SelfFence`] is out, its result not yet in.
+    self_fence_pending: bool,
     /// The node fenced itself.
-    fenced: bool,
+    self_fenced: bool,
     /// Groups a clean stop gave up on.
     left_running: Vec<String>,
     /// Each group's failed stops when the clean stop began.
@@ -413,8 +429,9 @@ impl Node {
             state_send_time: None,
             echo_of_us: None,
             groups: vec![RemoteGroup::NONE; groups.len()],
-            mismatch_reported: false,
             deadtime_floor: None,
+            config_mismatch: None,
+            mismatch_next_report: None,
         };
         let local_group = LocalGroup {
             holding: Holding::None,
@@ -453,9 +470,13 @@ impl Node {
             joined: false,
             outputs: VecDeque::new(),
             counters: Counters::default(),
-            fencing: ha.self_fence().is_some(),
-            fence_pending: false,
-            fenced: false,
+            fencing: fencing::Fencing::new(
+                crate::fence::FenceSetup::from_config(config),
+                ha.nodes.clone(),
+            ),
+            self_fence_configured: ha.self_fence().is_some(),
+            self_fence_pending: false,
+            self_fenced: false,
             left_running: Vec::new(),
             stop_failures_before_shutdown: Vec::new(),
         };
@@ -571,6 +592,9 @@ impl Node {
             if let Some(r) = lg.stop_retry_at {
                 t = t.min(r);
             }
+        }
+        if let Some(f) = self.fencing.next_timeout() {
+            t = t.min(f);
         }
         Some(t)
     }

@@ -202,7 +202,7 @@ fn a_failed_stop_with_fencing_fences_once_then_heartbeats_stop_without_a_notice(
         ["Resource STOP failure. Reboot required! \
           (node1 IPaddr::10.0.0.100/24/eth0 httpd; fencing this node)"]
     );
-    assert!(outs.contains(&Output::Fence { group: 0 }), "{outs:?}");
+    assert!(outs.contains(&Output::SelfFence { group: 0 }), "{outs:?}");
     // The group stays Stopping while the fence runs; a second failure asks no second fence.
     assert_eq!(node.holding(0), Some(Holding::Stopping));
     let (_, outs) = run(&mut node, ms(200));
@@ -211,11 +211,11 @@ fn a_failed_stop_with_fencing_fences_once_then_heartbeats_stop_without_a_notice(
         op: ResourceOp::Stop
     }));
     let outs = stop_fails(&mut node, ms(200));
-    assert!(!outs.iter().any(|o| matches!(o, Output::Fence { .. })));
-    node.handle_fence_result(ms(210), Ok(()));
+    assert!(!outs.iter().any(|o| matches!(o, Output::SelfFence { .. })));
+    node.handle_self_fence_result(ms(210), Ok(()));
     let outs = drain(&mut node);
-    assert!(events(&outs).contains(&Event::Fenced));
-    assert!(node.is_stopped() && node.is_fenced());
+    assert!(events(&outs).contains(&Event::SelfFenced));
+    assert!(node.is_stopped() && node.is_self_fenced());
     assert!(
         !sent(&outs).iter().any(|m| m.kind == MessageKind::Shutdown),
         "a fenced node sends no shutdown notice"
@@ -232,13 +232,13 @@ fn a_failed_fence_keeps_the_group_and_retries() {
     node.handle_command(ms(11), Command::Shutdown);
     drain(&mut node);
     let outs = stop_fails(&mut node, ms(20));
-    assert!(outs.contains(&Output::Fence { group: 0 }));
-    node.handle_fence_result(ms(30), Err("fence-me: exit 1".into()));
+    assert!(outs.contains(&Output::SelfFence { group: 0 }));
+    node.handle_self_fence_result(ms(30), Err("fence-me: exit 1".into()));
     let outs = drain(&mut node);
     assert!(
         events(&outs)
             .iter()
-            .any(|e| matches!(e, Event::FenceFailed { .. })),
+            .any(|e| matches!(e, Event::SelfFenceFailed { .. })),
         "{outs:?}"
     );
     assert!(!node.is_stopped());
@@ -250,7 +250,7 @@ fn a_failed_fence_keeps_the_group_and_retries() {
         op: ResourceOp::Stop
     }));
     let outs = stop_fails(&mut node, ms(2000));
-    assert!(outs.contains(&Output::Fence { group: 0 }));
+    assert!(outs.contains(&Output::SelfFence { group: 0 }));
 }
 
 #[test]
@@ -267,7 +267,7 @@ fn without_fencing_a_failed_stop_is_kept_and_retried_and_shown() {
           no fencing configured: keeping the group and retrying its stop)"
         ]
     );
-    assert!(!outs.iter().any(|o| matches!(o, Output::Fence { .. })));
+    assert!(!outs.iter().any(|o| matches!(o, Output::SelfFence { .. })));
     assert_eq!(node.holding(0), Some(Holding::Stopping));
     assert_eq!(node.status().groups[0].stop_failures, 1);
     // A clean stop retries every second and gives up after SHUTDOWN_STOP_ATTEMPTS failures.
@@ -298,7 +298,7 @@ fn without_fencing_a_failed_stop_is_kept_and_retried_and_shown() {
             assert!(!sent(&outs).iter().any(|m| m.kind == MessageKind::Shutdown));
         }
     }
-    assert!(node.is_stopped() && !node.is_fenced());
+    assert!(node.is_stopped() && !node.is_self_fenced());
     assert_eq!(
         node.left_running(),
         ["node1 IPaddr::10.0.0.100/24/eth0 httpd"]

@@ -165,6 +165,7 @@ pub const DIRECTIVES: &[&str] = &[
     "log_format",
     "syslog_ident",
     "self_fence_command",
+    "control_group",
     "crm",
     "pacemaker",
     "use_apphbd",
@@ -260,10 +261,11 @@ struct Raw {
     garp_interval: Option<Duration>,
     metrics_listen: Option<Option<SocketAddr>>,
     control_socket: Option<PathBuf>,
+    ignored: Vec<Ignored>,
     log_format: Option<LogFormat>,
     syslog_ident: Option<String>,
     self_fence_command: Option<Vec<String>>,
-    ignored: Vec<Ignored>,
+    control_group: Option<String>,
     /// First line of each single-valued directive, to warn when one is repeated.
     seen: HashMap<String, usize>,
 }
@@ -418,11 +420,12 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
         "garp_interval",
         "metrics_listen",
         "control_socket",
+        "fence_delay",
+        "fence_timeout",
         "log_format",
         "syslog_ident",
         "self_fence_command",
-        "fence_delay",
-        "fence_timeout",
+        "control_group",
     ];
     if SINGLE.contains(&directive) {
         let key = if directive == "nice_failback" {
@@ -896,6 +899,26 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
                 Some(_) => raw.self_fence_command = Some(argv),
             }
         }
+        "control_group" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            if !v.is_empty()
+                && v.len() <= 32
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            {
+                raw.control_group = Some(v.to_string());
+            } else {
+                d.error(
+                    n,
+                    format!(
+                        "control_group: '{v}' is not a group name (letters, digits, '_', '-', \
+                         '.'; at most 32) or none"
+                    ),
+                );
+            }
+        }
         // Heartbeat directives whose meaning depends on the value.
         "crm" | "pacemaker" => {
             let Some(v) = one(d, n, directive, &values) else {
@@ -1219,10 +1242,11 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
         garp_interval: setting(raw.garp_interval, DEFAULT_GARP_INTERVAL),
         metrics_listen: raw.metrics_listen.flatten(),
         control_socket: raw.control_socket,
+        ignored: raw.ignored,
         log_format: setting(raw.log_format, LogFormat::Heartbeat),
         syslog_ident: setting(raw.syslog_ident, DEFAULT_SYSLOG_IDENT.to_string()),
         self_fence_command: raw.self_fence_command,
-        ignored: raw.ignored,
+        control_group: raw.control_group,
     };
     HaCfParse {
         ha_cf,

@@ -238,19 +238,23 @@ pub struct HaCf {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// hb: `control_socket PATH` (default `<run-dir>/hbd.sock`).
     pub control_socket: Option<PathBuf>,
+    /// Directives present in the file that hb accepts but does not act on (each also a named
+    /// warning), in file order: what `hbd --check` lists as not acted on.
+    pub ignored: Vec<Ignored>,
     /// hb: `log_format heartbeat|hb` (default heartbeat).
     pub log_format: Setting<LogFormat>,
     /// hb: `syslog_ident NAME` (default `heartbeat`): the syslog identifier, also the name in
     /// front of Heartbeat-layout log lines.
     pub syslog_ident: Setting<String>,
     /// hb: `self_fence_command COMMAND [ARGS]`: how this node fences itself when a resource
-    /// cannot be stopped (run without a shell). When fencing is configured otherwise
-    /// (`stonith_host`, `fence_command` or `watchdog`) and this is not set:
-    /// [`DEFAULT_FENCE_COMMAND`].
+    /// cannot be stopped (run without a shell). Default (used when `stonith_host`,
+    /// `fence_command` or `watchdog` is set): [`DEFAULT_SELF_FENCE_COMMAND`].
     pub self_fence_command: Option<Vec<String>>,
-    /// Directives present in the file that hb accepts but does not act on (each also a named
-    /// warning), in file order: what `hbd --check` lists as not acted on.
-    pub ignored: Vec<Ignored>,
+    /// hb: `control_group GROUP|none`: members of GROUP may ask the control socket read-only
+    /// questions (status, statistics: `hbctl status`, `cl_status`, `hbstat`); changes stay
+    /// root-only. `None`: not set, meaning [`DEFAULT_CONTROL_GROUP`] when that group exists;
+    /// `Some("none")`: root only.
+    pub control_group: Option<String>,
 }
 
 /// A directive hb accepts and does not act on.
@@ -315,7 +319,11 @@ pub fn split_quoted(s: &str) -> Vec<String> {
 /// The self-fence used when fencing is configured without a `self_fence_command`: a forced
 /// reboot, no unit shutdown and no unmounting (resources that cannot be stopped would hang an
 /// orderly one).
-pub const DEFAULT_FENCE_COMMAND: &[&str] = &["reboot", "-f", "-f"];
+pub const DEFAULT_SELF_FENCE_COMMAND: &[&str] = &["reboot", "-f", "-f"];
+
+/// The group given read-only control-socket access when `control_group` is not set
+/// (Heartbeat's `haclient`, whose members run `cl_status`).
+pub const DEFAULT_CONTROL_GROUP: &str = "haclient";
 
 impl HaCf {
     /// The `stonith_host` lines, parsed.
@@ -344,16 +352,16 @@ impl HaCf {
     }
 
     /// The command this node fences itself with when a group cannot be stopped:
-    /// `self_fence_command`, or [`DEFAULT_FENCE_COMMAND`] when fencing is configured otherwise
-    /// (`stonith_host`, `fence_command` or a `watchdog`); `None` when nothing is configured:
-    /// then a group whose stop fails is kept and retried.
+    /// `self_fence_command`, or [`DEFAULT_SELF_FENCE_COMMAND`] when fencing is configured
+    /// otherwise (`stonith_host`, `fence_command` or a `watchdog`); `None` when nothing is
+    /// configured: then a group whose stop fails is kept and retried.
     pub fn self_fence(&self) -> Option<Vec<String>> {
         if let Some(c) = &self.self_fence_command {
             return Some(c.clone());
         }
         if self.fencing_configured() || self.watchdog.is_some() {
             return Some(
-                DEFAULT_FENCE_COMMAND
+                DEFAULT_SELF_FENCE_COMMAND
                     .iter()
                     .map(|s| (*s).to_owned())
                     .collect(),

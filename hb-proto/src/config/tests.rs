@@ -135,6 +135,7 @@ fn heartbeat_defaults_are_marked() {
     );
     assert_eq!(c.metrics_listen, None);
     assert_eq!(c.control_socket, None);
+    assert_eq!(c.control_group, None);
     assert_eq!(c.effective_deadping(), Duration::from_secs(30));
 }
 
@@ -566,9 +567,17 @@ fn other_heartbeat_directives() {
 fn hb_additions() {
     let c = ha_cf(&format!(
         "{BASE}xdp on\ngarp_count 3\ngarp_interval 100ms\nmetrics_listen 127.0.0.1:9694\n\
-         control_socket /run/hb/ctl.sock\n"
+         control_socket /run/hb/ctl.sock\ncontrol_group monitoring\n"
     ))
     .value;
+    assert_eq!(c.control_group.as_deref(), Some("monitoring"));
+    assert_eq!(
+        ha_cf(&format!("{BASE}control_group none\n"))
+            .value
+            .control_group
+            .as_deref(),
+        Some("none")
+    );
     assert_eq!(c.xdp, Setting::set(XdpMode::On));
     assert_eq!(c.garp_count, Setting::set(3));
     assert_eq!(c.garp_interval, Setting::set(Duration::from_millis(100)));
@@ -581,7 +590,7 @@ fn hb_additions() {
         ha_cf_errors(
             format!(
                 "{BASE}xdp maybe\ngarp_count 1000\ngarp_interval 1s\nmetrics_listen 9694\n\
-                 control_socket hb.sock\n"
+                 control_socket hb.sock\ncontrol_group ha/client\n"
             )
             .as_bytes()
         ),
@@ -592,6 +601,8 @@ fn hb_additions() {
              us are the only suffixes)",
             "ha.cf:9: metrics_listen: '9694' is not ADDR:PORT (127.0.0.1:9694, [::1]:9694) or off",
             "ha.cf:10: control_socket: 'hb.sock' is not an absolute path",
+            "ha.cf:11: control_group: 'ha/client' is not a group name (letters, digits, '_', \
+             '-', '.'; at most 32) or none",
         ]
     );
 }
@@ -1094,7 +1105,7 @@ fn log_format_syslog_ident_and_self_fence_command() {
     assert_eq!(
         h.self_fence(),
         Some(
-            DEFAULT_FENCE_COMMAND
+            DEFAULT_SELF_FENCE_COMMAND
                 .iter()
                 .map(|s| s.to_string())
                 .collect()

@@ -173,8 +173,19 @@ pub enum Event {
         /// How late.
         late_by: Duration,
     },
-    /// A peer's heartbeats describe different `haresources` groups; they are ignored.
+    /// A live peer's heartbeats describe different `haresources` groups: it stays alive in
+    /// membership, but no group is started or released until the files agree. Logged at once
+    /// and every minute while it lasts.
     ConfigMismatch {
+        /// Peer name.
+        node: String,
+        /// Our `groups_digest`.
+        ours: u32,
+        /// The peer's.
+        theirs: u32,
+    },
+    /// The peer's `haresources` agree with ours again.
+    ConfigAgrees {
         /// Peer name.
         node: String,
     },
@@ -201,6 +212,8 @@ pub enum Event {
         /// Groups in `haresources`.
         groups: usize,
     },
+    /// The fencing gate acted (see [`crate::fence`]).
+    Fence(crate::fence::FenceEvent),
     /// A clean stop began.
     ShuttingDown,
     /// The clean stop completed: groups released, shutdown notice sent.
@@ -230,13 +243,13 @@ pub enum Event {
         fencing: bool,
     },
     /// The self-fence command failed; the group is kept and its stop retried.
-    FenceFailed {
+    SelfFenceFailed {
         /// The driver's error text.
         error: String,
     },
     /// The self-fence command ran: this node stops heartbeating so a peer takes over once it
     /// is declared dead.
-    Fenced,
+    SelfFenced,
     /// A clean stop gave up on groups whose stop kept failing: hbd stops with their resources
     /// possibly still running (no fencing configured).
     ShutdownIncomplete {
@@ -254,14 +267,16 @@ impl Event {
             | Event::NodeDead { .. }
             | Event::NodeReturned { .. }
             | Event::DualOwnership { .. }
-            | Event::LateWakeup { .. }
-            | Event::ConfigMismatch { .. } => Level::Warn,
+            | Event::LateWakeup { .. } => Level::Warn,
             Event::StartFailed { .. }
             | Event::StopFailed { .. }
+            | Event::ConfigMismatch { .. }
             | Event::StopFailureRebootRequired { .. }
-            | Event::FenceFailed { .. }
-            | Event::Fenced
+            | Event::SelfFenceFailed { .. }
+            | Event::SelfFenced
             | Event::ShutdownIncomplete { .. } => Level::Error,
+            Event::Fence(e) if e.is_error() => Level::Error,
+            Event::Fence(e) if !e.is_info() => Level::Warn,
             _ => Level::Info,
         }
     }
@@ -375,12 +390,16 @@ impl Event {
                 group_line(&mut f, *group, line);
             }
             Event::LateWakeup { .. } => f.event = "late_wakeup",
-            Event::ConfigMismatch { node } => {
+            Event::ConfigMismatch { node, .. } => {
                 (f.event, f.peer) = ("config_mismatch", Some(node.as_str()))
             }
             Event::Standby { .. } => f.event = "standby",
             Event::Takeover { .. } => f.event = "takeover",
             Event::Joined { .. } => f.event = "joined",
+            Event::Fence(_) => f.event = "fence",
+            Event::ConfigAgrees { node } => {
+                (f.event, f.peer) = ("config_agrees", Some(node.as_str()))
+            }
             Event::ShuttingDown => f.event = "shutting_down",
             Event::Stopped => f.event = "stopped",
             Event::TimingsChanged { .. } => f.event = "timings_changed",
@@ -388,8 +407,8 @@ impl Event {
                 f.event = "stop_failure_reboot_required";
                 group_line(&mut f, *group, line);
             }
-            Event::FenceFailed { .. } => f.event = "self_fence_failed",
-            Event::Fenced => f.event = "self_fenced",
+            Event::SelfFenceFailed { .. } => f.event = "self_fence_failed",
+            Event::SelfFenced => f.event = "self_fenced",
             Event::ShutdownIncomplete { .. } => f.event = "shutdown_incomplete",
         }
         f
@@ -404,6 +423,7 @@ impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Event::LinkUp { node, link } => write!(f, "Link {node}:{link} up."),
+            Event::Fence(e) => write!(f, "{e}"),
             Event::LinkDead { node, link } => write!(f, "Link {node}:{link} dead."),
             Event::LateHeartbeat { node, interval } => {
                 write!(
@@ -470,9 +490,15 @@ impl fmt::Display for Event {
                     ms(*late_by)
                 )
             }
-            Event::ConfigMismatch { node } => write!(
+            Event::ConfigMismatch { node, ours, theirs } => write!(
                 f,
-                "Node {node} has different haresources groups: its heartbeats are ignored"
+                "haresources mismatch: node {node} has different haresources groups (digest \
+                 {theirs:08x}, ours {ours:08x}); no group is taken over or released until the \
+                 files agree"
+            ),
+            Event::ConfigAgrees { node } => write!(
+                f,
+                "haresources of node {node} agree with ours again: ownership decisions resume"
             ),
             Event::Standby { scope, groups } => {
                 write!(
@@ -526,11 +552,11 @@ impl fmt::Display for Event {
                     )
                 }
             }
-            Event::FenceFailed { error } => write!(
+            Event::SelfFenceFailed { error } => write!(
                 f,
                 "hb: self-fence failed: {error}; keeping the group and retrying its stop"
             ),
-            Event::Fenced => write!(
+            Event::SelfFenced => write!(
                 f,
                 "hb: self-fence done: heartbeats stop so the peer takes over once it declares \
                  this node dead"

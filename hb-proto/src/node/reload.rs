@@ -12,9 +12,9 @@
 //!
 //! # Stop failures
 //! A group whose stop failed (the driver already retried it) is logged with Heartbeat's
-//! `Resource STOP failure. Reboot required!`. With fencing configured ([`Node::set_fencing`]:
+//! `Resource STOP failure. Reboot required!`. With fencing configured ([`Node::set_self_fencing`]:
 //! `fence_command`, `stonith_host` or `watchdog`) the node asks the driver to fence itself
-//! ([`Output::Fence`], once); when that is done ([`Node::handle_fence_result`]) it stops
+//! ([`Output::SelfFence`], once); when that is done ([`Node::handle_self_fence_result`]) it stops
 //! heartbeating without a shutdown notice, so peers take the group over only once they declare
 //! this node dead, by which time the reboot is under way. Without fencing, or when the fence
 //! command fails, the group stays `Stopping` (no peer acquires it) and its stop is retried with
@@ -90,8 +90,8 @@ impl Node {
 
     /// Whether the admin configured fencing (`fence_command`, `stonith_host` or `watchdog`):
     /// what a failed stop leads to (see the module documentation).
-    pub fn set_fencing(&mut self, configured: bool) {
-        self.fencing = configured;
+    pub fn set_self_fencing(&mut self, configured: bool) {
+        self.self_fence_configured = configured;
     }
 
     /// Groups a clean stop gave up on (their stop kept failing): empty after a complete stop.
@@ -99,9 +99,9 @@ impl Node {
         &self.left_running
     }
 
-    /// `true` once the node fenced itself ([`Node::handle_fence_result`] with `Ok`).
-    pub fn is_fenced(&self) -> bool {
-        self.fenced
+    /// `true` once the node fenced itself ([`Node::handle_self_fence_result`] with `Ok`).
+    pub fn is_self_fenced(&self) -> bool {
+        self.self_fenced
     }
 
     /// A group's stop failed (counted, its retry scheduled). Decides what comes next.
@@ -110,18 +110,18 @@ impl Node {
         // A clean stop is bounded even when fencing keeps failing.
         let give_up = self.phase == Phase::ShuttingDown
             && self.shutdown_stop_failures(group) >= SHUTDOWN_STOP_ATTEMPTS;
-        let fence = self.fencing && !self.fence_pending && !give_up;
+        let fence = self.self_fence_configured && !self.self_fence_pending && !give_up;
         self.event(Event::StopFailureRebootRequired {
             group,
             line,
-            fencing: self.fencing && !give_up,
+            fencing: self.self_fence_configured && !give_up,
         });
         if fence {
-            self.fence_pending = true;
-            self.outputs.push_back(Output::Fence { group });
+            self.self_fence_pending = true;
+            self.outputs.push_back(Output::SelfFence { group });
             return;
         }
-        if self.phase != Phase::ShuttingDown || self.fence_pending {
+        if self.phase != Phase::ShuttingDown || self.self_fence_pending {
             return;
         }
         let lg = &mut self.local_groups[group];
@@ -190,23 +190,23 @@ impl Node {
         self.event(Event::Stopped);
     }
 
-    /// The driver ran the self-fence command asked for by [`Output::Fence`].
-    pub fn handle_fence_result(&mut self, now: Timestamp, result: Result<(), String>) {
-        if !self.fence_pending || self.phase == Phase::Stopped {
+    /// The driver ran the self-fence command asked for by [`Output::SelfFence`].
+    pub fn handle_self_fence_result(&mut self, now: Timestamp, result: Result<(), String>) {
+        if !self.self_fence_pending || self.phase == Phase::Stopped {
             self.counters.stale_results += 1;
             return;
         }
-        self.fence_pending = false;
+        self.self_fence_pending = false;
         match result {
             Ok(()) => {
-                self.fenced = true;
-                self.event(Event::Fenced);
+                self.self_fenced = true;
+                self.event(Event::SelfFenced);
                 // Heartbeats stop here, without a shutdown notice.
                 self.dirty = false;
                 self.phase = Phase::Stopped;
             }
             Err(error) => {
-                self.event(Event::FenceFailed { error });
+                self.event(Event::SelfFenceFailed { error });
                 if self.phase == Phase::ShuttingDown {
                     for g in 0..self.local_groups.len() {
                         let lg = &mut self.local_groups[g];

@@ -127,6 +127,9 @@ pub enum Request {
     ResetStats,
     /// Stop hbd cleanly (releasing its groups).
     Shutdown,
+    /// Re-read the configuration, as SIGHUP does ([`Response::Ack`] with what was applied, or
+    /// [`Response::Error`] with the refusal's `PATH:LINE` messages).
+    Reload,
 }
 
 impl Request {
@@ -138,7 +141,8 @@ impl Request {
             Request::Standby { .. }
             | Request::Takeover { .. }
             | Request::ResetStats
-            | Request::Shutdown => false,
+            | Request::Shutdown
+            | Request::Reload => false,
         }
     }
 
@@ -151,6 +155,7 @@ impl Request {
             Request::Stats => "stats",
             Request::ResetStats => "reset_stats",
             Request::Shutdown => "shutdown",
+            Request::Reload => "reload",
         }
     }
 }
@@ -218,6 +223,9 @@ pub enum HoldingState {
     Stopping,
     /// Failed to start it.
     Failed,
+    /// Its stop failed: kept (resources may be up) while the stop is retried; Heartbeat's
+    /// `Resource STOP failure. Reboot required!` was logged.
+    StopFailed,
 }
 
 impl HoldingState {
@@ -229,6 +237,7 @@ impl HoldingState {
             HoldingState::Held => "held",
             HoldingState::Stopping => "stopping",
             HoldingState::Failed => "failed",
+            HoldingState::StopFailed => "stop failed, retrying (reboot required)",
         }
     }
 }

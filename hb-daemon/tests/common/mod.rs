@@ -135,6 +135,9 @@ pub fn answer(m: &mut Metrics, request: &Request) -> Response {
         Request::Shutdown => Response::Ack {
             message: "shutting down".into(),
         },
+        Request::Reload => Response::Ack {
+            message: "configuration reloaded: no change".into(),
+        },
     }
 }
 

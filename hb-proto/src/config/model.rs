@@ -390,10 +390,10 @@ impl HaCf {
         self.ping.len() + self.ping_groups.len()
     }
 
-    /// The self-fence command when the admin configured fencing (`self_fence_command`, or
-    /// `stonith_host`/`fence_command` lines or a `watchdog`, which use
-    /// [`DEFAULT_SELF_FENCE_COMMAND`]); `None`
-    /// when nothing is configured: then a group whose stop fails is kept and retried.
+    /// The command this node fences itself with when a group cannot be stopped:
+    /// `self_fence_command`, or [`DEFAULT_SELF_FENCE_COMMAND`] when fencing is configured
+    /// otherwise (`stonith_host`, `fence_command` or a `watchdog`); `None` when nothing is
+    /// configured: then a group whose stop fails is kept and retried.
     pub fn self_fence(&self) -> Option<Vec<String>> {
         if let Some(c) = &self.self_fence_command {
             return Some(c.clone());

@@ -1100,7 +1100,7 @@ fn log_format_syslog_ident_and_self_fence_command() {
             "now".to_string()
         ])
     );
-    // A watchdog or stonith_host without self_fence_command: the forced reboot.
+    // A watchdog (or stonith_host, fence_command) without self_fence_command: the forced reboot.
     let h = ha_cf(&format!("{BASE}watchdog /dev/watchdog\n")).value;
     assert_eq!(
         h.self_fence(),

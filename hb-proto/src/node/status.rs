@@ -82,6 +82,9 @@ pub struct GroupView {
     pub local: Holding,
     /// Failed to start here; not retried until the back-off ends.
     pub failed: bool,
+    /// Failed stops since it last stopped cleanly (its resources may still be up; the stop is
+    /// being retried).
+    pub stop_failures: u32,
     /// The local node is in standby for it.
     pub standby: bool,
     /// The local node asked to take it over.
@@ -209,6 +212,7 @@ impl Node {
                     holders,
                     local: lg.holding,
                     failed: lg.failed_until.is_some(),
+                    stop_failures: lg.stop_failures,
                     standby: lg.standby,
                     wants: lg.wants,
                 }

@@ -556,6 +556,8 @@ impl Sim {
                     );
                 }
                 Output::Event(e) => self.hosts[h].events.push((now, e)),
+                // The simulation's resources always stop.
+                Output::SelfFence { .. } => {}
             }
         }
     }

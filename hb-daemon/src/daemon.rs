@@ -22,12 +22,13 @@ use hb_common::{EVENT_DEADLINE, EVENT_PACKET, RingEvent};
 use hb_proto::{
     Timestamp,
     config::{Config, LoadOptions, XdpMode, node_id},
-    message::{Holding, NodeStatus},
+    message::{Holding, NodeStatus, rtt_from_echo},
     node::{
         self, ClusterStatus, Command, Event, Level, LinkId, Node, Output, PeerState, ResourceOp,
         Scope,
     },
-    packet::{self, ReplayGuard},
+    packet,
+    replay::{RejectReason, ReplayGuard},
 };
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -38,6 +39,7 @@ use crate::{
     metrics::{Metrics, TakeoverTimes},
     net::{self, Datagram, MediumSender, Receiver, monotonic_now},
     state,
+    watchdog::Watchdog,
     xdp::{self, RingReader, XdpHandle},
 };
 
@@ -260,6 +262,8 @@ struct Driver {
     control_path: PathBuf,
     ring_buf: Vec<RingEvent>,
     dgram_buf: Vec<Datagram>,
+    /// `watchdog DEVICE`, fed from this loop.
+    watchdog: Option<Watchdog>,
 }
 
 fn ifindex(iface: &str) -> Option<u32> {
@@ -359,6 +363,21 @@ impl Driver {
             tracing::info!("hb: Prometheus metrics on http://{addr}/metrics");
             tokio::spawn(crate::prometheus::serve(l, control_tx));
         }
+        // Last, so a set-up failure above never leaves an armed watchdog behind.
+        let watchdog = match &ha.watchdog {
+            Some(path) => {
+                let w = Watchdog::open(path, ha.keepalive.value, monotonic_now())
+                    .map_err(DaemonError::Setup)?;
+                tracing::info!(
+                    "hb: watchdog {} opened; fed from the heartbeat loop every keepalive ({} ms), \
+                     magic close on a clean stop",
+                    path.display(),
+                    ha.keepalive.value.as_millis()
+                );
+                Some(w)
+            }
+            None => None,
+        };
         Ok(Self {
             config,
             node,
@@ -378,16 +397,30 @@ impl Driver {
             control_path,
             ring_buf: Vec::with_capacity(256),
             dgram_buf: Vec::with_capacity(256),
+            watchdog,
         })
     }
 
     async fn run(&mut self) -> Result<(), DaemonError> {
+        let result = self.run_loop().await;
+        // Every way out of the loop is a controlled stop: disarm the watchdog. A crash or a
+        // hang never gets here, and the watchdog resets the machine.
+        if let Some(w) = self.watchdog.take() {
+            w.magic_close();
+        }
+        result
+    }
+
+    async fn run_loop(&mut self) -> Result<(), DaemonError> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut sigterm = signal(SignalKind::terminate()).map_err(setup("SIGTERM handler"))?;
         let mut sigint = signal(SignalKind::interrupt()).map_err(setup("SIGINT handler"))?;
         let mut stopping = false;
         loop {
             self.flush_outputs();
+            if let Some(w) = self.watchdog.as_mut() {
+                w.feed(monotonic_now());
+            }
             if self.node.is_stopped() {
                 break;
             }
@@ -529,7 +562,7 @@ impl Driver {
         };
         let gap = match self.replay.check(&msg, link) {
             Ok(gap) => gap,
-            Err(packet::RejectReason::OwnMessage) => return,
+            Err(RejectReason::OwnMessage) => return,
             Err(reason) => {
                 self.metrics.record_reject(reason.label());
                 tracing::debug!(
@@ -546,7 +579,7 @@ impl Driver {
             self.metrics
                 .record_heartbeat(&peer, &link_name, arrival, read_at, gap);
             if let Some(echo) = msg.echoes.iter().find(|e| e.node == local)
-                && let Some(rtt) = packet::rtt_from_echo(arrival, echo)
+                && let Some(rtt) = rtt_from_echo(arrival, echo)
             {
                 self.metrics.record_rtt(&peer, &link_name, rtt);
             }

@@ -14,4 +14,5 @@ pub mod metrics;
 pub mod net;
 pub mod prometheus;
 pub mod state;
+pub mod watchdog;
 pub mod xdp;

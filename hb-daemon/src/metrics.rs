@@ -804,6 +804,9 @@ mod tests {
             deadping: None,
             respawn: vec![],
             stonith_hosts: vec![],
+            fence_commands: vec![],
+            fence_delay: Setting::default_value(hb_proto::config::ha_cf::DEFAULT_FENCE_DELAY),
+            fence_timeout: Setting::default_value(hb_proto::config::ha_cf::DEFAULT_FENCE_TIMEOUT),
             watchdog: None,
             realtime: Setting::default_value(true),
             hopfudge: Setting::default_value(1),
@@ -814,6 +817,7 @@ mod tests {
             metrics_listen: None,
             control_socket: None,
             control_group: None,
+            ignored: vec![],
         };
         let config = Config {
             config_dir: "/etc/ha.d".into(),

@@ -45,9 +45,9 @@ pub enum StateError {
 
 /// The pure rule: the generation that follows `stored` (`None`: no file) at wall-clock time
 /// `wall_secs` (seconds since 1970). The rule lives in the sans-IO core
-/// ([`hb_proto::packet::generation_after`]); this is that function, named for this module.
+/// ([`hb_proto::generation::generation_after`]); this is that function, named for this module.
 pub fn next_generation(stored: Option<u64>, wall_secs: u64) -> u64 {
-    hb_proto::packet::generation_after(stored, wall_secs)
+    hb_proto::generation::generation_after(stored, wall_secs)
 }
 
 /// What [`advance_generation`] found and wrote.

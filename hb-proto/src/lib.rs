@@ -6,17 +6,23 @@
 //!
 //! - [`config`]: the Heartbeat configuration model (`ha.cf`, `haresources`, `authkeys`) and
 //!   its parsers.
-//! - [`packet`]: the wire codec (`Message` <-> bytes), the [`packet::ReplayGuard`] and the
-//!   generation helper; layout in `docs/protocol.md`.
+//! - [`message`]: the typed message the codec and the node exchange, and echo arithmetic.
+//! - [`packet`]: the wire codec (`Message` <-> bytes); layout in `docs/protocol.md`.
+//! - [`replay`]: the replay rule (generation, per-link sequence numbers) for every message.
+//! - [`generation`]: the rule giving each start of the daemon a higher generation.
 //! - [`auth`]: the `authkeys` digest (HMAC-SHA256/SHA1/MD5 or CRC32) in every message.
+//! - [`fence`]: the fencing gate (no takeover from a silent peer until it is fenced).
 //! - [`node`]: the node state machine: membership, failure detection, resource-group
 //!   ownership.
 
 pub mod auth;
 pub mod config;
+pub mod fence;
+pub mod generation;
 pub mod message;
 pub mod node;
 pub mod packet;
+pub mod replay;
 pub mod time;
 
 pub use time::Timestamp;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::Timestamp;
+use crate::{Timestamp, time::duration_nanos};
 
 /// What a message is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,4 +88,16 @@ pub struct Message {
     pub echoes: Vec<Echo>,
     /// The sender's state for every group it has any state for.
     pub groups: Vec<GroupState>,
+}
+
+/// Round-trip time from an echo of one of this node's own heartbeats: `arrival - echoed
+/// send_time - hold`, where `arrival` and the echoed send time are both on this node's clock and
+/// `hold` is a duration measured by the peer. `None` when the result would be negative (a
+/// bogus echo).
+pub fn rtt_from_echo(arrival: Timestamp, echo: &Echo) -> Option<Duration> {
+    arrival
+        .as_nanos()
+        .checked_sub(echo.send_time.as_nanos())?
+        .checked_sub(duration_nanos(echo.hold))
+        .map(Duration::from_nanos)
 }

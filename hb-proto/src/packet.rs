@@ -1,5 +1,5 @@
-//! The wire codec: [`Message`] <-> bytes, with the `authkeys` trailer, plus the per-peer
-//! [`ReplayGuard`] and the generation helpers [`next_generation`] / [`generation_after`].
+//! The wire codec: [`Message`] <-> bytes, with the `authkeys` trailer. Replay protection is
+//! [`crate::replay`]'s, the generation rule [`crate::generation`]'s.
 //!
 //! The byte layout is drawn in `docs/protocol.md`. In short, big-endian everywhere:
 //!
@@ -20,10 +20,7 @@
 //! `auth_failed`, and `malformed` means an authenticated sender wrote something this version does
 //! not understand.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    time::Duration,
-};
+use std::time::Duration;
 
 use hb_common::wire;
 
@@ -32,7 +29,6 @@ use crate::{
     auth::{self, AuthError},
     config::{AuthKey, AuthKeys, AuthMethod},
     message::{Echo, GroupState, Holding, Message, MessageKind, NodeStatus},
-    time::duration_nanos,
 };
 
 /// Type byte of a heartbeat.
@@ -371,7 +367,7 @@ pub fn peek_header(bytes: &[u8]) -> Result<Header, DecodeError> {
 
 /// Decode and authenticate `bytes` against `keys` (any key listed verifies, so keys can be
 /// rotated). Any byte string gives `Ok` or an error, never a panic. Replay, generation and
-/// unknown-sender checks are [`ReplayGuard`]'s.
+/// unknown-sender checks are [`crate::replay::ReplayGuard`]'s.
 pub fn decode(bytes: &[u8], keys: &AuthKeys) -> Result<Message, DecodeError> {
     let header = peek_header(bytes)?;
     let r = Reader { bytes };
@@ -465,172 +461,4 @@ pub fn decode(bytes: &[u8], keys: &AuthKeys) -> Result<Message, DecodeError> {
         echoes,
         groups,
     })
-}
-
-/// Why [`ReplayGuard::check`] refused an authenticated message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum RejectReason {
-    /// The message is this node's own (heard back through broadcast or multicast loopback).
-    #[error("own message")]
-    OwnMessage,
-    /// The sender is not a configured node.
-    #[error("unknown node id {0:#010x}")]
-    UnknownNode(u32),
-    /// The sender's generation is older than one already heard from it.
-    #[error("old generation {got} (current {current})")]
-    OldGeneration {
-        /// Highest generation heard from the sender.
-        current: u64,
-        /// Generation in the message.
-        got: u64,
-    },
-    /// The sequence number is not above the last accepted on this link in this generation.
-    #[error("replayed or old sequence number {got} (last accepted {last})")]
-    Replay {
-        /// Last accepted sequence number on the link (0: none yet).
-        last: u64,
-        /// Sequence number in the message.
-        got: u64,
-    },
-}
-
-impl RejectReason {
-    /// Every label [`RejectReason::label`] can return.
-    pub const LABELS: [&'static str; 4] =
-        ["own_message", "unknown_node", "old_generation", "replay"];
-
-    /// A stable snake_case label for metrics and logs.
-    pub fn label(&self) -> &'static str {
-        match self {
-            RejectReason::OwnMessage => "own_message",
-            RejectReason::UnknownNode(_) => "unknown_node",
-            RejectReason::OldGeneration { .. } => "old_generation",
-            RejectReason::Replay { .. } => "replay",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct PeerSeq {
-    generation: u64,
-    /// Last accepted sequence number per link in `generation`.
-    last_seq: BTreeMap<usize, u64>,
-}
-
-/// Per-peer replay protection, sans-IO. Feed it every authenticated message with the index of
-/// the link (medium) it arrived on.
-///
-/// Rules, in order: a message from the local node is [`RejectReason::OwnMessage`]; a sender
-/// that is not configured is [`RejectReason::UnknownNode`]; a generation below the highest
-/// accepted from the sender is [`RejectReason::OldGeneration`]; a higher one becomes the
-/// sender's generation and forgets its sequence numbers on every link; within the generation,
-/// a sequence number not above the last accepted on the same link is [`RejectReason::Replay`]
-/// (sequence numbers start at 1, so 0 is never accepted). Only accepted messages change state.
-#[derive(Debug, Clone)]
-pub struct ReplayGuard {
-    local: u32,
-    nodes: BTreeSet<u32>,
-    peers: BTreeMap<u32, PeerSeq>,
-}
-
-impl ReplayGuard {
-    /// A guard for the node `local` in a cluster of `nodes` (node ids; `local` may be among
-    /// them).
-    pub fn new(local: u32, nodes: impl IntoIterator<Item = u32>) -> Self {
-        Self {
-            local,
-            nodes: nodes.into_iter().collect(),
-            peers: BTreeMap::new(),
-        }
-    }
-
-    /// Accept or reject `msg`, which arrived on link `link`. `Ok(gap)` gives the number of
-    /// sequence numbers skipped since the last message accepted from the sender on this link in
-    /// this generation (lost heartbeats); the first message of a generation on a link reports 0.
-    pub fn check(&mut self, msg: &Message, link: usize) -> Result<u64, RejectReason> {
-        if msg.sender == self.local {
-            return Err(RejectReason::OwnMessage);
-        }
-        if !self.nodes.contains(&msg.sender) {
-            return Err(RejectReason::UnknownNode(msg.sender));
-        }
-        let peer = self.peers.entry(msg.sender).or_insert_with(|| PeerSeq {
-            generation: msg.generation,
-            last_seq: BTreeMap::new(),
-        });
-        if msg.generation < peer.generation {
-            return Err(RejectReason::OldGeneration {
-                current: peer.generation,
-                got: msg.generation,
-            });
-        }
-        if msg.generation > peer.generation {
-            peer.generation = msg.generation;
-            peer.last_seq.clear();
-        }
-        let last = peer.last_seq.get(&link).copied().unwrap_or(0);
-        if msg.seq <= last {
-            return Err(RejectReason::Replay { last, got: msg.seq });
-        }
-        let gap = if last == 0 { 0 } else { msg.seq - last - 1 };
-        peer.last_seq.insert(link, msg.seq);
-        Ok(gap)
-    }
-
-    /// The highest generation accepted from `sender`.
-    pub fn generation(&self, sender: u32) -> Option<u64> {
-        self.peers.get(&sender).map(|p| p.generation)
-    }
-
-    /// The last sequence number accepted from `sender` on `link` in its current generation.
-    pub fn last_seq(&self, sender: u32, link: usize) -> Option<u64> {
-        self.peers
-            .get(&sender)
-            .and_then(|p| p.last_seq.get(&link).copied())
-    }
-}
-
-/// Bits of the generation below the wall-clock seconds: up to 2^20 starts within one second
-/// still get increasing generations when the state file is lost.
-pub const GENERATION_SECONDS_SHIFT: u32 = 20;
-
-/// The generation for this start, and the state file's new contents.
-///
-/// `previous` is the state file's contents (`None` if it is missing; unreadable contents count
-/// as missing); `now_wall_ns` is CLOCK_REALTIME in ns. The generation is the larger of the
-/// stored generation + 1 and `wall-clock seconds << 20`. So it increases at every start while
-/// the file is kept, and, if the file is lost, still exceeds every earlier generation as long as
-/// the wall clock has moved forward by at least a second since the previous start (and the node
-/// did not start more than 2^20 times in one second). The file holds the generation in decimal
-/// followed by a newline.
-pub fn next_generation(previous: Option<&[u8]>, now_wall_ns: u64) -> (u64, Vec<u8>) {
-    let stored = previous
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .and_then(|s| s.trim().parse::<u64>().ok());
-    let generation = generation_after(stored, now_wall_ns / 1_000_000_000);
-    (generation, format!("{generation}\n").into_bytes())
-}
-
-/// The rule behind [`next_generation`] on typed values: the generation that follows `stored`
-/// (`None`: no state file, or unreadable) at wall-clock time `wall_secs` (seconds since 1970):
-/// the larger of `stored + 1` and `wall_secs << 20`, never 0, saturating at `u64::MAX` instead
-/// of wrapping. hbd's state directory code calls this.
-pub fn generation_after(stored: Option<u64>, wall_secs: u64) -> u64 {
-    let from_clock = wall_secs.saturating_mul(1 << GENERATION_SECONDS_SHIFT);
-    match stored {
-        Some(g) => g.saturating_add(1).max(from_clock),
-        None => from_clock.max(1),
-    }
-}
-
-/// Round-trip time from an echo of one of this node's own heartbeats: `arrival - echoed
-/// send_time - hold`, where `arrival` and the echoed send time are both on this node's clock and
-/// `hold` is a duration measured by the peer. `None` when the result would be negative (a
-/// bogus echo).
-pub fn rtt_from_echo(arrival: Timestamp, echo: &Echo) -> Option<Duration> {
-    arrival
-        .as_nanos()
-        .checked_sub(echo.send_time.as_nanos())?
-        .checked_sub(duration_nanos(echo.hold))
-        .map(Duration::from_nanos)
 }

@@ -12,11 +12,10 @@ use hb_common::wire;
 use hb_proto::{
     Timestamp,
     config::{AuthKey, AuthKeys, AuthMethod},
-    message::{Echo, GroupState, Holding, Message, MessageKind, NodeStatus},
-    packet::{
-        DecodeError, EncodeError, RejectReason, ReplayGuard, decode, encode, encoded_len,
-        generation_after, next_generation, peek_header, rtt_from_echo,
-    },
+    generation::{generation_after, next_generation},
+    message::{Echo, GroupState, Holding, Message, MessageKind, NodeStatus, rtt_from_echo},
+    packet::{DecodeError, EncodeError, decode, encode, encoded_len, peek_header},
+    replay::{RejectReason, ReplayGuard},
 };
 
 /// Hex digits to bytes; whitespace is ignored.

@@ -165,7 +165,9 @@ fn node2_watching_node1_hold(failback: AutoFailback) -> Bench {
         lines(&outs),
         [
             "Link node1:eth1 up.",
-            "Status update for node node1: status active"
+            "Status update for node node1: status active",
+            // Every peer heard and the group declined (node1 holds it): joined.
+            "Initial resource acquisition complete: 0 of 1 group(s) held here."
         ]
     );
     assert!(actions(&outs).is_empty());

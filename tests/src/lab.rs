@@ -325,12 +325,24 @@ impl fmt::Display for LabStatus {
     }
 }
 
+/// Something the lab did to a node or to the network (a kill, a cable pulled, a daemon started,
+/// an address removed...), kept so a failure report can say what the lab was doing when a
+/// sample was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabEvent {
+    /// CLOCK_MONOTONIC ns when it took effect (for a command: when the command returned).
+    pub at_ns: u64,
+    /// What happened, e.g. `n1 died: links eth1, eth2 down at once`.
+    pub what: String,
+}
+
 /// A running lab; dropping it tears it down (see [`Lab::down`]).
 #[derive(Debug)]
 pub struct Lab {
     rec: LabRecord,
     children: [Option<Child>; 2],
     torn_down: bool,
+    events: std::sync::Mutex<Vec<LabEvent>>,
 }
 
 /// Runs a command detached from the terminal's process group (so Ctrl-C reaches only the
@@ -487,6 +499,7 @@ impl Lab {
             },
             children: [None, None],
             torn_down: false,
+            events: std::sync::Mutex::new(Vec::new()),
         };
         // On any error below, dropping `lab` removes what was made so far.
         lab.build()?;
@@ -593,6 +606,26 @@ impl Lab {
     /// The lab's spec.
     pub fn spec(&self) -> &LabSpec {
         &self.rec.spec
+    }
+
+    /// Records `what` at `at_ns` in the lab's journal ([`Lab::events`]).
+    pub fn note(&self, at_ns: u64, what: impl Into<String>) {
+        let ev = LabEvent {
+            at_ns,
+            what: what.into(),
+        };
+        match self.events.lock() {
+            Ok(mut e) => e.push(ev),
+            Err(p) => p.into_inner().push(ev),
+        }
+    }
+
+    /// Everything the lab did to the nodes and the network since it was built, oldest first.
+    pub fn events(&self) -> Vec<LabEvent> {
+        match self.events.lock() {
+            Ok(e) => e.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
     }
 
     /// What the lab made.
@@ -864,6 +897,7 @@ esac
             .spawn()
             .with_context(|| format!("starting {} on {node}", hbd.display()))?;
         let pid = child.id();
+        self.note(monotonic_ns(), format!("hbd started on {node} (pid {pid})"));
         std::thread::sleep(Duration::from_millis(200));
         if let Some(status) = child.try_wait()? {
             self.rec.hbd_pids[i] = None;
@@ -905,6 +939,7 @@ esac
         }
         self.rec.hbd_pids[i] = None;
         self.rec.hbd_notes[i] = "killed (SIGKILL)".into();
+        self.note(at, format!("hbd on {node} SIGKILLed"));
         self.save_state()?;
         Ok(at)
     }
@@ -917,6 +952,7 @@ esac
         };
         let pid_t = nix::unistd::Pid::from_raw(i32::try_from(pid)?);
         nix::sys::signal::kill(pid_t, nix::sys::signal::Signal::SIGTERM)?;
+        self.note(at, format!("hbd on {node} sent SIGTERM (clean stop)"));
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline && self.hbd_pid(node).is_some() {
             std::thread::sleep(Duration::from_millis(5));
@@ -944,7 +980,10 @@ esac
                 if up { "up" } else { "down" },
             ],
         )?;
-        Ok(monotonic_ns())
+        let at = monotonic_ns();
+        let state = if up { "plugged back" } else { "pulled" };
+        self.note(at, format!("{node} eth{link} cable {state}"));
+        Ok(at)
     }
 
     /// Empties `node`'s neighbour (ARP/NDP) table, as a reboot does. A node that "reboots" in
@@ -957,12 +996,51 @@ esac
         Ok(())
     }
 
-    /// The node dies: SIGKILL of its hbd, then all its links down. Returns the time of the kill.
+    /// Pulls all of `node`'s cables at the same instant: one `ip -batch` in the bridges'
+    /// namespace sets every bridge port of the node down. Returns the time just before the
+    /// command ran (the links go down within it).
+    pub fn pull_all_cables(&self, node: Node) -> Result<u64> {
+        let batch: String = (1..=self.rec.spec.links)
+            .map(|l| format!("link set {}-e{l} down\n", node.name()))
+            .collect();
+        let path = self.node_dir(node).join("links-down.batch");
+        fs::write(&path, batch).with_context(|| format!("writing {}", path.display()))?;
+        let at = monotonic_ns();
+        cmd(
+            "ip",
+            &[
+                "-n",
+                &self.bridge_netns(),
+                "-batch",
+                &path.display().to_string(),
+            ],
+        )?;
+        let links: Vec<String> = (1..=self.rec.spec.links)
+            .map(|l| format!("eth{l}"))
+            .collect();
+        self.note(
+            at,
+            format!("{node} died: cables of {} pulled at once", links.join(", ")),
+        );
+        Ok(at)
+    }
+
+    /// The node dies, as a machine that loses power: all its links go down at the same instant
+    /// ([`Lab::pull_all_cables`]), then its hbd is SIGKILLed, then the lab removes the VIP the
+    /// dead node's namespace still has configured (a powered-off machine holds no address; the
+    /// namespace only outlives the "machine" because the lab reuses it for the reboot). Returns
+    /// the time just before the links went down: from then on the node neither sends heartbeats
+    /// nor answers for any address.
+    ///
+    /// The order matters. Killing hbd first and pulling the cables one `ip` command each
+    /// afterwards left a window in which the node sent no more heartbeats but its kernel still
+    /// answered for the VIP on a live link: when spawning the `ip` commands took longer than the
+    /// peer's deadtime (a loaded machine), the peer took over inside that window and both nodes
+    /// really held the address on a running interface: a dual owner the lab made, not hbd.
     pub fn kill_node(&mut self, node: Node) -> Result<u64> {
-        let at = self.kill_hbd(node)?;
-        for l in 1..=self.rec.spec.links {
-            self.set_link(node, l, false)?;
-        }
+        let at = self.pull_all_cables(node)?;
+        self.kill_hbd(node)?;
+        self.del_vip(node)?;
         Ok(at)
     }
 
@@ -979,6 +1057,10 @@ esac
         }
         self.forget_neighbours(node)?;
         let at = monotonic_ns();
+        self.note(
+            at,
+            format!("{node} rebooted: no VIP, links up, starting hbd"),
+        );
         self.start_hbd(node)?;
         Ok(at)
     }
@@ -996,7 +1078,9 @@ esac
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        Ok(monotonic_ns())
+        let at = monotonic_ns();
+        self.note(at, format!("lab added the VIP on {node} by hand"));
+        Ok(at)
     }
 
     /// Removes the VIP from `node`'s `eth1` by hand (absent is fine).
@@ -1007,6 +1091,9 @@ esac
                 "ip",
                 &["-n", &self.netns(node), "addr", "del", &vip, "dev", "eth1"],
             )?;
+            let at = monotonic_ns();
+            self.note(at, format!("lab removed the VIP from {node}"));
+            return Ok(at);
         }
         Ok(monotonic_ns())
     }
@@ -1169,12 +1256,19 @@ esac
     /// their addresses and all outgoing heartbeats on UDP 694 dropped); the client still reaches
     /// both. Returns the time it took effect.
     pub fn partition(&self) -> Result<u64> {
-        self.partition_rules_apply("-A")
+        let at = self.partition_rules_apply("-A")?;
+        self.note(
+            at,
+            "partition: n1 and n2 cut off from each other (iptables)",
+        );
+        Ok(at)
     }
 
     /// Heals [`Lab::partition`]. Returns the time it took effect.
     pub fn heal(&self) -> Result<u64> {
-        self.partition_rules_apply("-D")
+        let at = self.partition_rules_apply("-D")?;
+        self.note(at, "partition healed");
+        Ok(at)
     }
 
     /// Drops each heartbeat `node` sends with probability `p` (on the sender, see
@@ -1192,7 +1286,16 @@ esac
         args.extend_from_slice(matcher);
         args.extend_from_slice(&["-m", "statistic", "--mode", "random", "--probability", &p]);
         args.extend_from_slice(&["-j", "DROP"]);
-        self.iptables(node, &args)
+        self.iptables(node, &args)?;
+        let what = if on { "on" } else { "off" };
+        self.note(
+            monotonic_ns(),
+            format!(
+                "{node}: random loss {p} of sent {} {what}",
+                matcher.join(" ")
+            ),
+        );
+        Ok(())
     }
 
     /// `node`'s `hbd.log`, parsed (`mono=<ns> <LEVEL> <message>` lines only).

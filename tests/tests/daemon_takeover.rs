@@ -70,7 +70,7 @@ fn fail_over(lab: &mut Lab, prober: &Prober, owners: &OwnerSampler, arp: &ArpWat
         "n2 never answered on the VIP\n{}",
         logs(lab, 30)
     );
-    // (n1's namespace keeps its address: the dead node is cut off, its links down.)
+    // (The lab removed the dead n1's address after pulling its cables, as a power loss would.)
     assert!(lab.holds_vip(Node::N2).unwrap());
     let garp = expect_log(
         lab,

@@ -104,8 +104,9 @@ struct Expect {
     moved: Option<(Node, Node, u64)>,
     /// Time the scenario's disturbance began.
     since: u64,
-    /// A window in which both nodes may hold the VIP (a partition until the loser released).
-    dual_window: Option<(u64, u64)>,
+    /// A window in which both nodes may hold the VIP, and why (a partition until the loser
+    /// released).
+    dual_window: Option<DualWindow>,
     /// Log lines that must appear: (node, text, not before).
     logs: Vec<(Node, String, u64)>,
     /// Log lines that must not appear: (node, text, not before).
@@ -115,6 +116,14 @@ struct Expect {
     /// Measure the outage as the longest time without an answer from either node (a partition,
     /// where the client may be served by the other side meanwhile).
     any_node_serves: bool,
+}
+
+/// A window in which two owners are expected: `[from_ns, to_ns)`, with the reason printed in
+/// every report.
+struct DualWindow {
+    from_ns: u64,
+    to_ns: u64,
+    why: String,
 }
 
 impl Expect {
@@ -301,6 +310,62 @@ impl Scenario {
             .join("\n")
     }
 
+    /// `at_ns` as signed ms from the scenario's event (`since`) and from the watchers' start.
+    fn when(&self, at_ns: u64, since: u64) -> String {
+        let rel = |t0: u64| (at_ns as f64 - t0 as f64) / 1e6;
+        format!(
+            "{:+.1} ms from the scenario's event ({:+.1} ms from the watchers' start)",
+            rel(since),
+            rel(self.t0)
+        )
+    }
+
+    /// Why dual-owner samples are a failure: each of the first few, what the sampler read (which
+    /// node held the VIP when), where it lies relative to the scenario's event and to any
+    /// allowed window, what the lab did to the nodes before it and up to 100 ms after it (kills,
+    /// cables, reboots, moves by hand), and both nodes' log lines around it.
+    fn dual_report(&self, dual: &[&hb_tests::lab::probe::OwnerSample], e: &Expect) -> String {
+        let mut out = String::new();
+        let window = match &e.dual_window {
+            Some(w) => format!(
+                "allowed window: {} to {} ({})",
+                self.when(w.from_ns, e.since),
+                self.when(w.to_ns, e.since),
+                w.why
+            ),
+            None => "allowed window: none (no partition in this scenario)".to_owned(),
+        };
+        out += &window;
+        out += "\n";
+        for s in dual.iter().take(3) {
+            out += &format!(
+                "- sample at {}:\n  {}\n  what the lab did around it (ms from the sample):\n",
+                self.when(s.at_ns, e.since),
+                s.describe(s.at_ns)
+            );
+            let events = self.lab.events();
+            let before: Vec<_> = events
+                .iter()
+                .filter(|ev| ev.at_ns <= s.reads_ns[2] + 100_000_000)
+                .collect();
+            if before.is_empty() {
+                out += "    (nothing)\n";
+            }
+            for ev in before.iter().rev().take(8).rev() {
+                out += &format!(
+                    "    {:+9.1} ms  {}\n",
+                    (ev.at_ns as f64 - s.at_ns as f64) / 1e6,
+                    ev.what
+                );
+            }
+            out += &format!(
+                "  both nodes' log lines around it (ms from the sample):\n{}\n",
+                self.context(s.at_ns)
+            );
+        }
+        out
+    }
+
     /// Runs the common assertions and prints the scenario's figures. Returns the outage.
     fn finish(mut self, e: Expect) -> Result<Duration> {
         let name = self.name;
@@ -327,13 +392,7 @@ impl Scenario {
         // Holders as the sampler sees them: the VIP on an interface that is up and running (a
         // killed node's address on a cable-less interface answers nobody).
         let last = owners.samples.last().context("no owner sample")?;
-        let holders: Vec<Node> = Node::ALL
-            .into_iter()
-            .filter(|n| match n {
-                Node::N1 => last.n1,
-                Node::N2 => last.n2,
-            })
-            .collect();
+        let holders: Vec<Node> = Node::ALL.into_iter().filter(|n| last.holds(*n)).collect();
         let logs = || {
             format!(
                 "{}\n{}",
@@ -369,7 +428,10 @@ impl Scenario {
             }
         }
         // No dual ownership outside the allowed window.
-        let (w_from, w_to) = e.dual_window.unwrap_or((u64::MAX, u64::MAX));
+        let (w_from, w_to) = e
+            .dual_window
+            .as_ref()
+            .map_or((u64::MAX, u64::MAX), |w| (w.from_ns, w.to_ns));
         let dual: Vec<_> = owners
             .dual_owner()
             .into_iter()
@@ -377,27 +439,22 @@ impl Scenario {
             .collect();
         if !dual.is_empty() {
             bail!(
-                "{name}: both nodes held the VIP at {} sampled moments outside a partition \
-                 (first at +{:.1} ms)\n{}",
+                "{name}: both nodes held the VIP at {} sampled moments outside a partition\n{}",
                 dual.len(),
-                ms(Duration::from_nanos(dual[0].at_ns.saturating_sub(e.since))),
-                logs()
+                self.dual_report(&dual, &e)
             );
         }
         let other = owner.other();
         if e.never_moved {
-            let holds = |s: &hb_tests::lab::probe::OwnerSample, n: Node| match n {
-                Node::N1 => s.n1,
-                Node::N2 => s.n2,
-            };
             if let Some(s) = owners
                 .samples
                 .iter()
-                .find(|s| s.at_ns >= e.since && (!holds(s, owner) || holds(s, other)))
+                .find(|s| s.at_ns >= e.since && (!s.holds(owner) || s.holds(other)))
             {
                 bail!(
-                    "{name}: the VIP moved at +{:.1} ms ({s:?})\n{}",
-                    ms(Duration::from_nanos(s.at_ns.saturating_sub(e.since))),
+                    "{name}: the VIP moved at {}: {}\n{}",
+                    self.when(s.at_ns, e.since),
+                    s.describe(e.since),
                     logs()
                 );
             }
@@ -655,7 +712,13 @@ fn partition_and_heal() {
         .log(Node::N1, "Re-announcing resource group", t_heal)
         .no_log(Node::N1, "Releasing resource group", t);
     // Both hold the VIP from the partition until the loser released (plus one sampler round).
-    e.dual_window = Some((t, released + 20_000_000));
+    e.dual_window = Some(DualWindow {
+        from_ns: t,
+        to_ns: released + 20_000_000,
+        why: "partition: both sides may hold the VIP from the cut until n2 logged \
+              `Resource release completed` after the heal, plus 20 ms for the sampler's round"
+            .to_owned(),
+    });
     e.any_node_serves = true;
     let gap = check(s.finish(e));
     assert!(

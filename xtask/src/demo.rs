@@ -223,7 +223,7 @@ pub fn demo(bins: &Binaries, by_hand: bool) -> Result<()> {
     }
     crate::interrupt::sleep(Duration::from_millis(300))?;
 
-    step("killing n1: SIGKILL of its hbd, then its links down");
+    step("killing n1: its links down at once, then SIGKILL of its hbd");
     let t_kill = lab.kill_node(Node::N1)?;
     if by_hand {
         crate::interrupt::sleep(spec.deadtime)?;

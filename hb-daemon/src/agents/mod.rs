@@ -25,6 +25,7 @@
 //! each failure logged at error level.
 
 mod addr;
+pub mod fence;
 mod fs;
 pub mod packet;
 mod script;

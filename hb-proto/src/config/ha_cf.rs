@@ -14,7 +14,10 @@ use std::{
 
 use super::{
     diag::{Diags, IFACE_RULE, Parsed, is_delim, lines, parse_bool, plausible_iface, words},
-    model::{AutoFailback, Diagnostic, HaCf, Media, PingGroup, Respawn, Setting, XdpMode, node_id},
+    model::{
+        AutoFailback, Diagnostic, HaCf, Ignored, Media, PingGroup, Respawn, Setting, XdpMode,
+        node_id,
+    },
     time::{TimeError, parse_time},
 };
 
@@ -30,6 +33,10 @@ pub const DEFAULT_HOPFUDGE: u32 = 1;
 pub const DEFAULT_GARP_COUNT: u32 = 5;
 /// hb's default `garp_interval`.
 pub const DEFAULT_GARP_INTERVAL: Duration = Duration::from_millis(200);
+/// hb's default `fence_delay`.
+pub const DEFAULT_FENCE_DELAY: Duration = Duration::from_secs(5);
+/// hb's default `fence_timeout`.
+pub const DEFAULT_FENCE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest `garp_count` accepted.
 pub const MAX_GARP_COUNT: u32 = 100;
 
@@ -119,6 +126,59 @@ const IGNORED: &[(&str, &str)] = &[
     ),
 ];
 
+/// The directives with their own arm in the parser (each accepted for some value), in the
+/// parser's order. With the [`IGNORED`] ones they are every directive `ha.cf` accepts
+/// ([`accepted_directives`]); a unit test keeps this list equal to the parser's match arms.
+pub const DIRECTIVES: &[&str] = &[
+    "keepalive",
+    "deadtime",
+    "warntime",
+    "initdead",
+    "deadping",
+    "udpport",
+    "bcast",
+    "ucast",
+    "mcast",
+    "node",
+    "auto_failback",
+    "nice_failback",
+    "logfile",
+    "debugfile",
+    "logfacility",
+    "debug",
+    "ping",
+    "ping_group",
+    "respawn",
+    "stonith_host",
+    "fence_command",
+    "fence_delay",
+    "fence_timeout",
+    "watchdog",
+    "realtime",
+    "hopfudge",
+    "autojoin",
+    "xdp",
+    "garp_count",
+    "garp_interval",
+    "metrics_listen",
+    "control_socket",
+    "control_group",
+    "crm",
+    "pacemaker",
+    "use_apphbd",
+    "hbgenmethod",
+];
+
+/// Every directive `ha.cf` accepts for at least one value: [`DIRECTIVES`], then the ones
+/// accepted only to be ignored with a named warning.
+pub fn accepted_directives() -> Vec<&'static str> {
+    DIRECTIVES
+        .iter()
+        .copied()
+        .chain(IGNORED.iter().map(|(k, _)| *k))
+        .collect()
+}
+
 /// Heartbeat 3.0.x directives that ask for a feature hb does not have: an error.
 const UNSUPPORTED: &[(&str, &str)] = &[
     (
@@ -186,6 +246,9 @@ struct Raw {
     ping_groups: Vec<PingGroup>,
     respawn: Vec<Respawn>,
     stonith_hosts: Vec<String>,
+    fence_commands: Vec<Vec<String>>,
+    fence_delay: Option<Duration>,
+    fence_timeout: Option<Duration>,
     watchdog: Option<(PathBuf, usize)>,
     realtime: Option<bool>,
     hopfudge: Option<u32>,
@@ -196,6 +259,7 @@ struct Raw {
     metrics_listen: Option<Option<SocketAddr>>,
     control_socket: Option<PathBuf>,
     control_group: Option<String>,
+    ignored: Vec<Ignored>,
     /// First line of each single-valued directive, to warn when one is repeated.
     seen: HashMap<String, usize>,
 }
@@ -257,6 +321,28 @@ fn one<'a>(d: &mut Diags, n: usize, directive: &str, values: &[&'a str]) -> Opti
             None
         }
     }
+}
+
+/// A directive accepted but not acted on: a warning `'DIRECTIVE ...' ignored: WHY`, and a
+/// record in [`HaCf::ignored`].
+fn ignore(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, shown: &str, why: &str) {
+    d.warn(n, format!("'{shown}' ignored: {why}"));
+    raw.ignored.push(Ignored {
+        directive: directive.to_string(),
+        line: n,
+        why: why.to_string(),
+    });
+}
+
+/// An error when `rest` has an odd number of `"` (words are split with [`split_quoted`]).
+///
+/// [`split_quoted`]: super::model::split_quoted
+fn unbalanced_quotes(d: &mut Diags, n: usize, directive: &str, rest: &str) -> bool {
+    let odd = !rest.matches('"').count().is_multiple_of(2);
+    if odd {
+        d.error(n, format!("{directive}: unbalanced '\"'"));
+    }
+    odd
 }
 
 fn time_error(directive: &str, e: &TimeError) -> String {
@@ -329,6 +415,8 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
         "metrics_listen",
         "control_socket",
         "control_group",
+        "fence_delay",
+        "fence_timeout",
     ];
     if SINGLE.contains(&directive) {
         let key = if directive == "nice_failback" {
@@ -603,7 +691,38 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
                 );
                 return;
             }
+            if unbalanced_quotes(d, n, directive, rest) {
+                return;
+            }
             raw.stonith_hosts.push(rest.to_string());
+        }
+        "fence_command" => {
+            if unbalanced_quotes(d, n, directive, rest) {
+                return;
+            }
+            let argv = super::model::split_quoted(rest);
+            match argv.first() {
+                None => d.error(n, "fence_command: expected 'fence_command PROGRAM [ARGS]'"),
+                Some(p) if !p.starts_with('/') => {
+                    d.error(n, format!("fence_command: '{p}' is not an absolute path"))
+                }
+                Some(_) => raw.fence_commands.push(argv),
+            }
+        }
+        "fence_delay" | "fence_timeout" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            let Some(t) = parse_time_directive(d, n, directive, v) else {
+                return;
+            };
+            if directive == "fence_delay" {
+                raw.fence_delay = Some(t);
+            } else if t.is_zero() {
+                d.error(n, "fence_timeout: must be more than 0");
+            } else {
+                raw.fence_timeout = Some(t);
+            }
         }
         "watchdog" => {
             let Some(v) = one(d, n, directive, &values) else {
@@ -633,6 +752,14 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
             };
             if let Some(x) = parse_uint::<u8>(d, n, directive, v, "0..255") {
                 raw.hopfudge = Some(u32::from(x));
+                ignore(
+                    raw,
+                    d,
+                    n,
+                    directive,
+                    directive,
+                    "hb does not forward messages between nodes, so there are no hops to bound",
+                );
             }
         }
         "autojoin" => {
@@ -641,6 +768,17 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
             };
             let v = v.to_ascii_lowercase();
             if matches!(v.as_str(), "none" | "other" | "any") {
+                if v != "none" {
+                    ignore(
+                        raw,
+                        d,
+                        n,
+                        directive,
+                        &format!("autojoin {v}"),
+                        "hb admits only the nodes on node lines (with 'any', this node is added \
+                         to them when missing)",
+                    );
+                }
                 raw.autojoin = Some(v);
             } else {
                 d.error(n, format!("autojoin: '{v}' is not one of none, other, any"));
@@ -734,9 +872,13 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
                 return;
             };
             match parse_bool(v) {
-                Some(false) => d.warn(
+                Some(false) => ignore(
+                    raw,
+                    d,
                     n,
-                    format!("'{directive} {v}' ignored: hb manages haresources itself"),
+                    directive,
+                    &format!("{directive} {v}"),
+                    "hb manages haresources itself",
                 ),
                 _ if matches!(
                     v.to_ascii_lowercase().as_str(),
@@ -768,7 +910,14 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
                 return;
             };
             match parse_bool(v) {
-                Some(false) => d.warn(n, format!("'use_apphbd {v}' ignored: hb has no apphbd")),
+                Some(false) => ignore(
+                    raw,
+                    d,
+                    n,
+                    directive,
+                    &format!("use_apphbd {v}"),
+                    "hb has no apphbd",
+                ),
                 Some(true) => d.error(
                     n,
                     "'use_apphbd' is not supported by hb: hb does not register with apphbd",
@@ -781,9 +930,13 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
                 return;
             };
             match v {
-                "file" => d.warn(
+                "file" => ignore(
+                    raw,
+                    d,
                     n,
-                    "'hbgenmethod file' ignored: hb keeps its generation in its state directory",
+                    directive,
+                    "hbgenmethod file",
+                    "hb keeps its generation in its state directory",
                 ),
                 "time" => d.error(
                     n,
@@ -795,7 +948,7 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
         }
         _ => {
             if let Some((_, why)) = IGNORED.iter().find(|(k, _)| *k == directive) {
-                d.warn(n, format!("'{directive}' ignored: {why}"));
+                ignore(raw, d, n, directive, directive, why);
             } else if let Some((_, why)) = UNSUPPORTED.iter().find(|(k, _)| *k == directive) {
                 d.error(n, format!("'{directive}' is not supported by hb: {why}"));
             } else if directive.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -1024,6 +1177,9 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
         deadping: raw.deadping.map(|(v, _)| v),
         respawn: raw.respawn,
         stonith_hosts: raw.stonith_hosts,
+        fence_commands: raw.fence_commands,
+        fence_delay: setting(raw.fence_delay, DEFAULT_FENCE_DELAY),
+        fence_timeout: setting(raw.fence_timeout, DEFAULT_FENCE_TIMEOUT),
         watchdog: raw.watchdog.map(|(p, _)| p),
         realtime: setting(raw.realtime, true),
         hopfudge: setting(raw.hopfudge, DEFAULT_HOPFUDGE),
@@ -1034,10 +1190,52 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
         metrics_listen: raw.metrics_listen.flatten(),
         control_socket: raw.control_socket,
         control_group: raw.control_group,
+        ignored: raw.ignored,
     };
     HaCfParse {
         ha_cf,
         diags: d,
         empty,
+    }
+}
+
+#[cfg(test)]
+mod inventory_tests {
+    use super::*;
+
+    /// The parser's top-level match arms, read from this file's source.
+    fn match_arms() -> Vec<String> {
+        let src = include_str!("ha_cf.rs");
+        let start = src.find("fn directive_line(").unwrap();
+        let end = src[start..].find("\nfn ucast(").unwrap() + start;
+        let mut arms = Vec::new();
+        for line in src[start..end].lines() {
+            let Some(rest) = line.strip_prefix("        \"") else {
+                continue;
+            };
+            let Some(head) = rest.split(" => ").next() else {
+                continue;
+            };
+            if !line.contains(" => ") {
+                continue;
+            }
+            for w in head.split(" | ") {
+                let w = w.trim_matches('"');
+                if w.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                    arms.push(w.to_string());
+                }
+            }
+        }
+        arms
+    }
+
+    #[test]
+    fn directives_list_equals_the_parser_arms() {
+        let arms = match_arms();
+        assert!(arms.len() > 30, "source scan broken: {arms:?}");
+        assert_eq!(
+            arms, DIRECTIVES,
+            "update DIRECTIVES with the parser's match arms"
+        );
     }
 }

@@ -181,8 +181,15 @@ pub struct HaCf {
     pub deadping: Option<Duration>,
     /// `respawn` lines.
     pub respawn: Vec<Respawn>,
-    /// `stonith_host` lines, verbatim after the directive.
+    /// `stonith_host` lines, verbatim after the directive (see [`HaCf::stonith_devices`]).
     pub stonith_hosts: Vec<String>,
+    /// hb: `fence_command PROGRAM [ARGS]` lines (the node name is appended), in file order.
+    pub fence_commands: Vec<Vec<String>>,
+    /// hb: `fence_delay T`: the wait before the first fencing attempt, times this node's
+    /// position in the `node` list (default 5 s; the first node does not wait).
+    pub fence_delay: Setting<Duration>,
+    /// hb: `fence_timeout T`: how long one fencing attempt may take (default 30 s).
+    pub fence_timeout: Setting<Duration>,
     /// `watchdog` device.
     pub watchdog: Option<PathBuf>,
     /// `realtime` (default on).
@@ -206,6 +213,68 @@ pub struct HaCf {
     /// root-only. `None`: not set, meaning [`DEFAULT_CONTROL_GROUP`] when that group exists;
     /// `Some("none")`: root only.
     pub control_group: Option<String>,
+    /// Directives present in the file that hb accepts but does not act on (each also a named
+    /// warning), in file order: what `hbd --check` lists as not acted on.
+    pub ignored: Vec<Ignored>,
+}
+
+/// A directive hb accepts and does not act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    /// The directive.
+    pub directive: String,
+    /// Its line in `ha.cf`.
+    pub line: usize,
+    /// Why it does not matter to hb.
+    pub why: String,
+}
+
+/// One `stonith_host FROM TYPE PARAMS...` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StonithHost {
+    /// The node the device is reachable from (`*`: any node).
+    pub from: String,
+    /// cluster-glue device type (`external/ipmi`, `meatware`, ...).
+    pub kind: String,
+    /// Parameters, split into words (`"..."` keeps blanks inside one word, quotes removed).
+    pub params: Vec<String>,
+}
+
+impl StonithHost {
+    /// Whether `node` may use the device.
+    pub fn usable_from(&self, node: &str) -> bool {
+        self.from == "*" || self.from.eq_ignore_ascii_case(node)
+    }
+}
+
+/// Splits a line into words at blanks; `"..."` keeps blanks inside a word (quotes removed).
+pub fn split_quoted(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quoted = false;
+    for c in s.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            c if !quoted && (c == ' ' || c == '\t') => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    words
 }
 
 /// The group given read-only control-socket access when `control_group` is not set
@@ -213,6 +282,26 @@ pub struct HaCf {
 pub const DEFAULT_CONTROL_GROUP: &str = "haclient";
 
 impl HaCf {
+    /// The `stonith_host` lines, parsed.
+    pub fn stonith_devices(&self) -> Vec<StonithHost> {
+        self.stonith_hosts
+            .iter()
+            .filter_map(|l| {
+                let mut w = split_quoted(l).into_iter();
+                Some(StonithHost {
+                    from: w.next()?,
+                    kind: w.next()?,
+                    params: w.collect(),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether any fencing (`stonith_host` or `fence_command`) is configured.
+    pub fn fencing_configured(&self) -> bool {
+        !self.stonith_hosts.is_empty() || !self.fence_commands.is_empty()
+    }
+
     /// `deadping`, or `deadtime` when not set (Heartbeat's default).
     pub fn effective_deadping(&self) -> Duration {
         self.deadping.unwrap_or(self.deadtime.value)

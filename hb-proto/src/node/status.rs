@@ -1,5 +1,6 @@
 //! A snapshot of the node's view for `hbctl status` and `hbstat`.
 
+use super::{Node, Phase, ownership::claims};
 use crate::{
     Timestamp,
     message::{Holding, NodeStatus},
@@ -135,4 +136,78 @@ pub struct ClusterStatus {
     pub groups: Vec<GroupView>,
     /// Counters.
     pub counters: Counters,
+}
+
+impl Node {
+    /// Snapshot for `hbctl status` / `hbstat`.
+    pub fn status(&self) -> ClusterStatus {
+        let nodes = self
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let p = &self.peers[i];
+                let local = i == self.local;
+                NodeView {
+                    name: name.clone(),
+                    id: self.ids[i],
+                    local,
+                    state: if local && self.phase == Phase::Stopped {
+                        PeerState::Dead
+                    } else {
+                        p.state
+                    },
+                    generation: p.generation,
+                    status: if local {
+                        Some(self.local_status())
+                    } else {
+                        p.status
+                    },
+                    last_arrival: p.last_arrival,
+                    links: if local {
+                        Vec::new()
+                    } else {
+                        p.links
+                            .iter()
+                            .zip(&self.links)
+                            .map(|(l, name)| LinkView {
+                                name: name.clone(),
+                                state: l.state,
+                                last_arrival: l.last_arrival,
+                            })
+                            .collect()
+                    },
+                }
+            })
+            .collect();
+        let groups = (0..self.groups.len())
+            .map(|g| {
+                let lg = &self.local_groups[g];
+                let holders = (0..self.names.len())
+                    .filter(|&n| self.member(n, g).is_some_and(|m| claims(m.holding)))
+                    .map(|n| self.names[n].clone())
+                    .collect();
+                GroupView {
+                    index: g,
+                    line: self.groups[g].line.clone(),
+                    preferred: self.names[self.groups[g].preferred].clone(),
+                    owner: self.owner(g).map(|i| self.names[i].clone()),
+                    holders,
+                    local: lg.holding,
+                    failed: lg.failed_until.is_some(),
+                    standby: lg.standby,
+                    wants: lg.wants,
+                }
+            })
+            .collect();
+        ClusterStatus {
+            local: self.names[self.local].clone(),
+            generation: self.generation,
+            status: self.local_status(),
+            stopped: self.phase == Phase::Stopped,
+            nodes,
+            groups,
+            counters: self.counters,
+        }
+    }
 }

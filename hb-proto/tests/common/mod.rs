@@ -103,6 +103,9 @@ pub fn config(
             deadping: None,
             respawn: vec![],
             stonith_hosts: vec![],
+            fence_commands: vec![],
+            fence_delay: Setting::default_value(hb_proto::config::ha_cf::DEFAULT_FENCE_DELAY),
+            fence_timeout: Setting::default_value(hb_proto::config::ha_cf::DEFAULT_FENCE_TIMEOUT),
             watchdog: None,
             realtime: Setting::default_value(true),
             hopfudge: Setting::default_value(1),
@@ -113,6 +116,7 @@ pub fn config(
             metrics_listen: None,
             control_socket: None,
             control_group: None,
+            ignored: vec![],
         },
         groups,
         authkeys: AuthKeys {

@@ -282,16 +282,62 @@ impl Drop for Prober {
 }
 
 /// One sample of who holds the VIP.
+///
+/// The nodes cannot be read at one instant (the sampler enters one namespace after the other),
+/// so a sample reads `n1`, then `n2`, then `n1` again. Only a sample in which `n1` held the VIP
+/// at both of its reads and `n2` at the read between counts as a dual owner
+/// ([`OwnerSample::both_held`]): a move from `n1` to `n2` that happens between two reads (n1
+/// releases, then n2 adds) shows `n1` at the first read and `n2` at the second, but not `n1` at
+/// the third, and is no dual owner. (A move from `n2` to `n1` cannot look like one: `n1`'s
+/// first read comes before `n2`'s.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnerSample {
-    /// CLOCK_MONOTONIC ns of the sample.
+    /// CLOCK_MONOTONIC ns of the sample's start (its first read).
     pub at_ns: u64,
-    /// Whether `n1` has the VIP on an interface that is up and running (has carrier).
+    /// Whether `n1` had the VIP on an interface that is up and running (has carrier) at its
+    /// first read.
     pub n1: bool,
-    /// Whether `n2` has the VIP on an interface that is up and running (has carrier).
+    /// Whether `n2` had the VIP on an interface that is up and running (has carrier).
     pub n2: bool,
+    /// Whether `n1` still had it at its second read, after `n2`'s.
+    pub n1_again: bool,
+    /// CLOCK_MONOTONIC ns of the reads: `n1`, `n2`, `n1` again.
+    pub reads_ns: [u64; 3],
     /// The MAC the client's ARP entry for the VIP points to (complete entries only).
     pub client_arp: Option<[u8; 6]>,
+}
+
+impl OwnerSample {
+    /// Whether `node` held the VIP in this sample (`n1`: at its first read).
+    pub fn holds(&self, node: Node) -> bool {
+        match node {
+            Node::N1 => self.n1,
+            Node::N2 => self.n2,
+        }
+    }
+
+    /// Whether both nodes held the VIP at one instant: `n1` at both of its reads and `n2` at
+    /// the read between them.
+    pub fn both_held(&self) -> bool {
+        self.n1 && self.n2 && self.n1_again
+    }
+
+    /// What the sample saw, with times in ms relative to `t0_ns`, e.g. `n1 held the VIP at
+    /// +10.2 ms and +10.6 ms, n2 at +10.4 ms (each on an interface that was up and running)`.
+    pub fn describe(&self, t0_ns: u64) -> String {
+        let rel = |t: u64| format!("{:+.1} ms", (t as f64 - t0_ns as f64) / 1e6);
+        let word = |held: bool| if held { "held" } else { "did not hold" };
+        format!(
+            "n1 {} the VIP at {}, n2 {} it at {}, n1 {} it at {} \
+             (held = configured on an interface that was up and running)",
+            word(self.n1),
+            rel(self.reads_ns[0]),
+            word(self.n2),
+            rel(self.reads_ns[1]),
+            word(self.n1_again),
+            rel(self.reads_ns[2]),
+        )
+    }
 }
 
 /// Everything the dual-owner sampler saw.
@@ -304,9 +350,9 @@ pub struct OwnerLog {
 }
 
 impl OwnerLog {
-    /// Samples in which both nodes held the VIP.
+    /// Samples in which both nodes held the VIP at one instant ([`OwnerSample::both_held`]).
     pub fn dual_owner(&self) -> Vec<&OwnerSample> {
-        self.samples.iter().filter(|s| s.n1 && s.n2).collect()
+        self.samples.iter().filter(|s| s.both_held()).collect()
     }
 
     /// Samples in `[from_ns, to_ns)` in which both nodes held the VIP.
@@ -405,12 +451,18 @@ impl OwnerSampler {
                     let mut next = Instant::now();
                     let mut text = String::new();
                     while !stop.load(Ordering::Relaxed) {
-                        let at_ns = monotonic_ns();
-                        let mut held = [false; 2];
-                        for (h, f) in held.iter_mut().zip(&ns_files) {
+                        let mut held = [false; 3];
+                        let mut reads_ns = [0u64; 3];
+                        for ((h, at), f) in held.iter_mut().zip(&mut reads_ns).zip([
+                            &ns_files[0],
+                            &ns_files[1],
+                            &ns_files[0],
+                        ]) {
                             nix::sched::setns(f, CloneFlags::CLONE_NEWNET)?;
+                            *at = monotonic_ns();
                             *h = holds_addr(vip)?;
                         }
+                        // The ARP file stays bound to the client's namespace it was opened in.
                         text.clear();
                         arp.seek(SeekFrom::Start(0))?;
                         arp.read_to_string(&mut text)?;
@@ -419,9 +471,11 @@ impl OwnerSampler {
                             .lock()
                             .map_err(|_| anyhow!("owner log poisoned"))?
                             .push(OwnerSample {
-                                at_ns,
+                                at_ns: reads_ns[0],
                                 n1: held[0],
                                 n2: held[1],
+                                n1_again: held[2],
+                                reads_ns,
                                 client_arp,
                             });
                         next += period;
@@ -771,6 +825,37 @@ mod tests {
         assert_eq!(arp_claim(&f, ip), Some(([2, 0, 0, 0, 0, 1], 1)));
         assert_eq!(arp_claim(&f, Ipv4Addr::new(10, 1, 2, 4)), None);
         assert_eq!(arp_claim(&f[..30], ip), None);
+    }
+
+    #[test]
+    fn a_move_between_two_reads_is_no_dual_owner() {
+        let s = |n1, n2, n1_again| OwnerSample {
+            at_ns: 1_000_000,
+            n1,
+            n2,
+            n1_again,
+            reads_ns: [1_000_000, 1_500_000, 2_000_000],
+            client_arp: None,
+        };
+        // n1 released and n2 added between the first and the second read.
+        assert!(!s(true, true, false).both_held());
+        assert!(s(true, true, true).both_held());
+        assert!(!s(true, false, true).both_held());
+        let log = OwnerLog {
+            samples: vec![s(true, true, false), s(true, true, true)],
+            macs: [[0; 6]; 2],
+        };
+        assert_eq!(log.dual_owner().len(), 1);
+        assert_eq!(
+            s(true, true, true).describe(500_000),
+            "n1 held the VIP at +0.5 ms, n2 held it at +1.0 ms, n1 held it at +1.5 ms \
+             (held = configured on an interface that was up and running)"
+        );
+        assert!(
+            s(true, false, true)
+                .describe(3_000_000)
+                .contains("n2 did not hold it at -1.5 ms")
+        );
     }
 
     #[test]

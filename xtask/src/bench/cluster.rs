@@ -804,20 +804,13 @@ impl Cluster {
     /// The node dies: all its links down at once (one `ip -batch` in the bridges' namespace),
     /// then SIGKILL of its HA daemon. Returns the time just before the links went down.
     pub fn kill(&mut self, node: Node) -> Result<u64> {
-        let batch: String = (1..=self.lab.spec().links)
-            .map(|l| format!("link set {}-e{l} down\n", node.name()))
-            .collect();
-        let path = self.lab.node_dir(node).join("links-down.batch");
-        fs::write(&path, batch)?;
-        let p = path.display().to_string();
         // The instrument must not be starved by the load it measures (busy loops at normal
         // priority in the saturation benchmark): the `ip` child inherits SCHED_FIFO from this
         // thread for the duration of the command.
         let rt = RealtimeGuard::new();
-        let at = monotonic_ns();
-        let res = hb_tests::lab::cmd("ip", &["-n", &self.lab.bridge_netns(), "-batch", &p]);
+        let res = self.lab.pull_all_cables(node);
         drop(rt);
-        res?;
+        let at = res?;
         match self.kind {
             Kind::Hb(_) => {
                 self.lab.kill_hbd(node)?;

@@ -1,0 +1,268 @@
+//! Failure detection: what an authentic message does to a peer's links, liveness and
+//! announced state, and when silence makes a link or a node dead. Judged on kernel arrival
+//! times only (see the module documentation of [`super`], "Failure detection").
+
+use super::{DeathCause, Event, LinkId, LinkState, Node, PeerState, Phase, RemoteGroup};
+use crate::{
+    Timestamp,
+    message::{Holding, Message, MessageKind},
+};
+
+impl Node {
+    /// Returns whether anything the ownership decisions read changed (peer liveness, status,
+    /// group states, or its echo now confirming our last announcement).
+    pub(super) fn accept_message(
+        &mut self,
+        now: Timestamp,
+        link: LinkId,
+        arrival: Timestamp,
+        msg: Message,
+    ) -> bool {
+        if link.0 >= self.links.len() {
+            self.counters.ignored_bad_link += 1;
+            return false;
+        }
+        let Some(i) = self.ids.iter().position(|&id| id == msg.sender) else {
+            self.counters.ignored_unknown_sender += 1;
+            return false;
+        };
+        if i == self.local {
+            // Our own broadcast or multicast looped back.
+            return false;
+        }
+        if msg.groups_digest != self.digest {
+            self.counters.ignored_config_mismatch += 1;
+            if !self.peers[i].mismatch_reported {
+                self.peers[i].mismatch_reported = true;
+                let node = self.names[i].clone();
+                self.event(Event::ConfigMismatch { node });
+            }
+            return false;
+        }
+        let arrival = arrival.min(now);
+        let mut relevant = false;
+        let p = &mut self.peers[i];
+        p.mismatch_reported = false;
+        match p.generation {
+            Some(g) if msg.generation < g => {
+                self.counters.ignored_stale += 1;
+                return false;
+            }
+            Some(g) if msg.generation > g => {
+                // A new incarnation: sequence numbers restart, old state is void.
+                for l in &mut p.links {
+                    l.last_seq = 0;
+                }
+                p.state_send_time = None;
+                p.echo_of_us = None;
+                p.echo = None;
+                p.groups.fill(RemoteGroup::NONE);
+                let was_up = p.state == PeerState::Up;
+                p.generation = Some(msg.generation);
+                relevant = true;
+                if was_up {
+                    self.event(Event::NodeRestarted {
+                        node: self.names[i].clone(),
+                        generation: msg.generation,
+                    });
+                }
+            }
+            Some(_) => {}
+            None => p.generation = Some(msg.generation),
+        }
+        let p = &mut self.peers[i];
+        if p.shutdown_generation == Some(msg.generation) {
+            self.counters.ignored_stale += 1;
+            return false;
+        }
+        let pl = &mut p.links[link.0];
+        if msg.seq <= pl.last_seq {
+            self.counters.ignored_stale += 1;
+            return false;
+        }
+        pl.last_seq = msg.seq;
+        self.counters.messages_received += 1;
+
+        if msg.kind == MessageKind::Shutdown {
+            p.shutdown_generation = Some(msg.generation);
+            self.event(Event::ShutdownNotice {
+                node: self.names[i].clone(),
+            });
+            self.declare_dead(i, DeathCause::Shutdown);
+            self.maybe_leave_init();
+            return true;
+        }
+
+        // Liveness. A message whose arrival is already `deadtime` old (a late drained backlog)
+        // updates arrival times but brings no link or node back.
+        let fresh = arrival + self.deadtime > now;
+        let p = &mut self.peers[i];
+        if p.state == PeerState::Up
+            && let Some(prev) = p.last_arrival
+            && arrival > prev
+        {
+            let interval = arrival.saturating_since(prev);
+            if interval > self.warntime {
+                self.counters.late_heartbeats += 1;
+                self.event(Event::LateHeartbeat {
+                    node: self.names[i].clone(),
+                    interval,
+                });
+            }
+        }
+        let p = &mut self.peers[i];
+        p.last_arrival = Some(p.last_arrival.map_or(arrival, |a| a.max(arrival)));
+        let pl = &mut p.links[link.0];
+        pl.last_arrival = Some(pl.last_arrival.map_or(arrival, |a| a.max(arrival)));
+        let link_came_up = fresh && pl.state != LinkState::Up;
+        if link_came_up {
+            pl.state = LinkState::Up;
+        }
+        if p.echo.is_none_or(|(_, a)| arrival >= a) {
+            p.echo = Some((msg.send_time, arrival));
+        }
+        if p.state_send_time.is_none_or(|t| msg.send_time >= t) {
+            p.state_send_time = Some(msg.send_time);
+            if p.status != Some(msg.status) {
+                p.status = Some(msg.status);
+                relevant = true;
+            }
+            let me = self.ids[self.local];
+            let confirmed = |e: Option<Timestamp>| e.is_some_and(|e| e >= self.announced_at);
+            let echo_of_us = msg
+                .echoes
+                .iter()
+                .find(|e| e.node == me)
+                .map(|e| e.send_time);
+            relevant |= confirmed(echo_of_us) != confirmed(p.echo_of_us);
+            p.echo_of_us = echo_of_us;
+            for (g, slot) in p.groups.iter_mut().enumerate() {
+                let new = msg
+                    .groups
+                    .iter()
+                    .find(|gs| usize::from(gs.group) == g)
+                    .map_or(RemoteGroup::NONE, |gs| RemoteGroup {
+                        holding: gs.holding,
+                        failed: gs.failed,
+                        standby: gs.standby,
+                        wants: gs.wants,
+                    });
+                if *slot != new {
+                    *slot = new;
+                    relevant = true;
+                }
+            }
+        }
+        let prev_state = p.state;
+        let returned = prev_state == PeerState::Dead && p.dead_generation == Some(msg.generation);
+        if link_came_up {
+            let link = self.links[link.0].clone();
+            self.event(Event::LinkUp {
+                node: self.names[i].clone(),
+                link,
+            });
+        }
+        if fresh && prev_state != PeerState::Up {
+            relevant = true;
+            self.peers[i].state = PeerState::Up;
+            if returned {
+                self.counters.returns += 1;
+                self.event(Event::NodeReturned {
+                    node: self.names[i].clone(),
+                });
+                // While it could not hear us the peer may have held our groups and sent
+                // gratuitous ARPs. If it released (or is releasing) before we heard it, the
+                // dual-ownership check never sees its claim: mark the conflict now, so the
+                // rightful holder re-announces once the peer shows the group `None`.
+                for g in 0..self.local_groups.len() {
+                    let peer = self.peers[i].groups[g].holding;
+                    if self.local_groups[g].holding == Holding::Held
+                        && matches!(peer, Holding::None | Holding::Stopping)
+                    {
+                        self.local_groups[g].conflict = true;
+                    }
+                }
+            } else {
+                self.event(Event::NodeActive {
+                    node: self.names[i].clone(),
+                });
+            }
+            self.maybe_leave_init();
+        }
+        relevant
+    }
+
+    pub(super) fn maybe_leave_init(&mut self) {
+        if self.phase == Phase::Init
+            && self
+                .peers
+                .iter()
+                .enumerate()
+                .all(|(i, p)| i == self.local || p.state != PeerState::Unknown)
+        {
+            self.phase = Phase::Active;
+            self.dirty = true;
+        }
+    }
+
+    /// Link and node deaths by arrival time.
+    pub(super) fn detect(&mut self, now: Timestamp) {
+        if self.phase == Phase::Init && now >= self.started + self.initdead {
+            for i in 0..self.peers.len() {
+                if i != self.local && self.peers[i].state == PeerState::Unknown {
+                    self.declare_dead(i, DeathCause::Silence);
+                }
+            }
+            self.phase = Phase::Active;
+            self.dirty = true;
+        }
+        for i in 0..self.peers.len() {
+            if i == self.local || self.peers[i].state != PeerState::Up {
+                continue;
+            }
+            for l in 0..self.links.len() {
+                let pl = &mut self.peers[i].links[l];
+                if pl.state == LinkState::Up
+                    && pl.last_arrival.is_none_or(|a| now >= a + self.deadtime)
+                {
+                    pl.state = LinkState::Dead;
+                    let (node, link) = (self.names[i].clone(), self.links[l].clone());
+                    self.event(Event::LinkDead { node, link });
+                }
+            }
+            if self.peers[i].links.iter().all(|l| l.state != LinkState::Up) {
+                self.declare_dead(i, DeathCause::Silence);
+            }
+        }
+    }
+
+    pub(super) fn declare_dead(&mut self, i: usize, cause: DeathCause) {
+        let p = &mut self.peers[i];
+        if p.state == PeerState::Dead {
+            return;
+        }
+        p.state = PeerState::Dead;
+        p.dead_generation = p.generation;
+        for l in &mut p.links {
+            if l.state == LinkState::Up {
+                l.state = LinkState::Dead;
+            }
+        }
+        let held: Vec<usize> = (0..p.groups.len())
+            .filter(|&g| p.groups[g].holding != Holding::None)
+            .collect();
+        p.groups.fill(RemoteGroup::NONE);
+        p.status = None;
+        p.state_send_time = None;
+        p.echo_of_us = None;
+        for &g in &held {
+            self.local_groups[g].orphaned_from = Some(i);
+        }
+        if !held.is_empty() {
+            self.mach_down_pending.push(i);
+        }
+        self.counters.deaths += 1;
+        let node = self.names[i].clone();
+        self.event(Event::NodeDead { node, cause });
+    }
+}

@@ -1,0 +1,335 @@
+//! Ownership: who rightfully owns each group in the local view, when this node may start or
+//! must stop it, dual-claim handling and resource results (see the module documentation of
+//! [`super`], "Ownership" and "Failures").
+
+use super::{Event, Node, Output, PeerState, Phase, ResourceOp};
+use crate::{
+    Timestamp,
+    message::{Holding, NodeStatus},
+};
+
+use std::time::Duration;
+
+/// `deadtime * 2^(n-1)`, capped at 16 x `deadtime`.
+fn backoff(base: Duration, n: u32) -> Duration {
+    base.saturating_mul(1u32 << n.saturating_sub(1).min(4))
+}
+
+pub(super) fn claims(h: Holding) -> bool {
+    matches!(h, Holding::Starting | Holding::Held)
+}
+
+impl Node {
+    /// The driver finished `op` on `group`.
+    pub fn handle_resource_result(
+        &mut self,
+        now: Timestamp,
+        group: usize,
+        op: ResourceOp,
+        result: Result<(), String>,
+    ) {
+        let Some(lg) = self.local_groups.get_mut(group) else {
+            self.counters.stale_results += 1;
+            return;
+        };
+        let line = self.groups[group].line.clone();
+        match (op, lg.holding, result) {
+            (ResourceOp::Start, Holding::Starting, Ok(())) => {
+                lg.holding = Holding::Held;
+                lg.start_failures = 0;
+                lg.takeover_from = None;
+                self.dirty = true;
+                self.event(Event::Acquired { group, line });
+            }
+            (ResourceOp::Start, Holding::Starting, Err(error)) => {
+                lg.start_failures = lg.start_failures.saturating_add(1);
+                let retry_after = backoff(self.deadtime, lg.start_failures);
+                lg.failed_until = Some(now + retry_after);
+                lg.takeover_from = None;
+                lg.holding = Holding::Stopping;
+                self.dirty = true;
+                self.counters.start_failures += 1;
+                self.event(Event::StartFailed {
+                    group,
+                    line: line.clone(),
+                    error,
+                    retry_after,
+                });
+                self.event(Event::Releasing { group, line });
+                self.outputs.push_back(Output::Resource {
+                    group,
+                    op: ResourceOp::Stop,
+                });
+            }
+            (ResourceOp::Stop, Holding::Stopping, Ok(())) => {
+                lg.holding = Holding::None;
+                lg.stop_failures = 0;
+                lg.stop_retry_at = None;
+                self.dirty = true;
+                self.event(Event::Released { group, line });
+            }
+            (ResourceOp::Stop, Holding::Stopping, Err(error)) => {
+                lg.stop_failures = lg.stop_failures.saturating_add(1);
+                let retry_in = backoff(self.deadtime, lg.stop_failures);
+                lg.stop_retry_at = Some(now + retry_in);
+                self.counters.stop_failures += 1;
+                self.event(Event::StopFailed {
+                    group,
+                    line,
+                    error,
+                    retry_in,
+                });
+            }
+            _ => {
+                self.counters.stale_results += 1;
+            }
+        }
+        self.reconcile(now);
+        self.flush(now);
+    }
+
+    /// Joined: out of `Init` (every peer heard, or `initdead` passed) and every group settled
+    /// here: held when this node is its rightful owner, not claimed otherwise (declined, or
+    /// failed here and given up). Nothing is starting or stopping.
+    pub(super) fn settled(&self) -> bool {
+        self.phase == Phase::Active
+            && (0..self.groups.len()).all(|g| {
+                let mine = self.owner(g) == Some(self.local);
+                match self.local_groups[g].holding {
+                    Holding::Starting | Holding::Stopping => false,
+                    Holding::Held => mine,
+                    Holding::None => !mine,
+                }
+            })
+    }
+
+    /// Emits [`Event::Joined`] the first time the node is [settled](Node::settled).
+    pub(super) fn check_joined(&mut self) {
+        if self.joined || !self.settled() {
+            return;
+        }
+        self.joined = true;
+        let held = self
+            .local_groups
+            .iter()
+            .filter(|g| g.holding == Holding::Held)
+            .count();
+        let groups = self.groups.len();
+        self.event(Event::Joined { held, groups });
+    }
+
+    pub(super) fn member(&self, n: usize, g: usize) -> Option<Member> {
+        if n == self.local {
+            if self.phase == Phase::Stopped {
+                return None;
+            }
+            let lg = &self.local_groups[g];
+            return Some(Member {
+                holding: lg.holding,
+                candidate: self.phase == Phase::Active && lg.failed_until.is_none(),
+                standby: lg.standby,
+                wants: lg.wants,
+            });
+        }
+        let p = &self.peers[n];
+        if p.state != PeerState::Up {
+            return None;
+        }
+        let r = p.groups[g];
+        Some(Member {
+            holding: r.holding,
+            candidate: p.status == Some(NodeStatus::Active) && !r.failed,
+            standby: r.standby,
+            wants: r.wants,
+        })
+    }
+
+    pub(super) fn owner(&self, g: usize) -> Option<usize> {
+        let n = self.names.len();
+        let pref = self.groups[g].preferred;
+        let members: Vec<Option<Member>> = (0..n).map(|i| self.member(i, g)).collect();
+        let tier1 = members.iter().flatten().any(|m| m.candidate && !m.standby);
+        let cand = |i: usize| -> Option<Member> {
+            members[i].filter(|m| m.candidate && (!tier1 || !m.standby))
+        };
+        // The preferred node if it satisfies `f`, else the first in `node` order that does.
+        let pick = |f: &dyn Fn(&Member) -> bool| -> Option<usize> {
+            if cand(pref).is_some_and(|m| f(&m)) {
+                return Some(pref);
+            }
+            (0..n).find(|&i| cand(i).is_some_and(|m| f(&m)))
+        };
+        if pick(&|m| m.wants).is_some() {
+            return pick(&|m| m.wants && claims(m.holding)).or_else(|| pick(&|m| m.wants));
+        }
+        if cand(pref).is_some()
+            && (self.failback
+                || !(0..n).any(|i| i != pref && cand(i).is_some_and(|m| claims(m.holding))))
+        {
+            return Some(pref);
+        }
+        pick(&|m| claims(m.holding)).or_else(|| pick(&|_| true))
+    }
+
+    /// A local state change not yet announced (`dirty`) must be announced and echoed first.
+    pub(super) fn can_start(&self, g: usize) -> bool {
+        !self.dirty
+            && self.peers.iter().enumerate().all(|(i, p)| {
+                i == self.local
+                    || match p.state {
+                        PeerState::Dead => true,
+                        PeerState::Unknown => false,
+                        PeerState::Up => {
+                            p.groups[g].holding == Holding::None
+                                && p.echo_of_us.is_some_and(|e| e >= self.announced_at)
+                        }
+                    }
+            })
+    }
+
+    /// A live peer shows the group in any state but `None` (a loser still stopping counts: its
+    /// addresses may still be up and announcing).
+    pub(super) fn any_peer_involved(&self, g: usize) -> bool {
+        (0..self.peers.len()).any(|i| {
+            i != self.local
+                && self.peers[i].state == PeerState::Up
+                && self.peers[i].groups[g].holding != Holding::None
+        })
+    }
+
+    pub(super) fn first_claimant(&self, g: usize) -> Option<usize> {
+        (0..self.peers.len()).find(|&i| {
+            i != self.local
+                && self.peers[i].state == PeerState::Up
+                && claims(self.peers[i].groups[g].holding)
+        })
+    }
+
+    pub(super) fn reconcile(&mut self, now: Timestamp) {
+        if self.phase == Phase::Stopped {
+            return;
+        }
+        for g in 0..self.groups.len() {
+            let others_want = (0..self.peers.len()).any(|i| {
+                i != self.local
+                    && self.peers[i].state == PeerState::Up
+                    && self.peers[i].groups[g].wants
+            });
+            let lg = &mut self.local_groups[g];
+            if lg.wants && lg.holding == Holding::Held && others_want {
+                lg.wants = false;
+                self.dirty = true;
+            }
+            let owner = self.owner(g);
+            let mine = owner == Some(self.local);
+            let claimant = self.first_claimant(g);
+            let holding = self.local_groups[g].holding;
+            if !mine {
+                self.local_groups[g].orphaned_from = None;
+            }
+            if claims(holding) && claimant.is_some() && !self.local_groups[g].conflict {
+                self.local_groups[g].conflict = true;
+                self.counters.dual_ownerships += 1;
+                let keeper = owner.map_or_else(|| "nobody".to_owned(), |o| self.names[o].clone());
+                let peer = claimant.map(|c| self.names[c].clone()).unwrap_or_default();
+                self.event(Event::DualOwnership {
+                    group: g,
+                    line: self.groups[g].line.clone(),
+                    peer,
+                    keeper,
+                });
+                if mine && holding == Holding::Held {
+                    self.reannounce(g);
+                }
+            } else if self.local_groups[g].conflict && !self.any_peer_involved(g) {
+                self.local_groups[g].conflict = false;
+                if mine && holding == Holding::Held {
+                    self.reannounce(g);
+                }
+            }
+            match holding {
+                Holding::None => {
+                    if mine && self.phase == Phase::Active && self.can_start(g) {
+                        self.start(g);
+                    }
+                }
+                Holding::Held => {
+                    if !mine {
+                        self.local_groups[g].holding = Holding::Stopping;
+                        self.dirty = true;
+                        let line = self.groups[g].line.clone();
+                        self.event(Event::Releasing { group: g, line });
+                        self.outputs.push_back(Output::Resource {
+                            group: g,
+                            op: ResourceOp::Stop,
+                        });
+                    }
+                }
+                // A start cannot be cancelled: its result decides; a stop finishes or retries.
+                Holding::Starting | Holding::Stopping => {}
+            }
+        }
+        self.mach_down_check();
+        if self.phase == Phase::ShuttingDown
+            && self.local_groups.iter().all(|g| g.holding == Holding::None)
+        {
+            self.finish_shutdown(now);
+        }
+    }
+
+    pub(super) fn reannounce(&mut self, g: usize) {
+        self.counters.reannounces += 1;
+        let line = self.groups[g].line.clone();
+        self.event(Event::Reannounce { group: g, line });
+        self.outputs.push_back(Output::Reannounce { group: g });
+    }
+
+    pub(super) fn start(&mut self, g: usize) {
+        let lg = &mut self.local_groups[g];
+        lg.holding = Holding::Starting;
+        lg.conflict = false;
+        self.dirty = true;
+        if let Some(from) = lg.orphaned_from.take() {
+            lg.takeover_from = Some(from);
+            let resource = self.groups[g].first_resource.clone();
+            let from = self.names[from].clone();
+            self.event(Event::TakingOver {
+                group: g,
+                resource,
+                from,
+            });
+        }
+        let line = self.groups[g].line.clone();
+        self.event(Event::Acquiring { group: g, line });
+        self.outputs.push_back(Output::Resource {
+            group: g,
+            op: ResourceOp::Start,
+        });
+    }
+
+    pub(super) fn mach_down_check(&mut self) {
+        let mut k = 0;
+        while k < self.mach_down_pending.len() {
+            let p = self.mach_down_pending[k];
+            let busy = self
+                .local_groups
+                .iter()
+                .any(|g| g.takeover_from == Some(p) || g.orphaned_from == Some(p));
+            if busy {
+                k += 1;
+            } else {
+                self.mach_down_pending.remove(k);
+                let node = self.names[p].clone();
+                self.event(Event::MachDownComplete { node });
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Member {
+    pub(super) holding: Holding,
+    pub(super) candidate: bool,
+    pub(super) standby: bool,
+    pub(super) wants: bool,
+}

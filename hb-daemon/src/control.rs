@@ -127,6 +127,13 @@ pub enum Request {
     ResetStats,
     /// Stop hbd cleanly (releasing its groups).
     Shutdown,
+    /// The value of an `ha.cf` directive as written (`cl_status hbparameter`): answered with
+    /// [`Response::Ack`] carrying the value, or [`Response::Error`] when the file does not set
+    /// it.
+    Parameter {
+        /// The directive (`keepalive`).
+        name: String,
+    },
 }
 
 impl Request {
@@ -134,7 +141,7 @@ impl Request {
     /// to members of the `control_group`; every other request needs root (or hbd's own user).
     pub fn is_read_only(&self) -> bool {
         match self {
-            Request::Status | Request::Stats => true,
+            Request::Status | Request::Stats | Request::Parameter { .. } => true,
             Request::Standby { .. }
             | Request::Takeover { .. }
             | Request::ResetStats
@@ -151,6 +158,7 @@ impl Request {
             Request::Stats => "stats",
             Request::ResetStats => "reset_stats",
             Request::Shutdown => "shutdown",
+            Request::Parameter { .. } => "parameter",
         }
     }
 }
@@ -679,6 +687,12 @@ mod tests {
             (Request::Stats, r#"{"request":"stats"}"#),
             (Request::ResetStats, r#"{"request":"reset_stats"}"#),
             (Request::Shutdown, r#"{"request":"shutdown"}"#),
+            (
+                Request::Parameter {
+                    name: "keepalive".into(),
+                },
+                r#"{"request":"parameter","name":"keepalive"}"#,
+            ),
         ];
         for (req, json) in cases {
             assert_eq!(serde_json::to_string(&req).unwrap(), json);

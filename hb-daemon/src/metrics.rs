@@ -817,6 +817,7 @@ mod tests {
             metrics_listen: None,
             control_socket: None,
             control_group: None,
+            parameters: vec![],
             ignored: vec![],
         };
         let config = Config {

@@ -158,6 +158,19 @@ fn heartbeat_tools_against_a_live_pair() {
         check(&lab, Node::N1, name, line);
     }
     assert_eq!(rscstatus(&lab, Node::N2), "none\n");
+    // hbparameter: the value as ha.cf writes it; Heartbeat's failure for one it does not set.
+    let keepalive = run(&lab, Node::N1, "cl_status", "hbparameter -p keepalive");
+    assert_eq!(
+        (keepalive.stdout.as_str(), keepalive.code),
+        ("10ms\n", 0),
+        "{keepalive:?}"
+    );
+    check(
+        &lab,
+        Node::N1,
+        "hbparameter-nosuch",
+        "hbparameter -p nosuch",
+    );
 
     // hb_standby: Heartbeat's output (its path in the usage lines is the program name).
     let bogus = run(&lab, Node::N1, "hb_standby", "bogus");

@@ -259,6 +259,7 @@ struct Raw {
     metrics_listen: Option<Option<SocketAddr>>,
     control_socket: Option<PathBuf>,
     control_group: Option<String>,
+    parameters: Vec<(String, String)>,
     ignored: Vec<Ignored>,
     /// First line of each single-valued directive, to warn when one is repeated.
     seen: HashMap<String, usize>,
@@ -296,6 +297,10 @@ pub(crate) fn parse_ha_cf_inner(path: &Path, bytes: &[u8]) -> HaCfParse {
             Some(i) => (&text[..i], text[i..].trim_start_matches(super::diag::is_ws)),
             None => (text, ""),
         };
+        raw.parameters.push((
+            directive.to_owned(),
+            super::diag::words(rest).collect::<Vec<_>>().join(" "),
+        ));
         directive_line(&mut raw, &mut d, n, directive, rest);
     }
     finish(raw, d)
@@ -1190,6 +1195,7 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
         metrics_listen: raw.metrics_listen.flatten(),
         control_socket: raw.control_socket,
         control_group: raw.control_group,
+        parameters: raw.parameters,
         ignored: raw.ignored,
     };
     HaCfParse {

@@ -213,6 +213,10 @@ pub struct HaCf {
     /// root-only. `None`: not set, meaning [`DEFAULT_CONTROL_GROUP`] when that group exists;
     /// `Some("none")`: root only.
     pub control_group: Option<String>,
+    /// Every directive line as written, in file order: the name and its value with blanks
+    /// collapsed (Heartbeat's parameter table, what `cl_status hbparameter -p NAME` reads; see
+    /// [`HaCf::parameter`]).
+    pub parameters: Vec<(String, String)>,
     /// Directives present in the file that hb accepts but does not act on (each also a named
     /// warning), in file order: what `hbd --check` lists as not acted on.
     pub ignored: Vec<Ignored>,
@@ -282,6 +286,17 @@ pub fn split_quoted(s: &str) -> Vec<String> {
 pub const DEFAULT_CONTROL_GROUP: &str = "haclient";
 
 impl HaCf {
+    /// The value of directive `name` as written in `ha.cf` (the last line naming it), as
+    /// Heartbeat's `hbparameter` gives it (`keepalive` -> `200ms`); `None` when the file does
+    /// not set it.
+    pub fn parameter(&self, name: &str) -> Option<&str> {
+        self.parameters
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The `stonith_host` lines, parsed.
     pub fn stonith_devices(&self) -> Vec<StonithHost> {
         self.stonith_hosts

@@ -116,6 +116,7 @@ pub fn config(
             metrics_listen: None,
             control_socket: None,
             control_group: None,
+            parameters: vec![],
             ignored: vec![],
         },
         groups,

@@ -100,6 +100,9 @@ pub const ACTED_ON: &[&str] = &[
     "garp_interval",
     "metrics_listen",
     "control_socket",
+    "log_format",
+    "syslog_ident",
+    "self_fence_command",
     "control_group",
 ];
 

@@ -293,6 +293,13 @@ pub struct StatusReport {
     pub nodes: Vec<NodeStatusReport>,
     /// Every group, in haresources order.
     pub groups: Vec<GroupStatus>,
+    /// Live peers whose haresources differ from ours: no group is taken over or released
+    /// until the files agree.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub haresources_mismatch: Vec<String>,
+    /// Peers dead by silence waiting for a fence (their groups are not taken meanwhile).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fence_pending: Vec<String>,
 }
 
 /// An answer on the control socket.

@@ -34,7 +34,10 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 use crate::{
-    agents::{Agents, GroupReport},
+    agents::{
+        Agents, GroupReport,
+        fence::{self, FenceDevice},
+    },
     control::{self, ControlCall, Request, Response},
     metrics::{Metrics, TakeoverTimes},
     net::{self, Datagram, MediumSender, Receiver, monotonic_now},
@@ -90,16 +93,32 @@ pub fn load_config(opts: &DaemonOptions) -> Result<Config, DaemonError> {
 /// A job for the agents thread.
 #[derive(Debug)]
 enum AgentJob {
-    Run { group: usize, op: ResourceOp },
-    Reannounce { group: usize },
+    Run {
+        group: usize,
+        op: ResourceOp,
+    },
+    Reannounce {
+        group: usize,
+    },
+    /// Fence (reset) a peer with this node's devices.
+    Fence {
+        peer: String,
+        timeout: Duration,
+    },
 }
 
 /// A finished job.
 #[derive(Debug)]
-struct AgentDone {
-    group: usize,
-    op: ResourceOp,
-    result: Result<GroupReport, String>,
+enum AgentDone {
+    Group {
+        group: usize,
+        op: ResourceOp,
+        result: Result<GroupReport, String>,
+    },
+    Fence {
+        peer: String,
+        result: Result<(), String>,
+    },
 }
 
 /// Starts the agents thread with its own runtime; returns the job sender and result receiver.
@@ -115,6 +134,7 @@ fn spawn_agents(
     let (job_tx, mut job_rx) = mpsc::unbounded_channel::<AgentJob>();
     let (done_tx, done_rx) = mpsc::unbounded_channel::<AgentDone>();
     let groups = Arc::new(config.groups.clone());
+    let fence_devices = Arc::new(FenceDevice::for_local(config));
     let garp_count = config.ha_cf.garp_count.value;
     let garp_interval = config.ha_cf.garp_interval.value;
     let script_env = crate::agents::script_env(config);
@@ -146,6 +166,7 @@ fn spawn_agents(
                 while let Some(job) = job_rx.recv().await {
                     let agents = Arc::clone(&agents);
                     let groups = Arc::clone(&groups);
+                    let fence_devices = Arc::clone(&fence_devices);
                     let done_tx = done_tx.clone();
                     tokio::spawn(async move {
                         match job {
@@ -155,11 +176,15 @@ fn spawn_agents(
                                     ResourceOp::Start => agents.start_group(g).await,
                                     ResourceOp::Stop => agents.stop_group(g).await,
                                 };
-                                let _ = done_tx.send(AgentDone {
+                                let _ = done_tx.send(AgentDone::Group {
                                     group,
                                     op,
                                     result: result.map_err(|e| e.to_string()),
                                 });
+                            }
+                            AgentJob::Fence { peer, timeout } => {
+                                let result = fence::fence(&fence_devices, &peer, timeout).await;
+                                let _ = done_tx.send(AgentDone::Fence { peer, result });
                             }
                             AgentJob::Reannounce { group } => {
                                 let Some(g) = groups.get(group) else { return };
@@ -600,6 +625,15 @@ impl Driver {
                 Output::Reannounce { group } => {
                     let _ = self.agent_tx.send(AgentJob::Reannounce { group });
                 }
+                Output::Fence { peer, timeout, .. } => {
+                    if self
+                        .agent_tx
+                        .send(AgentJob::Fence { peer, timeout })
+                        .is_err()
+                    {
+                        tracing::error!("agents thread gone: cannot fence");
+                    }
+                }
                 Output::Event(ev) => self.handle_event(ev),
             }
         }
@@ -672,6 +706,7 @@ impl Driver {
                     declared_dead: now,
                     resources_started: None,
                     first_garp: None,
+                    fenced: None,
                 });
             }
             Event::MachDownComplete { .. } => {
@@ -684,9 +719,23 @@ impl Driver {
     }
 
     fn handle_agent_done(&mut self, done: AgentDone) {
-        let result = match &done.result {
+        let (group, op, result) = match done {
+            AgentDone::Group { group, op, result } => (group, op, result),
+            AgentDone::Fence { peer, result } => {
+                let now = monotonic_now();
+                if result.is_ok()
+                    && let Some(t) = self.pending_takeover.as_mut()
+                    && t.peer == peer
+                {
+                    t.fenced = Some(now);
+                }
+                self.node.handle_fence_result(now, &peer, result);
+                return;
+            }
+        };
+        let result = match &result {
             Ok(report) => {
-                if done.op == ResourceOp::Start
+                if op == ResourceOp::Start
                     && let Some(t) = self.pending_takeover.as_mut()
                 {
                     let finished = report.resources.iter().map(|r| r.finished).max();
@@ -706,7 +755,7 @@ impl Driver {
             Err(e) => Err(e.clone()),
         };
         self.node
-            .handle_resource_result(monotonic_now(), done.group, done.op, result);
+            .handle_resource_result(monotonic_now(), group, op, result);
     }
 
     fn handle_control(&mut self, call: ControlCall, stopping: &mut bool) {
@@ -886,6 +935,8 @@ pub fn status_report(
         uptime_secs: now.saturating_since(started).as_secs(),
         nodes,
         groups,
+        haresources_mismatch: s.haresources_mismatch.clone(),
+        fence_pending: s.fence_pending.clone(),
     }
 }
 

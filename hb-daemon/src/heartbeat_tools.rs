@@ -781,6 +781,8 @@ mod tests {
                 group(0, "IPaddr::10.99.16.100/24/eth1:0 envdump", "n1"),
                 group(1, "IPaddr2::10.99.16.101/24/eth1:7", "n2"),
             ],
+            haresources_mismatch: vec![],
+            fence_pending: vec![],
         }
     }
 

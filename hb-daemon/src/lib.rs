@@ -13,6 +13,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod prometheus;
+pub mod respawn;
 pub mod state;
 pub mod watchdog;
 pub mod xdp;

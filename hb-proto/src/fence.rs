@@ -142,15 +142,25 @@ pub enum FenceEvent {
         /// Peer name.
         node: String,
     },
+    /// A takeover from a peer dead by silence, with no fencing configured (Heartbeat's
+    /// first warning). `No STONITH device configured.`
+    NotConfigured,
+    /// Heartbeat's second warning with it. `Shared disks are not protected.`
+    DisksUnprotected,
 }
 
 impl FenceEvent {
-    /// Error for failures and for a node that cannot fence, warning for the rest.
+    /// Failures and a node that cannot fence are errors.
     pub fn is_error(&self) -> bool {
         matches!(
             self,
             FenceEvent::Failed { .. } | FenceEvent::NoLocalDevice { .. }
         )
+    }
+
+    /// A fence that succeeded is normal operation; everything else is worth a warning.
+    pub fn is_info(&self) -> bool {
+        matches!(self, FenceEvent::Reset { .. })
     }
 }
 
@@ -189,6 +199,8 @@ impl fmt::Display for FenceEvent {
                 f,
                 "hb: node {node} is alive again: fencing it is abandoned and nothing is taken over"
             ),
+            FenceEvent::NotConfigured => write!(f, "No STONITH device configured."),
+            FenceEvent::DisksUnprotected => write!(f, "Shared disks are not protected."),
             FenceEvent::NoLocalDevice { node } => write!(
                 f,
                 "hb: node {node} is dead but this node has no STONITH device (no stonith_host \

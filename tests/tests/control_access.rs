@@ -36,6 +36,8 @@ fn report() -> StatusReport {
             owner: Some("n1".into()),
             local: HoldingState::Held,
         }],
+        haresources_mismatch: vec![],
+        fence_pending: vec![],
     }
 }
 

@@ -18,7 +18,9 @@
 //!   ([`heartbeat_says_running`]) is not started again. Scripts (and mount commands) get the
 //!   `HA_*` environment of [`script_env`].
 //! - `Filesystem`: `mount -t FSTYPE [-o OPTS] DEV MOUNTPOINT` and `umount MOUNTPOINT`,
-//!   idempotent, supervised like scripts.
+//!   idempotent, supervised like scripts. When `umount` fails and processes use the mount,
+//!   they get SIGTERM, then SIGKILL (as the OCF Filesystem agent's `fuser -km`), and the
+//!   unmount is tried again.
 //!
 //! Failure handling: [`Agents::start_group`] stops what it started when a resource fails, so the
 //! group is released for a peer to try. A failing stop is retried ([`STOP_ATTEMPTS`] times) and
@@ -717,6 +719,25 @@ impl Agents {
                     return Ok(());
                 }
                 let mp = mountpoint.to_string_lossy();
+                let first = self
+                    .run_checked(name, Path::new("umount"), &[&mp], "umount")
+                    .await;
+                let Err(e) = first else { return Ok(()) };
+                // Busy: end what uses it (as the OCF agent's fuser -km), then try again.
+                let users = fs::users_of(mountpoint);
+                if users.is_empty() {
+                    return Err(e);
+                }
+                let list = users
+                    .iter()
+                    .map(|u| format!("{}[{}]", u.comm, u.pid))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                tracing::warn!(
+                    resource = name,
+                    "hb: {mp} is busy: ending the processes using it: {list}"
+                );
+                fs::end_processes(&users).await;
                 self.run_checked(name, Path::new("umount"), &[&mp], "umount")
                     .await
             }
@@ -847,7 +868,7 @@ impl Agents {
 }
 
 /// An exit status in words (`exit 1`, `signal 9`).
-fn exit_words(status: std::process::ExitStatus) -> String {
+pub(crate) fn exit_words(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt as _;
     match (status.code(), status.signal()) {
         (Some(c), _) => format!("exit {c}"),

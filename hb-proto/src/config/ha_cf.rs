@@ -15,8 +15,8 @@ use std::{
 use super::{
     diag::{Diags, IFACE_RULE, Parsed, is_delim, lines, parse_bool, plausible_iface, words},
     model::{
-        AutoFailback, Diagnostic, HaCf, Ignored, Media, PingGroup, Respawn, Setting, XdpMode,
-        node_id,
+        AutoFailback, DEFAULT_SYSLOG_IDENT, Diagnostic, HaCf, Ignored, LogFormat, Media, PingGroup,
+        Respawn, Setting, XdpMode, node_id,
     },
     time::{TimeError, parse_time},
 };
@@ -162,6 +162,9 @@ pub const DIRECTIVES: &[&str] = &[
     "garp_interval",
     "metrics_listen",
     "control_socket",
+    "log_format",
+    "syslog_ident",
+    "self_fence_command",
     "control_group",
     "crm",
     "pacemaker",
@@ -258,9 +261,12 @@ struct Raw {
     garp_interval: Option<Duration>,
     metrics_listen: Option<Option<SocketAddr>>,
     control_socket: Option<PathBuf>,
+    ignored: Vec<Ignored>,
+    log_format: Option<LogFormat>,
+    syslog_ident: Option<String>,
+    self_fence_command: Option<Vec<String>>,
     control_group: Option<String>,
     parameters: Vec<(String, String)>,
-    ignored: Vec<Ignored>,
     /// First line of each single-valued directive, to warn when one is repeated.
     seen: HashMap<String, usize>,
 }
@@ -419,9 +425,12 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
         "garp_interval",
         "metrics_listen",
         "control_socket",
-        "control_group",
         "fence_delay",
         "fence_timeout",
+        "log_format",
+        "syslog_ident",
+        "self_fence_command",
+        "control_group",
     ];
     if SINGLE.contains(&directive) {
         let key = if directive == "nice_failback" {
@@ -851,6 +860,50 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
                 d.error(n, format!("control_socket: '{v}' is not an absolute path"));
             }
         }
+        "log_format" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            match v.to_ascii_lowercase().as_str() {
+                "heartbeat" => raw.log_format = Some(LogFormat::Heartbeat),
+                "hb" => raw.log_format = Some(LogFormat::Hb),
+                _ => d.error(n, format!("log_format: '{v}' is not heartbeat or hb")),
+            }
+        }
+        "syslog_ident" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            if v.len() > 64
+                || !v
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b':' && b != b'[')
+            {
+                d.error(
+                    n,
+                    format!(
+                        "syslog_ident: '{v}' must be at most 64 printable characters without \
+                         ':' or '['"
+                    ),
+                );
+            } else {
+                raw.syslog_ident = Some(v.to_string());
+            }
+        }
+        "self_fence_command" => {
+            let argv: Vec<String> = words(rest).map(str::to_string).collect();
+            match argv.first() {
+                None => d.error(
+                    n,
+                    "self_fence_command: expected 'self_fence_command COMMAND [ARGS]'",
+                ),
+                Some(p) if !p.starts_with('/') => d.error(
+                    n,
+                    format!("self_fence_command: '{p}' is not an absolute path"),
+                ),
+                Some(_) => raw.self_fence_command = Some(argv),
+            }
+        }
         "control_group" => {
             let Some(v) = one(d, n, directive, &values) else {
                 return;
@@ -1194,9 +1247,12 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
         garp_interval: setting(raw.garp_interval, DEFAULT_GARP_INTERVAL),
         metrics_listen: raw.metrics_listen.flatten(),
         control_socket: raw.control_socket,
+        ignored: raw.ignored,
+        log_format: setting(raw.log_format, LogFormat::Heartbeat),
+        syslog_ident: setting(raw.syslog_ident, DEFAULT_SYSLOG_IDENT.to_string()),
+        self_fence_command: raw.self_fence_command,
         control_group: raw.control_group,
         parameters: raw.parameters,
-        ignored: raw.ignored,
     };
     HaCfParse {
         ha_cf,

@@ -146,6 +146,36 @@ pub struct Respawn {
     pub command: String,
 }
 
+impl Respawn {
+    /// The program and its arguments: the command split on blanks (Heartbeat runs respawn
+    /// commands without a shell).
+    pub fn argv(&self) -> Vec<&str> {
+        self.command.split_ascii_whitespace().collect()
+    }
+
+    /// `true` for Heartbeat's ipfail client (a command whose program is `ipfail` or ends in
+    /// `/ipfail`, as `respawn hacluster /usr/lib/heartbeat/ipfail`): hbd has ipfail built in,
+    /// so such a line is not run as a child. The one rule for every part of hb that needs it.
+    pub fn is_ipfail(&self) -> bool {
+        self.argv()
+            .first()
+            .is_some_and(|p| *p == "ipfail" || p.ends_with("/ipfail"))
+    }
+}
+
+/// hb's `log_format`: the layout of `logfile`/`debugfile` lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Heartbeat's ha-log layout, `heartbeat[PID]: YYYY/MM/DD_HH:MM:SS info: message`
+    /// (the name in front is `syslog_ident`), so existing log watchers keep matching.
+    Heartbeat,
+    /// hb's own: `YYYY/MM/DD_HH:MM:SS.mmm hbd[PID]: info: message` (milliseconds).
+    Hb,
+}
+
+/// The default `syslog_ident`: Heartbeat's.
+pub const DEFAULT_SYSLOG_IDENT: &str = "heartbeat";
+
 /// `ha.cf`: Heartbeat's directives plus hb's additions (new names only).
 #[derive(Debug, Clone)]
 pub struct HaCf {
@@ -208,11 +238,6 @@ pub struct HaCf {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// hb: `control_socket PATH` (default `<run-dir>/hbd.sock`).
     pub control_socket: Option<PathBuf>,
-    /// hb: `control_group GROUP|none`: members of GROUP may ask the control socket read-only
-    /// questions (status, statistics: `hbctl status`, `cl_status`, `hbstat`); changes stay
-    /// root-only. `None`: not set, meaning [`DEFAULT_CONTROL_GROUP`] when that group exists;
-    /// `Some("none")`: root only.
-    pub control_group: Option<String>,
     /// Every directive line as written, in file order: the name and its value with blanks
     /// collapsed (Heartbeat's parameter table, what `cl_status hbparameter -p NAME` reads; see
     /// [`HaCf::parameter`]).
@@ -220,6 +245,20 @@ pub struct HaCf {
     /// Directives present in the file that hb accepts but does not act on (each also a named
     /// warning), in file order: what `hbd --check` lists as not acted on.
     pub ignored: Vec<Ignored>,
+    /// hb: `log_format heartbeat|hb` (default heartbeat).
+    pub log_format: Setting<LogFormat>,
+    /// hb: `syslog_ident NAME` (default `heartbeat`): the syslog identifier, also the name in
+    /// front of Heartbeat-layout log lines.
+    pub syslog_ident: Setting<String>,
+    /// hb: `self_fence_command COMMAND [ARGS]`: how this node fences itself when a resource
+    /// cannot be stopped (run without a shell). Default (used when `stonith_host`,
+    /// `fence_command` or `watchdog` is set): [`DEFAULT_SELF_FENCE_COMMAND`].
+    pub self_fence_command: Option<Vec<String>>,
+    /// hb: `control_group GROUP|none`: members of GROUP may ask the control socket read-only
+    /// questions (status, statistics: `hbctl status`, `cl_status`, `hbstat`); changes stay
+    /// root-only. `None`: not set, meaning [`DEFAULT_CONTROL_GROUP`] when that group exists;
+    /// `Some("none")`: root only.
+    pub control_group: Option<String>,
 }
 
 /// A directive hb accepts and does not act on.
@@ -281,6 +320,11 @@ pub fn split_quoted(s: &str) -> Vec<String> {
     words
 }
 
+/// The self-fence used when fencing is configured without a `self_fence_command`: a forced
+/// reboot, no unit shutdown and no unmounting (resources that cannot be stopped would hang an
+/// orderly one).
+pub const DEFAULT_SELF_FENCE_COMMAND: &[&str] = &["reboot", "-f", "-f"];
+
 /// The group given read-only control-socket access when `control_group` is not set
 /// (Heartbeat's `haclient`, whose members run `cl_status`).
 pub const DEFAULT_CONTROL_GROUP: &str = "haclient";
@@ -320,6 +364,31 @@ impl HaCf {
     /// `deadping`, or `deadtime` when not set (Heartbeat's default).
     pub fn effective_deadping(&self) -> Duration {
         self.deadping.unwrap_or(self.deadtime.value)
+    }
+
+    /// The self-fence command when the admin configured fencing (`self_fence_command`, or
+    /// `stonith_host`/`fence_command` lines or a `watchdog`, which use
+    /// [`DEFAULT_SELF_FENCE_COMMAND`]); `None`
+    /// when nothing is configured: then a group whose stop fails is kept and retried.
+    pub fn self_fence(&self) -> Option<Vec<String>> {
+        if let Some(c) = &self.self_fence_command {
+            return Some(c.clone());
+        }
+        if self.fencing_configured() || self.watchdog.is_some() {
+            return Some(
+                DEFAULT_SELF_FENCE_COMMAND
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect(),
+            );
+        }
+        None
+    }
+
+    /// `respawn` lines hbd runs as children (every line but ipfail's, see
+    /// [`Respawn::is_ipfail`]).
+    pub fn respawn_children(&self) -> impl Iterator<Item = &Respawn> {
+        self.respawn.iter().filter(|r| !r.is_ipfail())
     }
 }
 

@@ -1088,3 +1088,60 @@ fn keyfile_mode_check() {
         );
     }
 }
+
+#[test]
+fn log_format_syslog_ident_and_self_fence_command() {
+    let h = ha_cf(BASE).value;
+    assert_eq!(h.log_format.value, LogFormat::Heartbeat);
+    assert_eq!(h.syslog_ident.value, "heartbeat");
+    assert_eq!(h.self_fence(), None);
+    let h = ha_cf(&format!(
+        "{BASE}log_format hb\nsyslog_ident hb-web\nself_fence_command /usr/local/sbin/fence-me now\n"
+    ))
+    .value;
+    assert_eq!(h.log_format.value, LogFormat::Hb);
+    assert_eq!(h.syslog_ident.value, "hb-web");
+    assert_eq!(
+        h.self_fence(),
+        Some(vec![
+            "/usr/local/sbin/fence-me".to_string(),
+            "now".to_string()
+        ])
+    );
+    // A watchdog or stonith_host without self_fence_command: the forced reboot.
+    let h = ha_cf(&format!("{BASE}watchdog /dev/watchdog\n")).value;
+    assert_eq!(
+        h.self_fence(),
+        Some(
+            DEFAULT_SELF_FENCE_COMMAND
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        )
+    );
+    assert_eq!(
+        ha_cf_errors(
+            format!("{BASE}log_format syslog\nself_fence_command reboot\nsyslog_ident a:b\n")
+                .as_bytes()
+        ),
+        vec![
+            "ha.cf:6: log_format: 'syslog' is not heartbeat or hb",
+            "ha.cf:7: self_fence_command: 'reboot' is not an absolute path",
+            "ha.cf:8: syslog_ident: 'a:b' must be at most 64 printable characters without ':' or '['",
+        ]
+    );
+}
+
+#[test]
+fn ipfail_respawn_lines_are_recognised() {
+    let h = ha_cf(&format!(
+        "{BASE}respawn hacluster /usr/lib/heartbeat/ipfail\nrespawn root /usr/local/bin/watcher -v\n\
+         respawn hacluster ipfail\nrespawn root /opt/notipfail\n"
+    ))
+    .value;
+    let ipfail: Vec<bool> = h.respawn.iter().map(Respawn::is_ipfail).collect();
+    assert_eq!(ipfail, [true, false, true, false]);
+    let children: Vec<&str> = h.respawn_children().map(|r| r.command.as_str()).collect();
+    assert_eq!(children, ["/usr/local/bin/watcher -v", "/opt/notipfail"]);
+    assert_eq!(h.respawn[1].argv(), ["/usr/local/bin/watcher", "-v"]);
+}

@@ -13,6 +13,7 @@
 //! {"request":"standby","scope":"all"}
 //! {"request":"takeover","scope":"foreign"}
 //! {"request":"stats"}  {"request":"reset_stats"}  {"request":"shutdown"}
+//! {"request":"parameter","name":"keepalive"}
 //! ```
 //!
 //! [`serve`] accepts connections and hands each request to the main loop as a [`ControlCall`]

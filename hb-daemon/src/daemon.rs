@@ -1126,6 +1126,14 @@ impl Driver {
                     message: "statistics reset".to_owned(),
                 }
             }
+            Request::Parameter { name } => match self.config.ha_cf.parameter(&name) {
+                Some(value) => Response::Ack {
+                    message: value.to_owned(),
+                },
+                None => Response::Error {
+                    message: format!("{name} is not set in ha.cf"),
+                },
+            },
             Request::Shutdown => {
                 self.shutdown(stopping);
                 Response::Ack {

@@ -74,6 +74,7 @@
 
 mod command;
 mod event;
+mod fencing;
 mod liveness;
 mod ownership;
 mod status;
@@ -82,7 +83,7 @@ mod transmit;
 use std::{collections::VecDeque, time::Duration};
 
 pub use command::{Command, Scope};
-pub use event::{DeathCause, Event, Level};
+pub use event::{DeathCause, Event, EventFields, Level};
 pub use status::{ClusterStatus, Counters, GroupView, LinkState, LinkView, NodeView, PeerState};
 
 use crate::{
@@ -125,6 +126,16 @@ pub enum Output {
     Reannounce {
         /// Group index.
         group: usize,
+    },
+    /// Fence (reset) a peer before anything is taken over from it; report with
+    /// [`Node::handle_fence_result`]. Run it off the heartbeat path, killed after `timeout`.
+    Fence {
+        /// The peer's name.
+        peer: String,
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// Kill the attempt after this long and report it failed.
+        timeout: Duration,
     },
     /// For logging and metrics.
     Event(Event),
@@ -261,7 +272,10 @@ struct Peer {
     /// In that message: its echo of our heartbeat.
     echo_of_us: Option<Timestamp>,
     groups: Vec<RemoteGroup>,
-    mismatch_reported: bool,
+    /// Its haresources digest, while it differs from ours.
+    config_mismatch: Option<u32>,
+    /// When the mismatch is logged again.
+    mismatch_next_report: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone)]
@@ -306,8 +320,11 @@ pub struct Node {
     local_groups: Vec<LocalGroup>,
     mach_down_pending: Vec<usize>,
     dirty: bool,
+    /// [`Event::Joined`] was emitted.
+    joined: bool,
     outputs: VecDeque<Output>,
     counters: Counters,
+    fencing: fencing::Fencing,
 }
 
 impl Node {
@@ -390,7 +407,8 @@ impl Node {
             state_send_time: None,
             echo_of_us: None,
             groups: vec![RemoteGroup::NONE; groups.len()],
-            mismatch_reported: false,
+            config_mismatch: None,
+            mismatch_next_report: None,
         };
         let local_group = LocalGroup {
             holding: Holding::None,
@@ -426,8 +444,13 @@ impl Node {
             announced_at: now,
             mach_down_pending: Vec::new(),
             dirty: false,
+            joined: false,
             outputs: VecDeque::new(),
             counters: Counters::default(),
+            fencing: fencing::Fencing::new(
+                crate::fence::FenceSetup::from_config(config),
+                ha.nodes.clone(),
+            ),
         };
         node.peers[local].state = PeerState::Up;
         node.peers[local].generation = Some(generation);
@@ -541,7 +564,17 @@ impl Node {
                 t = t.min(r);
             }
         }
+        if let Some(f) = self.fencing.next_timeout() {
+            t = t.min(f);
+        }
         Some(t)
+    }
+
+    /// `true` once the node has joined ([`Event::Joined`]): links judged (every peer heard, or
+    /// `initdead` passed) and the initial resource groups acquired or declined. The driver
+    /// tells its service manager it is ready then.
+    pub fn joined(&self) -> bool {
+        self.joined
     }
 
     /// `true` once a [`Command::Shutdown`] completed: groups released, notice sent.

@@ -173,8 +173,19 @@ pub enum Event {
         /// How late.
         late_by: Duration,
     },
-    /// A peer's heartbeats describe different `haresources` groups; they are ignored.
+    /// A live peer's heartbeats describe different `haresources` groups: it stays alive in
+    /// membership, but no group is started or released until the files agree. Logged at once
+    /// and every minute while it lasts.
     ConfigMismatch {
+        /// Peer name.
+        node: String,
+        /// Our `groups_digest`.
+        ours: u32,
+        /// The peer's.
+        theirs: u32,
+    },
+    /// The peer's `haresources` agree with ours again.
+    ConfigAgrees {
         /// Peer name.
         node: String,
     },
@@ -192,6 +203,17 @@ pub enum Event {
         /// How many groups it covers.
         groups: usize,
     },
+    /// The node has joined: links judged (every peer heard, or `initdead` passed) and the
+    /// initial resource groups acquired here or declined (another node owns them). Once per run.
+    /// `Initial resource acquisition complete: 1 of 2 group(s) held here.`
+    Joined {
+        /// Groups held here.
+        held: usize,
+        /// Groups in `haresources`.
+        groups: usize,
+    },
+    /// The fencing gate acted (see [`crate::fence`]).
+    Fence(crate::fence::FenceEvent),
     /// A clean stop began.
     ShuttingDown,
     /// The clean stop completed: groups released, shutdown notice sent.
@@ -208,11 +230,139 @@ impl Event {
             | Event::NodeDead { .. }
             | Event::NodeReturned { .. }
             | Event::DualOwnership { .. }
-            | Event::LateWakeup { .. }
-            | Event::ConfigMismatch { .. } => Level::Warn,
-            Event::StartFailed { .. } | Event::StopFailed { .. } => Level::Error,
+            | Event::LateWakeup { .. } => Level::Warn,
+            Event::StartFailed { .. } | Event::StopFailed { .. } | Event::ConfigMismatch { .. } => {
+                Level::Error
+            }
+            Event::Fence(e) if e.is_error() => Level::Error,
+            Event::Fence(e) if !e.is_info() => Level::Warn,
             _ => Level::Info,
         }
+    }
+}
+
+/// An event's structured fields, for logs that keep them apart from the message (the journal:
+/// `EVENT`, `PEER`, `LINK`, `GROUP`, `RESOURCE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventFields<'a> {
+    /// The kind of event, snake case (`node_dead`, `acquired`, ...).
+    pub event: &'static str,
+    /// The peer it is about.
+    pub peer: Option<&'a str>,
+    /// The interface.
+    pub link: Option<&'a str>,
+    /// The group index.
+    pub group: Option<usize>,
+    /// The group's first resource (the name Heartbeat gives a group).
+    pub resource: Option<&'a str>,
+}
+
+/// The first resource of a `haresources` line (after the preferred node).
+fn first_resource(line: &str) -> Option<&str> {
+    line.split_whitespace().nth(1)
+}
+
+impl Event {
+    /// The structured fields (see [`EventFields`]).
+    pub fn fields(&self) -> EventFields<'_> {
+        let mut f = EventFields {
+            event: "",
+            peer: None,
+            link: None,
+            group: None,
+            resource: None,
+        };
+        fn group_line<'a>(f: &mut EventFields<'a>, group: usize, line: &'a str) {
+            f.group = Some(group);
+            f.resource = first_resource(line);
+        }
+        match self {
+            Event::LinkUp { node, link } | Event::LinkDead { node, link } => {
+                f.event = if matches!(self, Event::LinkUp { .. }) {
+                    "link_up"
+                } else {
+                    "link_dead"
+                };
+                f.peer = Some(node);
+                f.link = Some(link);
+            }
+            Event::LateHeartbeat { node, .. } => {
+                (f.event, f.peer) = ("late_heartbeat", Some(node.as_str()))
+            }
+            Event::NodeActive { node } => (f.event, f.peer) = ("node_active", Some(node.as_str())),
+            Event::NodeDead { node, .. } => (f.event, f.peer) = ("node_dead", Some(node.as_str())),
+            Event::ShutdownNotice { node } => {
+                (f.event, f.peer) = ("shutdown_notice", Some(node.as_str()))
+            }
+            Event::NodeReturned { node } => {
+                (f.event, f.peer) = ("node_returned", Some(node.as_str()))
+            }
+            Event::NodeRestarted { node, .. } => {
+                (f.event, f.peer) = ("node_restarted", Some(node.as_str()))
+            }
+            Event::TakingOver {
+                group,
+                resource,
+                from,
+            } => {
+                f.event = "taking_over";
+                f.peer = Some(from);
+                f.group = Some(*group);
+                f.resource = Some(resource);
+            }
+            Event::Acquiring { group, line } => {
+                f.event = "acquiring";
+                group_line(&mut f, *group, line);
+            }
+            Event::Releasing { group, line } => {
+                f.event = "releasing";
+                group_line(&mut f, *group, line);
+            }
+            Event::Acquired { group, line } => {
+                f.event = "acquired";
+                group_line(&mut f, *group, line);
+            }
+            Event::Released { group, line } => {
+                f.event = "released";
+                group_line(&mut f, *group, line);
+            }
+            Event::MachDownComplete { node } => {
+                (f.event, f.peer) = ("mach_down_complete", Some(node.as_str()))
+            }
+            Event::StartFailed { group, line, .. } => {
+                f.event = "start_failed";
+                group_line(&mut f, *group, line);
+            }
+            Event::StopFailed { group, line, .. } => {
+                f.event = "stop_failed";
+                group_line(&mut f, *group, line);
+            }
+            Event::DualOwnership {
+                group, line, peer, ..
+            } => {
+                f.event = "dual_ownership";
+                f.peer = Some(peer);
+                group_line(&mut f, *group, line);
+            }
+            Event::Reannounce { group, line } => {
+                f.event = "reannounce";
+                group_line(&mut f, *group, line);
+            }
+            Event::LateWakeup { .. } => f.event = "late_wakeup",
+            Event::ConfigMismatch { node, .. } => {
+                (f.event, f.peer) = ("config_mismatch", Some(node.as_str()))
+            }
+            Event::Standby { .. } => f.event = "standby",
+            Event::Takeover { .. } => f.event = "takeover",
+            Event::Joined { .. } => f.event = "joined",
+            Event::Fence(_) => f.event = "fence",
+            Event::ConfigAgrees { node } => {
+                (f.event, f.peer) = ("config_agrees", Some(node.as_str()))
+            }
+            Event::ShuttingDown => f.event = "shutting_down",
+            Event::Stopped => f.event = "stopped",
+        }
+        f
     }
 }
 
@@ -224,6 +374,7 @@ impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Event::LinkUp { node, link } => write!(f, "Link {node}:{link} up."),
+            Event::Fence(e) => write!(f, "{e}"),
             Event::LinkDead { node, link } => write!(f, "Link {node}:{link} dead."),
             Event::LateHeartbeat { node, interval } => {
                 write!(
@@ -290,9 +441,15 @@ impl fmt::Display for Event {
                     ms(*late_by)
                 )
             }
-            Event::ConfigMismatch { node } => write!(
+            Event::ConfigMismatch { node, ours, theirs } => write!(
                 f,
-                "Node {node} has different haresources groups: its heartbeats are ignored"
+                "haresources mismatch: node {node} has different haresources groups (digest \
+                 {theirs:08x}, ours {ours:08x}); no group is taken over or released until the \
+                 files agree"
+            ),
+            Event::ConfigAgrees { node } => write!(
+                f,
+                "haresources of node {node} agree with ours again: ownership decisions resume"
             ),
             Event::Standby { scope, groups } => {
                 write!(
@@ -306,6 +463,10 @@ impl fmt::Display for Event {
                     "Taking over {scope} HA resources (takeover): {groups} group(s)"
                 )
             }
+            Event::Joined { held, groups } => write!(
+                f,
+                "Initial resource acquisition complete: {held} of {groups} group(s) held here."
+            ),
             Event::ShuttingDown => write!(f, "Heartbeat shutdown in progress."),
             Event::Stopped => write!(f, "Heartbeat shutdown complete."),
         }

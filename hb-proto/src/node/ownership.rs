@@ -88,6 +88,36 @@ impl Node {
         self.flush(now);
     }
 
+    /// Joined: out of `Init` (every peer heard, or `initdead` passed) and every group settled
+    /// here: held when this node is its rightful owner, not claimed otherwise (declined, or
+    /// failed here and given up). Nothing is starting or stopping.
+    pub(super) fn settled(&self) -> bool {
+        self.phase == Phase::Active
+            && (0..self.groups.len()).all(|g| {
+                let mine = self.owner(g) == Some(self.local);
+                match self.local_groups[g].holding {
+                    Holding::Starting | Holding::Stopping => false,
+                    Holding::Held => mine,
+                    Holding::None => !mine,
+                }
+            })
+    }
+
+    /// Emits [`Event::Joined`] the first time the node is [settled](Node::settled).
+    pub(super) fn check_joined(&mut self) {
+        if self.joined || !self.settled() {
+            return;
+        }
+        self.joined = true;
+        let held = self
+            .local_groups
+            .iter()
+            .filter(|g| g.holding == Holding::Held)
+            .count();
+        let groups = self.groups.len();
+        self.event(Event::Joined { held, groups });
+    }
+
     pub(super) fn member(&self, n: usize, g: usize) -> Option<Member> {
         if n == self.local {
             if self.phase == Phase::Stopped {
@@ -144,6 +174,7 @@ impl Node {
     /// A local state change not yet announced (`dirty`) must be announced and echoed first.
     pub(super) fn can_start(&self, g: usize) -> bool {
         !self.dirty
+            && !self.fence_blocks_start()
             && self.peers.iter().enumerate().all(|(i, p)| {
                 i == self.local
                     || match p.state {
@@ -179,6 +210,8 @@ impl Node {
         if self.phase == Phase::Stopped {
             return;
         }
+        self.fence_step(now);
+        let frozen = self.groups_frozen_by_mismatch();
         for g in 0..self.groups.len() {
             let others_want = (0..self.peers.len()).any(|i| {
                 i != self.local
@@ -219,12 +252,13 @@ impl Node {
             }
             match holding {
                 Holding::None => {
-                    if mine && self.phase == Phase::Active && self.can_start(g) {
+                    if mine && self.phase == Phase::Active && !frozen && self.can_start(g) {
                         self.start(g);
                     }
                 }
                 Holding::Held => {
-                    if !mine {
+                    // A clean stop releases even while frozen.
+                    if !mine && (!frozen || self.phase == Phase::ShuttingDown) {
                         self.local_groups[g].holding = Holding::Stopping;
                         self.dirty = true;
                         let line = self.groups[g].line.clone();
@@ -261,6 +295,7 @@ impl Node {
         self.dirty = true;
         if let Some(from) = lg.orphaned_from.take() {
             lg.takeover_from = Some(from);
+            self.warn_unfenced_takeover(from);
             let resource = self.groups[g].first_resource.clone();
             let from = self.names[from].clone();
             self.event(Event::TakingOver {

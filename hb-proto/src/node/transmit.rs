@@ -29,6 +29,7 @@ impl Node {
 
     /// Sends a heartbeat now when the local state changed.
     /// A start that waited only for that announcement (no live peer to confirm) happens now.
+    /// Every `handle_*` ends here, so this is also where joining is noticed.
     pub(super) fn flush(&mut self, now: Timestamp) {
         if self.dirty && self.phase != Phase::Stopped {
             self.send_all(now, MessageKind::Heartbeat);
@@ -37,6 +38,7 @@ impl Node {
                 self.send_all(now, MessageKind::Heartbeat);
             }
         }
+        self.check_joined();
     }
 
     pub(super) fn send_all(&mut self, now: Timestamp, kind: MessageKind) {

@@ -57,6 +57,24 @@ use crate::{
 /// How long a resource script may run before it is killed.
 pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Most datagrams read from one socket in one turn of the loop (the first one the socket arm
+/// woke up for, and then without waiting). Reading in batches keeps the per-datagram cost of a
+/// flood small (one turn, one timer, one poll of every future per batch, not per datagram);
+/// the bound keeps every turn short, so the next turn's deadline check comes soon.
+pub const READ_BUDGET: usize = 64;
+
+/// Most records taken from the XDP ring buffer in one turn; what is left is taken at the start
+/// of the next turn (before it waits) and before every timer.
+pub const RING_BUDGET: usize = 256;
+
+/// The reason under which `hbstat` and Prometheus (`hb_packets_rejected_total`) show the
+/// datagrams to the heartbeat port that the XDP program dropped as not hb messages.
+pub const XDP_DROPPED_REASON: &str = "xdp_not_heartbeat";
+
+/// Most datagrams read from each socket before the core judges a deadline. Bounded by the
+/// socket's receive buffer anyway; the bound only guarantees the drain ends under a flood.
+pub const DRAIN_BUDGET: usize = 1024;
+
 /// Command-line options of the daemon (see `hbd --help`).
 #[derive(Debug, Clone)]
 pub struct DaemonOptions {
@@ -354,6 +372,10 @@ struct Driver {
     respawn: Option<Respawner>,
     control_tx: mpsc::Sender<ControlCall>,
     metrics_task: Option<tokio::task::JoinHandle<()>>,
+    /// The last ring drain stopped at [`RING_BUDGET`]: records are waiting without a wake-up.
+    ring_backlog: bool,
+    /// The XDP program's drop counter at the last statistics reset.
+    xdp_dropped_base: u64,
     /// `watchdog DEVICE`, fed from this loop.
     watchdog: Option<Watchdog>,
 }
@@ -475,8 +497,10 @@ impl Driver {
             started: now,
             pending_takeover: None,
             control_path,
-            ring_buf: Vec::with_capacity(256),
-            dgram_buf: Vec::with_capacity(256),
+            ring_buf: Vec::with_capacity(RING_BUDGET),
+            dgram_buf: Vec::with_capacity(READ_BUDGET),
+            ring_backlog: false,
+            xdp_dropped_base: 0,
             pinger,
             ping_buf: Vec::with_capacity(64),
             respawn: None,
@@ -505,13 +529,30 @@ impl Driver {
 
     async fn run_loop(&mut self, mut signals: Signals) -> Result<(), DaemonError> {
         let mut stopping = false;
+        // No input can starve the heartbeat: every turn begins with the core's deadline (sending
+        // due heartbeats, judging peers), whatever is queued; then its outputs are sent; only
+        // then is input read, a bounded batch per turn. The timer arm also comes before the
+        // input arms in the select, for when the deadline passes while waiting.
         loop {
+            if self
+                .node
+                .poll_timeout()
+                .is_some_and(|t| t <= monotonic_now())
+            {
+                self.drain_all();
+                self.node.handle_timeout(monotonic_now());
+            }
             self.flush_outputs();
             if let Some(w) = self.watchdog.as_mut() {
                 w.feed(monotonic_now());
             }
             if self.node.is_stopped() {
                 break;
+            }
+            if self.ring_backlog && self.drain_ring() {
+                self.drain_all();
+                self.node.handle_timeout(monotonic_now());
+                continue;
             }
             let deadline = self.node.poll_timeout();
             let sleep = match deadline {
@@ -527,6 +568,10 @@ impl Driver {
                 _ = signals.int.recv() => self.shutdown(&mut stopping),
                 _ = signals.hup.recv() => {
                     let _ = self.reload(stopping);
+                }
+                _ = sleep => {
+                    self.drain_all();
+                    self.node.handle_timeout(monotonic_now());
                 }
                 r = readable(self.ring.as_mut()), if self.ring.is_some() => {
                     match r {
@@ -550,6 +595,8 @@ impl Driver {
                         Ok(d) => {
                             let link = self.receivers[i].1;
                             self.handle_datagram(link, &d.data, d.arrival, Some(d.read_at));
+                            // The rest of the batch without waiting: READ_BUDGET in all.
+                            self.drain_receiver(i, READ_BUDGET - 1);
                         }
                         Err(e) => {
                             tracing::warn!("receive: {e}");
@@ -565,10 +612,6 @@ impl Driver {
                             self.metrics.record_socket_error("ping_recv");
                         }
                     }
-                }
-                _ = sleep => {
-                    self.drain_all();
-                    self.node.handle_timeout(monotonic_now());
                 }
                 Some(call) = self.control_rx.recv() => self.handle_control(call, &mut stopping),
                 Some(done) = self.agent_rx.recv() => self.handle_agent_done(done),
@@ -783,14 +826,16 @@ impl Driver {
         self.node.handle_command(monotonic_now(), Command::Shutdown);
     }
 
-    /// Reads every queued ring-buffer record; `true` when one was a kernel deadline.
+    /// Reads up to [`RING_BUDGET`] queued ring-buffer records (`ring_backlog` says whether
+    /// more may wait); `true` when one was a kernel deadline.
     fn drain_ring(&mut self) -> bool {
         let Some(ring) = self.ring.as_mut() else {
+            self.ring_backlog = false;
             return false;
         };
         let mut events = std::mem::take(&mut self.ring_buf);
         events.clear();
-        ring.drain(&mut events);
+        self.ring_backlog = ring.drain_max(&mut events, RING_BUDGET) == RING_BUDGET;
         let read_at = monotonic_now();
         let mut deadline = false;
         for ev in &events {
@@ -815,21 +860,35 @@ impl Driver {
     /// is older (queued before XDP attached, or passed on when the ring was full), so handling
     /// it first keeps sequence numbers in order.
     fn drain_all(&mut self) {
-        let mut buf = std::mem::take(&mut self.dgram_buf);
         for i in 0..self.receivers.len() {
+            self.drain_receiver(i, DRAIN_BUDGET);
+        }
+        self.drain_ring();
+        self.drain_pings();
+    }
+
+    /// Reads and handles up to `max` datagrams queued on receiver `i`, without waiting.
+    fn drain_receiver(&mut self, i: usize, max: usize) {
+        let mut buf = std::mem::take(&mut self.dgram_buf);
+        let link = self.receivers[i].1;
+        let mut left = max;
+        while left > 0 {
             buf.clear();
-            let link = self.receivers[i].1;
-            if let Err(e) = self.receivers[i].0.drain(&mut buf, 1024) {
-                tracing::warn!("receive: {e}");
-                self.metrics.record_socket_error("recv");
-            }
+            let r = self.receivers[i].0.drain(&mut buf, left.min(READ_BUDGET));
             for d in &buf {
                 self.handle_datagram(link, &d.data, d.arrival, Some(d.read_at));
             }
+            match r {
+                Ok(n) if n == left.min(READ_BUDGET) => left -= n,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!("receive: {e}");
+                    self.metrics.record_socket_error("recv");
+                    break;
+                }
+            }
         }
         self.dgram_buf = buf;
-        self.drain_ring();
-        self.drain_pings();
     }
 
     /// Reads every queued ICMP reply and hands it to the core with its kernel arrival time.
@@ -889,6 +948,24 @@ impl Driver {
         arrival: Timestamp,
         read_at: Option<Timestamp>,
     ) {
+        // Cheap checks before the digest is computed: the fixed header (size, magic, version,
+        // length, type), then the sender id it names. A datagram from this node (its own
+        // broadcast) or from a node not in ha.cf costs no HMAC.
+        let header = match packet::peek_header(bytes) {
+            Ok(h) => h,
+            Err(e) => {
+                self.metrics.record_reject(e.reason());
+                return;
+            }
+        };
+        if header.sender == node_id(&self.config.local_node) {
+            return;
+        }
+        if !self.names.contains_key(&header.sender) {
+            self.metrics
+                .record_reject(RejectReason::UnknownNode(header.sender).label());
+            return;
+        }
         let msg = match packet::decode(bytes, &self.config.authkeys) {
             Ok(m) => m,
             Err(e) => {
@@ -1118,10 +1195,17 @@ impl Driver {
             Request::Stats => {
                 let mut report = self.metrics.snapshot_at(now);
                 report.ping_summary = ping_summary(&self.node.status());
+                if let Some(dropped) = self.xdp_dropped() {
+                    report.rejects.insert(
+                        XDP_DROPPED_REASON.to_owned(),
+                        dropped.saturating_sub(self.xdp_dropped_base),
+                    );
+                }
                 Response::Stats(Box::new(report))
             }
             Request::ResetStats => {
                 self.metrics.reset_at(now);
+                self.xdp_dropped_base = self.xdp_dropped().unwrap_or(0);
                 Response::Ack {
                     message: "statistics reset".to_owned(),
                 }
@@ -1146,6 +1230,19 @@ impl Driver {
             },
         };
         let _ = call.reply.send(response);
+    }
+
+    /// The XDP program's count of datagrams to the heartbeat port it dropped as not hb
+    /// messages (since it was loaded); `None` on the socket path.
+    fn xdp_dropped(&self) -> Option<u64> {
+        let h = self.xdp.as_ref()?;
+        match h.counter(hb_common::counter::DROPPED) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::debug!("reading the XDP drop counter: {e}");
+                None
+            }
+        }
     }
 
     fn status_report(&self, now: Timestamp) -> control::StatusReport {

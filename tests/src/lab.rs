@@ -1013,8 +1013,9 @@ esac
     }
 
     /// Sets link `link` (1 or 2) of `node` down or up at the bridge (the cable is pulled or
-    /// plugged back: the node's `ethN` loses or regains carrier). Returns the time just before
-    /// it was done.
+    /// plugged back: the node's `ethN` loses or regains carrier). Returns the time the `ip`
+    /// command returned: the change took effect before it, so what it causes may be logged
+    /// earlier; take the time before the call to wait for its effects.
     pub fn set_link(&self, node: Node, link: u8, up: bool) -> Result<u64> {
         let port = format!("{}-e{link}", node.name());
         // Taken before the command: its effects (a link heard again within one keepalive) can

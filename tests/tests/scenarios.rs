@@ -659,10 +659,15 @@ fn both_nodes_start_at_once() {
 #[test]
 fn one_of_two_links_cut_no_failover() {
     let s = scenario!(one_of_two_links_cut_no_failover, |sp| sp.links = 2, false);
-    let t = check(s.lab.set_link(Node::N1, 2, false));
+    // Times taken before the cable is pulled or plugged: the change takes effect inside the
+    // `ip` command, and on a loaded machine hbd may log its effect before `set_link` returns
+    // (one run failed waiting for `Link n1:eth2 up.` after a `t_up` taken after the command).
+    let t = monotonic_ns();
+    check(s.lab.set_link(Node::N1, 2, false));
     check(s.must_log(Node::N2, "Link n1:eth2 dead.", t));
     s.sleep(Duration::from_secs(1));
-    let t_up = check(s.lab.set_link(Node::N1, 2, true));
+    let t_up = monotonic_ns();
+    check(s.lab.set_link(Node::N1, 2, true));
     let mut e = Expect::new(Node::N1, t)
         .log(Node::N2, "Link n1:eth2 up.", t_up)
         .no_log(Node::N1, "is dead", t)

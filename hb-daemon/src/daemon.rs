@@ -38,6 +38,7 @@ use crate::{
     control::{self, ControlCall, Request, Response},
     metrics::{Metrics, TakeoverTimes},
     net::{self, Datagram, MediumSender, Receiver, monotonic_now},
+    notify::{self, Notifier},
     state,
     xdp::{self, RingReader, XdpHandle},
 };
@@ -260,6 +261,10 @@ struct Driver {
     control_path: PathBuf,
     ring_buf: Vec<RingEvent>,
     dgram_buf: Vec<Datagram>,
+    /// sd_notify: READY, RELOADING, STOPPING, STATUS, WATCHDOG (see [`crate::notify`]).
+    notify: Notifier,
+    /// An event may have changed the `STATUS=` line.
+    status_dirty: bool,
 }
 
 fn ifindex(iface: &str) -> Option<u32> {
@@ -377,6 +382,8 @@ impl Driver {
             control_path,
             ring_buf: Vec::with_capacity(256),
             dgram_buf: Vec::with_capacity(256),
+            notify: Notifier::from_env(now),
+            status_dirty: true,
         })
     }
 
@@ -390,7 +397,8 @@ impl Driver {
             if self.node.is_stopped() {
                 break;
             }
-            let deadline = self.node.poll_timeout();
+            self.notify_turn();
+            let deadline = self.notify.earliest(self.node.poll_timeout());
             let sleep = match deadline {
                 Some(t) => {
                     let wait = t.saturating_since(monotonic_now());
@@ -450,6 +458,7 @@ impl Driver {
             return;
         }
         *stopping = true;
+        self.notify.stopping();
         self.node.handle_command(monotonic_now(), Command::Shutdown);
     }
 
@@ -592,11 +601,42 @@ impl Driver {
         }
     }
 
+    /// Once per loop turn: the watchdog from the heartbeat loop itself, and `STATUS=` when an
+    /// event may have changed it.
+    fn notify_turn(&mut self) {
+        if !self.notify.enabled() {
+            return;
+        }
+        self.notify.watchdog(monotonic_now(), self.node.joined());
+        if self.status_dirty {
+            self.status_dirty = false;
+            let line = notify::status_line(&self.node.status());
+            self.notify.status(&line);
+        }
+    }
+
     fn handle_event(&mut self, ev: Event) {
+        let f = ev.fields();
+        macro_rules! log_event {
+            ($level:ident) => {
+                tracing::$level!(
+                    event = f.event,
+                    peer = f.peer,
+                    link = f.link,
+                    group = f.group,
+                    resource = f.resource,
+                    "{ev}"
+                )
+            };
+        }
         match ev.level() {
-            Level::Info => tracing::info!("{ev}"),
-            Level::Warn => tracing::warn!("{ev}"),
-            Level::Error => tracing::error!("{ev}"),
+            Level::Info => log_event!(info),
+            Level::Warn => log_event!(warn),
+            Level::Error => log_event!(error),
+        }
+        self.status_dirty = true;
+        if let Event::Joined { .. } = ev {
+            self.notify.ready();
         }
         let now = monotonic_now();
         match &ev {

@@ -11,6 +11,7 @@ pub mod display;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod prometheus;
 pub mod state;
 pub mod xdp;

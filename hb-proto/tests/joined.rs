@@ -56,8 +56,14 @@ fn nodes_started_together_join_once_before_initdead_holding_their_own_groups() {
             assert_eq!(groups, nodes, "seed {seed}");
             // With auto_failback on each node holds the group it prefers, and nothing else.
             assert_eq!(held, 1, "seed {seed}: host {h}");
-            assert!(held_at(&sim, h, h, at), "seed {seed}: host {h} joined before holding");
-            assert_eq!(sim.hosts[h].node.as_ref().unwrap().holding(h), Some(Holding::Held));
+            assert!(
+                held_at(&sim, h, h, at),
+                "seed {seed}: host {h} joined before holding"
+            );
+            assert_eq!(
+                sim.hosts[h].node.as_ref().unwrap().holding(h),
+                Some(Holding::Held)
+            );
             assert!(sim.hosts[h].node.as_ref().unwrap().joined());
         }
     }
@@ -81,7 +87,10 @@ fn a_node_whose_peer_dies_at_start_joins_once_it_is_judged_dead_with_every_group
             .unwrap_or_else(|| panic!("seed {seed}: node2 never declared dead"));
         assert!(dead_at <= at, "seed {seed}: joined before node2 was judged");
         assert_eq!((held, groups), (2, 2), "seed {seed}");
-        assert!(held_at(&sim, 0, 0, at) && held_at(&sim, 0, 1, at), "seed {seed}");
+        assert!(
+            held_at(&sim, 0, 0, at) && held_at(&sim, 0, 1, at),
+            "seed {seed}"
+        );
     }
 }
 

@@ -236,3 +236,4 @@ pub fn neighbour_mac(ns: &Netns, addr: &str) -> Result<Option<String>> {
     Ok(None)
 }
 pub mod lab;
+pub mod package;

@@ -30,7 +30,9 @@ enum Cmd {
     Bench(Box<bench::BenchOptions>),
     /// The failover lab: two nodes and a client in network namespaces.
     Lab(LabOptions),
-    /// Only install what is missing (toolchain, bpf-linker, system packages).
+    /// Build the Debian package: target/debian/hb_<version>_amd64.deb (cargo-deb).
+    Package,
+    /// Only install what is missing (toolchain, bpf-linker, cargo-deb, system packages).
     Bootstrap,
 }
 
@@ -209,6 +211,13 @@ fn lab(opts: &LabOptions) -> Result<()> {
     }
 }
 
+fn package() -> Result<()> {
+    bootstrap::ensure(&[])?;
+    let deb = hb_tests::package::build(&workspace_root()?)?;
+    println!("{}", deb.display());
+    Ok(())
+}
+
 fn workspace_root() -> Result<std::path::PathBuf> {
     let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest
@@ -224,6 +233,7 @@ fn main() -> Result<()> {
         Cmd::Test(o) => test(o),
         Cmd::Bench(o) => bench(o),
         Cmd::Lab(o) => lab(o),
+        Cmd::Package => package(),
         Cmd::Bootstrap => bootstrap::ensure(&[]),
     }
 }

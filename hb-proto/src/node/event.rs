@@ -270,12 +270,20 @@ impl Event {
                 f.peer = Some(node);
                 f.link = Some(link);
             }
-            Event::LateHeartbeat { node, .. } => (f.event, f.peer) = ("late_heartbeat", Some(node.as_str())),
+            Event::LateHeartbeat { node, .. } => {
+                (f.event, f.peer) = ("late_heartbeat", Some(node.as_str()))
+            }
             Event::NodeActive { node } => (f.event, f.peer) = ("node_active", Some(node.as_str())),
             Event::NodeDead { node, .. } => (f.event, f.peer) = ("node_dead", Some(node.as_str())),
-            Event::ShutdownNotice { node } => (f.event, f.peer) = ("shutdown_notice", Some(node.as_str())),
-            Event::NodeReturned { node } => (f.event, f.peer) = ("node_returned", Some(node.as_str())),
-            Event::NodeRestarted { node, .. } => (f.event, f.peer) = ("node_restarted", Some(node.as_str())),
+            Event::ShutdownNotice { node } => {
+                (f.event, f.peer) = ("shutdown_notice", Some(node.as_str()))
+            }
+            Event::NodeReturned { node } => {
+                (f.event, f.peer) = ("node_returned", Some(node.as_str()))
+            }
+            Event::NodeRestarted { node, .. } => {
+                (f.event, f.peer) = ("node_restarted", Some(node.as_str()))
+            }
             Event::TakingOver {
                 group,
                 resource,
@@ -325,7 +333,9 @@ impl Event {
                 group_line(&mut f, *group, line);
             }
             Event::LateWakeup { .. } => f.event = "late_wakeup",
-            Event::ConfigMismatch { node } => (f.event, f.peer) = ("config_mismatch", Some(node.as_str())),
+            Event::ConfigMismatch { node } => {
+                (f.event, f.peer) = ("config_mismatch", Some(node.as_str()))
+            }
             Event::Standby { .. } => f.event = "standby",
             Event::Takeover { .. } => f.event = "takeover",
             Event::Joined { .. } => f.event = "joined",

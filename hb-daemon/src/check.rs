@@ -65,6 +65,47 @@ pub fn run_check(config_dir: &Path, node_name: Option<&str>) -> ExitCode {
     }
 }
 
+/// The `ha.cf` directives hbd acts on (every other accepted directive is recorded in
+/// [`hb_proto::config::HaCf::ignored`] with a named warning when present). `ping`,
+/// `ping_group`, `deadping` (ping nodes, ipfail) and `respawn` are acted on by their own parts
+/// of hbd.
+pub const ACTED_ON: &[&str] = &[
+    "keepalive",
+    "deadtime",
+    "warntime",
+    "initdead",
+    "deadping",
+    "udpport",
+    "bcast",
+    "ucast",
+    "mcast",
+    "node",
+    "auto_failback",
+    "nice_failback",
+    "logfile",
+    "debugfile",
+    "logfacility",
+    "debug",
+    "ping",
+    "ping_group",
+    "respawn",
+    "stonith_host",
+    "fence_command",
+    "fence_delay",
+    "fence_timeout",
+    "watchdog",
+    "realtime",
+    "xdp",
+    "garp_count",
+    "garp_interval",
+    "metrics_listen",
+    "control_socket",
+    "log_format",
+    "syslog_ident",
+    "self_fence_command",
+    "control_group",
+];
+
 fn ms(d: Duration) -> String {
     format!("{} ms", d.as_millis())
 }
@@ -162,6 +203,15 @@ pub fn effective_config(c: &Config) -> String {
             |p| p.display().to_string(),
         ),
     );
+    row(
+        "control_group",
+        h.control_group.clone().unwrap_or_else(|| {
+            format!(
+                "{} if it exists (default)",
+                hb_proto::config::DEFAULT_CONTROL_GROUP
+            )
+        }),
+    );
 
     let _ = writeln!(o, "\nmedia:");
     for m in &h.media {
@@ -211,10 +261,49 @@ pub fn effective_config(c: &Config) -> String {
             let _ = writeln!(o, "  {} {}", r.user, r.command);
         }
     }
-    if !h.stonith_hosts.is_empty() {
-        let _ = writeln!(o, "\nstonith_host:");
-        for s in &h.stonith_hosts {
-            let _ = writeln!(o, "  {s}");
+    let _ = writeln!(o, "\nfencing:");
+    if h.fencing_configured() {
+        for s in h.stonith_devices() {
+            let usable = if s.usable_from(&c.local_node) {
+                "used by this node"
+            } else {
+                "not from this node"
+            };
+            let _ = writeln!(
+                o,
+                "  stonith_host {} {} {} ({usable})",
+                s.from,
+                s.kind,
+                s.params.join(" ")
+            );
+        }
+        for f in &h.fence_commands {
+            let _ = writeln!(o, "  fence_command {} NODE", f.join(" "));
+        }
+        let fs = hb_proto::fence::FenceSetup::from_config(c);
+        if !fs.local_device {
+            let _ = writeln!(
+                o,
+                "  this node has no device: it will not take over from a node dead by silence"
+            );
+        }
+        let _ = writeln!(
+            o,
+            "  fence_timeout {}, first attempt after {} (fence_delay {} x position in node list)",
+            mark(&h.fence_timeout, ms(h.fence_timeout.value)),
+            ms(fs.delay),
+            mark(&h.fence_delay, ms(h.fence_delay.value))
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "  none: a takeover from a node dead by silence is not fenced (warned at each)"
+        );
+    }
+    if !h.ignored.is_empty() {
+        let _ = writeln!(o, "\nnot acted on by hbd:");
+        for i in &h.ignored {
+            let _ = writeln!(o, "  {} (line {}): {}", i.directive, i.line, i.why);
         }
     }
 

@@ -1,6 +1,10 @@
 //! The control socket: how `hbctl` and `hbstat` talk to a running hbd.
 //!
-//! A Unix stream socket at `<run-dir>/hbd.sock` (ha.cf `control_socket` overrides), mode 0600.
+//! A Unix stream socket at `<run-dir>/hbd.sock` (ha.cf `control_socket` overrides), mode 0600,
+//! or 0660 with the `control_group` as its group ([`allow_group`]). Who may do what is checked
+//! on the peer's credentials (`SO_PEERCRED`): root and hbd's own user may send every request;
+//! anyone else who could connect (a member of the group) only the read-only ones
+//! ([`Request::is_read_only`]: status and statistics), and is refused the rest.
 //! The protocol is one JSON [`Request`] per line, answered by one JSON [`Response`] per line;
 //! a client may send several requests on one connection.
 //!
@@ -123,6 +127,32 @@ pub enum Request {
     ResetStats,
     /// Stop hbd cleanly (releasing its groups).
     Shutdown,
+}
+
+impl Request {
+    /// `true` for the questions that change nothing (status, statistics): these are answered
+    /// to members of the `control_group`; every other request needs root (or hbd's own user).
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            Request::Status | Request::Stats => true,
+            Request::Standby { .. }
+            | Request::Takeover { .. }
+            | Request::ResetStats
+            | Request::Shutdown => false,
+        }
+    }
+
+    /// The request's name on the wire (`status`, `standby`, ...), for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Standby { .. } => "standby",
+            Request::Takeover { .. } => "takeover",
+            Request::Stats => "stats",
+            Request::ResetStats => "reset_stats",
+            Request::Shutdown => "shutdown",
+        }
+    }
 }
 
 /// A node's state as reported.
@@ -255,6 +285,13 @@ pub struct StatusReport {
     pub nodes: Vec<NodeStatusReport>,
     /// Every group, in haresources order.
     pub groups: Vec<GroupStatus>,
+    /// Live peers whose haresources differ from ours: no group is taken over or released
+    /// until the files agree.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub haresources_mismatch: Vec<String>,
+    /// Peers dead by silence waiting for a fence (their groups are not taken meanwhile).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fence_pending: Vec<String>,
 }
 
 /// An answer on the control socket.
@@ -343,6 +380,21 @@ pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
     Ok(listener)
 }
 
+/// Opens the socket at `path` to the members of group `gid`: group `gid`, mode 0660. They may
+/// then connect and ask read-only questions (see the module documentation).
+pub fn allow_group(path: &Path, gid: u32) -> Result<(), ControlError> {
+    nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+        .map_err(|e| io_err("setting the group of", path)(io::Error::from(e)))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o660))
+        .map_err(io_err("setting mode 0660 on", path))
+}
+
+/// Whether a peer with user id `uid` may send requests that change state: root, or the user
+/// hbd runs as.
+fn may_change_state(uid: u32) -> bool {
+    uid == 0 || uid == nix::unistd::geteuid().as_raw()
+}
+
 /// Accepts connections on `listener` forever, handing each request to the main loop through
 /// `calls`. Returns when `calls` is closed (the loop has stopped), removing the socket file.
 pub async fn serve(listener: UnixListener, calls: mpsc::Sender<ControlCall>) {
@@ -380,6 +432,9 @@ async fn accept_loop(listener: &UnixListener, calls: &mpsc::Sender<ControlCall>)
 }
 
 async fn handle_connection(stream: UnixStream, calls: mpsc::Sender<ControlCall>) -> io::Result<()> {
+    // SO_PEERCRED: who connected. Without it, only read-only requests.
+    let peer_uid = stream.peer_cred().ok().map(|c| c.uid());
+    let privileged = peer_uid.is_some_and(may_change_state);
     let (read, mut write) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(read);
     let mut line = Vec::new();
@@ -405,6 +460,21 @@ async fn handle_connection(stream: UnixStream, calls: mpsc::Sender<ControlCall>)
             continue;
         }
         let response = match serde_json::from_str::<Request>(text) {
+            Ok(request) if !privileged && !request.is_read_only() => {
+                let who =
+                    peer_uid.map_or_else(|| "an unknown user".to_owned(), |u| format!("uid {u}"));
+                tracing::warn!(
+                    "control socket: refused {} from {who} (not root)",
+                    request.name()
+                );
+                Response::Error {
+                    message: format!(
+                        "permission denied: {} changes the cluster and needs root ({who} may \
+                         only ask for status)",
+                        request.name()
+                    ),
+                }
+            }
             Ok(request) => dispatch(request, &calls).await,
             Err(e) => Response::Error {
                 message: format!("bad request: {e}"),
@@ -449,7 +519,7 @@ pub enum ClientError {
     },
     /// The socket exists but this user may not open it.
     #[error(
-        "permission denied on the control socket {path} (it is mode 0600, owned by hbd's user; run as root)"
+        "permission denied on the control socket {path} (run as root, or as a member of ha.cf's control_group for status)"
     )]
     PermissionDenied {
         /// Socket path.

@@ -34,12 +34,16 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 use crate::{
-    agents::{Agents, GroupReport},
+    agents::{
+        Agents, GroupReport,
+        fence::{self, FenceDevice},
+    },
     control::{self, ControlCall, Request, Response},
     metrics::{Metrics, TakeoverTimes},
     net::{self, Datagram, MediumSender, Receiver, monotonic_now},
     notify::{self, Notifier},
     state,
+    watchdog::Watchdog,
     xdp::{self, RingReader, XdpHandle},
 };
 
@@ -90,16 +94,32 @@ pub fn load_config(opts: &DaemonOptions) -> Result<Config, DaemonError> {
 /// A job for the agents thread.
 #[derive(Debug)]
 enum AgentJob {
-    Run { group: usize, op: ResourceOp },
-    Reannounce { group: usize },
+    Run {
+        group: usize,
+        op: ResourceOp,
+    },
+    Reannounce {
+        group: usize,
+    },
+    /// Fence (reset) a peer with this node's devices.
+    Fence {
+        peer: String,
+        timeout: Duration,
+    },
 }
 
 /// A finished job.
 #[derive(Debug)]
-struct AgentDone {
-    group: usize,
-    op: ResourceOp,
-    result: Result<GroupReport, String>,
+enum AgentDone {
+    Group {
+        group: usize,
+        op: ResourceOp,
+        result: Result<GroupReport, String>,
+    },
+    Fence {
+        peer: String,
+        result: Result<(), String>,
+    },
 }
 
 /// Starts the agents thread with its own runtime; returns the job sender and result receiver.
@@ -115,8 +135,10 @@ fn spawn_agents(
     let (job_tx, mut job_rx) = mpsc::unbounded_channel::<AgentJob>();
     let (done_tx, done_rx) = mpsc::unbounded_channel::<AgentDone>();
     let groups = Arc::new(config.groups.clone());
+    let fence_devices = Arc::new(FenceDevice::for_local(config));
     let garp_count = config.ha_cf.garp_count.value;
     let garp_interval = config.ha_cf.garp_interval.value;
+    let script_env = crate::agents::script_env(config);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     std::thread::Builder::new()
         .name("hb-agents".to_owned())
@@ -135,7 +157,7 @@ fn spawn_agents(
             };
             rt.block_on(async move {
                 let agents = match Agents::new(garp_count, garp_interval, SCRIPT_TIMEOUT).await {
-                    Ok(a) => Arc::new(a),
+                    Ok(a) => Arc::new(a.with_script_env(script_env)),
                     Err(e) => {
                         let _ = ready_tx.send(Err(format!("resource agents: {e}")));
                         return;
@@ -145,6 +167,7 @@ fn spawn_agents(
                 while let Some(job) = job_rx.recv().await {
                     let agents = Arc::clone(&agents);
                     let groups = Arc::clone(&groups);
+                    let fence_devices = Arc::clone(&fence_devices);
                     let done_tx = done_tx.clone();
                     tokio::spawn(async move {
                         match job {
@@ -154,11 +177,15 @@ fn spawn_agents(
                                     ResourceOp::Start => agents.start_group(g).await,
                                     ResourceOp::Stop => agents.stop_group(g).await,
                                 };
-                                let _ = done_tx.send(AgentDone {
+                                let _ = done_tx.send(AgentDone::Group {
                                     group,
                                     op,
                                     result: result.map_err(|e| e.to_string()),
                                 });
+                            }
+                            AgentJob::Fence { peer, timeout } => {
+                                let result = fence::fence(&fence_devices, &peer, timeout).await;
+                                let _ = done_tx.send(AgentDone::Fence { peer, result });
                             }
                             AgentJob::Reannounce { group } => {
                                 let Some(g) = groups.get(group) else { return };
@@ -265,6 +292,8 @@ struct Driver {
     notify: Notifier,
     /// An event may have changed the `STATUS=` line.
     status_dirty: bool,
+    /// `watchdog DEVICE`, fed from this loop.
+    watchdog: Option<Watchdog>,
 }
 
 fn ifindex(iface: &str) -> Option<u32> {
@@ -354,6 +383,7 @@ impl Driver {
 
         let control_path = control::socket_path(&opts.run_dir, ha.control_socket.as_deref());
         let listener = control::bind(&control_path).map_err(setup("control socket"))?;
+        share_control_socket(&control_path, ha.control_group.as_deref())?;
         let (control_tx, control_rx) = mpsc::channel(16);
         tokio::spawn(control::serve(listener, control_tx.clone()));
         if let Some(addr) = ha.metrics_listen {
@@ -363,6 +393,21 @@ impl Driver {
             tracing::info!("hb: Prometheus metrics on http://{addr}/metrics");
             tokio::spawn(crate::prometheus::serve(l, control_tx));
         }
+        // Last, so a set-up failure above never leaves an armed watchdog behind.
+        let watchdog = match &ha.watchdog {
+            Some(path) => {
+                let w = Watchdog::open(path, ha.keepalive.value, monotonic_now())
+                    .map_err(DaemonError::Setup)?;
+                tracing::info!(
+                    "hb: watchdog {} opened; fed from the heartbeat loop every keepalive ({} ms), \
+                     magic close on a clean stop",
+                    path.display(),
+                    ha.keepalive.value.as_millis()
+                );
+                Some(w)
+            }
+            None => None,
+        };
         Ok(Self {
             config,
             node,
@@ -384,16 +429,30 @@ impl Driver {
             dgram_buf: Vec::with_capacity(256),
             notify: Notifier::from_env(now),
             status_dirty: true,
+            watchdog,
         })
     }
 
     async fn run(&mut self) -> Result<(), DaemonError> {
+        let result = self.run_loop().await;
+        // Every way out of the loop is a controlled stop: disarm the watchdog. A crash or a
+        // hang never gets here, and the watchdog resets the machine.
+        if let Some(w) = self.watchdog.take() {
+            w.magic_close();
+        }
+        result
+    }
+
+    async fn run_loop(&mut self) -> Result<(), DaemonError> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut sigterm = signal(SignalKind::terminate()).map_err(setup("SIGTERM handler"))?;
         let mut sigint = signal(SignalKind::interrupt()).map_err(setup("SIGINT handler"))?;
         let mut stopping = false;
         loop {
             self.flush_outputs();
+            if let Some(w) = self.watchdog.as_mut() {
+                w.feed(monotonic_now());
+            }
             if self.node.is_stopped() {
                 break;
             }
@@ -575,6 +634,15 @@ impl Driver {
                 Output::Reannounce { group } => {
                     let _ = self.agent_tx.send(AgentJob::Reannounce { group });
                 }
+                Output::Fence { peer, timeout, .. } => {
+                    if self
+                        .agent_tx
+                        .send(AgentJob::Fence { peer, timeout })
+                        .is_err()
+                    {
+                        tracing::error!("agents thread gone: cannot fence");
+                    }
+                }
                 Output::Event(ev) => self.handle_event(ev),
             }
         }
@@ -678,6 +746,7 @@ impl Driver {
                     declared_dead: now,
                     resources_started: None,
                     first_garp: None,
+                    fenced: None,
                 });
             }
             Event::MachDownComplete { .. } => {
@@ -690,9 +759,23 @@ impl Driver {
     }
 
     fn handle_agent_done(&mut self, done: AgentDone) {
-        let result = match &done.result {
+        let (group, op, result) = match done {
+            AgentDone::Group { group, op, result } => (group, op, result),
+            AgentDone::Fence { peer, result } => {
+                let now = monotonic_now();
+                if result.is_ok()
+                    && let Some(t) = self.pending_takeover.as_mut()
+                    && t.peer == peer
+                {
+                    t.fenced = Some(now);
+                }
+                self.node.handle_fence_result(now, &peer, result);
+                return;
+            }
+        };
+        let result = match &result {
             Ok(report) => {
-                if done.op == ResourceOp::Start
+                if op == ResourceOp::Start
                     && let Some(t) = self.pending_takeover.as_mut()
                 {
                     let finished = report.resources.iter().map(|r| r.finished).max();
@@ -712,7 +795,7 @@ impl Driver {
             Err(e) => Err(e.clone()),
         };
         self.node
-            .handle_resource_result(monotonic_now(), done.group, done.op, result);
+            .handle_resource_result(monotonic_now(), group, op, result);
     }
 
     fn handle_control(&mut self, call: ControlCall, stopping: &mut bool) {
@@ -761,6 +844,54 @@ fn scope_of(s: control::Scope) -> Scope {
         control::Scope::Foreign => Scope::Foreign,
         control::Scope::Local => Scope::Local,
         control::Scope::Failback => Scope::Failback,
+    }
+}
+
+/// Opens the control socket to `control_group` (read-only requests; see [`control`]), or to
+/// Heartbeat's `haclient` when that is not set and the group exists. Logs what it did.
+fn share_control_socket(path: &std::path::Path, group: Option<&str>) -> Result<(), DaemonError> {
+    let (name, explicit) = match group {
+        Some("none") => {
+            tracing::info!(
+                "control socket {}: root only (control_group none)",
+                path.display()
+            );
+            return Ok(());
+        }
+        Some(g) => (g, true),
+        None => (hb_proto::config::DEFAULT_CONTROL_GROUP, false),
+    };
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => {
+            control::allow_group(path, g.gid.as_raw()).map_err(setup("control socket"))?;
+            tracing::info!(
+                "control socket {}: read-only status for group {name} (gid {}); changes need root",
+                path.display(),
+                g.gid
+            );
+            Ok(())
+        }
+        Ok(None) | Err(_) if !explicit => {
+            tracing::info!(
+                "control socket {}: root only (no group {name}; set control_group to share status)",
+                path.display()
+            );
+            Ok(())
+        }
+        Ok(None) => {
+            tracing::warn!(
+                "control_group {name}: no such group; the control socket {} is root only",
+                path.display()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(
+                "control_group {name}: looking the group up: {e}; the control socket {} is root only",
+                path.display()
+            );
+            Ok(())
+        }
     }
 }
 
@@ -836,6 +967,8 @@ pub fn status_report(
         uptime_secs: now.saturating_since(started).as_secs(),
         nodes,
         groups,
+        haresources_mismatch: s.haresources_mismatch.clone(),
+        fence_pending: s.fence_pending.clone(),
     }
 }
 

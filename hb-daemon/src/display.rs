@@ -110,6 +110,23 @@ pub fn status(r: &StatusReport) -> String {
     }
     out.push_str(&pad_table(&rows));
     out.push('\n');
+    for n in &r.haresources_mismatch {
+        let _ = writeln!(
+            out,
+            "haresources mismatch: node {n} has different haresources groups; no group is taken \
+             over or released until the files agree.",
+        );
+    }
+    for n in &r.fence_pending {
+        let _ = writeln!(
+            out,
+            "fencing: node {n} is dead and not fenced yet; its groups are not taken over until \
+             it is."
+        );
+    }
+    if !r.haresources_mismatch.is_empty() || !r.fence_pending.is_empty() {
+        out.push('\n');
+    }
     if r.groups.is_empty() {
         out.push_str("No resource groups.\n");
         return out;
@@ -275,17 +292,20 @@ pub fn stats(r: &StatsReport, histogram: bool) -> String {
                 ("to dead", &t.to_dead),
                 ("to resources", &t.to_resources),
                 ("to garp", &t.to_garp),
+                ("dead to fenced", &t.dead_to_fenced),
             ],
         );
         if let Some(last) = &t.last {
             let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), duration_ns);
             let _ = writeln!(
                 out,
-                "  last: {} declared dead after {}, resources after {}, first ARP after {}",
+                "  last: {} declared dead after {}, resources after {}, first ARP after {}, \
+                 fenced {} after its death",
                 last.peer,
                 duration_ns(last.to_dead_ns),
                 opt(last.to_resources_ns),
-                opt(last.to_garp_ns)
+                opt(last.to_garp_ns),
+                opt(last.dead_to_fenced_ns)
             );
         }
     }
@@ -369,8 +389,14 @@ mod tests {
                 owner: Some("node1".into()),
                 local: HoldingState::Held,
             }],
+            haresources_mismatch: vec!["node2".into()],
+            fence_pending: vec![],
         };
         let s = status(&r);
+        assert!(
+            s.contains("haresources mismatch: node node2 has different haresources groups"),
+            "{s}"
+        );
         assert!(
             s.contains("Local node: node1 (generation 42, up 1m05s)"),
             "{s}"

@@ -2,11 +2,20 @@
 //! (levels info and above), `debugfile` (debug too when ha.cf `debug` > 0) and syslog with
 //! `logfacility` (`none` disables it).
 //!
-//! Lines look like Heartbeat's, in local time:
+//! File lines are in Heartbeat's ha-log layout, in local time, so existing log watchers keep
+//! matching (the name in front is ha.cf `syslog_ident`, default `heartbeat`):
+//!
+//! ```text
+//! heartbeat[4242]: 2026/11/26_01:02:03 info: Link node2:eth1 up.
+//! ```
+//!
+//! or, with hb's `log_format hb`, hb's own layout with milliseconds:
 //!
 //! ```text
 //! 2026/11/26_01:02:03.123 hbd[4242]: info: Link node2:eth1 up.
 //! ```
+//!
+//! syslog gets `level: message` under the identifier `syslog_ident`.
 //!
 //! On stderr (`--foreground`) each line instead starts with the CLOCK_MONOTONIC time of the
 //! event, so a supervisor can line events up with its own clock:
@@ -25,6 +34,8 @@
 //! in the caller, writing in a background thread fed through a bounded channel: a slow disk
 //! never blocks the heartbeat path; when the channel is full, lines are dropped and counted
 //! ([`LogGuard::dropped`]). Dropping the [`LogGuard`] flushes and closes every sink.
+//! [`reload`] switches the installed logger to a new ha.cf's settings (SIGHUP): the writer
+//! thread swaps its sinks between two lines, nothing is lost.
 
 use std::{
     ffi::CString,
@@ -34,13 +45,14 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU8, AtomicU64, Ordering},
     },
     thread::JoinHandle,
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use hb_proto::config::LogFormat;
 use thiserror::Error;
 use tracing::{Event, Level, Subscriber, field::Field};
 use tracing_subscriber::{Layer, layer::Context, prelude::*};
@@ -73,6 +85,9 @@ pub enum LogError {
     /// `--journald` was asked for and the journal's socket does not answer.
     #[error("the journal (/run/systemd/journal/socket): {0}")]
     Journald(io::Error),
+    /// [`reload`] before [`init`].
+    #[error("logging is not initialised")]
+    NotInstalled,
 }
 
 /// The fields of hb's events (`hb_proto::node::EventFields`) that the journal gets as fields of
@@ -98,7 +113,7 @@ pub fn stderr_is_journal() -> bool {
 }
 
 /// Where hbd logs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     /// Log to stderr (`--foreground`).
     pub stderr: bool,
@@ -112,6 +127,26 @@ pub struct LogConfig {
     pub debug: u8,
     /// Log to the journal (instead of stderr): `--journald`, or [`stderr_is_journal`].
     pub journald: bool,
+    /// hb's `log_format` for the files.
+    pub format: LogFormat,
+    /// hb's `syslog_ident`: the syslog identifier and the name in front of Heartbeat-layout
+    /// lines.
+    pub ident: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            stderr: false,
+            logfile: None,
+            debugfile: None,
+            logfacility: None,
+            debug: 0,
+            format: LogFormat::Heartbeat,
+            ident: hb_proto::config::DEFAULT_SYSLOG_IDENT.to_owned(),
+            journald: false,
+        }
+    }
 }
 
 impl LogConfig {
@@ -127,6 +162,8 @@ impl LogConfig {
                 .filter(|f| !f.eq_ignore_ascii_case("none")),
             debug: ha_cf.debug.value,
             journald: false,
+            format: ha_cf.log_format.value,
+            ident: ha_cf.syslog_ident.value.clone(),
         }
     }
 }
@@ -170,6 +207,15 @@ pub fn level_word(level: Level) -> &'static str {
 
 /// `YYYY/MM/DD_HH:MM:SS.mmm` in local time.
 pub fn timestamp(t: SystemTime) -> String {
+    stamp(t, true)
+}
+
+/// `YYYY/MM/DD_HH:MM:SS` in local time (Heartbeat's ha-log stamp).
+pub fn timestamp_secs(t: SystemTime) -> String {
+    stamp(t, false)
+}
+
+fn stamp(t: SystemTime, millis: bool) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = libc::time_t::try_from(d.as_secs()).unwrap_or(0);
     // SAFETY: all-zero is a valid `libc::tm` (integers and a null zone pointer).
@@ -180,16 +226,28 @@ pub fn timestamp(t: SystemTime) -> String {
     if !ok {
         return format!("@{}.{:03}", d.as_secs(), d.subsec_millis());
     }
-    format!(
-        "{:04}/{:02}/{:02}_{:02}:{:02}:{:02}.{:03}",
+    let mut s = format!(
+        "{:04}/{:02}/{:02}_{:02}:{:02}:{:02}",
         tm.tm_year + 1900,
         tm.tm_mon + 1,
         tm.tm_mday,
         tm.tm_hour,
         tm.tm_min,
         tm.tm_sec,
-        d.subsec_millis()
-    )
+    );
+    if millis {
+        let _ = write!(s, ".{:03}", d.subsec_millis());
+    }
+    s
+}
+
+/// A file line in `format`: Heartbeat's `IDENT[PID]: STAMP level: message` or hb's
+/// `STAMP.mmm hbd[PID]: level: message`.
+pub fn file_line(format: LogFormat, ident: &str, pid: u32, t: SystemTime, body: &str) -> String {
+    match format {
+        LogFormat::Heartbeat => format!("{ident}[{pid}]: {} {body}", timestamp_secs(t)),
+        LogFormat::Hb => format!("{} hbd[{pid}]: {body}", timestamp(t)),
+    }
 }
 
 /// What the writer thread is sent.
@@ -199,6 +257,8 @@ enum Msg {
     Line(Line),
     /// Write everything before this, then answer.
     Flush(Sender<()>),
+    /// Close the sinks and write to these from the next line on.
+    Reconfigure(Box<Sinks>),
 }
 
 /// One formatted line on its way to the sinks.
@@ -207,8 +267,8 @@ struct Line {
     level: Level,
     /// `level: message` (what syslog gets; it adds time and ident itself).
     body: String,
-    /// The full line without the newline.
-    full: String,
+    /// When it was logged (the file line is laid out by the writer, in its sinks' format).
+    at: SystemTime,
     /// The stderr (`--foreground`) form: `mono=<CLOCK_MONOTONIC ns> <LEVEL> <message>`, so a
     /// supervisor (the lab, tests) can line log events up with its own monotonic clock.
     console: String,
@@ -242,11 +302,26 @@ impl Structured {
 /// The tracing layer: formats each event and queues it for the writer thread.
 #[derive(Debug)]
 pub struct HbLayer {
-    max_level: Level,
+    max_level: Arc<AtomicU8>,
     tx: Sender<Msg>,
     dropped: Arc<AtomicU64>,
-    pid: u32,
     journald: bool,
+}
+
+fn level_code(l: Level) -> u8 {
+    match l {
+        Level::ERROR => 1,
+        Level::WARN => 2,
+        Level::INFO => 3,
+        Level::DEBUG => 4,
+        Level::TRACE => 5,
+    }
+}
+
+impl HbLayer {
+    fn max_level(&self) -> u8 {
+        self.max_level.load(Ordering::Relaxed)
+    }
 }
 
 struct Visitor<'a> {
@@ -279,12 +354,12 @@ impl tracing::field::Visit for Visitor<'_> {
 
 impl<S: Subscriber> Layer<S> for HbLayer {
     fn enabled(&self, metadata: &tracing::Metadata<'_>, _ctx: Context<'_, S>) -> bool {
-        *metadata.level() <= self.max_level
+        level_code(*metadata.level()) <= self.max_level()
     }
 
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let level = *event.metadata().level();
-        if level > self.max_level {
+        if level_code(level) > self.max_level() {
             return;
         }
         let mut message = String::new();
@@ -299,7 +374,6 @@ impl<S: Subscriber> Layer<S> for HbLayer {
             .journald
             .then(|| Box::new((format!("{message}{fields}"), structured)));
         let body = format!("{}: {message}{fields}", level_word(level));
-        let full = format!("{} hbd[{}]: {body}", timestamp(SystemTime::now()), self.pid);
         let console = format!(
             "mono={} {} {message}{fields}",
             crate::net::monotonic_now().as_nanos(),
@@ -308,7 +382,7 @@ impl<S: Subscriber> Layer<S> for HbLayer {
         match self.tx.try_send(Msg::Line(Line {
             level,
             body,
-            full,
+            at: SystemTime::now(),
             console,
             journal,
         })) {
@@ -329,6 +403,11 @@ pub struct LogGuard {
     thread: Option<JoinHandle<()>>,
     /// The layer lives in the global subscriber until exit: flush on drop, do not join.
     global: bool,
+    max_level: Arc<AtomicU8>,
+    /// `--foreground`: kept across reloads.
+    stderr: bool,
+    /// The journal (`--journald`, systemd's `JOURNAL_STREAM`): kept across reloads.
+    journald: bool,
 }
 
 impl LogGuard {
@@ -347,6 +426,52 @@ impl LogGuard {
         }
         ack_rx.recv_timeout(timeout).is_ok()
     }
+
+    /// Switches to `config`'s sinks, format and level (stderr and the journal stay as started). On an error
+    /// (a log file that cannot be opened, an unknown facility) the running sinks are kept.
+    pub fn reconfigure(&self, config: &LogConfig) -> Result<(), LogError> {
+        let tx = self.tx.as_ref().ok_or(LogError::NotInstalled)?;
+        reconfigure(tx, &self.max_level, (self.stderr, self.journald), config)
+    }
+}
+
+fn reconfigure(
+    tx: &Sender<Msg>,
+    max_level: &AtomicU8,
+    (stderr, journald): (bool, bool),
+    config: &LogConfig,
+) -> Result<(), LogError> {
+    let config = LogConfig {
+        stderr,
+        journald,
+        ..config.clone()
+    };
+    let sinks = open_sinks(&config)?;
+    // Lines queued before this one are written to the old sinks.
+    tx.send(Msg::Reconfigure(Box::new(sinks)))
+        .map_err(|_| LogError::NotInstalled)?;
+    max_level.store(level_code(max_level_of(&config)), Ordering::Relaxed);
+    // Callsites cache whether they are enabled: recompute for the new level.
+    tracing::callsite::rebuild_interest_cache();
+    Ok(())
+}
+
+/// The installed logger's guard handle, for [`reload`].
+static INSTALLED: std::sync::OnceLock<ReloadHandle> = std::sync::OnceLock::new();
+
+#[derive(Debug)]
+struct ReloadHandle {
+    tx: Sender<Msg>,
+    max_level: Arc<AtomicU8>,
+    stderr: bool,
+    journald: bool,
+}
+
+/// Switches the logger installed by [`init`] to `config` (ha.cf reloaded). `--foreground`
+/// and the journal stay as started.
+pub fn reload(config: &LogConfig) -> Result<(), LogError> {
+    let h = INSTALLED.get().ok_or(LogError::NotInstalled)?;
+    reconfigure(&h.tx, &h.max_level, (h.stderr, h.journald), config)
 }
 
 impl Drop for LogGuard {
@@ -364,7 +489,9 @@ impl Drop for LogGuard {
     }
 }
 
-struct Sinks {
+/// Where the writer thread writes, and how.
+#[derive(Debug)]
+pub struct Sinks {
     /// The journal: a tracing-journald layer, fed from this (the writer) thread so a slow
     /// journald never blocks the heartbeat path.
     journal: Option<tracing::Dispatch>,
@@ -373,6 +500,9 @@ struct Sinks {
     debugfile: Option<(File, Level)>,
     syslog: bool,
     stderr_level: Level,
+    format: LogFormat,
+    ident: String,
+    pid: u32,
 }
 
 fn open_append(path: &Path) -> Result<File, LogError> {
@@ -455,15 +585,20 @@ fn write_line(sinks: &mut Sinks, line: &Line) {
     if sinks.stderr && line.level <= sinks.stderr_level {
         let _ = writeln!(io::stderr().lock(), "{}", line.console);
     }
+    let full = if sinks.logfile.is_some() || sinks.debugfile.is_some() {
+        file_line(sinks.format, &sinks.ident, sinks.pid, line.at, &line.body)
+    } else {
+        String::new()
+    };
     if let Some(f) = &mut sinks.logfile
         && line.level <= Level::INFO
     {
-        let _ = writeln!(f, "{}", line.full);
+        let _ = writeln!(f, "{full}");
     }
     if let Some((f, max)) = &mut sinks.debugfile
         && line.level <= *max
     {
-        let _ = writeln!(f, "{}", line.full);
+        let _ = writeln!(f, "{full}");
     }
     if sinks.syslog && line.level <= Level::INFO {
         let text = CString::new(line.body.replace('\0', " ")).unwrap_or_default();
@@ -472,14 +607,35 @@ fn write_line(sinks: &mut Sinks, line: &Line) {
     }
 }
 
-/// Builds the layer for `config` and starts its writer thread. Use [`init`] to install it
-/// globally; tests install it with `tracing::subscriber::with_default`.
-pub fn layer(config: &LogConfig) -> Result<(HbLayer, LogGuard), LogError> {
-    let max_level = if config.debug > 0 {
+fn max_level_of(config: &LogConfig) -> Level {
+    if config.debug > 0 {
         Level::DEBUG
     } else {
         Level::INFO
-    };
+    }
+}
+
+/// syslog identifiers handed to `openlog` (which keeps the pointer): one leaked copy per
+/// distinct name, so a reload back and forth does not leak more.
+fn static_ident(name: &str) -> &'static std::ffi::CStr {
+    static IDENTS: std::sync::Mutex<Vec<&'static std::ffi::CStr>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut idents = IDENTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(i) = idents.iter().find(|i| i.to_bytes() == name.as_bytes()) {
+        return i;
+    }
+    let c = CString::new(name.replace('\0', " ")).unwrap_or_default();
+    let leaked: &'static std::ffi::CStr = Box::leak(c.into_boxed_c_str());
+    idents.push(leaked);
+    leaked
+}
+
+/// Opens the sinks `config` names (files opened for appending; syslog opened with the
+/// identifier).
+fn open_sinks(config: &LogConfig) -> Result<Sinks, LogError> {
+    let max_level = max_level_of(config);
     let facility = match &config.logfacility {
         Some(name) => Some(facility(name).ok_or_else(|| LogError::Facility(name.clone()))?),
         None => None,
@@ -489,7 +645,7 @@ pub fn layer(config: &LogConfig) -> Result<(HbLayer, LogGuard), LogError> {
     } else {
         None
     };
-    let mut sinks = Sinks {
+    let sinks = Sinks {
         // The journal takes stderr's place (under systemd, stderr is the journal too).
         stderr: config.stderr && journal.is_none(),
         journal,
@@ -502,11 +658,39 @@ pub fn layer(config: &LogConfig) -> Result<(HbLayer, LogGuard), LogError> {
             .map(|f| (f, max_level)),
         syslog: facility.is_some(),
         stderr_level: max_level,
+        format: config.format,
+        ident: config.ident.clone(),
+        pid: std::process::id(),
     };
-    if let Some(fac) = facility {
-        // SAFETY: the ident is a 'static C string, as openlog requires (it keeps the pointer).
-        unsafe { libc::openlog(c"hbd".as_ptr(), libc::LOG_PID | libc::LOG_NDELAY, fac) };
+    match facility {
+        Some(fac) => {
+            let ident = static_ident(&config.ident);
+            // SAFETY: the ident is a 'static C string, as openlog requires (it keeps the
+            // pointer).
+            unsafe { libc::openlog(ident.as_ptr(), libc::LOG_PID | libc::LOG_NDELAY, fac) };
+        }
+        None => {
+            // SAFETY: closelog has no preconditions.
+            unsafe { libc::closelog() };
+        }
     }
+    Ok(sinks)
+}
+
+fn close_sinks(sinks: &mut Sinks) {
+    if let Some(f) = &mut sinks.logfile {
+        let _ = f.sync_data();
+    }
+    if let Some((f, _)) = &mut sinks.debugfile {
+        let _ = f.sync_data();
+    }
+}
+
+/// Builds the layer for `config` and starts its writer thread. Use [`init`] to install it
+/// globally; tests install it with `tracing::subscriber::with_default`.
+pub fn layer(config: &LogConfig) -> Result<(HbLayer, LogGuard), LogError> {
+    let max_level = Arc::new(AtomicU8::new(level_code(max_level_of(config))));
+    let mut sinks = open_sinks(config)?;
     let (tx, rx): (Sender<Msg>, Receiver<Msg>) = bounded(QUEUE_LINES);
     let thread = std::thread::Builder::new()
         .name("hbd-log".into())
@@ -520,23 +704,21 @@ pub fn layer(config: &LogConfig) -> Result<(HbLayer, LogGuard), LogError> {
                         }
                         let _ = ack.send(());
                     }
+                    Msg::Reconfigure(new) => {
+                        close_sinks(&mut sinks);
+                        sinks = *new;
+                    }
                 }
             }
-            if let Some(f) = &mut sinks.logfile {
-                let _ = f.sync_data();
-            }
-            if let Some((f, _)) = &mut sinks.debugfile {
-                let _ = f.sync_data();
-            }
+            close_sinks(&mut sinks);
         })
         .map_err(LogError::Thread)?;
     let dropped = Arc::new(AtomicU64::new(0));
     Ok((
         HbLayer {
-            max_level,
+            max_level: Arc::clone(&max_level),
             tx: tx.clone(),
             dropped: dropped.clone(),
-            pid: std::process::id(),
             journald: config.journald,
         },
         LogGuard {
@@ -544,6 +726,9 @@ pub fn layer(config: &LogConfig) -> Result<(HbLayer, LogGuard), LogError> {
             tx: Some(tx),
             thread: Some(thread),
             global: false,
+            max_level,
+            stderr: config.stderr,
+            journald: config.journald,
         },
     ))
 }
@@ -557,6 +742,14 @@ pub fn init(config: &LogConfig) -> Result<LogGuard, LogError> {
         .with(layer)
         .try_init()
         .map_err(|_| LogError::AlreadyInstalled)?;
+    if let Some(tx) = &guard.tx {
+        let _ = INSTALLED.set(ReloadHandle {
+            tx: tx.clone(),
+            max_level: Arc::clone(&guard.max_level),
+            stderr: guard.stderr,
+            journald: guard.journald,
+        });
+    }
     Ok(guard)
 }
 
@@ -564,8 +757,8 @@ pub fn init(config: &LogConfig) -> Result<LogGuard, LogError> {
 mod tests {
     use super::*;
 
-    fn check_line(line: &str, level: &str, message: &str) {
-        // 2026/11/26_01:02:03.123 hbd[PID]: info: message
+    /// hb's layout: `2026/11/26_01:02:03.123 hbd[PID]: info: message`.
+    fn check_hb_line(line: &str, level: &str, message: &str) {
         let (stamp, rest) = line.split_once(' ').unwrap();
         assert_eq!(stamp.len(), 23, "{line}");
         let b = stamp.as_bytes();
@@ -581,18 +774,41 @@ mod tests {
         assert_eq!(rest, expected);
     }
 
+    /// Heartbeat's ha-log layout: `IDENT[PID]: 2026/11/26_01:02:03 info: message`.
+    fn check_line_as(ident: &str, line: &str, level: &str, message: &str) {
+        let prefix = format!("{ident}[{}]: ", std::process::id());
+        let rest = line
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("{line}"));
+        let (stamp, rest) = rest.split_once(' ').unwrap();
+        assert_eq!(stamp.len(), 19, "{line}");
+        let b = stamp.as_bytes();
+        assert_eq!(
+            (b[4], b[7], b[10], b[13], b[16]),
+            (b'/', b'/', b'_', b':', b':')
+        );
+        assert_eq!(
+            stamp.chars().filter(char::is_ascii_digit).count(),
+            14,
+            "{line}"
+        );
+        assert_eq!(rest, format!("{level}: {message}"));
+    }
+
+    fn check_line(line: &str, level: &str, message: &str) {
+        check_line_as("heartbeat", line, level, message);
+    }
+
     #[test]
     fn files_get_heartbeat_style_lines_by_level() {
         let dir = tempfile::tempdir().unwrap();
         let logfile = dir.path().join("ha-log");
         let debugfile = dir.path().join("ha-debug");
         let config = LogConfig {
-            stderr: false,
             logfile: Some(logfile.clone()),
             debugfile: Some(debugfile.clone()),
-            logfacility: None,
             debug: 1,
-            journald: false,
+            ..LogConfig::default()
         };
         let (layer, guard) = layer(&config).unwrap();
         let subscriber = tracing_subscriber::registry().with(layer);
@@ -613,6 +829,45 @@ mod tests {
         let lines: Vec<&str> = debug.lines().collect();
         assert_eq!(lines.len(), 4, "{debug}");
         check_line(lines[1], "debug", "checking links");
+    }
+
+    #[test]
+    fn hb_layout_and_reconfigure_switch_file_format_and_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("first");
+        let second = dir.path().join("second");
+        let config = LogConfig {
+            logfile: Some(first.clone()),
+            format: LogFormat::Hb,
+            ..LogConfig::default()
+        };
+        let (layer, guard) = layer(&config).unwrap();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::info!("before");
+            tracing::debug!("not written");
+            guard
+                .reconfigure(&LogConfig {
+                    logfile: Some(second.clone()),
+                    debugfile: Some(second.clone()),
+                    debug: 1,
+                    ident: "hb-web".into(),
+                    ..LogConfig::default()
+                })
+                .unwrap();
+            tracing::info!("after");
+            tracing::debug!("debug now");
+        });
+        drop(guard);
+        let one = std::fs::read_to_string(&first).unwrap();
+        let lines: Vec<&str> = one.lines().collect();
+        assert_eq!(lines.len(), 1, "{one}");
+        check_hb_line(lines[0], "info", "before");
+        let two = std::fs::read_to_string(&second).unwrap();
+        let lines: Vec<&str> = two.lines().collect();
+        // `after` goes to both logfile and debugfile (the same file here), `debug now` once.
+        assert_eq!(lines.len(), 3, "{two}");
+        check_line_as("hb-web", lines[0], "info", "after");
+        check_line_as("hb-web", lines[2], "debug", "debug now");
     }
 
     #[test]

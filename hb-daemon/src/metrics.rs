@@ -200,6 +200,8 @@ pub struct TakeoverTimes {
     pub resources_started: Option<Timestamp>,
     /// When the first gratuitous ARP was sent (`None`: no address moved).
     pub first_garp: Option<Timestamp>,
+    /// When the fence of the peer succeeded (`None`: no fencing configured, or a shutdown).
+    pub fenced: Option<Timestamp>,
 }
 
 /// The last takeover, as reported.
@@ -213,6 +215,9 @@ pub struct TakeoverReport {
     pub to_resources_ns: Option<u64>,
     /// Last heartbeat to first gratuitous ARP, ns.
     pub to_garp_ns: Option<u64>,
+    /// Peer declared dead to peer fenced, ns (`None`: not fenced).
+    #[serde(default)]
+    pub dead_to_fenced_ns: Option<u64>,
 }
 
 /// Statistics of one link (interface) of one peer.
@@ -262,6 +267,9 @@ pub struct TakeoverStats {
     pub to_resources: HistogramSummary,
     /// Last heartbeat heard to first gratuitous ARP sent.
     pub to_garp: HistogramSummary,
+    /// Peer declared dead to peer fenced (takeovers that fenced).
+    #[serde(default)]
+    pub dead_to_fenced: HistogramSummary,
     /// The most recent takeover.
     pub last: Option<TakeoverReport>,
 }
@@ -341,6 +349,7 @@ pub struct Metrics {
     to_dead: LatencyHistogram,
     to_resources: LatencyHistogram,
     to_garp: LatencyHistogram,
+    dead_to_fenced: LatencyHistogram,
     last_takeover: Option<TakeoverReport>,
     rejects: BTreeMap<&'static str, u64>,
     errors: BTreeMap<&'static str, u64>,
@@ -376,6 +385,7 @@ impl Metrics {
             to_dead: LatencyHistogram::new(),
             to_resources: LatencyHistogram::new(),
             to_garp: LatencyHistogram::new(),
+            dead_to_fenced: LatencyHistogram::new(),
             last_takeover: None,
             rejects: BTreeMap::new(),
             errors: BTreeMap::new(),
@@ -490,11 +500,16 @@ impl Metrics {
         if let Some(d) = to_garp {
             self.to_garp.record(d);
         }
+        let to_fenced = t.fenced.map(|f| f.saturating_since(t.declared_dead));
+        if let Some(d) = to_fenced {
+            self.dead_to_fenced.record(d);
+        }
         self.last_takeover = Some(TakeoverReport {
             peer: t.peer,
             to_dead_ns: duration_nanos(to_dead),
             to_resources_ns: to_resources.map(duration_nanos),
             to_garp_ns: to_garp.map(duration_nanos),
+            dead_to_fenced_ns: to_fenced.map(duration_nanos),
         });
     }
 
@@ -555,6 +570,7 @@ impl Metrics {
                 to_dead: self.to_dead.summary(),
                 to_resources: self.to_resources.summary(),
                 to_garp: self.to_garp.summary(),
+                dead_to_fenced: self.dead_to_fenced.summary(),
                 last: self.last_takeover.clone(),
             },
             rejects: self
@@ -589,6 +605,7 @@ impl Metrics {
         self.to_dead.reset();
         self.to_resources.reset();
         self.to_garp.reset();
+        self.dead_to_fenced.reset();
         self.last_takeover = None;
         for v in self.rejects.values_mut() {
             *v = 0;
@@ -683,6 +700,7 @@ mod tests {
             declared_dead: Timestamp(150 * MS),
             resources_started: Some(Timestamp(152 * MS)),
             first_garp: Some(Timestamp(151 * MS)),
+            fenced: Some(Timestamp(180 * MS)),
         });
         let r = m.snapshot_at(Timestamp(200 * MS));
         assert_eq!(r.takeovers.count, 1);
@@ -690,6 +708,8 @@ mod tests {
         assert_eq!(last.to_dead_ns, 50 * MS);
         assert_eq!(last.to_resources_ns, Some(52 * MS));
         assert_eq!(last.to_garp_ns, Some(51 * MS));
+        assert_eq!(last.dead_to_fenced_ns, Some(30 * MS));
+        assert_eq!(r.takeovers.dead_to_fenced.count, 1);
         assert_eq!(r.takeovers.to_dead.sum_ns, 50 * MS);
     }
 
@@ -804,6 +824,9 @@ mod tests {
             deadping: None,
             respawn: vec![],
             stonith_hosts: vec![],
+            fence_commands: vec![],
+            fence_delay: Setting::default_value(hb_proto::config::ha_cf::DEFAULT_FENCE_DELAY),
+            fence_timeout: Setting::default_value(hb_proto::config::ha_cf::DEFAULT_FENCE_TIMEOUT),
             watchdog: None,
             realtime: Setting::default_value(true),
             hopfudge: Setting::default_value(1),
@@ -813,6 +836,13 @@ mod tests {
             garp_interval: d(200),
             metrics_listen: None,
             control_socket: None,
+            ignored: vec![],
+            log_format: hb_proto::config::Setting::default_value(
+                hb_proto::config::LogFormat::Heartbeat,
+            ),
+            syslog_ident: hb_proto::config::Setting::default_value("heartbeat".into()),
+            self_fence_command: None,
+            control_group: None,
         };
         let config = Config {
             config_dir: "/etc/ha.d".into(),

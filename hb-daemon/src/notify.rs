@@ -148,7 +148,8 @@ impl Notifier {
 }
 
 /// The one-line `STATUS=`: each group's first resource and its owner (the rightful owner in the
-/// local view; `starting`/`stopping` while this node moves it), then the peers up.
+/// local view; `starting`/`stopping` while this node moves it), then the peers up, and what
+/// holds groups back (peers waiting for a fence, peers whose `haresources` differ).
 ///
 /// ```text
 /// IPaddr::10.0.0.100 on n1, IPaddr::10.0.0.101 on nobody; peers up: n2 (1 of 1)
@@ -190,11 +191,21 @@ pub fn status_line(s: &ClusterStatus) -> String {
             peers.len()
         )
     };
-    if groups.is_empty() {
+    let mut line = if groups.is_empty() {
         peers_part
     } else {
         format!("{}; {peers_part}", groups.join(", "))
+    };
+    if !s.fence_pending.is_empty() {
+        line += &format!("; waiting to fence: {}", s.fence_pending.join(" "));
     }
+    if !s.haresources_mismatch.is_empty() {
+        line += &format!(
+            "; haresources differ on: {}",
+            s.haresources_mismatch.join(" ")
+        );
+    }
+    line
 }
 
 #[cfg(test)]
@@ -241,6 +252,8 @@ mod tests {
             nodes,
             groups,
             counters: Counters::default(),
+            haresources_mismatch: Vec::new(),
+            fence_pending: Vec::new(),
         }
     }
 
@@ -263,6 +276,19 @@ mod tests {
             status_line(&s),
             "IPaddr::10.0.0.100 on n1, IPaddr::10.0.0.101 on nobody, \
              IPaddr::10.0.0.102 on n1 (stopping), group 3 on n1 (starting); peers up: n2 (1 of 2)"
+        );
+        let mut fenced = status(
+            vec![
+                node("n1", true, PeerState::Up),
+                node("n2", false, PeerState::Dead),
+            ],
+            vec![],
+        );
+        fenced.fence_pending = vec!["n2".into()];
+        fenced.haresources_mismatch = vec!["n3".into()];
+        assert_eq!(
+            status_line(&fenced),
+            "peers up: none (0 of 1); waiting to fence: n2; haresources differ on: n3"
         );
         let alone = status(
             vec![

@@ -249,6 +249,11 @@ pub fn render(report: &StatsReport) -> String {
             "Time from the last heartbeat heard to the first gratuitous ARP sent.",
             &t.to_garp,
         ),
+        (
+            "hb_takeover_fence_seconds",
+            "Time from the peer declared dead to the peer fenced (takeovers that fenced).",
+            &t.dead_to_fenced,
+        ),
     ] {
         f.header(name, "histogram", help);
         f.histogram(name, &[], h, b);

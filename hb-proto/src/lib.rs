@@ -11,11 +11,13 @@
 //! - [`replay`]: the replay rule (generation, per-link sequence numbers) for every message.
 //! - [`generation`]: the rule giving each start of the daemon a higher generation.
 //! - [`auth`]: the `authkeys` digest (HMAC-SHA256/SHA1/MD5 or CRC32) in every message.
+//! - [`fence`]: the fencing gate (no takeover from a silent peer until it is fenced).
 //! - [`node`]: the node state machine: membership, failure detection, resource-group
 //!   ownership.
 
 pub mod auth;
 pub mod config;
+pub mod fence;
 pub mod generation;
 pub mod message;
 pub mod node;

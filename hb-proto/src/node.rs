@@ -74,6 +74,7 @@
 
 mod command;
 mod event;
+mod fencing;
 mod liveness;
 mod ownership;
 mod status;
@@ -125,6 +126,16 @@ pub enum Output {
     Reannounce {
         /// Group index.
         group: usize,
+    },
+    /// Fence (reset) a peer before anything is taken over from it; report with
+    /// [`Node::handle_fence_result`]. Run it off the heartbeat path, killed after `timeout`.
+    Fence {
+        /// The peer's name.
+        peer: String,
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// Kill the attempt after this long and report it failed.
+        timeout: Duration,
     },
     /// For logging and metrics.
     Event(Event),
@@ -261,7 +272,10 @@ struct Peer {
     /// In that message: its echo of our heartbeat.
     echo_of_us: Option<Timestamp>,
     groups: Vec<RemoteGroup>,
-    mismatch_reported: bool,
+    /// Its haresources digest, while it differs from ours.
+    config_mismatch: Option<u32>,
+    /// When the mismatch is logged again.
+    mismatch_next_report: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone)]
@@ -310,6 +324,7 @@ pub struct Node {
     joined: bool,
     outputs: VecDeque<Output>,
     counters: Counters,
+    fencing: fencing::Fencing,
 }
 
 impl Node {
@@ -392,7 +407,8 @@ impl Node {
             state_send_time: None,
             echo_of_us: None,
             groups: vec![RemoteGroup::NONE; groups.len()],
-            mismatch_reported: false,
+            config_mismatch: None,
+            mismatch_next_report: None,
         };
         let local_group = LocalGroup {
             holding: Holding::None,
@@ -431,6 +447,10 @@ impl Node {
             joined: false,
             outputs: VecDeque::new(),
             counters: Counters::default(),
+            fencing: fencing::Fencing::new(
+                crate::fence::FenceSetup::from_config(config),
+                ha.nodes.clone(),
+            ),
         };
         node.peers[local].state = PeerState::Up;
         node.peers[local].generation = Some(generation);
@@ -543,6 +563,9 @@ impl Node {
             if let Some(r) = lg.stop_retry_at {
                 t = t.min(r);
             }
+        }
+        if let Some(f) = self.fencing.next_timeout() {
+            t = t.min(f);
         }
         Some(t)
     }

@@ -199,6 +199,9 @@ fn takeover_on_death_at_deadtime_after_the_last_arrival() {
         [
             "Link node1:eth1 dead.",
             "node node1: is dead",
+            // No fencing configured: Heartbeat's warnings at the takeover.
+            "No STONITH device configured.",
+            "Shared disks are not protected.",
             "Taking over resource group IPaddr::10.0.0.100/24/eth0",
             &format!("Acquiring resource group: {LINE}"),
         ]
@@ -647,12 +650,21 @@ fn stale_forged_and_foreign_messages_are_ignored_and_counted() {
     other.msg.seq = 100;
     other.msg.groups_digest ^= 1;
     let outs = b.deliver(ms(8), other.clone());
+    let digest = other.msg.groups_digest;
     assert_eq!(
         lines(&outs),
-        ["Node node1 has different haresources groups: its heartbeats are ignored"]
+        [format!(
+            "haresources mismatch: node node1 has different haresources groups (digest \
+             {digest:08x}, ours {:08x}); no group is taken over or released until the files \
+             agree",
+            digest ^ 1
+        )]
     );
     other.msg.seq = 101;
-    assert!(events(&b.deliver(ms(9), other)).is_empty(), "reported once");
+    assert!(
+        events(&b.deliver(ms(9), other)).is_empty(),
+        "reported once a minute"
+    );
     // Unknown sender, unknown link.
     let mut stranger = m.clone();
     stranger.msg.sender = 12345;
@@ -660,7 +672,8 @@ fn stale_forged_and_foreign_messages_are_ignored_and_counted() {
     b.node
         .handle_message(ms(11), LinkId(7), ms(11), m.msg.clone());
     let c = b.node.counters();
-    assert_eq!(c.messages_received, 1);
+    // The mismatched heartbeats still count as received (they prove the peer alive).
+    assert_eq!(c.messages_received, 3);
     assert_eq!(c.ignored_stale, 2);
     assert_eq!(c.ignored_config_mismatch, 2);
     assert_eq!(c.ignored_unknown_sender, 1);
@@ -890,6 +903,8 @@ fn three_nodes_the_first_live_node_in_order_takes_over_a_dead_nodes_group() {
         node2,
         [
             "node node1: is dead".to_owned(),
+            "No STONITH device configured.".to_owned(),
+            "Shared disks are not protected.".to_owned(),
             "Taking over resource group IPaddr::10.0.0.100/24/eth0".to_owned(),
             format!("Acquiring resource group: {LINE}"),
             format!("Resource acquisition completed: {LINE}"),

@@ -33,6 +33,7 @@ fn ip_resource(addr: &str, prefix: Option<u8>, iface: Option<&str>) -> Resource 
         prefix,
         iface: iface.map(str::to_owned),
         broadcast: None,
+        label: None,
     }
 }
 
@@ -90,6 +91,13 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     path
+}
+
+/// Agents as the unprivileged script tests use them: one announcement, a 5 s script timeout.
+async fn script_agents() -> Agents {
+    Agents::new(1, Duration::from_millis(10), Duration::from_secs(5))
+        .await
+        .expect("agents")
 }
 
 fn script_resource(name: &str, path: &Path) -> Resource {
@@ -346,10 +354,186 @@ fn failed_start_rolls_back_the_group() {
         "address released after the failed start"
     );
     let calls = std::fs::read_to_string(&log).unwrap();
+    // Each start is preceded by a status, as Heartbeat's ResourceManager does.
     assert_eq!(
         calls.lines().collect::<Vec<_>>(),
-        ["first start", "broken start", "broken stop", "first stop"]
+        [
+            "first status",
+            "first start",
+            "broken status",
+            "broken start",
+            "broken stop",
+            "first stop"
+        ]
     );
+}
+
+/// Heartbeat's ResourceManager asks `status` before `start`: a script whose status output says
+/// `running` (whatever its exit code) is not started again, so an init script whose `start`
+/// fails when already running does not fail the group; one that says `stopped` (or nothing)
+/// is started. (Needs no privileges.)
+#[test]
+fn script_reporting_running_is_not_started() {
+    let dir = TempDir::new();
+    let log = dir.0.join("calls").display().to_string();
+    // Already running: status says so (exit 0 or not); start would fail.
+    let up = script(
+        &dir.0,
+        "up",
+        &format!(
+            "echo \"up $1\" >> {log}\ncase $1 in status) echo 'up (pid 42) is running...'; exit 0;; start) echo 'already running' >&2; exit 1;; esac\nexit 0"
+        ),
+    );
+    let oldstyle = script(
+        &dir.0,
+        "oldstyle",
+        &format!(
+            "echo \"oldstyle $1\" >> {log}\ncase $1 in status) echo OK; exit 1;; start) exit 1;; esac\nexit 0"
+        ),
+    );
+    // Not running: "is not running" (exit 0, an old-style script), and a silent status.
+    let down = script(
+        &dir.0,
+        "down",
+        &format!(
+            "echo \"down $1\" >> {log}\n[ \"$1\" = status ] && echo 'down is not running'\nexit 0"
+        ),
+    );
+    let silent = script(
+        &dir.0,
+        "silent",
+        &format!("echo \"silent $1\" >> {log}\nexit 0"),
+    );
+    let g = group(vec![
+        script_resource("up", &up),
+        script_resource("oldstyle", &oldstyle),
+        script_resource("down", &down),
+        script_resource("silent", &silent),
+    ]);
+    let result = runtime().block_on(async { script_agents().await.start_group(&g).await });
+    result.expect("the group starts: running scripts are not started again");
+    let calls = std::fs::read_to_string(dir.0.join("calls")).unwrap();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        [
+            "up status",
+            "oldstyle status",
+            "down status",
+            "down start",
+            "silent status",
+            "silent start"
+        ]
+    );
+}
+
+/// Scripts (start, stop and status) see the `HA_*` environment Heartbeat gives them, built
+/// from the loaded configuration. (Needs no privileges.)
+#[test]
+fn scripts_see_the_ha_environment() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new();
+    let etc = dir.0.join("ha.d");
+    std::fs::create_dir_all(etc.join("resource.d")).unwrap();
+    let envfile = dir.0.join("env");
+    let dumper = script(
+        &etc.join("resource.d"),
+        "dumper",
+        &format!(
+            "[ \"$1\" = start ] && env | grep '^HA_' | LC_ALL=C sort > {}\nexit 0",
+            envfile.display()
+        ),
+    );
+    std::fs::write(
+        etc.join("ha.cf"),
+        format!(
+            "logfile {d}/ha-log\ndebugfile {d}/ha-debug\nlogfacility local7\ndebug 1\n\
+             keepalive 1\ndeadtime 10\nudpport 694\nucast lo 127.0.0.2\nnode n1\nnode n2\n",
+            d = dir.0.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(etc.join("haresources"), "n1 dumper\n").unwrap();
+    std::fs::write(etc.join("authkeys"), "auth 1\n1 sha1 secret\n").unwrap();
+    std::fs::set_permissions(etc.join("authkeys"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = hb_proto::config::load(&hb_proto::config::LoadOptions::new(&etc, "n1"))
+        .unwrap_or_else(|e| panic!("config: {e:?}"));
+    let env = hb_daemon::agents::script_env(&config);
+    let g = group(vec![script_resource("dumper", &dumper)]);
+    runtime().block_on(async {
+        let agents = script_agents().await.with_script_env(env);
+        agents.start_group(&g).await.expect("start");
+    });
+    let seen = std::fs::read_to_string(&envfile).unwrap();
+    let d = dir.0.display();
+    let e = etc.display();
+    let want = [
+        "HA_CURHOST=n1".to_owned(),
+        "HA_DATEFMT=%Y/%m/%d_%T\t".to_owned(),
+        "HA_DEBUG=1".to_owned(),
+        format!("HA_DEBUGLOG={d}/ha-debug"),
+        format!("HA_DIR={e}"),
+        format!("HA_FUNCS={e}/shellfuncs"),
+        "HA_LOGD=no".to_owned(),
+        "HA_LOGFACILITY=local7".to_owned(),
+        format!("HA_LOGFILE={d}/ha-log"),
+        "HA_NICEFAILBACK=yes".to_owned(),
+        format!("HA_RCDIR={e}/rc.d"),
+        format!("HA_RESOURCEDIR={e}/resource.d"),
+        "HA_RSCTMP=/run/resource-agents".to_owned(),
+    ];
+    for w in &want {
+        assert!(seen.lines().any(|l| l == w), "missing {w:?} in\n{seen}");
+    }
+}
+
+/// An `IPaddr2::ip/cidr/iface:label` resource's address carries the label (IFA_LABEL), as
+/// Heartbeat's `IPaddr` (`ifconfig eth0:0`) and `IPaddr2` (`label eth0:0`) set it.
+#[test]
+fn ipaddr_label_is_set_on_the_address() {
+    if !require_root("ipaddr_label_is_set_on_the_address") {
+        return;
+    }
+    let ns = Netns::new("lb").unwrap();
+    local_link(&ns);
+    let g = group(vec![Resource::IpAddr {
+        agent: IpAddrAgent::IpAddr,
+        addr: "10.93.0.5".parse().unwrap(),
+        prefix: Some(24),
+        iface: Some("d0".into()),
+        broadcast: None,
+        label: Some("d0:web".into()),
+    }]);
+    assert_eq!(g.resources[0].describe(), "IPaddr::10.93.0.5/24/d0:web");
+    let t = ns
+        .run_in(move || {
+            runtime().block_on(async {
+                let agents = Agents::new(1, Duration::from_millis(10), Duration::from_secs(5))
+                    .await
+                    .expect("agents");
+                agents.start_group(&g).await.expect("start");
+                let during = agents.status_group(&g).await.expect("status");
+                // This thread is in the namespace: so is the `ip` it runs.
+                let shown = std::process::Command::new("ip")
+                    .args(["-4", "addr", "show", "dev", "d0"])
+                    .output()
+                    .expect("ip addr show");
+                agents.stop_group(&g).await.expect("stop");
+                (during, String::from_utf8_lossy(&shown.stdout).to_string())
+            })
+        })
+        .unwrap();
+    let (during, text) = t.join().unwrap().unwrap();
+    assert_eq!(during[0].1, ResourceStatus::Running);
+    let line = text
+        .lines()
+        .find(|l| l.contains("inet 10.93.0.5/24"))
+        .unwrap_or_else(|| panic!("address missing:\n{text}"));
+    assert_eq!(
+        line.split_whitespace().last(),
+        Some("d0:web"),
+        "label not set: {line}"
+    );
+    assert!(!has_addr(&ns, "10.93.0.5"));
 }
 
 /// A script that hangs is killed at the timeout, with the children it started. (Needs no
@@ -545,12 +729,7 @@ fn failing_stop_is_retried_and_the_group_still_stops() {
         script_resource("stuck", &stuck),
         script_resource("last", &last),
     ]);
-    let result = runtime().block_on(async {
-        let agents = Agents::new(1, Duration::from_millis(10), Duration::from_secs(5))
-            .await
-            .expect("agents");
-        agents.stop_group(&g).await
-    });
+    let result = runtime().block_on(async { script_agents().await.stop_group(&g).await });
     let err = result.expect_err("stuck never stops");
     assert_eq!(err.resource(), "stuck");
     let calls = std::fs::read_to_string(dir.0.join("calls")).unwrap();

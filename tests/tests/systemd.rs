@@ -110,14 +110,24 @@ impl Hbd {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The mono= stamp of the first stderr line containing `needle`.
+    /// The mono= stamp of the first stderr line containing `needle`, waiting up to 2 s for it:
+    /// hbd's log writer thread writes lines after the loop moved on, but each line's stamp is
+    /// the time the event was logged.
     fn logged_at(&self, needle: &str) -> Option<u64> {
-        self.log()
-            .lines()
-            .find(|l| l.contains(needle))
-            .and_then(|l| l.strip_prefix("mono="))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
+        let end = Instant::now() + Duration::from_secs(2);
+        loop {
+            let found = self
+                .log()
+                .lines()
+                .find(|l| l.contains(needle))
+                .and_then(|l| l.strip_prefix("mono="))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|n| n.parse().ok());
+            if found.is_some() || Instant::now() >= end {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Waits up to `timeout` for the exit; its status.

@@ -144,9 +144,18 @@ pub(crate) async fn add_address(
     addr: IpAddr,
     prefix: u8,
     broadcast: Option<IpAddr>,
+    label: Option<&str>,
 ) -> Result<(), rtnetlink::Error> {
     let mut req = handle.address().add(index, addr, prefix);
     let msg = req.message_mut();
+    if let Some(label) = label {
+        // IFA_LABEL (IPv4 only; the parser refuses labels on IPv6 addresses): what
+        // `ifconfig eth0:0` and `ip addr add ... label eth0:0` set.
+        msg.attributes
+            .retain(|a| !matches!(a, AddressAttribute::Label(_)));
+        msg.attributes
+            .push(AddressAttribute::Label(label.to_owned()));
+    }
     if let Some(IpAddr::V4(b)) = broadcast {
         msg.attributes
             .retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));

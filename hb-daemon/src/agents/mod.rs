@@ -13,15 +13,21 @@
 //!   parser) are called as `PATH ARGS... start|stop|status`, supervised: own process group,
 //!   stdin null, output logged line by line, SIGKILL to the group at the timeout, counted as
 //!   finished when the script exits even if a daemon it started keeps its stdout; `status`
-//!   follows [`parse_status`].
+//!   follows [`parse_status`]. As Heartbeat's ResourceManager does, `start` is preceded by
+//!   `status`, and a script whose status output says it runs
+//!   ([`heartbeat_says_running`]) is not started again. Scripts (and mount commands) get the
+//!   `HA_*` environment of [`script_env`].
 //! - `Filesystem`: `mount -t FSTYPE [-o OPTS] DEV MOUNTPOINT` and `umount MOUNTPOINT`,
-//!   idempotent, supervised like scripts.
+//!   idempotent, supervised like scripts. When `umount` fails and processes use the mount,
+//!   they get SIGTERM, then SIGKILL (as the OCF Filesystem agent's `fuser -km`), and the
+//!   unmount is tried again.
 //!
 //! Failure handling: [`Agents::start_group`] stops what it started when a resource fails, so the
 //! group is released for a peer to try. A failing stop is retried ([`STOP_ATTEMPTS`] times) and
 //! each failure logged at error level.
 
 mod addr;
+pub mod fence;
 mod fs;
 pub mod packet;
 mod script;
@@ -37,7 +43,7 @@ use hb_proto::{
     config::{Resource, ResourceGroup},
 };
 
-pub use script::parse_status;
+pub use script::{heartbeat_says_running, parse_status};
 
 /// How often a failing stop is tried before giving up on that resource.
 pub const STOP_ATTEMPTS: u32 = 3;
@@ -214,6 +220,62 @@ pub struct Agents {
     connection: tokio::task::JoinHandle<()>,
     announcer: addr::Announcer,
     script_timeout: Duration,
+    /// Added to the environment of every script and mount command ([`script_env`]).
+    script_env: Vec<(String, String)>,
+}
+
+/// Where Heartbeat's resource agents keep their state files (`HA_RSCTMP`, the default of
+/// resource-agents' `ocf-directories`); hbd creates it before the first script runs.
+pub const HA_RSCTMP: &str = "/run/resource-agents";
+
+/// The `HA_*` environment Heartbeat 3.0.6 gives resource scripts (as recorded from a running
+/// Heartbeat pair: `tests/golden/heartbeat/envdump.env`), for this configuration:
+///
+/// | variable | value |
+/// |---|---|
+/// | `HA_CURHOST` | this node's name |
+/// | `HA_DIR` | the configuration directory (`/etc/ha.d`) |
+/// | `HA_FUNCS` | `HA_DIR/shellfuncs` |
+/// | `HA_RESOURCEDIR` | `HA_DIR/resource.d` |
+/// | `HA_RCDIR` | `HA_DIR/rc.d` |
+/// | `HA_RSCTMP` | [`HA_RSCTMP`] |
+/// | `HA_LOGFILE` | ha.cf `logfile` (absent when not set) |
+/// | `HA_DEBUGLOG` | ha.cf `debugfile`, else `/dev/null` |
+/// | `HA_LOGFACILITY` | ha.cf `logfacility` (absent when not set or `none`) |
+/// | `HA_DEBUG` | ha.cf `debug` (absent when 0) |
+/// | `HA_LOGD` | `no` (hb has no logging daemon) |
+/// | `HA_DATEFMT` | `%Y/%m/%d_%T` and a tab |
+/// | `HA_NICEFAILBACK` | `yes` (Heartbeat 3 sets it for every `auto_failback` mode) |
+pub fn script_env(config: &hb_proto::config::Config) -> Vec<(String, String)> {
+    let h = &config.ha_cf;
+    let dir = config.config_dir.display().to_string();
+    let mut env = vec![
+        ("HA_CURHOST".to_owned(), config.local_node.clone()),
+        ("HA_DIR".to_owned(), dir.clone()),
+        ("HA_FUNCS".to_owned(), format!("{dir}/shellfuncs")),
+        ("HA_RESOURCEDIR".to_owned(), format!("{dir}/resource.d")),
+        ("HA_RCDIR".to_owned(), format!("{dir}/rc.d")),
+        ("HA_RSCTMP".to_owned(), HA_RSCTMP.to_owned()),
+        (
+            "HA_DEBUGLOG".to_owned(),
+            h.debugfile
+                .as_ref()
+                .map_or_else(|| "/dev/null".to_owned(), |p| p.display().to_string()),
+        ),
+        ("HA_LOGD".to_owned(), "no".to_owned()),
+        ("HA_DATEFMT".to_owned(), "%Y/%m/%d_%T\t".to_owned()),
+        ("HA_NICEFAILBACK".to_owned(), "yes".to_owned()),
+    ];
+    if let Some(f) = &h.logfile {
+        env.push(("HA_LOGFILE".to_owned(), f.display().to_string()));
+    }
+    if let Some(f) = &h.logfacility {
+        env.push(("HA_LOGFACILITY".to_owned(), f.clone()));
+    }
+    if h.debug.value > 0 {
+        env.push(("HA_DEBUG".to_owned(), h.debug.value.to_string()));
+    }
+    env
 }
 
 impl std::fmt::Debug for Agents {
@@ -257,7 +319,20 @@ impl Agents {
             connection,
             announcer: addr::Announcer::new(garp_count.max(1), garp_interval),
             script_timeout,
+            script_env: Vec::new(),
         })
+    }
+
+    /// Gives every script and mount command `env` (see [`script_env`]) on top of hbd's own
+    /// environment, and creates [`HA_RSCTMP`] when `env` names it.
+    pub fn with_script_env(mut self, env: Vec<(String, String)>) -> Self {
+        if let Some((_, dir)) = env.iter().find(|(k, _)| k == "HA_RSCTMP")
+            && let Err(e) = std::fs::create_dir_all(dir)
+        {
+            tracing::warn!("creating {dir} (HA_RSCTMP for resource scripts): {e}");
+        }
+        self.script_env = env;
+        self
     }
 
     /// Starts a whole group left to right. On the first failure, stops what was started
@@ -490,22 +565,38 @@ impl Agents {
                 prefix,
                 iface,
                 broadcast,
+                label,
                 ..
             } => {
                 let r = self.resolve(name, *addr, *prefix, iface.as_deref()).await?;
-                addr::add_address(&self.handle, r.index, *addr, r.prefix, *broadcast)
-                    .await
-                    .map_err(|source| AgentError::Netlink {
-                        resource: name.to_owned(),
-                        source,
-                    })?;
+                addr::add_address(
+                    &self.handle,
+                    r.index,
+                    *addr,
+                    r.prefix,
+                    *broadcast,
+                    label.as_deref(),
+                )
+                .await
+                .map_err(|source| AgentError::Netlink {
+                    resource: name.to_owned(),
+                    source,
+                })?;
                 let added = now();
-                tracing::info!(
-                    resource = name,
-                    "hb: address {addr} added on {} (/{})",
-                    r.name,
-                    r.prefix
-                );
+                match label {
+                    Some(l) => tracing::info!(
+                        resource = name,
+                        "hb: address {addr} added on {} (/{}, label {l})",
+                        r.name,
+                        r.prefix
+                    ),
+                    None => tracing::info!(
+                        resource = name,
+                        "hb: address {addr} added on {} (/{})",
+                        r.name,
+                        r.prefix
+                    ),
+                }
                 let Some(mac) = r.mac else {
                     tracing::info!(
                         resource = name,
@@ -555,6 +646,14 @@ impl Agents {
                 Ok((None, None))
             }
             Resource::Script { args, path, .. } => {
+                // Heartbeat's ResourceManager: `we_own_resource $j || doscript $j start`.
+                if self.script_says_running(name, path, args).await {
+                    tracing::info!(
+                        resource = name,
+                        "already running (its status says so): not started again"
+                    );
+                    return Ok((None, None));
+                }
                 let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
                 all.push("start");
                 self.run_checked(name, path, &all, "start").await?;
@@ -620,6 +719,25 @@ impl Agents {
                     return Ok(());
                 }
                 let mp = mountpoint.to_string_lossy();
+                let first = self
+                    .run_checked(name, Path::new("umount"), &[&mp], "umount")
+                    .await;
+                let Err(e) = first else { return Ok(()) };
+                // Busy: end what uses it (as the OCF agent's fuser -km), then try again.
+                let users = fs::users_of(mountpoint);
+                if users.is_empty() {
+                    return Err(e);
+                }
+                let list = users
+                    .iter()
+                    .map(|u| format!("{}[{}]", u.comm, u.pid))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                tracing::warn!(
+                    resource = name,
+                    "hb: {mp} is busy: ending the processes using it: {list}"
+                );
+                fs::end_processes(&users).await;
                 self.run_checked(name, Path::new("umount"), &[&mp], "umount")
                     .await
             }
@@ -658,7 +776,7 @@ impl Agents {
             Resource::Script { args, path, .. } => {
                 let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
                 all.push("status");
-                match script::run(name, path, &all, self.script_timeout).await {
+                match script::run(name, path, &all, &self.script_env, self.script_timeout).await {
                     Ok(done) => Ok(parse_status(done.status.code(), &done.output)),
                     Err(script::RunError::Timeout(_)) => Err(AgentError::Timeout {
                         resource: name.to_owned(),
@@ -678,6 +796,28 @@ impl Agents {
         }
     }
 
+    /// `SCRIPT ARGS status` before a start, judged as Heartbeat's ResourceManager does
+    /// ([`script::heartbeat_says_running`] on its stdout, exit code ignored). A status that
+    /// cannot be run or times out counts as not running (Heartbeat's backquotes give an empty
+    /// string then), so the start goes ahead.
+    async fn script_says_running(&self, name: &str, path: &Path, args: &[String]) -> bool {
+        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        all.push("status");
+        match script::run(name, path, &all, &self.script_env, self.script_timeout).await {
+            Ok(done) => script::heartbeat_says_running(&done.stdout),
+            Err(e) => {
+                let why = match e {
+                    script::RunError::Spawn(e) | script::RunError::Wait(e) => e.to_string(),
+                    script::RunError::Timeout(_) => {
+                        format!("timed out after {:?}", self.script_timeout)
+                    }
+                };
+                tracing::warn!(resource = name, "status before start: {why}; starting it");
+                false
+            }
+        }
+    }
+
     fn mounted(&self, name: &str, mountpoint: &Path) -> Result<bool, AgentError> {
         fs::is_mounted(mountpoint).map_err(|source| AgentError::MountTable {
             resource: name.to_owned(),
@@ -693,7 +833,7 @@ impl Agents {
         args: &[&str],
         action: &str,
     ) -> Result<(), AgentError> {
-        match script::run(name, program, args, self.script_timeout).await {
+        match script::run(name, program, args, &self.script_env, self.script_timeout).await {
             Ok(done) if done.status.success() => Ok(()),
             Ok(done) => Err(AgentError::Failed {
                 resource: name.to_owned(),
@@ -728,7 +868,7 @@ impl Agents {
 }
 
 /// An exit status in words (`exit 1`, `signal 9`).
-fn exit_words(status: std::process::ExitStatus) -> String {
+pub(crate) fn exit_words(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt as _;
     match (status.code(), status.signal()) {
         (Some(c), _) => format!("exit {c}"),

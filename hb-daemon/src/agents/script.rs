@@ -34,6 +34,9 @@ pub(crate) struct Finished {
     pub status: ExitStatus,
     /// Captured stdout and stderr, interleaved by line as read (at most [`OUTPUT_CAP`] bytes).
     pub output: String,
+    /// Captured stdout alone (at most [`OUTPUT_CAP`] bytes): what Heartbeat's ResourceManager
+    /// reads from `status` (its backquotes take stdout only).
+    pub stdout: String,
 }
 
 /// Why a supervised command produced no exit status.
@@ -47,16 +50,18 @@ pub(crate) enum RunError {
     Timeout(String),
 }
 
-/// Runs `program args...` supervised (see the module documentation). `label` names the
-/// resource in log lines.
+/// Runs `program args...` supervised (see the module documentation), with `env` added to hbd's
+/// environment. `label` names the resource in log lines.
 pub(crate) async fn run(
     label: &str,
     program: &Path,
     args: &[&str],
+    env: &[(String, String)],
     timeout: Duration,
 ) -> Result<Finished, RunError> {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -71,13 +76,14 @@ pub(crate) async fn run(
     let mut child = cmd.spawn().map_err(RunError::Spawn)?;
     let pid = child.id();
     let output = Arc::new(Mutex::new(String::new()));
+    let stdout = Arc::new(Mutex::new(String::new()));
     let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
         readers.push(tokio::spawn(read_lines(
             label.to_owned(),
             out,
             output.clone(),
-            false,
+            Some(stdout.clone()),
         )));
     }
     if let Some(err) = child.stderr.take() {
@@ -85,7 +91,7 @@ pub(crate) async fn run(
             label.to_owned(),
             err,
             output.clone(),
-            true,
+            None,
         )));
     }
     let collected = |output: &Arc<Mutex<String>>| match output.lock() {
@@ -100,6 +106,7 @@ pub(crate) async fn run(
             Ok(Finished {
                 status,
                 output: collected(&output),
+                stdout: collected(&stdout),
             })
         }
         Ok(Err(e)) => Err(RunError::Wait(e)),
@@ -118,30 +125,36 @@ pub(crate) async fn run(
     }
 }
 
-/// Logs each line of `pipe` and keeps up to [`OUTPUT_CAP`] bytes of it in `into`.
+/// Logs each line of `pipe` and keeps up to [`OUTPUT_CAP`] bytes of it in `into` (and, for
+/// stdout, in `stdout` too). `stdout` is `None` for stderr.
 async fn read_lines(
     label: String,
     pipe: impl AsyncRead + Unpin,
     into: Arc<Mutex<String>>,
-    stderr: bool,
+    stdout: Option<Arc<Mutex<String>>>,
 ) {
+    let keep = |buf: &Arc<Mutex<String>>, line: &str| {
+        let mut guard = match buf.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if guard.len() + line.len() < OUTPUT_CAP {
+            guard.push_str(line);
+            guard.push('\n');
+        }
+    };
     let mut lines = BufReader::new(pipe).lines();
     loop {
         match lines.next_line().await {
             Ok(Some(line)) => {
-                if stderr {
-                    tracing::warn!(resource = %label, "stderr: {line}");
-                } else {
-                    tracing::info!(resource = %label, "{line}");
+                match &stdout {
+                    Some(out) => {
+                        tracing::info!(resource = %label, "{line}");
+                        keep(out, &line);
+                    }
+                    None => tracing::warn!(resource = %label, "stderr: {line}"),
                 }
-                let mut guard = match into.lock() {
-                    Ok(g) => g,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
-                if guard.len() + line.len() < OUTPUT_CAP {
-                    guard.push_str(&line);
-                    guard.push('\n');
-                }
+                keep(&into, &line);
             }
             Ok(None) => break,
             Err(e) => {
@@ -179,9 +192,73 @@ pub fn parse_status(code: Option<i32>, output: &str) -> ResourceStatus {
     ResourceStatus::Unknown(format!("{code}: {}", output.trim()))
 }
 
+/// Heartbeat's ResourceManager rule for "is this resource already running?" (`we_own_resource`),
+/// applied to what `SCRIPT status` printed on stdout, whatever its exit code:
+///
+/// ```sh
+/// case `$spath $arg status` in
+///   *[Nn][Oo][Tt]\ *[Rr]unning*) return 3;;   # not running
+///   *[Rr]unning*|*OK*)           return 0;;   # running
+///   *)                           return 3;;
+/// esac
+/// ```
+///
+/// So `not running`, `NOT  currently running` mean no; `running`, `is Running...`, `OK` mean
+/// yes; anything else (`stopped`, nothing at all, `RUNNING` in capitals) means no. The case
+/// patterns are case-sensitive where Heartbeat's are: `OK` only in capitals, `unning` in lower
+/// case.
+pub fn heartbeat_says_running(stdout: &str) -> bool {
+    // `*[Nn][Oo][Tt]\ *[Rr]unning*`: "not" in any case, one space, then anything, then
+    // "[Rr]unning".
+    let bytes = stdout.as_bytes();
+    let not_running = bytes.windows(4).enumerate().any(|(i, w)| {
+        w[..3].eq_ignore_ascii_case(b"not") && w[3] == b' ' && contains_running(&stdout[i + 4..])
+    });
+    if not_running {
+        return false;
+    }
+    contains_running(stdout) || stdout.contains("OK")
+}
+
+/// `*[Rr]unning*`.
+fn contains_running(s: &str) -> bool {
+    s.contains("running") || s.contains("Running")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heartbeats_already_running_rule() {
+        // Running, whatever the exit code (the caller ignores it, as Heartbeat does).
+        for yes in [
+            "httpd (pid 42) is running...",
+            "Running",
+            "OK",
+            "apache2 is Running\n",
+            "status: OK\n",
+        ] {
+            assert!(heartbeat_says_running(yes), "{yes:?}");
+        }
+        for no in [
+            "",
+            "httpd is stopped",
+            "httpd is not running",
+            "Not running",
+            "NOT  currently running",
+            "apache is not really running",
+            "RUNNING",
+            "ok",
+            "dead but pid file exists",
+        ] {
+            assert!(!heartbeat_says_running(no), "{no:?}");
+        }
+        // `not` must be followed by a space: "nothing running" is running to Heartbeat.
+        assert!(heartbeat_says_running("nothing running"));
+        // A "not ... running" anywhere wins over an earlier "running".
+        assert!(!heartbeat_says_running("running check: daemon not running"));
+    }
 
     #[test]
     fn lsb_exit_codes() {

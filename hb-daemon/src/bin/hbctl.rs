@@ -8,6 +8,11 @@
 //!
 //! Exit status: 0 on success, 1 when hbd refuses the request or answers badly, 3 when hbd is
 //! not running (no control socket, or nobody listening), 4 when the socket is not accessible.
+//!
+//! Started as `cl_status`, `hb_standby` or `hb_takeover` (a link to hbctl with that name),
+//! hbctl is Heartbeat's command of that name instead, with its arguments, output and exit codes
+//! ([`hb_daemon::heartbeat_tools`]). Those find hbd's socket at `$HB_CONTROL_SOCKET`, else
+//! `$HB_RUN_DIR/hbd.sock`, else `/run/hb/hbd.sock`.
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -15,6 +20,7 @@ use clap::{Parser, Subcommand};
 use hb_daemon::{
     control::{self, ClientError, Request, Response, Scope},
     display,
+    heartbeat_tools::{self, Context, Personality},
 };
 
 /// Operate a running hbd.
@@ -56,7 +62,41 @@ enum Command {
     },
 }
 
+/// Heartbeat's `cl_status` gives up after 5 s (its `alarm(5)`).
+const HEARTBEAT_TOOL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs hbctl as Heartbeat's `cl_status`, `hb_standby` or `hb_takeover`.
+fn heartbeat_tool(personality: Personality, argv0: &str, args: &[String]) -> ExitCode {
+    let path = match std::env::var_os("HB_CONTROL_SOCKET") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let run_dir = std::env::var_os("HB_RUN_DIR")
+                .map_or_else(|| PathBuf::from(control::DEFAULT_RUN_DIR), PathBuf::from);
+            control::socket_path(&run_dir, None)
+        }
+    };
+    let ctx = Context::current(argv0);
+    let mut ask = |r: &Request| control::call(&path, r, HEARTBEAT_TOOL_TIMEOUT);
+    let out = match personality {
+        Personality::ClStatus => heartbeat_tools::cl_status(args, &ctx, &mut ask),
+        Personality::HbStandby => heartbeat_tools::standby_takeover(false, args, &ctx, &mut ask),
+        Personality::HbTakeover | Personality::Hbctl => {
+            heartbeat_tools::standby_takeover(true, args, &ctx, &mut ask)
+        }
+    };
+    print!("{}", out.stdout);
+    eprint!("{}", out.stderr);
+    ExitCode::from(out.code)
+}
+
 fn main() -> ExitCode {
+    let mut argv = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
+    let argv0 = argv.next().unwrap_or_default();
+    let personality = Personality::from_argv0(&argv0);
+    if personality != Personality::Hbctl {
+        let args: Vec<String> = argv.collect();
+        return heartbeat_tool(personality, &argv0, &args);
+    }
     let cli = Cli::parse();
     let path = control::socket_path(&cli.run_dir, cli.socket.as_deref());
     let request = match &cli.command {

@@ -70,6 +70,8 @@ pub fn status_report() -> StatusReport {
                 local: HoldingState::None,
             },
         ],
+        haresources_mismatch: vec![],
+        fence_pending: vec![],
     }
 }
 
@@ -100,6 +102,7 @@ pub fn metrics() -> Metrics {
         declared_dead: Timestamp(150 * MS),
         resources_started: Some(Timestamp(152 * MS)),
         first_garp: Some(Timestamp(151 * MS)),
+        fenced: None,
     });
     m
 }

@@ -14,7 +14,10 @@ use std::{
 
 use super::{
     diag::{Diags, IFACE_RULE, Parsed, is_delim, lines, parse_bool, plausible_iface, words},
-    model::{AutoFailback, Diagnostic, HaCf, Media, PingGroup, Respawn, Setting, XdpMode, node_id},
+    model::{
+        AutoFailback, DEFAULT_SYSLOG_IDENT, Diagnostic, HaCf, Ignored, LogFormat, Media, PingGroup,
+        Respawn, Setting, XdpMode, node_id,
+    },
     time::{TimeError, parse_time},
 };
 
@@ -30,6 +33,10 @@ pub const DEFAULT_HOPFUDGE: u32 = 1;
 pub const DEFAULT_GARP_COUNT: u32 = 5;
 /// hb's default `garp_interval`.
 pub const DEFAULT_GARP_INTERVAL: Duration = Duration::from_millis(200);
+/// hb's default `fence_delay`.
+pub const DEFAULT_FENCE_DELAY: Duration = Duration::from_secs(5);
+/// hb's default `fence_timeout`.
+pub const DEFAULT_FENCE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest `garp_count` accepted.
 pub const MAX_GARP_COUNT: u32 = 100;
 
@@ -119,6 +126,62 @@ const IGNORED: &[(&str, &str)] = &[
     ),
 ];
 
+/// The directives with their own arm in the parser (each accepted for some value), in the
+/// parser's order. With the [`IGNORED`] ones they are every directive `ha.cf` accepts
+/// ([`accepted_directives`]); a unit test keeps this list equal to the parser's match arms.
+pub const DIRECTIVES: &[&str] = &[
+    "keepalive",
+    "deadtime",
+    "warntime",
+    "initdead",
+    "deadping",
+    "udpport",
+    "bcast",
+    "ucast",
+    "mcast",
+    "node",
+    "auto_failback",
+    "nice_failback",
+    "logfile",
+    "debugfile",
+    "logfacility",
+    "debug",
+    "ping",
+    "ping_group",
+    "respawn",
+    "stonith_host",
+    "fence_command",
+    "fence_delay",
+    "fence_timeout",
+    "watchdog",
+    "realtime",
+    "hopfudge",
+    "autojoin",
+    "xdp",
+    "garp_count",
+    "garp_interval",
+    "metrics_listen",
+    "control_socket",
+    "log_format",
+    "syslog_ident",
+    "self_fence_command",
+    "control_group",
+    "crm",
+    "pacemaker",
+    "use_apphbd",
+    "hbgenmethod",
+];
+
+/// Every directive `ha.cf` accepts for at least one value: [`DIRECTIVES`], then the ones
+/// accepted only to be ignored with a named warning.
+pub fn accepted_directives() -> Vec<&'static str> {
+    DIRECTIVES
+        .iter()
+        .copied()
+        .chain(IGNORED.iter().map(|(k, _)| *k))
+        .collect()
+}
+
 /// Heartbeat 3.0.x directives that ask for a feature hb does not have: an error.
 const UNSUPPORTED: &[(&str, &str)] = &[
     (
@@ -186,6 +249,9 @@ struct Raw {
     ping_groups: Vec<PingGroup>,
     respawn: Vec<Respawn>,
     stonith_hosts: Vec<String>,
+    fence_commands: Vec<Vec<String>>,
+    fence_delay: Option<Duration>,
+    fence_timeout: Option<Duration>,
     watchdog: Option<(PathBuf, usize)>,
     realtime: Option<bool>,
     hopfudge: Option<u32>,
@@ -195,6 +261,11 @@ struct Raw {
     garp_interval: Option<Duration>,
     metrics_listen: Option<Option<SocketAddr>>,
     control_socket: Option<PathBuf>,
+    ignored: Vec<Ignored>,
+    log_format: Option<LogFormat>,
+    syslog_ident: Option<String>,
+    self_fence_command: Option<Vec<String>>,
+    control_group: Option<String>,
     /// First line of each single-valued directive, to warn when one is repeated.
     seen: HashMap<String, usize>,
 }
@@ -256,6 +327,28 @@ fn one<'a>(d: &mut Diags, n: usize, directive: &str, values: &[&'a str]) -> Opti
             None
         }
     }
+}
+
+/// A directive accepted but not acted on: a warning `'DIRECTIVE ...' ignored: WHY`, and a
+/// record in [`HaCf::ignored`].
+fn ignore(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, shown: &str, why: &str) {
+    d.warn(n, format!("'{shown}' ignored: {why}"));
+    raw.ignored.push(Ignored {
+        directive: directive.to_string(),
+        line: n,
+        why: why.to_string(),
+    });
+}
+
+/// An error when `rest` has an odd number of `"` (words are split with [`split_quoted`]).
+///
+/// [`split_quoted`]: super::model::split_quoted
+fn unbalanced_quotes(d: &mut Diags, n: usize, directive: &str, rest: &str) -> bool {
+    let odd = !rest.matches('"').count().is_multiple_of(2);
+    if odd {
+        d.error(n, format!("{directive}: unbalanced '\"'"));
+    }
+    odd
 }
 
 fn time_error(directive: &str, e: &TimeError) -> String {
@@ -327,6 +420,12 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
         "garp_interval",
         "metrics_listen",
         "control_socket",
+        "fence_delay",
+        "fence_timeout",
+        "log_format",
+        "syslog_ident",
+        "self_fence_command",
+        "control_group",
     ];
     if SINGLE.contains(&directive) {
         let key = if directive == "nice_failback" {
@@ -601,7 +700,38 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
                 );
                 return;
             }
+            if unbalanced_quotes(d, n, directive, rest) {
+                return;
+            }
             raw.stonith_hosts.push(rest.to_string());
+        }
+        "fence_command" => {
+            if unbalanced_quotes(d, n, directive, rest) {
+                return;
+            }
+            let argv = super::model::split_quoted(rest);
+            match argv.first() {
+                None => d.error(n, "fence_command: expected 'fence_command PROGRAM [ARGS]'"),
+                Some(p) if !p.starts_with('/') => {
+                    d.error(n, format!("fence_command: '{p}' is not an absolute path"))
+                }
+                Some(_) => raw.fence_commands.push(argv),
+            }
+        }
+        "fence_delay" | "fence_timeout" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            let Some(t) = parse_time_directive(d, n, directive, v) else {
+                return;
+            };
+            if directive == "fence_delay" {
+                raw.fence_delay = Some(t);
+            } else if t.is_zero() {
+                d.error(n, "fence_timeout: must be more than 0");
+            } else {
+                raw.fence_timeout = Some(t);
+            }
         }
         "watchdog" => {
             let Some(v) = one(d, n, directive, &values) else {
@@ -631,6 +761,14 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
             };
             if let Some(x) = parse_uint::<u8>(d, n, directive, v, "0..255") {
                 raw.hopfudge = Some(u32::from(x));
+                ignore(
+                    raw,
+                    d,
+                    n,
+                    directive,
+                    directive,
+                    "hb does not forward messages between nodes, so there are no hops to bound",
+                );
             }
         }
         "autojoin" => {
@@ -639,6 +777,17 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
             };
             let v = v.to_ascii_lowercase();
             if matches!(v.as_str(), "none" | "other" | "any") {
+                if v != "none" {
+                    ignore(
+                        raw,
+                        d,
+                        n,
+                        directive,
+                        &format!("autojoin {v}"),
+                        "hb admits only the nodes on node lines (with 'any', this node is added \
+                         to them when missing)",
+                    );
+                }
                 raw.autojoin = Some(v);
             } else {
                 d.error(n, format!("autojoin: '{v}' is not one of none, other, any"));
@@ -706,15 +855,83 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
                 d.error(n, format!("control_socket: '{v}' is not an absolute path"));
             }
         }
+        "log_format" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            match v.to_ascii_lowercase().as_str() {
+                "heartbeat" => raw.log_format = Some(LogFormat::Heartbeat),
+                "hb" => raw.log_format = Some(LogFormat::Hb),
+                _ => d.error(n, format!("log_format: '{v}' is not heartbeat or hb")),
+            }
+        }
+        "syslog_ident" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            if v.len() > 64
+                || !v
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b':' && b != b'[')
+            {
+                d.error(
+                    n,
+                    format!(
+                        "syslog_ident: '{v}' must be at most 64 printable characters without \
+                         ':' or '['"
+                    ),
+                );
+            } else {
+                raw.syslog_ident = Some(v.to_string());
+            }
+        }
+        "self_fence_command" => {
+            let argv: Vec<String> = words(rest).map(str::to_string).collect();
+            match argv.first() {
+                None => d.error(
+                    n,
+                    "self_fence_command: expected 'self_fence_command COMMAND [ARGS]'",
+                ),
+                Some(p) if !p.starts_with('/') => d.error(
+                    n,
+                    format!("self_fence_command: '{p}' is not an absolute path"),
+                ),
+                Some(_) => raw.self_fence_command = Some(argv),
+            }
+        }
+        "control_group" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            if !v.is_empty()
+                && v.len() <= 32
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            {
+                raw.control_group = Some(v.to_string());
+            } else {
+                d.error(
+                    n,
+                    format!(
+                        "control_group: '{v}' is not a group name (letters, digits, '_', '-', \
+                         '.'; at most 32) or none"
+                    ),
+                );
+            }
+        }
         // Heartbeat directives whose meaning depends on the value.
         "crm" | "pacemaker" => {
             let Some(v) = one(d, n, directive, &values) else {
                 return;
             };
             match parse_bool(v) {
-                Some(false) => d.warn(
+                Some(false) => ignore(
+                    raw,
+                    d,
                     n,
-                    format!("'{directive} {v}' ignored: hb manages haresources itself"),
+                    directive,
+                    &format!("{directive} {v}"),
+                    "hb manages haresources itself",
                 ),
                 _ if matches!(
                     v.to_ascii_lowercase().as_str(),
@@ -746,7 +963,14 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
                 return;
             };
             match parse_bool(v) {
-                Some(false) => d.warn(n, format!("'use_apphbd {v}' ignored: hb has no apphbd")),
+                Some(false) => ignore(
+                    raw,
+                    d,
+                    n,
+                    directive,
+                    &format!("use_apphbd {v}"),
+                    "hb has no apphbd",
+                ),
                 Some(true) => d.error(
                     n,
                     "'use_apphbd' is not supported by hb: hb does not register with apphbd",
@@ -759,9 +983,13 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
                 return;
             };
             match v {
-                "file" => d.warn(
+                "file" => ignore(
+                    raw,
+                    d,
                     n,
-                    "'hbgenmethod file' ignored: hb keeps its generation in its state directory",
+                    directive,
+                    "hbgenmethod file",
+                    "hb keeps its generation in its state directory",
                 ),
                 "time" => d.error(
                     n,
@@ -773,7 +1001,7 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
         }
         _ => {
             if let Some((_, why)) = IGNORED.iter().find(|(k, _)| *k == directive) {
-                d.warn(n, format!("'{directive}' ignored: {why}"));
+                ignore(raw, d, n, directive, directive, why);
             } else if let Some((_, why)) = UNSUPPORTED.iter().find(|(k, _)| *k == directive) {
                 d.error(n, format!("'{directive}' is not supported by hb: {why}"));
             } else if directive.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -1002,6 +1230,9 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
         deadping: raw.deadping.map(|(v, _)| v),
         respawn: raw.respawn,
         stonith_hosts: raw.stonith_hosts,
+        fence_commands: raw.fence_commands,
+        fence_delay: setting(raw.fence_delay, DEFAULT_FENCE_DELAY),
+        fence_timeout: setting(raw.fence_timeout, DEFAULT_FENCE_TIMEOUT),
         watchdog: raw.watchdog.map(|(p, _)| p),
         realtime: setting(raw.realtime, true),
         hopfudge: setting(raw.hopfudge, DEFAULT_HOPFUDGE),
@@ -1011,10 +1242,56 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
         garp_interval: setting(raw.garp_interval, DEFAULT_GARP_INTERVAL),
         metrics_listen: raw.metrics_listen.flatten(),
         control_socket: raw.control_socket,
+        ignored: raw.ignored,
+        log_format: setting(raw.log_format, LogFormat::Heartbeat),
+        syslog_ident: setting(raw.syslog_ident, DEFAULT_SYSLOG_IDENT.to_string()),
+        self_fence_command: raw.self_fence_command,
+        control_group: raw.control_group,
     };
     HaCfParse {
         ha_cf,
         diags: d,
         empty,
+    }
+}
+
+#[cfg(test)]
+mod inventory_tests {
+    use super::*;
+
+    /// The parser's top-level match arms, read from this file's source.
+    fn match_arms() -> Vec<String> {
+        let src = include_str!("ha_cf.rs");
+        let start = src.find("fn directive_line(").unwrap();
+        let end = src[start..].find("\nfn ucast(").unwrap() + start;
+        let mut arms = Vec::new();
+        for line in src[start..end].lines() {
+            let Some(rest) = line.strip_prefix("        \"") else {
+                continue;
+            };
+            let Some(head) = rest.split(" => ").next() else {
+                continue;
+            };
+            if !line.contains(" => ") {
+                continue;
+            }
+            for w in head.split(" | ") {
+                let w = w.trim_matches('"');
+                if w.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                    arms.push(w.to_string());
+                }
+            }
+        }
+        arms
+    }
+
+    #[test]
+    fn directives_list_equals_the_parser_arms() {
+        let arms = match_arms();
+        assert!(arms.len() > 30, "source scan broken: {arms:?}");
+        assert_eq!(
+            arms, DIRECTIVES,
+            "update DIRECTIVES with the parser's match arms"
+        );
     }
 }

@@ -203,7 +203,7 @@ fn resource(
             match rest {
                 Some(arg) if !arg.is_empty() => ip_resource(agent, arg),
                 _ => Err(format!(
-                    "{name}: missing address ({name}::ip[/cidr[/iface[/broadcast]]])"
+                    "{name}: missing address ({name}::ip[/cidr[/iface[:label][/broadcast]]])"
                 )),
             }
         }
@@ -258,11 +258,16 @@ fn prefix(addr: &IpAddr, s: &str) -> Result<u8, String> {
     Err(format!("bad CIDR prefix '/{s}' for {addr} (0..{max})"))
 }
 
+/// `ip[/netmask[/iface[:label][/broadcast]]]` or `ip/netmask/broadcast`, split as Heartbeat's
+/// `IPaddr` and `IPaddr2` wrappers split it: the netmask is a prefix length or a dotted mask and
+/// may be empty (`ip//eth0`: derived from the interface); a third field spelled like an IPv4
+/// address is the broadcast address; otherwise it names the interface, with an optional label
+/// after a colon (`eth0:0`, set as the address label).
 fn ip_resource(agent: IpAddrAgent, arg: &str) -> Result<Resource, String> {
     let fields: Vec<&str> = arg.split('/').collect();
     if fields.len() > 4 {
         return Err(format!(
-            "bad IP resource '{arg}': expected ip[/cidr[/iface[/broadcast]]]"
+            "bad IP resource '{arg}': expected ip[/cidr[/iface[:label][/broadcast]]]"
         ));
     }
     let addr: IpAddr = fields[0]
@@ -276,13 +281,14 @@ fn ip_resource(agent: IpAddrAgent, arg: &str) -> Result<Resource, String> {
         return Err(format!("{addr} cannot be a service address"));
     }
     let prefix = match fields.get(1) {
-        Some(p) => Some(prefix(&addr, p)?),
-        None => None,
+        Some(p) if !p.is_empty() => Some(prefix(&addr, p)?),
+        _ => None,
     };
     let mut iface = None;
+    let mut label = None;
     let mut broadcast = None;
     match (fields.get(2), fields.get(3)) {
-        (None, _) => {}
+        (None, _) | (Some(&""), None) => {}
         (Some(third), None) if addr.is_ipv4() && third.parse::<Ipv4Addr>().is_ok() => {
             // Heartbeat's documented `ip/cidr/broadcast` form.
             broadcast = Some(IpAddr::V4(
@@ -290,11 +296,33 @@ fn ip_resource(agent: IpAddrAgent, arg: &str) -> Result<Resource, String> {
             ));
         }
         (Some(third), fourth) => {
-            if !plausible_iface(third) {
-                return Err(format!("bad interface name '{third}' ({IFACE_RULE})"));
+            let (dev, alias) = match third.split_once(':') {
+                Some((d, a)) => (d, Some(a)),
+                None => (*third, None),
+            };
+            if !plausible_iface(dev) {
+                return Err(format!("bad interface name '{dev}' ({IFACE_RULE})"));
             }
-            iface = Some((*third).to_string());
-            if let Some(b) = fourth {
+            iface = Some(dev.to_string());
+            if let Some(alias) = alias {
+                if !addr.is_ipv4() {
+                    return Err(format!(
+                        "IPv6 address {addr} takes no label ('{third}'): labels are IPv4 only"
+                    ));
+                }
+                // The kernel's rule for IFA_LABEL: the device name, then anything, at most
+                // 15 bytes in all.
+                if alias.is_empty()
+                    || third.len() > 15
+                    || !third.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
+                {
+                    return Err(format!(
+                        "bad address label '{third}': IFACE:LABEL, at most 15 characters"
+                    ));
+                }
+                label = Some((*third).to_string());
+            }
+            if let Some(b) = fourth.filter(|b| !b.is_empty()) {
                 if !addr.is_ipv4() {
                     return Err(format!("IPv6 address {addr} takes no broadcast address"));
                 }
@@ -311,6 +339,7 @@ fn ip_resource(agent: IpAddrAgent, arg: &str) -> Result<Resource, String> {
         prefix,
         iface,
         broadcast,
+        label,
     })
 }
 

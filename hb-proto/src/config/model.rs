@@ -146,6 +146,36 @@ pub struct Respawn {
     pub command: String,
 }
 
+impl Respawn {
+    /// The program and its arguments: the command split on blanks (Heartbeat runs respawn
+    /// commands without a shell).
+    pub fn argv(&self) -> Vec<&str> {
+        self.command.split_ascii_whitespace().collect()
+    }
+
+    /// `true` for Heartbeat's ipfail client (a command whose program is `ipfail` or ends in
+    /// `/ipfail`, as `respawn hacluster /usr/lib/heartbeat/ipfail`): hbd has ipfail built in,
+    /// so such a line is not run as a child. The one rule for every part of hb that needs it.
+    pub fn is_ipfail(&self) -> bool {
+        self.argv()
+            .first()
+            .is_some_and(|p| *p == "ipfail" || p.ends_with("/ipfail"))
+    }
+}
+
+/// hb's `log_format`: the layout of `logfile`/`debugfile` lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Heartbeat's ha-log layout, `heartbeat[PID]: YYYY/MM/DD_HH:MM:SS info: message`
+    /// (the name in front is `syslog_ident`), so existing log watchers keep matching.
+    Heartbeat,
+    /// hb's own: `YYYY/MM/DD_HH:MM:SS.mmm hbd[PID]: info: message` (milliseconds).
+    Hb,
+}
+
+/// The default `syslog_ident`: Heartbeat's.
+pub const DEFAULT_SYSLOG_IDENT: &str = "heartbeat";
+
 /// `ha.cf`: Heartbeat's directives plus hb's additions (new names only).
 #[derive(Debug, Clone)]
 pub struct HaCf {
@@ -181,8 +211,15 @@ pub struct HaCf {
     pub deadping: Option<Duration>,
     /// `respawn` lines.
     pub respawn: Vec<Respawn>,
-    /// `stonith_host` lines, verbatim after the directive.
+    /// `stonith_host` lines, verbatim after the directive (see [`HaCf::stonith_devices`]).
     pub stonith_hosts: Vec<String>,
+    /// hb: `fence_command PROGRAM [ARGS]` lines (the node name is appended), in file order.
+    pub fence_commands: Vec<Vec<String>>,
+    /// hb: `fence_delay T`: the wait before the first fencing attempt, times this node's
+    /// position in the `node` list (default 5 s; the first node does not wait).
+    pub fence_delay: Setting<Duration>,
+    /// hb: `fence_timeout T`: how long one fencing attempt may take (default 30 s).
+    pub fence_timeout: Setting<Duration>,
     /// `watchdog` device.
     pub watchdog: Option<PathBuf>,
     /// `realtime` (default on).
@@ -201,12 +238,142 @@ pub struct HaCf {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// hb: `control_socket PATH` (default `<run-dir>/hbd.sock`).
     pub control_socket: Option<PathBuf>,
+    /// Directives present in the file that hb accepts but does not act on (each also a named
+    /// warning), in file order: what `hbd --check` lists as not acted on.
+    pub ignored: Vec<Ignored>,
+    /// hb: `log_format heartbeat|hb` (default heartbeat).
+    pub log_format: Setting<LogFormat>,
+    /// hb: `syslog_ident NAME` (default `heartbeat`): the syslog identifier, also the name in
+    /// front of Heartbeat-layout log lines.
+    pub syslog_ident: Setting<String>,
+    /// hb: `self_fence_command COMMAND [ARGS]`: how this node fences itself when a resource
+    /// cannot be stopped (run without a shell). Default (used when `stonith_host`,
+    /// `fence_command` or `watchdog` is set): [`DEFAULT_SELF_FENCE_COMMAND`].
+    pub self_fence_command: Option<Vec<String>>,
+    /// hb: `control_group GROUP|none`: members of GROUP may ask the control socket read-only
+    /// questions (status, statistics: `hbctl status`, `cl_status`, `hbstat`); changes stay
+    /// root-only. `None`: not set, meaning [`DEFAULT_CONTROL_GROUP`] when that group exists;
+    /// `Some("none")`: root only.
+    pub control_group: Option<String>,
 }
 
+/// A directive hb accepts and does not act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    /// The directive.
+    pub directive: String,
+    /// Its line in `ha.cf`.
+    pub line: usize,
+    /// Why it does not matter to hb.
+    pub why: String,
+}
+
+/// One `stonith_host FROM TYPE PARAMS...` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StonithHost {
+    /// The node the device is reachable from (`*`: any node).
+    pub from: String,
+    /// cluster-glue device type (`external/ipmi`, `meatware`, ...).
+    pub kind: String,
+    /// Parameters, split into words (`"..."` keeps blanks inside one word, quotes removed).
+    pub params: Vec<String>,
+}
+
+impl StonithHost {
+    /// Whether `node` may use the device.
+    pub fn usable_from(&self, node: &str) -> bool {
+        self.from == "*" || self.from.eq_ignore_ascii_case(node)
+    }
+}
+
+/// Splits a line into words at blanks; `"..."` keeps blanks inside a word (quotes removed).
+pub fn split_quoted(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quoted = false;
+    for c in s.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            c if !quoted && (c == ' ' || c == '\t') => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    words
+}
+
+/// The self-fence used when fencing is configured without a `self_fence_command`: a forced
+/// reboot, no unit shutdown and no unmounting (resources that cannot be stopped would hang an
+/// orderly one).
+pub const DEFAULT_SELF_FENCE_COMMAND: &[&str] = &["reboot", "-f", "-f"];
+
+/// The group given read-only control-socket access when `control_group` is not set
+/// (Heartbeat's `haclient`, whose members run `cl_status`).
+pub const DEFAULT_CONTROL_GROUP: &str = "haclient";
+
 impl HaCf {
+    /// The `stonith_host` lines, parsed.
+    pub fn stonith_devices(&self) -> Vec<StonithHost> {
+        self.stonith_hosts
+            .iter()
+            .filter_map(|l| {
+                let mut w = split_quoted(l).into_iter();
+                Some(StonithHost {
+                    from: w.next()?,
+                    kind: w.next()?,
+                    params: w.collect(),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether any fencing (`stonith_host` or `fence_command`) is configured.
+    pub fn fencing_configured(&self) -> bool {
+        !self.stonith_hosts.is_empty() || !self.fence_commands.is_empty()
+    }
+
     /// `deadping`, or `deadtime` when not set (Heartbeat's default).
     pub fn effective_deadping(&self) -> Duration {
         self.deadping.unwrap_or(self.deadtime.value)
+    }
+
+    /// The self-fence command when the admin configured fencing (`self_fence_command`, or
+    /// `stonith_host`/`fence_command` lines or a `watchdog`, which use
+    /// [`DEFAULT_SELF_FENCE_COMMAND`]); `None`
+    /// when nothing is configured: then a group whose stop fails is kept and retried.
+    pub fn self_fence(&self) -> Option<Vec<String>> {
+        if let Some(c) = &self.self_fence_command {
+            return Some(c.clone());
+        }
+        if self.fencing_configured() || self.watchdog.is_some() {
+            return Some(
+                DEFAULT_SELF_FENCE_COMMAND
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect(),
+            );
+        }
+        None
+    }
+
+    /// `respawn` lines hbd runs as children (every line but ipfail's, see
+    /// [`Respawn::is_ipfail`]).
+    pub fn respawn_children(&self) -> impl Iterator<Item = &Respawn> {
+        self.respawn.iter().filter(|r| !r.is_ipfail())
     }
 }
 
@@ -222,7 +389,8 @@ pub enum IpAddrAgent {
 /// One resource of a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
-    /// `IPaddr::ip[/cidr[/iface[/broadcast]]]` (or a bare IP).
+    /// `IPaddr::ip[/cidr[/iface[:label][/broadcast]]]`, `IPaddr::ip/cidr/broadcast` (or a bare
+    /// IP).
     IpAddr {
         /// Which agent was named.
         agent: IpAddrAgent,
@@ -234,6 +402,10 @@ pub enum Resource {
         iface: Option<String>,
         /// IPv4 broadcast address.
         broadcast: Option<IpAddr>,
+        /// The address label (`eth0:0` from `.../eth0:0`; always `iface:something`), set as
+        /// the address's `IFA_LABEL` as Heartbeat's `IPaddr` (an `ifconfig eth0:0` alias) and
+        /// `IPaddr2` (`ip addr add ... label eth0:0`) do.
+        label: Option<String>,
     },
     /// `Filesystem::device::mountpoint::fstype[::options]`.
     Filesystem {
@@ -268,14 +440,19 @@ impl Resource {
                 prefix,
                 iface,
                 broadcast,
+                label,
             } => {
                 let mut s = match agent {
                     IpAddrAgent::IpAddr => format!("IPaddr::{addr}"),
                     IpAddrAgent::IpAddr2 => format!("IPaddr2::{addr}"),
                 };
-                if let Some(p) = prefix {
-                    s.push_str(&format!("/{p}"));
-                    if let Some(i) = iface {
+                if prefix.is_some() || iface.is_some() {
+                    // `ip//eth0` (no netmask, an interface) is Heartbeat's too.
+                    s.push('/');
+                    if let Some(p) = prefix {
+                        s.push_str(&p.to_string());
+                    }
+                    if let Some(i) = label.as_ref().or(iface.as_ref()) {
                         s.push_str(&format!("/{i}"));
                     }
                     // Heartbeat also documents `ip/cidr/broadcast` (no interface).

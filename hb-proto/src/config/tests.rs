@@ -135,6 +135,7 @@ fn heartbeat_defaults_are_marked() {
     );
     assert_eq!(c.metrics_listen, None);
     assert_eq!(c.control_socket, None);
+    assert_eq!(c.control_group, None);
     assert_eq!(c.effective_deadping(), Duration::from_secs(30));
 }
 
@@ -566,9 +567,17 @@ fn other_heartbeat_directives() {
 fn hb_additions() {
     let c = ha_cf(&format!(
         "{BASE}xdp on\ngarp_count 3\ngarp_interval 100ms\nmetrics_listen 127.0.0.1:9694\n\
-         control_socket /run/hb/ctl.sock\n"
+         control_socket /run/hb/ctl.sock\ncontrol_group monitoring\n"
     ))
     .value;
+    assert_eq!(c.control_group.as_deref(), Some("monitoring"));
+    assert_eq!(
+        ha_cf(&format!("{BASE}control_group none\n"))
+            .value
+            .control_group
+            .as_deref(),
+        Some("none")
+    );
     assert_eq!(c.xdp, Setting::set(XdpMode::On));
     assert_eq!(c.garp_count, Setting::set(3));
     assert_eq!(c.garp_interval, Setting::set(Duration::from_millis(100)));
@@ -581,7 +590,7 @@ fn hb_additions() {
         ha_cf_errors(
             format!(
                 "{BASE}xdp maybe\ngarp_count 1000\ngarp_interval 1s\nmetrics_listen 9694\n\
-                 control_socket hb.sock\n"
+                 control_socket hb.sock\ncontrol_group ha/client\n"
             )
             .as_bytes()
         ),
@@ -592,6 +601,8 @@ fn hb_additions() {
              us are the only suffixes)",
             "ha.cf:9: metrics_listen: '9694' is not ADDR:PORT (127.0.0.1:9694, [::1]:9694) or off",
             "ha.cf:10: control_socket: 'hb.sock' is not an absolute path",
+            "ha.cf:11: control_group: 'ha/client' is not a group name (letters, digits, '_', \
+             '-', '.'; at most 32) or none",
         ]
     );
 }
@@ -672,7 +683,8 @@ fn bare_ip_means_ipaddr() {
             addr: "10.0.0.100".parse().unwrap(),
             prefix: None,
             iface: None,
-            broadcast: None
+            broadcast: None,
+            label: None,
         }
     );
     assert_eq!(
@@ -682,7 +694,8 @@ fn bare_ip_means_ipaddr() {
             addr: "2001:db8::10".parse().unwrap(),
             prefix: Some(64),
             iface: None,
-            broadcast: None
+            broadcast: None,
+            label: None,
         }
     );
 }
@@ -707,6 +720,7 @@ fn ipaddr_argument_forms() {
         prefix,
         iface: iface.map(str::to_string),
         broadcast: broadcast.map(|b| b.parse().unwrap()),
+        label: None,
     };
     use IpAddrAgent::{IpAddr as V1, IpAddr2 as V2};
     assert_eq!(
@@ -742,7 +756,8 @@ fn ipaddr_argument_forms() {
             addr: "2001:db8::10".parse().unwrap(),
             prefix: Some(64),
             iface: Some("eth1".into()),
-            broadcast: None
+            broadcast: None,
+            label: None,
         }
     );
     assert_eq!(
@@ -753,6 +768,56 @@ fn ipaddr_argument_forms() {
         one_resource("a 10.0.0.100/24/10.0.0.255").describe(),
         "IPaddr::10.0.0.100/24/10.0.0.255"
     );
+}
+
+#[test]
+fn ipaddr_labels_and_empty_netmask() {
+    let labelled =
+        |agent, prefix, iface: &str, label: &str, broadcast: Option<&str>| Resource::IpAddr {
+            agent,
+            addr: "10.0.0.100".parse().unwrap(),
+            prefix,
+            iface: Some(iface.into()),
+            broadcast: broadcast.map(|b| b.parse().unwrap()),
+            label: Some(label.into()),
+        };
+    use IpAddrAgent::{IpAddr as V1, IpAddr2 as V2};
+    assert_eq!(
+        one_resource("a 10.0.0.100/24/eth0:0"),
+        labelled(V1, Some(24), "eth0", "eth0:0", None)
+    );
+    assert_eq!(
+        one_resource("a IPaddr2::10.0.0.100/24/eth1:web/10.0.0.255"),
+        labelled(V2, Some(24), "eth1", "eth1:web", Some("10.0.0.255"))
+    );
+    // `ip//eth0`: no netmask (derived from the interface's network), as IPaddr's sed splits it.
+    assert_eq!(
+        one_resource("a IPaddr::10.0.0.100//eth0:1"),
+        labelled(V1, None, "eth0", "eth0:1", None)
+    );
+    for (line, spelled) in [
+        ("a 10.0.0.100/24/eth0:0", "IPaddr::10.0.0.100/24/eth0:0"),
+        (
+            "a IPaddr2::10.0.0.100/24/eth1:web/10.0.0.255",
+            "IPaddr2::10.0.0.100/24/eth1:web/10.0.0.255",
+        ),
+        ("a IPaddr::10.0.0.100//eth0", "IPaddr::10.0.0.100//eth0"),
+        ("a IPaddr::10.0.0.100/24/", "IPaddr::10.0.0.100/24"),
+    ] {
+        assert_eq!(one_resource(line).describe(), spelled, "{line}");
+    }
+    for (line, want) in [
+        ("a 10.0.0.100/24/eth0:", "bad address label 'eth0:'"),
+        (
+            "a 10.0.0.100/24/eth0:waytoolonglabel",
+            "bad address label 'eth0:waytoolonglabel'",
+        ),
+        ("a IPaddr2::2001:db8::1/64/eth0:0", "takes no label"),
+        ("a 10.0.0.100/24/:0", "bad interface name ''"),
+    ] {
+        let errs = har_errors(line.as_bytes());
+        assert!(errs.iter().any(|e| e.contains(want)), "{line}: {errs:?}");
+    }
 }
 
 #[test]
@@ -770,8 +835,8 @@ fn bad_ip_or_cidr() {
             "haresources:4: bad netmask '255.0.255.0' (not contiguous)",
             "haresources:5: bad broadcast address 'x'",
             "haresources:6: bad IP resource '10.0.0.1/24/bad/iface/x': expected \
-             ip[/cidr[/iface[/broadcast]]]",
-            "haresources:7: IPaddr: missing address (IPaddr::ip[/cidr[/iface[/broadcast]]])",
+             ip[/cidr[/iface[:label][/broadcast]]]",
+            "haresources:7: IPaddr: missing address (IPaddr::ip[/cidr[/iface[:label][/broadcast]]])",
             "haresources:8: 224.0.0.1 cannot be a service address",
         ]
     );
@@ -1014,4 +1079,61 @@ fn keyfile_mode_check() {
              recommended."
         );
     }
+}
+
+#[test]
+fn log_format_syslog_ident_and_self_fence_command() {
+    let h = ha_cf(BASE).value;
+    assert_eq!(h.log_format.value, LogFormat::Heartbeat);
+    assert_eq!(h.syslog_ident.value, "heartbeat");
+    assert_eq!(h.self_fence(), None);
+    let h = ha_cf(&format!(
+        "{BASE}log_format hb\nsyslog_ident hb-web\nself_fence_command /usr/local/sbin/fence-me now\n"
+    ))
+    .value;
+    assert_eq!(h.log_format.value, LogFormat::Hb);
+    assert_eq!(h.syslog_ident.value, "hb-web");
+    assert_eq!(
+        h.self_fence(),
+        Some(vec![
+            "/usr/local/sbin/fence-me".to_string(),
+            "now".to_string()
+        ])
+    );
+    // A watchdog or stonith_host without self_fence_command: the forced reboot.
+    let h = ha_cf(&format!("{BASE}watchdog /dev/watchdog\n")).value;
+    assert_eq!(
+        h.self_fence(),
+        Some(
+            DEFAULT_SELF_FENCE_COMMAND
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        )
+    );
+    assert_eq!(
+        ha_cf_errors(
+            format!("{BASE}log_format syslog\nself_fence_command reboot\nsyslog_ident a:b\n")
+                .as_bytes()
+        ),
+        vec![
+            "ha.cf:6: log_format: 'syslog' is not heartbeat or hb",
+            "ha.cf:7: self_fence_command: 'reboot' is not an absolute path",
+            "ha.cf:8: syslog_ident: 'a:b' must be at most 64 printable characters without ':' or '['",
+        ]
+    );
+}
+
+#[test]
+fn ipfail_respawn_lines_are_recognised() {
+    let h = ha_cf(&format!(
+        "{BASE}respawn hacluster /usr/lib/heartbeat/ipfail\nrespawn root /usr/local/bin/watcher -v\n\
+         respawn hacluster ipfail\nrespawn root /opt/notipfail\n"
+    ))
+    .value;
+    let ipfail: Vec<bool> = h.respawn.iter().map(Respawn::is_ipfail).collect();
+    assert_eq!(ipfail, [true, false, true, false]);
+    let children: Vec<&str> = h.respawn_children().map(|r| r.command.as_str()).collect();
+    assert_eq!(children, ["/usr/local/bin/watcher -v", "/opt/notipfail"]);
+    assert_eq!(h.respawn[1].argv(), ["/usr/local/bin/watcher", "-v"]);
 }

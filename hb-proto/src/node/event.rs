@@ -173,8 +173,19 @@ pub enum Event {
         /// How late.
         late_by: Duration,
     },
-    /// A peer's heartbeats describe different `haresources` groups; they are ignored.
+    /// A live peer's heartbeats describe different `haresources` groups: it stays alive in
+    /// membership, but no group is started or released until the files agree. Logged at once
+    /// and every minute while it lasts.
     ConfigMismatch {
+        /// Peer name.
+        node: String,
+        /// Our `groups_digest`.
+        ours: u32,
+        /// The peer's.
+        theirs: u32,
+    },
+    /// The peer's `haresources` agree with ours again.
+    ConfigAgrees {
         /// Peer name.
         node: String,
     },
@@ -201,6 +212,8 @@ pub enum Event {
         /// Groups in `haresources`.
         groups: usize,
     },
+    /// The fencing gate acted (see [`crate::fence`]).
+    Fence(crate::fence::FenceEvent),
     /// A clean stop began.
     ShuttingDown,
     /// The clean stop completed: groups released, shutdown notice sent.
@@ -217,9 +230,12 @@ impl Event {
             | Event::NodeDead { .. }
             | Event::NodeReturned { .. }
             | Event::DualOwnership { .. }
-            | Event::LateWakeup { .. }
-            | Event::ConfigMismatch { .. } => Level::Warn,
-            Event::StartFailed { .. } | Event::StopFailed { .. } => Level::Error,
+            | Event::LateWakeup { .. } => Level::Warn,
+            Event::StartFailed { .. } | Event::StopFailed { .. } | Event::ConfigMismatch { .. } => {
+                Level::Error
+            }
+            Event::Fence(e) if e.is_error() => Level::Error,
+            Event::Fence(e) if !e.is_info() => Level::Warn,
             _ => Level::Info,
         }
     }
@@ -333,12 +349,16 @@ impl Event {
                 group_line(&mut f, *group, line);
             }
             Event::LateWakeup { .. } => f.event = "late_wakeup",
-            Event::ConfigMismatch { node } => {
+            Event::ConfigMismatch { node, .. } => {
                 (f.event, f.peer) = ("config_mismatch", Some(node.as_str()))
             }
             Event::Standby { .. } => f.event = "standby",
             Event::Takeover { .. } => f.event = "takeover",
             Event::Joined { .. } => f.event = "joined",
+            Event::Fence(_) => f.event = "fence",
+            Event::ConfigAgrees { node } => {
+                (f.event, f.peer) = ("config_agrees", Some(node.as_str()))
+            }
             Event::ShuttingDown => f.event = "shutting_down",
             Event::Stopped => f.event = "stopped",
         }
@@ -354,6 +374,7 @@ impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Event::LinkUp { node, link } => write!(f, "Link {node}:{link} up."),
+            Event::Fence(e) => write!(f, "{e}"),
             Event::LinkDead { node, link } => write!(f, "Link {node}:{link} dead."),
             Event::LateHeartbeat { node, interval } => {
                 write!(
@@ -420,9 +441,15 @@ impl fmt::Display for Event {
                     ms(*late_by)
                 )
             }
-            Event::ConfigMismatch { node } => write!(
+            Event::ConfigMismatch { node, ours, theirs } => write!(
                 f,
-                "Node {node} has different haresources groups: its heartbeats are ignored"
+                "haresources mismatch: node {node} has different haresources groups (digest \
+                 {theirs:08x}, ours {ours:08x}); no group is taken over or released until the \
+                 files agree"
+            ),
+            Event::ConfigAgrees { node } => write!(
+                f,
+                "haresources of node {node} agree with ours again: ownership decisions resume"
             ),
             Event::Standby { scope, groups } => {
                 write!(

@@ -8,6 +8,9 @@ use crate::{
     message::{Holding, Message, MessageKind},
 };
 
+/// How often the haresources mismatch with a live peer is logged again while it lasts.
+pub const MISMATCH_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Node {
     /// Returns whether anything the ownership decisions read changed (peer liveness, status,
     /// group states, or its echo now confirming our last announcement).
@@ -30,19 +33,12 @@ impl Node {
             // Our own broadcast or multicast looped back.
             return false;
         }
-        if msg.groups_digest != self.digest {
-            self.counters.ignored_config_mismatch += 1;
-            if !self.peers[i].mismatch_reported {
-                self.peers[i].mismatch_reported = true;
-                let node = self.names[i].clone();
-                self.event(Event::ConfigMismatch { node });
-            }
-            return false;
-        }
+        // A different haresources digest: the peer is alive all the same (its heartbeats prove
+        // it), but its group states describe other groups and are not applied.
+        let mismatch = msg.groups_digest != self.digest;
         let arrival = arrival.min(now);
         let mut relevant = false;
         let p = &mut self.peers[i];
-        p.mismatch_reported = false;
         match p.generation {
             Some(g) if msg.generation < g => {
                 self.counters.ignored_stale += 1;
@@ -82,6 +78,9 @@ impl Node {
         }
         pl.last_seq = msg.seq;
         self.counters.messages_received += 1;
+        if mismatch {
+            self.counters.ignored_config_mismatch += 1;
+        }
 
         if msg.kind == MessageKind::Shutdown {
             p.shutdown_generation = Some(msg.generation);
@@ -136,7 +135,7 @@ impl Node {
                 .map(|e| e.send_time);
             relevant |= confirmed(echo_of_us) != confirmed(p.echo_of_us);
             p.echo_of_us = echo_of_us;
-            for (g, slot) in p.groups.iter_mut().enumerate() {
+            for (g, slot) in p.groups.iter_mut().enumerate().filter(|_| !mismatch) {
                 let new = msg
                     .groups
                     .iter()
@@ -153,6 +152,8 @@ impl Node {
                 }
             }
         }
+        relevant |= self.note_groups_digest(now, i, msg.groups_digest);
+        let p = &mut self.peers[i];
         let prev_state = p.state;
         let returned = prev_state == PeerState::Dead && p.dead_generation == Some(msg.generation);
         if link_came_up {
@@ -165,6 +166,7 @@ impl Node {
         if fresh && prev_state != PeerState::Up {
             relevant = true;
             self.peers[i].state = PeerState::Up;
+            self.fence_peer_alive(i);
             if returned {
                 self.counters.returns += 1;
                 self.event(Event::NodeReturned {
@@ -190,6 +192,42 @@ impl Node {
             self.maybe_leave_init();
         }
         relevant
+    }
+
+    /// Tracks whether peer `i`'s haresources digest differs from ours: an error naming it at
+    /// once and every [`MISMATCH_REPORT_INTERVAL`] while it lasts, and a line when the files
+    /// agree again. Returns whether the mismatch started or ended.
+    fn note_groups_digest(&mut self, now: Timestamp, i: usize, theirs: u32) -> bool {
+        let ours = self.digest;
+        let node = self.names[i].clone();
+        let p = &mut self.peers[i];
+        let was = p.config_mismatch.is_some();
+        if theirs == ours {
+            p.config_mismatch = None;
+            p.mismatch_next_report = None;
+            if was {
+                self.event(Event::ConfigAgrees { node });
+            }
+            return was;
+        }
+        p.config_mismatch = Some(theirs);
+        if !was {
+            // Whatever it announced before describes other groups.
+            p.groups.fill(RemoteGroup::NONE);
+        }
+        if p.mismatch_next_report.is_none_or(|t| now >= t) {
+            p.mismatch_next_report = Some(now + MISMATCH_REPORT_INTERVAL);
+            self.event(Event::ConfigMismatch { node, ours, theirs });
+        }
+        !was
+    }
+
+    /// A live peer's haresources differ from ours: no group is started or released until the
+    /// files agree (see the module documentation of [`super`], "Ownership").
+    pub(super) fn groups_frozen_by_mismatch(&self) -> bool {
+        self.peers.iter().enumerate().any(|(i, p)| {
+            i != self.local && p.state == PeerState::Up && p.config_mismatch.is_some()
+        })
     }
 
     pub(super) fn maybe_leave_init(&mut self) {
@@ -262,6 +300,7 @@ impl Node {
             self.mach_down_pending.push(i);
         }
         self.counters.deaths += 1;
+        self.fencing.note_death(i, cause);
         let node = self.names[i].clone();
         self.event(Event::NodeDead { node, cause });
     }

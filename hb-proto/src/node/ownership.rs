@@ -174,6 +174,7 @@ impl Node {
     /// A local state change not yet announced (`dirty`) must be announced and echoed first.
     pub(super) fn can_start(&self, g: usize) -> bool {
         !self.dirty
+            && !self.fence_blocks_start()
             && self.peers.iter().enumerate().all(|(i, p)| {
                 i == self.local
                     || match p.state {
@@ -209,6 +210,8 @@ impl Node {
         if self.phase == Phase::Stopped {
             return;
         }
+        self.fence_step(now);
+        let frozen = self.groups_frozen_by_mismatch();
         for g in 0..self.groups.len() {
             let others_want = (0..self.peers.len()).any(|i| {
                 i != self.local
@@ -249,12 +252,13 @@ impl Node {
             }
             match holding {
                 Holding::None => {
-                    if mine && self.phase == Phase::Active && self.can_start(g) {
+                    if mine && self.phase == Phase::Active && !frozen && self.can_start(g) {
                         self.start(g);
                     }
                 }
                 Holding::Held => {
-                    if !mine {
+                    // A clean stop releases even while frozen.
+                    if !mine && (!frozen || self.phase == Phase::ShuttingDown) {
                         self.local_groups[g].holding = Holding::Stopping;
                         self.dirty = true;
                         let line = self.groups[g].line.clone();
@@ -291,6 +295,7 @@ impl Node {
         self.dirty = true;
         if let Some(from) = lg.orphaned_from.take() {
             lg.takeover_from = Some(from);
+            self.warn_unfenced_takeover(from);
             let resource = self.groups[g].first_resource.clone();
             let from = self.names[from].clone();
             self.event(Event::TakingOver {

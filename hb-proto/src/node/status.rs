@@ -136,6 +136,10 @@ pub struct ClusterStatus {
     pub groups: Vec<GroupView>,
     /// Counters.
     pub counters: Counters,
+    /// Live peers whose `haresources` differ from ours (no group moves meanwhile).
+    pub haresources_mismatch: Vec<String>,
+    /// Peers dead by silence that wait for a fence before anything is taken from them.
+    pub fence_pending: Vec<String>,
 }
 
 impl Node {
@@ -208,6 +212,20 @@ impl Node {
             nodes,
             groups,
             counters: self.counters,
+            haresources_mismatch: (0..self.names.len())
+                .filter(|&i| {
+                    i != self.local
+                        && self.peers[i].state == PeerState::Up
+                        && self.peers[i].config_mismatch.is_some()
+                })
+                .map(|i| self.names[i].clone())
+                .collect(),
+            fence_pending: self
+                .names
+                .iter()
+                .filter(|n| self.fence_pending(n))
+                .cloned()
+                .collect(),
         }
     }
 }

@@ -55,6 +55,7 @@ pub fn groups(preferred: &[&str]) -> Vec<ResourceGroup> {
                     prefix: Some(24),
                     iface: Some("eth0".into()),
                     broadcast: None,
+                    label: None,
                 },
                 Resource::Script {
                     name: "httpd".into(),
@@ -102,6 +103,9 @@ pub fn config(
             deadping: None,
             respawn: vec![],
             stonith_hosts: vec![],
+            fence_commands: vec![],
+            fence_delay: Setting::default_value(hb_proto::config::ha_cf::DEFAULT_FENCE_DELAY),
+            fence_timeout: Setting::default_value(hb_proto::config::ha_cf::DEFAULT_FENCE_TIMEOUT),
             watchdog: None,
             realtime: Setting::default_value(true),
             hopfudge: Setting::default_value(1),
@@ -111,6 +115,13 @@ pub fn config(
             garp_interval: Setting::default_value(Duration::from_millis(200)),
             metrics_listen: None,
             control_socket: None,
+            ignored: vec![],
+            log_format: hb_proto::config::Setting::default_value(
+                hb_proto::config::LogFormat::Heartbeat,
+            ),
+            syslog_ident: hb_proto::config::Setting::default_value("heartbeat".into()),
+            self_fence_command: None,
+            control_group: None,
         },
         groups,
         authkeys: AuthKeys {

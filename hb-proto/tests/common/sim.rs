@@ -96,6 +96,19 @@ pub struct SimSpec {
     pub resource_delay: Duration,
     /// Seed.
     pub seed: u64,
+    /// Fencing: every node has a `stonith_host *` device that powers the target off.
+    pub fence: Option<SimFence>,
+}
+
+/// The simulated fencing device.
+#[derive(Debug, Clone, Copy)]
+pub struct SimFence {
+    /// How long a fence takes; the target is powered off when it completes.
+    pub duration: Duration,
+    /// `fence_delay`.
+    pub delay: Duration,
+    /// Every attempt fails (the target stays up).
+    pub fail: bool,
 }
 
 impl SimSpec {
@@ -110,6 +123,7 @@ impl SimSpec {
             links: vec![LinkParams::CLEAN; 2],
             resource_delay: Duration::from_millis(2),
             seed,
+            fence: None,
         }
     }
 }
@@ -129,6 +143,11 @@ enum Ev {
     },
     Resume {
         host: usize,
+    },
+    FenceDone {
+        host: usize,
+        incarnation: u64,
+        peer: String,
     },
 }
 
@@ -156,6 +175,8 @@ pub struct Host {
     pub last_sent: Option<Timestamp>,
     /// Resource actions it ran: (time, group, op).
     pub actions: Vec<(Timestamp, usize, ResourceOp)>,
+    /// Fences it started: (time, peer).
+    pub fences: Vec<(Timestamp, String)>,
 }
 
 /// The simulation.
@@ -210,6 +231,7 @@ impl Sim {
                 reannounces: vec![],
                 last_sent: None,
                 actions: vec![],
+                fences: vec![],
             })
             .collect();
         let n = spec.nodes;
@@ -255,15 +277,24 @@ impl Sim {
 
     /// Starts (or restarts) host `h` in a new generation.
     pub fn start(&mut self, h: usize) {
+        self.start_with(h, self.group_defs.clone());
+    }
+
+    /// Starts (or restarts) host `h` in a new generation with its own `haresources`.
+    pub fn start_with(&mut self, h: usize, groups: Vec<ResourceGroup>) {
         let refs: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        let cfg = config(
+        let mut cfg = config(
             &refs,
             refs[h],
-            self.group_defs.clone(),
+            groups,
             self.spec.timing,
             self.spec.failback,
             self.spec.links.len(),
         );
+        if let Some(f) = self.spec.fence {
+            cfg.ha_cf.stonith_hosts = vec!["* external/sim".into()];
+            cfg.ha_cf.fence_delay = hb_proto::config::Setting::set(f.delay);
+        }
         let host = &mut self.hosts[h];
         host.generation += 1;
         host.incarnation += 1;
@@ -372,6 +403,19 @@ impl Sim {
                     );
                 }
                 Output::Reannounce { group } => self.hosts[h].reannounces.push((now, group)),
+                Output::Fence { peer, .. } => {
+                    self.hosts[h].fences.push((now, peer.clone()));
+                    let incarnation = self.hosts[h].incarnation;
+                    let d = self.spec.fence.map_or(Duration::ZERO, |f| f.duration);
+                    self.schedule(
+                        now + d,
+                        Ev::FenceDone {
+                            host: h,
+                            incarnation,
+                            peer,
+                        },
+                    );
+                }
                 Output::Event(e) => self.hosts[h].events.push((now, e)),
             }
         }
@@ -420,6 +464,28 @@ impl Sim {
                 let r = self.result_for(h, group, op);
                 if let Some(node) = self.hosts[h].node.as_mut() {
                     node.handle_resource_result(now, group, op, r);
+                }
+                self.drain(h);
+            }
+            Ev::FenceDone {
+                host: h,
+                incarnation,
+                peer,
+            } => {
+                if self.hosts[h].incarnation != incarnation || self.hosts[h].node.is_none() {
+                    return;
+                }
+                let fail = self.spec.fence.is_none_or(|f| f.fail);
+                let r = if fail {
+                    Err("fence failed (simulated)".to_owned())
+                } else {
+                    if let Some(t) = self.names.iter().position(|n| *n == peer) {
+                        self.kill(t);
+                    }
+                    Ok(())
+                };
+                if let Some(node) = self.hosts[h].node.as_mut() {
+                    node.handle_fence_result(now, &peer, r);
                 }
                 self.drain(h);
             }

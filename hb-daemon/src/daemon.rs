@@ -48,6 +48,7 @@ use crate::{
     icmp::{self, Pinger},
     metrics::{Metrics, TakeoverTimes},
     net::{self, Datagram, MediumSender, Receiver, monotonic_now},
+    notify::{self, Notifier},
     respawn::{self, Respawner},
     state,
     watchdog::Watchdog,
@@ -376,6 +377,10 @@ struct Driver {
     ring_backlog: bool,
     /// The XDP program's drop counter at the last statistics reset.
     xdp_dropped_base: u64,
+    /// sd_notify: READY, RELOADING, STOPPING, STATUS, WATCHDOG (see [`crate::notify`]).
+    notify: Notifier,
+    /// An event may have changed the `STATUS=` line.
+    status_dirty: bool,
     /// `watchdog DEVICE`, fed from this loop.
     watchdog: Option<Watchdog>,
 }
@@ -506,6 +511,8 @@ impl Driver {
             respawn: None,
             control_tx,
             metrics_task,
+            notify: Notifier::from_env(now),
+            status_dirty: true,
             watchdog,
         })
     }
@@ -554,7 +561,8 @@ impl Driver {
                 self.node.handle_timeout(monotonic_now());
                 continue;
             }
-            let deadline = self.node.poll_timeout();
+            self.notify_turn();
+            let deadline = self.notify.earliest(self.node.poll_timeout());
             let sleep = match deadline {
                 Some(t) => {
                     let wait = t.saturating_since(monotonic_now());
@@ -637,6 +645,21 @@ impl Driver {
     /// problem as `PATH:LINE: message`, and hbd runs on as before. Returns what to tell
     /// `hbctl reload`.
     fn reload(&mut self, stopping: bool) -> Result<String, String> {
+        // systemd hears of the reload (RELOADING=1 ... READY=1) once hbd has told it it is ready.
+        let joined = self.node.joined();
+        if joined && !stopping {
+            self.notify.reloading();
+        }
+        let result = self.reload_config(stopping);
+        if joined && !stopping {
+            self.notify.ready();
+        }
+        self.status_dirty = true;
+        result
+    }
+
+    /// [`Driver::reload`] without the service manager's notifications.
+    fn reload_config(&mut self, stopping: bool) -> Result<String, String> {
         if stopping {
             tracing::warn!("hb: reload ignored: shutting down");
             return Err("shutting down".to_owned());
@@ -823,6 +846,7 @@ impl Driver {
             return;
         }
         *stopping = true;
+        self.notify.stopping();
         self.node.handle_command(monotonic_now(), Command::Shutdown);
     }
 
@@ -1064,11 +1088,42 @@ impl Driver {
         }
     }
 
+    /// Once per loop turn: the watchdog from the heartbeat loop itself, and `STATUS=` when an
+    /// event may have changed it.
+    fn notify_turn(&mut self) {
+        if !self.notify.enabled() {
+            return;
+        }
+        self.notify.watchdog(monotonic_now(), self.node.joined());
+        if self.status_dirty {
+            self.status_dirty = false;
+            let line = notify::status_line(&self.node.status());
+            self.notify.status(&line);
+        }
+    }
+
     fn handle_event(&mut self, ev: Event) {
+        let f = ev.fields();
+        macro_rules! log_event {
+            ($level:ident) => {
+                tracing::$level!(
+                    event = f.event,
+                    peer = f.peer,
+                    link = f.link,
+                    group = f.group,
+                    resource = f.resource,
+                    "{ev}"
+                )
+            };
+        }
         match ev.level() {
-            Level::Info => tracing::info!("{ev}"),
-            Level::Warn => tracing::warn!("{ev}"),
-            Level::Error => tracing::error!("{ev}"),
+            Level::Info => log_event!(info),
+            Level::Warn => log_event!(warn),
+            Level::Error => log_event!(error),
+        }
+        self.status_dirty = true;
+        if let Event::Joined { .. } = ev {
+            self.notify.ready();
         }
         let now = monotonic_now();
         match &ev {

@@ -13,6 +13,7 @@ pub mod icmp;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod prometheus;
 pub mod respawn;
 pub mod state;

@@ -27,7 +27,7 @@ use hb_daemon::{
 /// Operate a running hbd.
 #[derive(Debug, Parser)]
 #[command(name = "hbctl", version, about)]
-struct Cli {
+pub(crate) struct Cli {
     /// hbd's run directory (holds hbd.sock).
     #[arg(long, default_value = control::DEFAULT_RUN_DIR, global = true)]
     run_dir: PathBuf,

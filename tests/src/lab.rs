@@ -969,6 +969,9 @@ esac
     /// plugged back: the node's `ethN` loses or regains carrier). Returns the time it was done.
     pub fn set_link(&self, node: Node, link: u8, up: bool) -> Result<u64> {
         let port = format!("{}-e{link}", node.name());
+        // Taken before the command: the port changes state while `ip` runs, and a heartbeat can
+        // cross (and be logged) before `ip` has returned.
+        let at = monotonic_ns();
         cmd(
             "ip",
             &[
@@ -980,7 +983,6 @@ esac
                 if up { "up" } else { "down" },
             ],
         )?;
-        let at = monotonic_ns();
         let state = if up { "plugged back" } else { "pulled" };
         self.note(at, format!("{node} eth{link} cable {state}"));
         Ok(at)

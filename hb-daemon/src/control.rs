@@ -264,6 +264,78 @@ pub struct NodeStatusReport {
     pub state: NodeState,
     /// Links (empty for the local node).
     pub links: Vec<LinkStatus>,
+    /// Its ping-node counts (the local node's own for the local node; `None`: no ping nodes,
+    /// or a peer that does not announce them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping: Option<PingCountStatus>,
+}
+
+/// A node's announced ping-node counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingCountStatus {
+    /// Ping nodes it reaches.
+    pub reachable: u8,
+    /// Ping nodes it has configured.
+    pub configured: u8,
+    /// Its built-in ipfail gave its groups up.
+    pub yielding: bool,
+}
+
+/// One ping-node address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingAddrStatus {
+    /// The address.
+    pub addr: String,
+    /// `up`, `dead` or `unknown` (no reply yet, within `deadping` of start).
+    pub state: String,
+    /// Milliseconds since its last reply (`None`: never answered).
+    pub last_reply_ms: Option<u64>,
+}
+
+/// One ping node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingNodeStatus {
+    /// The address of a `ping` line, or the name of a `ping_group`.
+    pub name: String,
+    /// `true` for a `ping_group`.
+    pub group: bool,
+    /// `up` while any address answers, `dead`, or `unknown`.
+    pub state: String,
+    /// Its addresses.
+    pub addrs: Vec<PingAddrStatus>,
+}
+
+/// Ping nodes and the built-in ipfail, as reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingStatus {
+    /// Ping nodes this node reaches.
+    pub reachable: u8,
+    /// Ping nodes configured.
+    pub configured: u8,
+    /// The built-in ipfail is on.
+    pub ipfail: bool,
+    /// ipfail's comparison with the live peers: `unknown`, `fewer`, `balanced`, `more`.
+    pub comparison: String,
+    /// ipfail gave this node's groups up.
+    pub yielding: bool,
+    /// ipfail's settle delay, ms.
+    pub settle_ms: u64,
+    /// No ping node reachable.
+    pub isolated: bool,
+    /// A dead peer whose groups this node does not take over, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takeover_held: Option<TakeoverHeld>,
+    /// Every ping node, in ha.cf order.
+    pub nodes: Vec<PingNodeStatus>,
+}
+
+/// A takeover the ping guard holds back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeoverHeld {
+    /// The dead peer.
+    pub peer: String,
+    /// Why, in words.
+    pub reason: String,
 }
 
 /// One resource group, as reported.
@@ -301,9 +373,14 @@ pub struct StatusReport {
     /// Peers dead by silence waiting for a fence (their groups are not taken meanwhile).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fence_pending: Vec<String>,
+    /// Ping nodes and the built-in ipfail (`None`: no ping nodes configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping: Option<PingStatus>,
 }
 
 /// An answer on the control socket.
+// One response per control call, serialised at once: boxing the status report buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {

@@ -28,6 +28,7 @@ use hb_proto::{
         Scope,
     },
     packet,
+    ping::PingEvent,
     replay::{RejectReason, ReplayGuard},
 };
 use thiserror::Error;
@@ -39,6 +40,7 @@ use crate::{
         fence::{self, FenceDevice},
     },
     control::{self, ControlCall, Request, Response},
+    icmp::{self, Pinger},
     metrics::{Metrics, TakeoverTimes},
     net::{self, Datagram, MediumSender, Receiver, monotonic_now},
     state,
@@ -287,6 +289,8 @@ struct Driver {
     control_path: PathBuf,
     ring_buf: Vec<RingEvent>,
     dgram_buf: Vec<Datagram>,
+    pinger: Option<Pinger>,
+    ping_buf: Vec<icmp::Reply>,
     /// `watchdog DEVICE`, fed from this loop.
     watchdog: Option<Watchdog>,
 }
@@ -368,6 +372,19 @@ impl Driver {
             xdp_handle = None;
         }
 
+        // Ping nodes: the admin asked for them, so no raw socket means no start.
+        let pinger = if ha.ping_node_count() > 0 {
+            let p = Pinger::open().map_err(|e| {
+                DaemonError::Setup(format!(
+                    "ping nodes: raw ICMP socket: {e} (hbd needs CAP_NET_RAW)"
+                ))
+            })?;
+            Some(p)
+        } else {
+            None
+        };
+        announce_ipfail(&config);
+
         // The core's clock starts now, after the slow set-up (XDP load and attach).
         let now = monotonic_now();
         let node = Node::new(&config, generation, now).map_err(setup("node"))?;
@@ -422,6 +439,8 @@ impl Driver {
             control_path,
             ring_buf: Vec::with_capacity(256),
             dgram_buf: Vec::with_capacity(256),
+            pinger,
+            ping_buf: Vec::with_capacity(64),
             watchdog,
         })
     }
@@ -487,6 +506,15 @@ impl Driver {
                         Err(e) => {
                             tracing::warn!("receive: {e}");
                             self.metrics.record_socket_error("recv");
+                        }
+                    }
+                }
+                r = ping_readable(self.pinger.as_ref()), if self.pinger.is_some() => {
+                    match r {
+                        Ok(()) => self.drain_pings(),
+                        Err(e) => {
+                            tracing::warn!("ping socket: {e}");
+                            self.metrics.record_socket_error("ping_recv");
                         }
                     }
                 }
@@ -558,6 +586,47 @@ impl Driver {
         }
         self.dgram_buf = buf;
         self.drain_ring();
+        self.drain_pings();
+    }
+
+    /// Reads every queued ICMP reply and hands it to the core with its kernel arrival time.
+    fn drain_pings(&mut self) {
+        let Some(pinger) = self.pinger.as_mut() else {
+            return;
+        };
+        let mut replies = std::mem::take(&mut self.ping_buf);
+        replies.clear();
+        match pinger.drain(&mut replies, 1024) {
+            Ok(c) => {
+                for _ in 0..c.ignored {
+                    self.metrics.record_socket_error("ping_ignored");
+                }
+            }
+            Err(e) => {
+                tracing::warn!("ping socket: {e}");
+                self.metrics.record_socket_error("ping_recv");
+            }
+        }
+        for r in &replies {
+            self.metrics
+                .record_ping_reply(r.link, r.arrival.saturating_since(r.sent));
+            self.node
+                .handle_ping_reply(monotonic_now(), r.link, r.sent, r.arrival);
+        }
+        self.ping_buf = replies;
+    }
+
+    fn send_ping(&mut self, link: usize, addr: std::net::IpAddr) {
+        let Some(pinger) = self.pinger.as_mut() else {
+            return;
+        };
+        match pinger.send(link, addr) {
+            Ok(_) => self.metrics.record_ping_sent(link, true),
+            Err(e) => {
+                self.metrics.record_ping_sent(link, false);
+                self.metrics.record_socket_error(ping_send_error_label(&e));
+            }
+        }
     }
 
     fn link_name(&self, link: usize) -> &str {
@@ -634,6 +703,7 @@ impl Driver {
                         tracing::error!("agents thread gone: cannot fence");
                     }
                 }
+                Output::Ping { link, addr } => self.send_ping(link, addr),
                 Output::Event(ev) => self.handle_event(ev),
             }
         }
@@ -709,6 +779,14 @@ impl Driver {
                     fenced: None,
                 });
             }
+            Event::Ping(PingEvent::LinkUp { node, addr }) => {
+                self.metrics
+                    .set_ping_state(node, &addr.to_string(), control::LinkState::Up)
+            }
+            Event::Ping(PingEvent::LinkDead { node, addr }) => {
+                self.metrics
+                    .set_ping_state(node, &addr.to_string(), control::LinkState::Dead)
+            }
             Event::MachDownComplete { .. } => {
                 if let Some(t) = self.pending_takeover.take() {
                     self.metrics.record_takeover(t);
@@ -776,7 +854,11 @@ impl Driver {
                     message: format!("takeover {} requested", scope.as_str()),
                 }
             }
-            Request::Stats => Response::Stats(Box::new(self.metrics.snapshot_at(now))),
+            Request::Stats => {
+                let mut report = self.metrics.snapshot_at(now);
+                report.ping_summary = ping_summary(&self.node.status());
+                Response::Stats(Box::new(report))
+            }
             Request::ResetStats => {
                 self.metrics.reset_at(now);
                 Response::Ack {
@@ -891,6 +973,11 @@ pub fn status_report(
             control::NodeStatusReport {
                 name: n.name.clone(),
                 id: n.id,
+                ping: n.ping.map(|c| control::PingCountStatus {
+                    reachable: c.reachable,
+                    configured: c.configured,
+                    yielding: c.yielding,
+                }),
                 state,
                 links: n
                     .links
@@ -937,6 +1024,116 @@ pub fn status_report(
         groups,
         haresources_mismatch: s.haresources_mismatch.clone(),
         fence_pending: s.fence_pending.clone(),
+        ping: ping_status(s, now),
+    }
+}
+
+/// Why the ping guard holds a takeover back, in the words `hbctl status` shows.
+pub const TAKEOVER_HELD_REASON: &str =
+    "no ping node answered since the peer went silent: this node may be the isolated one";
+
+fn ping_status(s: &ClusterStatus, now: Timestamp) -> Option<control::PingStatus> {
+    let p = &s.ping;
+    if p.nodes.is_empty() {
+        return None;
+    }
+    let ms_since = |t: Option<Timestamp>| t.map(|t| now.saturating_since(t).as_millis() as u64);
+    Some(control::PingStatus {
+        reachable: p.reachable,
+        configured: p.configured,
+        ipfail: p.ipfail,
+        comparison: p.comparison.as_str().to_owned(),
+        yielding: p.yielding,
+        settle_ms: p.settle.as_millis() as u64,
+        isolated: p.reachable == 0,
+        takeover_held: s.takeover_held.as_ref().map(|peer| control::TakeoverHeld {
+            peer: peer.clone(),
+            reason: TAKEOVER_HELD_REASON.to_owned(),
+        }),
+        nodes: p
+            .nodes
+            .iter()
+            .map(|n| control::PingNodeStatus {
+                name: n.name.clone(),
+                group: n.group,
+                state: n.state.as_str().to_owned(),
+                addrs: n
+                    .links
+                    .iter()
+                    .map(|l| control::PingAddrStatus {
+                        addr: l.addr.to_string(),
+                        state: l.state.as_str().to_owned(),
+                        last_reply_ms: ms_since(l.last_reply),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    })
+}
+
+/// The counts `hbstat` and Prometheus show (`None` without ping nodes).
+fn ping_summary(s: &ClusterStatus) -> Option<crate::metrics::PingSummary> {
+    if s.ping.nodes.is_empty() {
+        return None;
+    }
+    Some(crate::metrics::PingSummary {
+        reachable: s.ping.reachable,
+        configured: s.ping.configured,
+        ipfail: s.ping.ipfail,
+        yielding: s.ping.yielding,
+        takeover_held: s.takeover_held.is_some(),
+        peers: s
+            .nodes
+            .iter()
+            .filter(|n| !n.local)
+            .filter_map(|n| n.ping.map(|c| (n.name.clone(), c.reachable)))
+            .collect(),
+    })
+}
+
+/// Says once at start what hb does for ipfail and ping nodes.
+fn announce_ipfail(config: &Config) {
+    let ha = &config.ha_cf;
+    if ha.ping_node_count() == 0 {
+        return;
+    }
+    let settle = ha.effective_ipfail_settle().as_millis();
+    match (ha.ipfail_enabled(), ha.ipfail_respawn()) {
+        (true, Some(r)) => tracing::info!(
+            "hb: ipfail built in: 'respawn {} {}' is not spawned; hb compares ping node counts \
+             with its peers itself (settle {settle} ms)",
+            r.user,
+            r.command
+        ),
+        (true, None) => tracing::info!(
+            "hb: ipfail built in (ipfail on): hb compares ping node counts with its peers \
+             (settle {settle} ms)"
+        ),
+        (false, _) => {}
+    }
+    tracing::info!(
+        "hb: {} ping node(s), echo every {} ms, dead after {} ms without a reply; a dead \
+         peer's groups are taken over only while a ping node answers",
+        ha.ping_node_count(),
+        ha.effective_ping_interval().as_millis(),
+        ha.effective_deadping().as_millis()
+    );
+}
+
+/// Label of a failed echo request send.
+fn ping_send_error_label(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EPERM) => "ping_send_eperm",
+        Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) => "ping_send_unreachable",
+        Some(libc::ENOBUFS) | Some(libc::EAGAIN) => "ping_send_busy",
+        _ => "ping_send_other",
+    }
+}
+
+async fn ping_readable(p: Option<&Pinger>) -> std::io::Result<()> {
+    match p {
+        Some(p) => p.readable().await,
+        None => std::future::pending().await,
     }
 }
 

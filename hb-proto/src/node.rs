@@ -77,10 +77,11 @@ mod event;
 mod fencing;
 mod liveness;
 mod ownership;
+mod ping_guard;
 mod status;
 mod transmit;
 
-use std::{collections::VecDeque, time::Duration};
+use std::{collections::VecDeque, net::IpAddr, time::Duration};
 
 pub use command::{Command, Scope};
 pub use event::{DeathCause, Event, EventFields, Level};
@@ -89,7 +90,8 @@ pub use status::{ClusterStatus, Counters, GroupView, LinkState, LinkView, NodeVi
 use crate::{
     Timestamp,
     config::{AutoFailback, Config, ResourceGroup, node_id},
-    message::{Holding, Message, NodeStatus},
+    message::{Holding, Message, NodeStatus, PingCounts},
+    ping::PingMonitor,
 };
 
 /// Index of a heartbeat medium in `config.ha_cf.media`.
@@ -136,6 +138,14 @@ pub enum Output {
         attempt: u32,
         /// Kill the attempt after this long and report it failed.
         timeout: Duration,
+    },
+    /// Send one ICMP echo request to a ping node's address; report the reply with
+    /// [`Node::handle_ping_reply`].
+    Ping {
+        /// Index of the address among every ping node's addresses (`ha.cf` order).
+        link: usize,
+        /// The address.
+        addr: IpAddr,
     },
     /// For logging and metrics.
     Event(Event),
@@ -276,6 +286,8 @@ struct Peer {
     config_mismatch: Option<u32>,
     /// When the mismatch is logged again.
     mismatch_next_report: Option<Timestamp>,
+    /// Ping-node counts in the message whose state is applied.
+    ping: Option<PingCounts>,
 }
 
 #[derive(Debug, Clone)]
@@ -325,6 +337,9 @@ pub struct Node {
     outputs: VecDeque<Output>,
     counters: Counters,
     fencing: fencing::Fencing,
+    ping: PingMonitor,
+    /// The dead peer whose takeover the ping guard holds back (reported once).
+    takeover_held: Option<usize>,
 }
 
 impl Node {
@@ -409,6 +424,7 @@ impl Node {
             groups: vec![RemoteGroup::NONE; groups.len()],
             config_mismatch: None,
             mismatch_next_report: None,
+            ping: None,
         };
         let local_group = LocalGroup {
             holding: Holding::None,
@@ -451,6 +467,8 @@ impl Node {
                 crate::fence::FenceSetup::from_config(config),
                 ha.nodes.clone(),
             ),
+            ping: PingMonitor::from_ha_cf(ha, now),
+            takeover_held: None,
         };
         node.peers[local].state = PeerState::Up;
         node.peers[local].generation = Some(generation);
@@ -487,7 +505,31 @@ impl Node {
         }
         // Most heartbeats repeat what the previous one said: decisions are only re-taken when
         // something they read changed.
-        if self.accept_message(now, link, arrival, msg) || self.dirty {
+        let relevant = self.accept_message(now, link, arrival, msg);
+        self.ping_compare(now);
+        if relevant || self.dirty {
+            self.reconcile(now);
+        }
+        self.flush(now);
+    }
+
+    /// An ICMP echo reply from ping-node address `link` (as in [`Output::Ping`]) to a request
+    /// sent at `sent`, arrived at `arrival` (kernel time). Hand in every queued reply before
+    /// [`Node::handle_timeout`], like heartbeats.
+    pub fn handle_ping_reply(
+        &mut self,
+        now: Timestamp,
+        link: usize,
+        sent: Timestamp,
+        arrival: Timestamp,
+    ) {
+        if self.phase == Phase::Stopped {
+            return;
+        }
+        let changed = self.ping.handle_reply(now, link, sent, arrival);
+        self.ping_compare(now);
+        // A reply may be the proof a held takeover waits for.
+        if changed || self.dirty || self.takeover_held.is_some() {
             self.reconcile(now);
         }
         self.flush(now);
@@ -507,6 +549,13 @@ impl Node {
             }
         }
         self.detect(now);
+        self.ping.handle_timeout(now);
+        self.ping_compare(now);
+        for link in self.ping.due(now) {
+            if let Some(addr) = self.ping.addr(link) {
+                self.outputs.push_back(Output::Ping { link, addr });
+            }
+        }
         for g in 0..self.groups.len() {
             let lg = &mut self.local_groups[g];
             if lg.failed_until.is_some_and(|t| now >= t) {
@@ -555,6 +604,9 @@ impl Node {
                     t = t.min(a + self.deadtime);
                 }
             }
+        }
+        if let Some(p) = self.ping.poll_timeout() {
+            t = t.min(p);
         }
         for lg in &self.local_groups {
             if let Some(f) = lg.failed_until {

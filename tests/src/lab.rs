@@ -124,6 +124,15 @@ pub enum ResourceBehaviour {
     IpOnly,
 }
 
+/// A resource script action [`Lab::set_resource_fault`] can make fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceOp {
+    /// `start`.
+    Start,
+    /// `stop`.
+    Stop,
+}
+
 /// hb's `xdp` directive in `ha.cf`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum XdpSetting {
@@ -789,6 +798,8 @@ impl Lab {
 CONF={conf}
 PIDFILE={run}/httpd.pid
 FAIL_START={fail}
+# Lab::set_resource_fault: fail-start / fail-stop here make the next actions fail.
+FAULTS={faults}
 running() {{
     [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
 }}
@@ -799,7 +810,7 @@ listening() {{
 }}
 case "$1" in
 start)
-    if [ "$FAIL_START" = 1 ]; then
+    if [ "$FAIL_START" = 1 ] || [ -e "$FAULTS/fail-start" ]; then
         echo "httpd: start failed (hb lab: this node's resource script is set to fail)" >&2
         exit 1
     fi
@@ -807,6 +818,10 @@ start)
     exec /usr/sbin/apache2 -f "$CONF" -k start
     ;;
 stop)
+    if [ -e "$FAULTS/fail-stop" ]; then
+        echo "httpd: stop failed (hb lab: this node's resource script is set to fail)" >&2
+        exit 1
+    fi
     if running; then
         /usr/sbin/apache2 -f "$CONF" -k stop
         # Stopped once it no longer listens (~40 ms); Apache's parent itself takes ~1.5 s more
@@ -832,6 +847,7 @@ esac
                 conf = httpd_conf.display(),
                 run = run.display(),
                 fail = u8::from(fail_start),
+                faults = dir.display(),
             ),
         )?;
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755))?;
@@ -944,6 +960,17 @@ esac
         Ok(at)
     }
 
+    /// Sends `signal` to hbd on `node` (e.g. SIGSTOP / SIGCONT to freeze and thaw it). Returns
+    /// the time it was sent; an error if hbd does not run there.
+    pub fn signal_hbd(&mut self, node: Node, signal: nix::sys::signal::Signal) -> Result<u64> {
+        let Some(pid) = self.hbd_pid(node) else {
+            bail!("hbd does not run on {node}");
+        };
+        let at = monotonic_ns();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(pid)?), signal)?;
+        Ok(at)
+    }
+
     /// SIGTERMs hbd on `node` and waits up to `timeout` for it to exit (a clean stop).
     pub fn stop_hbd(&mut self, node: Node, timeout: Duration) -> Result<u64> {
         let at = monotonic_ns();
@@ -997,6 +1024,23 @@ esac
     pub fn forget_neighbours(&self, node: Node) -> Result<()> {
         cmd("ip", &["-n", &self.netns(node), "neigh", "flush", "all"])?;
         Ok(())
+    }
+
+    /// Makes `node`'s resource script fail every `op` (`start` or `stop`) from now on
+    /// (`fail = true`), or behave again. Returns the time it took effect.
+    pub fn set_resource_fault(&self, node: Node, op: ResourceOp, fail: bool) -> Result<u64> {
+        let flag = self.node_dir(node).join(match op {
+            ResourceOp::Start => "fail-start",
+            ResourceOp::Stop => "fail-stop",
+        });
+        if fail {
+            fs::write(&flag, b"")?;
+        } else if let Err(e) = fs::remove_file(&flag)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(e).with_context(|| format!("removing {}", flag.display()));
+        }
+        Ok(monotonic_ns())
     }
 
     /// Pulls all of `node`'s cables at the same instant: one `ip -batch` in the bridges'

@@ -839,3 +839,154 @@ fn heartbeat_loss_20_percent_for_30s_no_failover() {
         "longest gap in answers {gap:?}"
     );
 }
+
+/// `ha.cf` lines for ping nodes in a lab: the client's namespace answers ICMP echo, so it
+/// serves as the ping node; ipfail built in through Heartbeat's respawn line.
+const DEADPING_MS: u64 = 100;
+const SETTLE_MS: u64 = 200;
+
+fn with_ping_node(sp: &mut LabSpec) {
+    let client = std::net::Ipv4Addr::new(
+        10,
+        hb_tests::lab::LAN_OCTET,
+        sp.subnet,
+        hb_tests::lab::CLIENT_HOST,
+    );
+    sp.extra_ha_cf.extend([
+        format!("ping {client}"),
+        format!("deadping {DEADPING_MS}ms"),
+        format!("ipfail_settle {SETTLE_MS}ms"),
+        "respawn hacluster /usr/libexec/heartbeat/ipfail".to_owned(),
+    ]);
+}
+
+/// iptables arguments that cut `node` from the ping node (echo requests out, replies in).
+fn ping_rules(lab: &Lab) -> [Vec<String>; 2] {
+    let c = lab.client_addr().to_string();
+    [
+        ["OUTPUT", "-p", "icmp", "-d", &c, "-j", "DROP"]
+            .map(str::to_owned)
+            .to_vec(),
+        ["INPUT", "-p", "icmp", "-s", &c, "-j", "DROP"]
+            .map(str::to_owned)
+            .to_vec(),
+    ]
+}
+
+fn cut_ping(lab: &Lab, node: Node, cut: bool) -> Result<u64> {
+    let t = monotonic_ns();
+    for rule in ping_rules(lab) {
+        let mut args = vec![if cut { "-A" } else { "-D" }];
+        args.extend(rule.iter().map(String::as_str));
+        lab.iptables(node, &args)?;
+    }
+    Ok(t)
+}
+
+#[test]
+fn ipfail_active_loses_the_ping_node() {
+    let s = scenario!(ipfail_active_loses_the_ping_node, with_ping_node, false);
+    // hbd was started before the watchers: its start lines are older than `s.t0`.
+    let t0 = 0;
+    check(s.must_log(Node::N1, "hb: ipfail built in", t0));
+    check(s.must_log(Node::N1, "Status update for node", t0));
+    check(s.must_log(Node::N2, "Status update for node", t0));
+    let status = check(s.lab.hbctl(Node::N1, &["status", "--json"]));
+    let json: serde_json::Value =
+        check(serde_json::from_slice(&status.stdout).context("hbctl status --json"));
+    assert_eq!(json["ping"]["reachable"], 1, "status: {json}");
+    assert_eq!(json["ping"]["ipfail"], true, "status: {json}");
+    assert_eq!(
+        json["nodes"][1]["ping"]["reachable"], 1,
+        "n2's count: {json}"
+    );
+
+    // Heartbeats keep flowing; only n1's ICMP to the ping node is dropped.
+    let t = check(cut_ping(&s.lab, Node::N1, true));
+    let gave_up = check(s.must_log(
+        Node::N1,
+        "Giving up because we have less visible ping nodes.",
+        t,
+    ));
+    let after = Duration::from_nanos(gave_up.saturating_sub(t));
+    println!(
+        "scenario ipfail_active_loses_the_ping_node: n1 gave up {:.1} ms after the cut \
+         (deadping {DEADPING_MS} ms + settle {SETTLE_MS} ms)",
+        ms(after)
+    );
+    // The last reply may have come one ping interval (10 ms) before the cut; allow for a
+    // loaded machine's timer on top.
+    assert!(
+        after >= Duration::from_millis(DEADPING_MS + SETTLE_MS - 20)
+            && after <= Duration::from_millis(DEADPING_MS + SETTLE_MS + 250),
+        "gave up {after:?} after the cut"
+    );
+    check(s.must_log(Node::N1, "Delayed giveup in 0.2 seconds.", t));
+    check(s.must_log(Node::N1, "Releasing resource group", t));
+    let served = s
+        .wait_served(Node::N2, t, Duration::from_secs(10))
+        .expect("n2 never served after n1 gave up");
+    println!(
+        "scenario ipfail_active_loses_the_ping_node: n2 served {:.1} ms after the cut",
+        ms(Duration::from_nanos(served.saturating_sub(t)))
+    );
+    let out = check(s.lab.hbctl(Node::N1, &["status"]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("yielding"), "hbctl status on n1:\n{text}");
+    s.sleep(Duration::from_millis(500));
+
+    // The ping node answers n1 again: balanced for the settle delay, then failback.
+    let t_back = check(cut_ping(&s.lab, Node::N1, false));
+    let mut e = Expect::new(Node::N1, t_back)
+        .log(Node::N1, "Ping node count is balanced.", t_back)
+        .log(Node::N2, "Releasing resource group", t_back)
+        .log(Node::N1, "Acquiring resource group", t_back)
+        .no_log(Node::N1, "node n2: is dead", t0)
+        .no_log(Node::N2, "node n1: is dead", t0);
+    e.moved = Some((Node::N2, Node::N1, t_back));
+    let outage = check(s.finish(e));
+    assert!(
+        outage < Duration::from_secs(2),
+        "failback outage {outage:?}"
+    );
+}
+
+#[test]
+fn isolated_standby_does_not_acquire() {
+    let s = scenario!(isolated_standby_does_not_acquire, with_ping_node, false);
+    let t = monotonic_ns();
+    // n2 loses everything: every packet in or out of its interfaces (the ping node's echo
+    // included), then n1's heartbeats to it (dropped at n1, the sender: XDP on n2 sees them
+    // before netfilter). Each iptables call takes milliseconds, so n2 is cut from the ping
+    // node first: were the heartbeats cut first, n2 would see the ping node answer after n1
+    // went silent and rightly take n1 for dead.
+    for l in 1..=s.lab.spec().links {
+        let iface = format!("eth{l}");
+        for (chain, dir) in [("OUTPUT", "-o"), ("INPUT", "-i")] {
+            check(
+                s.lab
+                    .iptables(Node::N2, &["-A", chain, dir, &iface, "-j", "DROP"]),
+            );
+        }
+    }
+    check(s.lab.partition());
+    check(s.must_log(Node::N2, "node n1: is dead", t));
+    check(s.must_log(Node::N2, "Not taking over the resources of n1", t));
+    s.sleep(Duration::from_millis(DEADPING_MS + SETTLE_MS + 500));
+    let out = check(s.lab.hbctl(Node::N2, &["status"]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("Takeover of n1's groups held") && text.contains("(isolated)"),
+        "hbctl status on n2:\n{text}"
+    );
+    let mut e = Expect::new(Node::N1, t)
+        .no_log(Node::N2, "Acquiring resource group", t)
+        .no_log(Node::N2, "Taking over resource group", t)
+        .no_log(Node::N1, "Releasing resource group", t);
+    e.never_moved = true;
+    let gap = check(s.finish(e));
+    assert!(
+        gap < Duration::from_secs(1),
+        "longest gap in answers {gap:?}"
+    );
+}

@@ -993,13 +993,9 @@ esac
     }
 
     /// Sets link `link` (1 or 2) of `node` down or up at the bridge (the cable is pulled or
-    /// plugged back: the node's `ethN` loses or regains carrier). Returns the time just before
-    /// it was done.
+    /// plugged back: the node's `ethN` loses or regains carrier). Returns the time it was done.
     pub fn set_link(&self, node: Node, link: u8, up: bool) -> Result<u64> {
         let port = format!("{}-e{link}", node.name());
-        // Taken before the command: its effects (a link heard again within one keepalive) can
-        // be logged before `ip` has exited, and must not count as earlier than the cause.
-        let at = monotonic_ns();
         cmd(
             "ip",
             &[
@@ -1011,6 +1007,7 @@ esac
                 if up { "up" } else { "down" },
             ],
         )?;
+        let at = monotonic_ns();
         let state = if up { "plugged back" } else { "pulled" };
         self.note(at, format!("{node} eth{link} cable {state}"));
         Ok(at)

@@ -1018,9 +1018,6 @@ esac
     /// earlier; take the time before the call to wait for its effects.
     pub fn set_link(&self, node: Node, link: u8, up: bool) -> Result<u64> {
         let port = format!("{}-e{link}", node.name());
-        // Taken before the command: its effects (a link heard again within one keepalive) can
-        // be logged before `ip` has exited, and must not count as earlier than the cause.
-        let at = monotonic_ns();
         cmd(
             "ip",
             &[
@@ -1032,6 +1029,7 @@ esac
                 if up { "up" } else { "down" },
             ],
         )?;
+        let at = monotonic_ns();
         let state = if up { "plugged back" } else { "pulled" };
         self.note(at, format!("{node} eth{link} cable {state}"));
         Ok(at)

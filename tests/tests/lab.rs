@@ -245,10 +245,27 @@ fn dual_owner_sampler_flags_both_nodes_holding_the_vip() {
     );
     // n1 loses its links (dead or cut off) while still holding the address: it cannot answer,
     // so this is not a dual-owner moment.
-    // `set_link` returns the time before its `ip` command ran; the link is down only once the
-    // command has returned, so the window where both could answer ends then.
+    // The window where both could answer ends when n1's eth1 has lost its carrier: the kernel
+    // applies a carrier change asynchronously (linkwatch), after `ip link set` has returned,
+    // so the sampler may still see n1's interface running for a moment on a loaded machine.
     lab.set_link(Node::N1, 1, false).unwrap();
+    let n1 = lab.netns(Node::N1);
+    let carrier_lost = || {
+        hb_tests::run("ip", &["-n", &n1, "-o", "link", "show", "dev", "eth1"])
+            // The operational state (what IFF_RUNNING follows), not LOWER_UP (the carrier bit,
+            // which flips at once).
+            .map(|out| !String::from_utf8_lossy(&out.stdout).contains(" state UP "))
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !carrier_lost() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let both_to = monotonic_ns();
+    assert!(
+        carrier_lost(),
+        "n1's eth1 kept its carrier with its cable pulled"
+    );
     std::thread::sleep(Duration::from_millis(30));
     assert!(lab.holds_vip(Node::N1).unwrap() && lab.holds_vip(Node::N2).unwrap());
     let owners = sampler.stop().unwrap();

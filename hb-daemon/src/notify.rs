@@ -226,6 +226,7 @@ mod tests {
             status: None,
             last_arrival: None,
             links: Vec::new(),
+            ping: None,
         }
     }
 
@@ -240,6 +241,7 @@ mod tests {
             failed: false,
             standby: false,
             wants: false,
+            stop_failures: 0,
         }
     }
 
@@ -254,6 +256,16 @@ mod tests {
             counters: Counters::default(),
             haresources_mismatch: Vec::new(),
             fence_pending: Vec::new(),
+            ping: hb_proto::ping::PingView {
+                nodes: Vec::new(),
+                reachable: 0,
+                configured: 0,
+                ipfail: false,
+                comparison: hb_proto::ping::Comparison::Unknown,
+                yielding: false,
+                settle: std::time::Duration::ZERO,
+            },
+            takeover_held: None,
         }
     }
 

@@ -89,20 +89,20 @@ fn hb_additions(md: &str) -> Result<Vec<[String; 4]>> {
         if !inside || !line.starts_with("| `") {
             continue;
         }
-        let cells: Vec<String> = line
-            .trim()
-            .trim_matches('|')
-            .split(" | ")
-            .map(|c| c.trim().to_owned())
-            .collect();
+        // Cells may be empty (`| |`); a `|` inside the last cell stays in it.
+        let cells: Vec<&str> = line.trim().trim_matches('|').splitn(4, '|').collect();
         let [directive, values, default, meaning] = cells.as_slice() else {
             bail!("docs/configuration.md: a row of hb's additions without 4 cells: {line}");
         };
+        let default = match default.trim() {
+            "" => "none",
+            d => d,
+        };
         rows.push([
-            directive.clone(),
-            values.clone(),
-            default.clone(),
-            meaning.clone(),
+            directive.trim().to_owned(),
+            values.trim().to_owned(),
+            default.to_owned(),
+            meaning.trim().to_owned(),
         ]);
     }
     if rows.is_empty() {

@@ -237,3 +237,4 @@ pub fn neighbour_mac(ns: &Netns, addr: &str) -> Result<Option<String>> {
 }
 pub mod flood;
 pub mod lab;
+pub mod package;

@@ -259,7 +259,9 @@ fn dual_owner_sampler_flags_both_nodes_holding_the_vip() {
     );
     // n1 loses its links (dead or cut off) while still holding the address: it cannot answer,
     // so this is not a dual-owner moment.
-    let both_to = lab.set_link(Node::N1, 1, false).unwrap();
+    // The end of the window is when the command has returned (set_link returns its start).
+    lab.set_link(Node::N1, 1, false).unwrap();
+    let both_to = monotonic_ns();
     std::thread::sleep(Duration::from_millis(30));
     assert!(lab.holds_vip(Node::N1).unwrap() && lab.holds_vip(Node::N2).unwrap());
     let owners = sampler.stop().unwrap();

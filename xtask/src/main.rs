@@ -5,7 +5,9 @@
 mod bench;
 mod bootstrap;
 mod demo;
+mod fuzz;
 mod interrupt;
+mod soak;
 
 use std::process::Command;
 
@@ -28,9 +30,17 @@ enum Cmd {
     Test(TestOptions),
     /// Benchmarks (criterion under benches/ and the failover benches); figures go to BENCHMARKS.md.
     Bench(Box<bench::BenchOptions>),
+    /// The fuzz campaign: every cargo-fuzz target under fuzz/ on the pinned nightly (installs
+    /// cargo-fuzz); CI only replays the kept corpus (in `cargo test`).
+    Fuzz(fuzz::FuzzOptions),
+    /// Randomized faults in the lab (CTS-style), each followed by audits; a summary table at
+    /// the end. Needs root.
+    Soak(soak::SoakOptions),
     /// The failover lab: two nodes and a client in network namespaces.
     Lab(LabOptions),
-    /// Only install what is missing (toolchain, bpf-linker, system packages).
+    /// Build the Debian package: target/debian/hb_<version>_amd64.deb (cargo-deb).
+    Package,
+    /// Only install what is missing (toolchain, bpf-linker, cargo-deb, system packages).
     Bootstrap,
 }
 
@@ -194,6 +204,19 @@ fn run(opts: &RunOptions) -> Result<()> {
     )
 }
 
+fn soak_cmd(opts: &soak::SoakOptions) -> Result<()> {
+    bootstrap::ensure(&[])?;
+    if !bootstrap::is_root() {
+        bail!("cargo xtask soak needs root (network namespaces, iptables)");
+    }
+    run_step(
+        "cargo build --release (hbd, hbctl, hbstat and the XDP program)",
+        cargo().args(["build", "--release", "-p", "hb-daemon"]),
+    )?;
+    let root = workspace_root()?;
+    soak::soak(&demo::Binaries::find(&root), opts)
+}
+
 fn lab(opts: &LabOptions) -> Result<()> {
     bootstrap::ensure(&[])?;
     match opts.action {
@@ -207,6 +230,13 @@ fn lab(opts: &LabOptions) -> Result<()> {
         LabAction::Down => demo::lab_down(),
         LabAction::Status => demo::lab_status(),
     }
+}
+
+fn package() -> Result<()> {
+    bootstrap::ensure(&[])?;
+    let deb = hb_tests::package::build(&workspace_root()?)?;
+    println!("{}", deb.display());
+    Ok(())
 }
 
 fn workspace_root() -> Result<std::path::PathBuf> {
@@ -224,6 +254,9 @@ fn main() -> Result<()> {
         Cmd::Test(o) => test(o),
         Cmd::Bench(o) => bench(o),
         Cmd::Lab(o) => lab(o),
+        Cmd::Fuzz(o) => fuzz::fuzz(&workspace_root()?, o),
+        Cmd::Soak(o) => soak_cmd(o),
+        Cmd::Package => package(),
         Cmd::Bootstrap => bootstrap::ensure(&[]),
     }
 }

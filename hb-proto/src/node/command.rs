@@ -78,6 +78,7 @@ impl Node {
             Command::Shutdown => {
                 self.phase = Phase::ShuttingDown;
                 self.dirty = true;
+                self.shutdown_began(now);
                 self.event(Event::ShuttingDown);
             }
         }

@@ -6,6 +6,8 @@
 
 use std::{fmt, time::Duration};
 
+use crate::ping::PingEvent;
+
 /// How loud the driver should log an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -203,6 +205,17 @@ pub enum Event {
         /// How many groups it covers.
         groups: usize,
     },
+    /// A ping node changed state, or the built-in ipfail decided (Heartbeat's and ipfail's
+    /// lines, see [`PingEvent`]).
+    Ping(PingEvent),
+    /// A dead peer's groups are not taken over: ping nodes are configured and this node has no
+    /// proof that it still reaches one after the peer went silent (it may be the isolated one,
+    /// and its gratuitous ARPs could pull clients away from a live owner). Logged once per
+    /// death; the takeover happens as soon as a ping node answers.
+    TakeoverHeld {
+        /// The dead peer.
+        node: String,
+    },
     /// The node has joined: links judged (every peer heard, or `initdead` passed) and the
     /// initial resource groups acquired here or declined (another node owns them). Once per run.
     /// `Initial resource acquisition complete: 1 of 2 group(s) held here.`
@@ -219,6 +232,43 @@ pub enum Event {
     /// The clean stop completed: groups released, shutdown notice sent.
     /// `Heartbeat shutdown complete.`
     Stopped,
+    /// A reload changed the failure-detector timings.
+    TimingsChanged {
+        /// New `keepalive`.
+        keepalive: Duration,
+        /// New `deadtime`.
+        deadtime: Duration,
+        /// New `warntime`.
+        warntime: Duration,
+        /// Peers whose heartbeats still come too slowly for the shorter `deadtime`: the
+        /// previous one stays in force for them until their pace fits.
+        kept_for: Vec<String>,
+    },
+    /// A group's stop failed after every attempt: its resources may still be up.
+    /// Heartbeat's `Resource STOP failure. Reboot required!`
+    StopFailureRebootRequired {
+        /// Group index.
+        group: usize,
+        /// The `haresources` line.
+        line: String,
+        /// Whether this node fences itself now (fencing configured); otherwise it keeps the
+        /// group and keeps retrying.
+        fencing: bool,
+    },
+    /// The self-fence command failed; the group is kept and its stop retried.
+    SelfFenceFailed {
+        /// The driver's error text.
+        error: String,
+    },
+    /// The self-fence command ran: this node stops heartbeating so a peer takes over once it
+    /// is declared dead.
+    SelfFenced,
+    /// A clean stop gave up on groups whose stop kept failing: hbd stops with their resources
+    /// possibly still running (no fencing configured).
+    ShutdownIncomplete {
+        /// The `haresources` lines left running.
+        lines: Vec<String>,
+    },
 }
 
 impl Event {
@@ -230,10 +280,16 @@ impl Event {
             | Event::NodeDead { .. }
             | Event::NodeReturned { .. }
             | Event::DualOwnership { .. }
-            | Event::LateWakeup { .. } => Level::Warn,
-            Event::StartFailed { .. } | Event::StopFailed { .. } | Event::ConfigMismatch { .. } => {
-                Level::Error
-            }
+            | Event::LateWakeup { .. }
+            | Event::TakeoverHeld { .. } => Level::Warn,
+            Event::Ping(p) if p.is_warning() => Level::Warn,
+            Event::StartFailed { .. }
+            | Event::StopFailed { .. }
+            | Event::ConfigMismatch { .. }
+            | Event::StopFailureRebootRequired { .. }
+            | Event::SelfFenceFailed { .. }
+            | Event::SelfFenced
+            | Event::ShutdownIncomplete { .. } => Level::Error,
             Event::Fence(e) if e.is_error() => Level::Error,
             Event::Fence(e) if !e.is_info() => Level::Warn,
             _ => Level::Info,
@@ -352,15 +408,30 @@ impl Event {
             Event::ConfigMismatch { node, .. } => {
                 (f.event, f.peer) = ("config_mismatch", Some(node.as_str()))
             }
+            Event::ConfigAgrees { node } => {
+                (f.event, f.peer) = ("config_agrees", Some(node.as_str()))
+            }
             Event::Standby { .. } => f.event = "standby",
             Event::Takeover { .. } => f.event = "takeover",
             Event::Joined { .. } => f.event = "joined",
             Event::Fence(_) => f.event = "fence",
-            Event::ConfigAgrees { node } => {
-                (f.event, f.peer) = ("config_agrees", Some(node.as_str()))
+            Event::Ping(p) => {
+                f.event = p.kind();
+                f.peer = p.node();
+            }
+            Event::TakeoverHeld { node } => {
+                (f.event, f.peer) = ("takeover_held", Some(node.as_str()))
             }
             Event::ShuttingDown => f.event = "shutting_down",
             Event::Stopped => f.event = "stopped",
+            Event::TimingsChanged { .. } => f.event = "timings_changed",
+            Event::StopFailureRebootRequired { group, line, .. } => {
+                f.event = "stop_failure_reboot_required";
+                group_line(&mut f, *group, line);
+            }
+            Event::SelfFenceFailed { .. } => f.event = "self_fence_failed",
+            Event::SelfFenced => f.event = "self_fenced",
+            Event::ShutdownIncomplete { .. } => f.event = "shutdown_incomplete",
         }
         f
     }
@@ -463,12 +534,66 @@ impl fmt::Display for Event {
                     "Taking over {scope} HA resources (takeover): {groups} group(s)"
                 )
             }
+            Event::Ping(p) => p.fmt(f),
+            Event::TakeoverHeld { node } => write!(
+                f,
+                "Not taking over the resources of {node}: no ping node answered since it went \
+                 silent; this node may be the isolated one"
+            ),
             Event::Joined { held, groups } => write!(
                 f,
                 "Initial resource acquisition complete: {held} of {groups} group(s) held here."
             ),
             Event::ShuttingDown => write!(f, "Heartbeat shutdown in progress."),
             Event::Stopped => write!(f, "Heartbeat shutdown complete."),
+            Event::TimingsChanged {
+                keepalive,
+                deadtime,
+                warntime,
+                kept_for,
+            } => {
+                write!(
+                    f,
+                    "hb: timings now keepalive {} ms, deadtime {} ms, warntime {} ms",
+                    ms(*keepalive),
+                    ms(*deadtime),
+                    ms(*warntime)
+                )?;
+                if !kept_for.is_empty() {
+                    write!(
+                        f,
+                        "; the previous deadtime stays in force for {} until their heartbeats \
+                         come at least twice per deadtime",
+                        kept_for.join(", ")
+                    )?;
+                }
+                Ok(())
+            }
+            Event::StopFailureRebootRequired { line, fencing, .. } => {
+                write!(f, "Resource STOP failure. Reboot required! ({line}; ")?;
+                if *fencing {
+                    write!(f, "fencing this node)")
+                } else {
+                    write!(
+                        f,
+                        "no fencing configured: keeping the group and retrying its stop)"
+                    )
+                }
+            }
+            Event::SelfFenceFailed { error } => write!(
+                f,
+                "hb: self-fence failed: {error}; keeping the group and retrying its stop"
+            ),
+            Event::SelfFenced => write!(
+                f,
+                "hb: self-fence done: heartbeats stop so the peer takes over once it declares \
+                 this node dead"
+            ),
+            Event::ShutdownIncomplete { lines } => write!(
+                f,
+                "hb: shutdown incomplete: resources left running: {}",
+                lines.join("; ")
+            ),
         }
     }
 }

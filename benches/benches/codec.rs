@@ -19,6 +19,7 @@ fn heartbeat() -> Message {
         seq: 123_456,
         send_time: Timestamp::from_nanos(5_000_000_000),
         groups_digest: 0x1234_5678,
+        ping: None,
         status: NodeStatus::Active,
         echoes: vec![Echo {
             node: hb_proto::config::node_id("beta"),

@@ -1,4 +1,4 @@
+//! Fuzz the `ha.cf` parser: the body is `hb_proto::fuzz::ha_cf`, which the stable corpus replay
+//! (`hb-proto/tests/fuzz_corpus.rs`) runs too. Run: `cargo xtask fuzz`.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = hb_proto::config::parse_ha_cf(std::path::Path::new("ha.cf"), data);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| hb_proto::fuzz::ha_cf(data));

@@ -1,10 +1,4 @@
+//! Fuzz the `haresources` parser: the body is `hb_proto::fuzz::haresources`, which the stable corpus replay
+//! (`hb-proto/tests/fuzz_corpus.rs`) runs too. Run: `cargo xtask fuzz`.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let resolve = |name: &str| Some(std::path::PathBuf::from("/etc/init.d").join(name));
-    let _ = hb_proto::config::parse_haresources_with(
-        std::path::Path::new("haresources"),
-        data,
-        &resolve,
-        "/etc/init.d",
-    );
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| hb_proto::fuzz::haresources(data));

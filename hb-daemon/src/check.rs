@@ -98,6 +98,9 @@ pub const ACTED_ON: &[&str] = &[
     "xdp",
     "garp_count",
     "garp_interval",
+    "ipfail",
+    "ipfail_settle",
+    "ping_interval",
     "metrics_listen",
     "control_socket",
     "log_format",
@@ -145,6 +148,27 @@ pub fn effective_config(c: &Config) -> String {
         match h.deadping {
             Some(d) => ms(d),
             None => format!("{} (default: deadtime)", ms(h.effective_deadping())),
+        },
+    );
+    row(
+        "ping_interval",
+        match h.ping_interval {
+            Some(d) => ms(d),
+            None => format!("{} (default: keepalive)", ms(h.effective_ping_interval())),
+        },
+    );
+    let ipfail = match (h.ipfail_enabled(), h.ipfail.is_default) {
+        (true, true) => "on (a respawn line runs ipfail: built in, not spawned)",
+        (true, false) => "on",
+        (false, true) => "off (default)",
+        (false, false) => "off",
+    };
+    row("ipfail", ipfail.to_owned());
+    row(
+        "ipfail_settle",
+        match h.ipfail_settle {
+            Some(d) => ms(d),
+            None => format!("{} (default: deadping)", ms(h.effective_ipfail_settle())),
         },
     );
     row("udpport", mark(&h.udpport, h.udpport.value));
@@ -258,7 +282,16 @@ pub fn effective_config(c: &Config) -> String {
     if !h.respawn.is_empty() {
         let _ = writeln!(o, "\nrespawn:");
         for r in &h.respawn {
-            let _ = writeln!(o, "  {} {}", r.user, r.command);
+            let built_in = if r.is_ipfail() {
+                if h.ipfail_enabled() {
+                    "  (ipfail: built into hb, not spawned)"
+                } else {
+                    "  (ipfail: not run, 'ipfail off')"
+                }
+            } else {
+                ""
+            };
+            let _ = writeln!(o, "  {} {}{built_in}", r.user, r.command);
         }
     }
     let _ = writeln!(o, "\nfencing:");

@@ -13,6 +13,7 @@
 //! {"request":"standby","scope":"all"}
 //! {"request":"takeover","scope":"foreign"}
 //! {"request":"stats"}  {"request":"reset_stats"}  {"request":"shutdown"}
+//! {"request":"parameter","name":"keepalive"}
 //! ```
 //!
 //! [`serve`] accepts connections and hands each request to the main loop as a [`ControlCall`]
@@ -130,6 +131,13 @@ pub enum Request {
     /// Re-read the configuration, as SIGHUP does ([`Response::Ack`] with what was applied, or
     /// [`Response::Error`] with the refusal's `PATH:LINE` messages).
     Reload,
+    /// The value of an `ha.cf` directive as written (`cl_status hbparameter`): answered with
+    /// [`Response::Ack`] carrying the value, or [`Response::Error`] when the file does not set
+    /// it.
+    Parameter {
+        /// The directive (`keepalive`).
+        name: String,
+    },
 }
 
 impl Request {
@@ -137,7 +145,7 @@ impl Request {
     /// to members of the `control_group`; every other request needs root (or hbd's own user).
     pub fn is_read_only(&self) -> bool {
         match self {
-            Request::Status | Request::Stats => true,
+            Request::Status | Request::Stats | Request::Parameter { .. } => true,
             Request::Standby { .. }
             | Request::Takeover { .. }
             | Request::ResetStats
@@ -156,6 +164,7 @@ impl Request {
             Request::ResetStats => "reset_stats",
             Request::Shutdown => "shutdown",
             Request::Reload => "reload",
+            Request::Parameter { .. } => "parameter",
         }
     }
 }
@@ -264,6 +273,78 @@ pub struct NodeStatusReport {
     pub state: NodeState,
     /// Links (empty for the local node).
     pub links: Vec<LinkStatus>,
+    /// Its ping-node counts (the local node's own for the local node; `None`: no ping nodes,
+    /// or a peer that does not announce them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping: Option<PingCountStatus>,
+}
+
+/// A node's announced ping-node counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingCountStatus {
+    /// Ping nodes it reaches.
+    pub reachable: u8,
+    /// Ping nodes it has configured.
+    pub configured: u8,
+    /// Its built-in ipfail gave its groups up.
+    pub yielding: bool,
+}
+
+/// One ping-node address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingAddrStatus {
+    /// The address.
+    pub addr: String,
+    /// `up`, `dead` or `unknown` (no reply yet, within `deadping` of start).
+    pub state: String,
+    /// Milliseconds since its last reply (`None`: never answered).
+    pub last_reply_ms: Option<u64>,
+}
+
+/// One ping node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingNodeStatus {
+    /// The address of a `ping` line, or the name of a `ping_group`.
+    pub name: String,
+    /// `true` for a `ping_group`.
+    pub group: bool,
+    /// `up` while any address answers, `dead`, or `unknown`.
+    pub state: String,
+    /// Its addresses.
+    pub addrs: Vec<PingAddrStatus>,
+}
+
+/// Ping nodes and the built-in ipfail, as reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingStatus {
+    /// Ping nodes this node reaches.
+    pub reachable: u8,
+    /// Ping nodes configured.
+    pub configured: u8,
+    /// The built-in ipfail is on.
+    pub ipfail: bool,
+    /// ipfail's comparison with the live peers: `unknown`, `fewer`, `balanced`, `more`.
+    pub comparison: String,
+    /// ipfail gave this node's groups up.
+    pub yielding: bool,
+    /// ipfail's settle delay, ms.
+    pub settle_ms: u64,
+    /// No ping node reachable.
+    pub isolated: bool,
+    /// A dead peer whose groups this node does not take over, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takeover_held: Option<TakeoverHeld>,
+    /// Every ping node, in ha.cf order.
+    pub nodes: Vec<PingNodeStatus>,
+}
+
+/// A takeover the ping guard holds back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeoverHeld {
+    /// The dead peer.
+    pub peer: String,
+    /// Why, in words.
+    pub reason: String,
 }
 
 /// One resource group, as reported.
@@ -294,6 +375,9 @@ pub struct StatusReport {
     pub nodes: Vec<NodeStatusReport>,
     /// Every group, in haresources order.
     pub groups: Vec<GroupStatus>,
+    /// Ping nodes and the built-in ipfail (`None`: no ping nodes configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping: Option<Box<PingStatus>>,
     /// Live peers whose haresources differ from ours: no group is taken over or released
     /// until the files agree.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -304,6 +388,8 @@ pub struct StatusReport {
 }
 
 /// An answer on the control socket.
+// One response per control call, serialised at once: boxing the status report buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {
@@ -695,6 +781,12 @@ mod tests {
             (Request::Stats, r#"{"request":"stats"}"#),
             (Request::ResetStats, r#"{"request":"reset_stats"}"#),
             (Request::Shutdown, r#"{"request":"shutdown"}"#),
+            (
+                Request::Parameter {
+                    name: "keepalive".into(),
+                },
+                r#"{"request":"parameter","name":"keepalive"}"#,
+            ),
         ];
         for (req, json) in cases {
             assert_eq!(serde_json::to_string(&req).unwrap(), json);

@@ -33,6 +33,7 @@ use hb_proto::{
         Scope,
     },
     packet,
+    ping::PingEvent,
     replay::{RejectReason, ReplayGuard},
 };
 use thiserror::Error;
@@ -44,6 +45,7 @@ use crate::{
         fence::{self, FenceDevice},
     },
     control::{self, ControlCall, Request, Response},
+    icmp::{self, Pinger},
     metrics::{Metrics, TakeoverTimes},
     net::{self, Datagram, MediumSender, Receiver, monotonic_now},
     respawn::{self, Respawner},
@@ -54,6 +56,24 @@ use crate::{
 
 /// How long a resource script may run before it is killed.
 pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Most datagrams read from one socket in one turn of the loop (the first one the socket arm
+/// woke up for, and then without waiting). Reading in batches keeps the per-datagram cost of a
+/// flood small (one turn, one timer, one poll of every future per batch, not per datagram);
+/// the bound keeps every turn short, so the next turn's deadline check comes soon.
+pub const READ_BUDGET: usize = 64;
+
+/// Most records taken from the XDP ring buffer in one turn; what is left is taken at the start
+/// of the next turn (before it waits) and before every timer.
+pub const RING_BUDGET: usize = 256;
+
+/// The reason under which `hbstat` and Prometheus (`hb_packets_rejected_total`) show the
+/// datagrams to the heartbeat port that the XDP program dropped as not hb messages.
+pub const XDP_DROPPED_REASON: &str = "xdp_not_heartbeat";
+
+/// Most datagrams read from each socket before the core judges a deadline. Bounded by the
+/// socket's receive buffer anyway; the bound only guarantees the drain ends under a flood.
+pub const DRAIN_BUDGET: usize = 1024;
 
 /// Command-line options of the daemon (see `hbd --help`).
 #[derive(Debug, Clone)]
@@ -347,9 +367,15 @@ struct Driver {
     control_path: PathBuf,
     ring_buf: Vec<RingEvent>,
     dgram_buf: Vec<Datagram>,
+    pinger: Option<Pinger>,
+    ping_buf: Vec<icmp::Reply>,
     respawn: Option<Respawner>,
     control_tx: mpsc::Sender<ControlCall>,
     metrics_task: Option<tokio::task::JoinHandle<()>>,
+    /// The last ring drain stopped at [`RING_BUDGET`]: records are waiting without a wake-up.
+    ring_backlog: bool,
+    /// The XDP program's drop counter at the last statistics reset.
+    xdp_dropped_base: u64,
     /// `watchdog DEVICE`, fed from this loop.
     watchdog: Option<Watchdog>,
 }
@@ -408,6 +434,19 @@ impl Driver {
         // XDP fast path (socket path above stays open for what XDP passes on).
         let (xdp_handle, ring) = attach_xdp(&config, &ifindex_link)?;
 
+        // Ping nodes: the admin asked for them, so no raw socket means no start.
+        let pinger = if ha.ping_node_count() > 0 {
+            let p = Pinger::open().map_err(|e| {
+                DaemonError::Setup(format!(
+                    "ping nodes: raw ICMP socket: {e} (hbd needs CAP_NET_RAW)"
+                ))
+            })?;
+            Some(p)
+        } else {
+            None
+        };
+        announce_ipfail(&config);
+
         // The core's clock starts now, after the slow set-up (XDP load and attach).
         let now = monotonic_now();
         let node = Node::new(&config, generation, now).map_err(setup("node"))?;
@@ -458,8 +497,12 @@ impl Driver {
             started: now,
             pending_takeover: None,
             control_path,
-            ring_buf: Vec::with_capacity(256),
-            dgram_buf: Vec::with_capacity(256),
+            ring_buf: Vec::with_capacity(RING_BUDGET),
+            dgram_buf: Vec::with_capacity(READ_BUDGET),
+            ring_backlog: false,
+            xdp_dropped_base: 0,
+            pinger,
+            ping_buf: Vec::with_capacity(64),
             respawn: None,
             control_tx,
             metrics_task,
@@ -486,13 +529,30 @@ impl Driver {
 
     async fn run_loop(&mut self, mut signals: Signals) -> Result<(), DaemonError> {
         let mut stopping = false;
+        // No input can starve the heartbeat: every turn begins with the core's deadline (sending
+        // due heartbeats, judging peers), whatever is queued; then its outputs are sent; only
+        // then is input read, a bounded batch per turn. The timer arm also comes before the
+        // input arms in the select, for when the deadline passes while waiting.
         loop {
+            if self
+                .node
+                .poll_timeout()
+                .is_some_and(|t| t <= monotonic_now())
+            {
+                self.drain_all();
+                self.node.handle_timeout(monotonic_now());
+            }
             self.flush_outputs();
             if let Some(w) = self.watchdog.as_mut() {
                 w.feed(monotonic_now());
             }
             if self.node.is_stopped() {
                 break;
+            }
+            if self.ring_backlog && self.drain_ring() {
+                self.drain_all();
+                self.node.handle_timeout(monotonic_now());
+                continue;
             }
             let deadline = self.node.poll_timeout();
             let sleep = match deadline {
@@ -508,6 +568,10 @@ impl Driver {
                 _ = signals.int.recv() => self.shutdown(&mut stopping),
                 _ = signals.hup.recv() => {
                     let _ = self.reload(stopping);
+                }
+                _ = sleep => {
+                    self.drain_all();
+                    self.node.handle_timeout(monotonic_now());
                 }
                 r = readable(self.ring.as_mut()), if self.ring.is_some() => {
                     match r {
@@ -531,6 +595,8 @@ impl Driver {
                         Ok(d) => {
                             let link = self.receivers[i].1;
                             self.handle_datagram(link, &d.data, d.arrival, Some(d.read_at));
+                            // The rest of the batch without waiting: READ_BUDGET in all.
+                            self.drain_receiver(i, READ_BUDGET - 1);
                         }
                         Err(e) => {
                             tracing::warn!("receive: {e}");
@@ -538,9 +604,14 @@ impl Driver {
                         }
                     }
                 }
-                _ = sleep => {
-                    self.drain_all();
-                    self.node.handle_timeout(monotonic_now());
+                r = ping_readable(self.pinger.as_ref()), if self.pinger.is_some() => {
+                    match r {
+                        Ok(()) => self.drain_pings(),
+                        Err(e) => {
+                            tracing::warn!("ping socket: {e}");
+                            self.metrics.record_socket_error("ping_recv");
+                        }
+                    }
                 }
                 Some(call) = self.control_rx.recv() => self.handle_control(call, &mut stopping),
                 Some(done) = self.agent_rx.recv() => self.handle_agent_done(done),
@@ -755,14 +826,16 @@ impl Driver {
         self.node.handle_command(monotonic_now(), Command::Shutdown);
     }
 
-    /// Reads every queued ring-buffer record; `true` when one was a kernel deadline.
+    /// Reads up to [`RING_BUDGET`] queued ring-buffer records (`ring_backlog` says whether
+    /// more may wait); `true` when one was a kernel deadline.
     fn drain_ring(&mut self) -> bool {
         let Some(ring) = self.ring.as_mut() else {
+            self.ring_backlog = false;
             return false;
         };
         let mut events = std::mem::take(&mut self.ring_buf);
         events.clear();
-        ring.drain(&mut events);
+        self.ring_backlog = ring.drain_max(&mut events, RING_BUDGET) == RING_BUDGET;
         let read_at = monotonic_now();
         let mut deadline = false;
         for ev in &events {
@@ -787,20 +860,75 @@ impl Driver {
     /// is older (queued before XDP attached, or passed on when the ring was full), so handling
     /// it first keeps sequence numbers in order.
     fn drain_all(&mut self) {
-        let mut buf = std::mem::take(&mut self.dgram_buf);
         for i in 0..self.receivers.len() {
+            self.drain_receiver(i, DRAIN_BUDGET);
+        }
+        self.drain_ring();
+        self.drain_pings();
+    }
+
+    /// Reads and handles up to `max` datagrams queued on receiver `i`, without waiting.
+    fn drain_receiver(&mut self, i: usize, max: usize) {
+        let mut buf = std::mem::take(&mut self.dgram_buf);
+        let link = self.receivers[i].1;
+        let mut left = max;
+        while left > 0 {
             buf.clear();
-            let link = self.receivers[i].1;
-            if let Err(e) = self.receivers[i].0.drain(&mut buf, 1024) {
-                tracing::warn!("receive: {e}");
-                self.metrics.record_socket_error("recv");
-            }
+            let r = self.receivers[i].0.drain(&mut buf, left.min(READ_BUDGET));
             for d in &buf {
                 self.handle_datagram(link, &d.data, d.arrival, Some(d.read_at));
             }
+            match r {
+                Ok(n) if n == left.min(READ_BUDGET) => left -= n,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!("receive: {e}");
+                    self.metrics.record_socket_error("recv");
+                    break;
+                }
+            }
         }
         self.dgram_buf = buf;
-        self.drain_ring();
+    }
+
+    /// Reads every queued ICMP reply and hands it to the core with its kernel arrival time.
+    fn drain_pings(&mut self) {
+        let Some(pinger) = self.pinger.as_mut() else {
+            return;
+        };
+        let mut replies = std::mem::take(&mut self.ping_buf);
+        replies.clear();
+        match pinger.drain(&mut replies, 1024) {
+            Ok(c) => {
+                for _ in 0..c.ignored {
+                    self.metrics.record_socket_error("ping_ignored");
+                }
+            }
+            Err(e) => {
+                tracing::warn!("ping socket: {e}");
+                self.metrics.record_socket_error("ping_recv");
+            }
+        }
+        for r in &replies {
+            self.metrics
+                .record_ping_reply(r.link, r.arrival.saturating_since(r.sent));
+            self.node
+                .handle_ping_reply(monotonic_now(), r.link, r.sent, r.arrival);
+        }
+        self.ping_buf = replies;
+    }
+
+    fn send_ping(&mut self, link: usize, addr: std::net::IpAddr) {
+        let Some(pinger) = self.pinger.as_mut() else {
+            return;
+        };
+        match pinger.send(link, addr) {
+            Ok(_) => self.metrics.record_ping_sent(link, true),
+            Err(e) => {
+                self.metrics.record_ping_sent(link, false);
+                self.metrics.record_socket_error(ping_send_error_label(&e));
+            }
+        }
     }
 
     fn link_name(&self, link: usize) -> &str {
@@ -820,6 +948,24 @@ impl Driver {
         arrival: Timestamp,
         read_at: Option<Timestamp>,
     ) {
+        // Cheap checks before the digest is computed: the fixed header (size, magic, version,
+        // length, type), then the sender id it names. A datagram from this node (its own
+        // broadcast) or from a node not in ha.cf costs no HMAC.
+        let header = match packet::peek_header(bytes) {
+            Ok(h) => h,
+            Err(e) => {
+                self.metrics.record_reject(e.reason());
+                return;
+            }
+        };
+        if header.sender == node_id(&self.config.local_node) {
+            return;
+        }
+        if !self.names.contains_key(&header.sender) {
+            self.metrics
+                .record_reject(RejectReason::UnknownNode(header.sender).label());
+            return;
+        }
         let msg = match packet::decode(bytes, &self.config.authkeys) {
             Ok(m) => m,
             Err(e) => {
@@ -877,6 +1023,7 @@ impl Driver {
                         tracing::error!("agents thread gone: cannot fence");
                     }
                 }
+                Output::Ping { link, addr } => self.send_ping(link, addr),
                 Output::Event(ev) => self.handle_event(ev),
                 Output::SelfFence { group } => {
                     let command = self.config.ha_cf.self_fence().unwrap_or_default();
@@ -966,6 +1113,14 @@ impl Driver {
                     fenced: None,
                 });
             }
+            Event::Ping(PingEvent::LinkUp { node, addr }) => {
+                self.metrics
+                    .set_ping_state(node, &addr.to_string(), control::LinkState::Up)
+            }
+            Event::Ping(PingEvent::LinkDead { node, addr }) => {
+                self.metrics
+                    .set_ping_state(node, &addr.to_string(), control::LinkState::Dead)
+            }
             Event::MachDownComplete { .. } => {
                 if let Some(t) = self.pending_takeover.take() {
                     self.metrics.record_takeover(t);
@@ -1037,13 +1192,32 @@ impl Driver {
                     message: format!("takeover {} requested", scope.as_str()),
                 }
             }
-            Request::Stats => Response::Stats(Box::new(self.metrics.snapshot_at(now))),
+            Request::Stats => {
+                let mut report = self.metrics.snapshot_at(now);
+                report.ping_summary = ping_summary(&self.node.status());
+                if let Some(dropped) = self.xdp_dropped() {
+                    report.rejects.insert(
+                        XDP_DROPPED_REASON.to_owned(),
+                        dropped.saturating_sub(self.xdp_dropped_base),
+                    );
+                }
+                Response::Stats(Box::new(report))
+            }
             Request::ResetStats => {
                 self.metrics.reset_at(now);
+                self.xdp_dropped_base = self.xdp_dropped().unwrap_or(0);
                 Response::Ack {
                     message: "statistics reset".to_owned(),
                 }
             }
+            Request::Parameter { name } => match self.config.ha_cf.parameter(&name) {
+                Some(value) => Response::Ack {
+                    message: value.to_owned(),
+                },
+                None => Response::Error {
+                    message: format!("{name} is not set in ha.cf"),
+                },
+            },
             Request::Shutdown => {
                 self.shutdown(stopping);
                 Response::Ack {
@@ -1056,6 +1230,19 @@ impl Driver {
             },
         };
         let _ = call.reply.send(response);
+    }
+
+    /// The XDP program's count of datagrams to the heartbeat port it dropped as not hb
+    /// messages (since it was loaded); `None` on the socket path.
+    fn xdp_dropped(&self) -> Option<u64> {
+        let h = self.xdp.as_ref()?;
+        match h.counter(hb_common::counter::DROPPED) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::debug!("reading the XDP drop counter: {e}");
+                None
+            }
+        }
     }
 
     fn status_report(&self, now: Timestamp) -> control::StatusReport {
@@ -1148,6 +1335,11 @@ pub fn status_report(
             control::NodeStatusReport {
                 name: n.name.clone(),
                 id: n.id,
+                ping: n.ping.map(|c| control::PingCountStatus {
+                    reachable: c.reachable,
+                    configured: c.configured,
+                    yielding: c.yielding,
+                }),
                 state,
                 links: n
                     .links
@@ -1195,6 +1387,116 @@ pub fn status_report(
         groups,
         haresources_mismatch: s.haresources_mismatch.clone(),
         fence_pending: s.fence_pending.clone(),
+        ping: ping_status(s, now),
+    }
+}
+
+/// Why the ping guard holds a takeover back, in the words `hbctl status` shows.
+pub const TAKEOVER_HELD_REASON: &str =
+    "no ping node answered since the peer went silent: this node may be the isolated one";
+
+fn ping_status(s: &ClusterStatus, now: Timestamp) -> Option<Box<control::PingStatus>> {
+    let p = &s.ping;
+    if p.nodes.is_empty() {
+        return None;
+    }
+    let ms_since = |t: Option<Timestamp>| t.map(|t| now.saturating_since(t).as_millis() as u64);
+    Some(Box::new(control::PingStatus {
+        reachable: p.reachable,
+        configured: p.configured,
+        ipfail: p.ipfail,
+        comparison: p.comparison.as_str().to_owned(),
+        yielding: p.yielding,
+        settle_ms: p.settle.as_millis() as u64,
+        isolated: p.reachable == 0,
+        takeover_held: s.takeover_held.as_ref().map(|peer| control::TakeoverHeld {
+            peer: peer.clone(),
+            reason: TAKEOVER_HELD_REASON.to_owned(),
+        }),
+        nodes: p
+            .nodes
+            .iter()
+            .map(|n| control::PingNodeStatus {
+                name: n.name.clone(),
+                group: n.group,
+                state: n.state.as_str().to_owned(),
+                addrs: n
+                    .links
+                    .iter()
+                    .map(|l| control::PingAddrStatus {
+                        addr: l.addr.to_string(),
+                        state: l.state.as_str().to_owned(),
+                        last_reply_ms: ms_since(l.last_reply),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }))
+}
+
+/// The counts `hbstat` and Prometheus show (`None` without ping nodes).
+fn ping_summary(s: &ClusterStatus) -> Option<crate::metrics::PingSummary> {
+    if s.ping.nodes.is_empty() {
+        return None;
+    }
+    Some(crate::metrics::PingSummary {
+        reachable: s.ping.reachable,
+        configured: s.ping.configured,
+        ipfail: s.ping.ipfail,
+        yielding: s.ping.yielding,
+        takeover_held: s.takeover_held.is_some(),
+        peers: s
+            .nodes
+            .iter()
+            .filter(|n| !n.local)
+            .filter_map(|n| n.ping.map(|c| (n.name.clone(), c.reachable)))
+            .collect(),
+    })
+}
+
+/// Says once at start what hb does for ipfail and ping nodes.
+fn announce_ipfail(config: &Config) {
+    let ha = &config.ha_cf;
+    if ha.ping_node_count() == 0 {
+        return;
+    }
+    let settle = ha.effective_ipfail_settle().as_millis();
+    match (ha.ipfail_enabled(), ha.ipfail_respawn()) {
+        (true, Some(r)) => tracing::info!(
+            "hb: ipfail built in: 'respawn {} {}' is not spawned; hb compares ping node counts \
+             with its peers itself (settle {settle} ms)",
+            r.user,
+            r.command
+        ),
+        (true, None) => tracing::info!(
+            "hb: ipfail built in (ipfail on): hb compares ping node counts with its peers \
+             (settle {settle} ms)"
+        ),
+        (false, _) => {}
+    }
+    tracing::info!(
+        "hb: {} ping node(s), echo every {} ms, dead after {} ms without a reply; a dead \
+         peer's groups are taken over only while a ping node answers",
+        ha.ping_node_count(),
+        ha.effective_ping_interval().as_millis(),
+        ha.effective_deadping().as_millis()
+    );
+}
+
+/// Label of a failed echo request send.
+fn ping_send_error_label(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EPERM) => "ping_send_eperm",
+        Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) => "ping_send_unreachable",
+        Some(libc::ENOBUFS) | Some(libc::EAGAIN) => "ping_send_busy",
+        _ => "ping_send_other",
+    }
+}
+
+async fn ping_readable(p: Option<&Pinger>) -> std::io::Result<()> {
+    match p {
+        Some(p) => p.readable().await,
+        None => std::future::pending().await,
     }
 }
 

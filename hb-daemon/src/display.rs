@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::{
-    control::StatusReport,
+    control::{PingStatus, StatusReport},
     metrics::{HistogramSummary, LinkStats, StatsReport},
 };
 
@@ -75,12 +75,17 @@ pub fn status(r: &StatusReport) -> String {
         r.generation,
         uptime(r.uptime_secs)
     );
-    let mut rows = vec![vec![
+    let with_ping = r.ping.is_some();
+    let mut header = vec![
         "NODE".to_owned(),
         "ID".to_owned(),
         "STATE".to_owned(),
         "LINKS".to_owned(),
-    ]];
+    ];
+    if with_ping {
+        header.insert(3, "PING".to_owned());
+    }
+    let mut rows = vec![header];
     for n in &r.nodes {
         let links = if n.name == r.local_node {
             "(local)".to_owned()
@@ -101,12 +106,23 @@ pub fn status(r: &StatusReport) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        rows.push(vec![
+        let mut row = vec![
             n.name.clone(),
             format!("{:#010x}", n.id),
             n.state.as_str().to_owned(),
             links,
-        ]);
+        ];
+        if with_ping {
+            let ping = n.ping.map_or_else(
+                || "-".to_owned(),
+                |c| {
+                    let y = if c.yielding { " yielding" } else { "" };
+                    format!("{}/{}{y}", c.reachable, c.configured)
+                },
+            );
+            row.insert(3, ping);
+        }
+        rows.push(row);
     }
     out.push_str(&pad_table(&rows));
     out.push('\n');
@@ -126,6 +142,9 @@ pub fn status(r: &StatusReport) -> String {
     }
     if !r.haresources_mismatch.is_empty() || !r.fence_pending.is_empty() {
         out.push('\n');
+    }
+    if let Some(p) = &r.ping {
+        ping_section(&mut out, p);
     }
     if r.groups.is_empty() {
         out.push_str("No resource groups.\n");
@@ -149,6 +168,62 @@ pub fn status(r: &StatusReport) -> String {
     }
     out.push_str(&pad_table(&rows));
     out
+}
+
+fn ping_section(out: &mut String, p: &PingStatus) {
+    let ipfail = if p.ipfail {
+        format!(
+            "ipfail on (settle {}): {}{}",
+            duration_ns(p.settle_ms.saturating_mul(1_000_000)),
+            p.comparison,
+            if p.yielding {
+                ", yielding: fewer ping nodes than a peer, groups given up"
+            } else {
+                ""
+            }
+        )
+    } else {
+        "ipfail off".to_owned()
+    };
+    let _ = writeln!(
+        out,
+        "Ping nodes: {}/{} reachable{}; {ipfail}",
+        p.reachable,
+        p.configured,
+        if p.isolated { " (isolated)" } else { "" }
+    );
+    let mut rows = vec![vec![
+        "PING NODE".to_owned(),
+        "STATE".to_owned(),
+        "ADDRESSES".to_owned(),
+    ]];
+    for n in &p.nodes {
+        let addrs = n
+            .addrs
+            .iter()
+            .map(|a| match a.last_reply_ms {
+                Some(ms) => format!(
+                    "{} {} ({} ago)",
+                    a.addr,
+                    a.state,
+                    duration_ns(ms.saturating_mul(1_000_000))
+                ),
+                None => format!("{} {} (never answered)", a.addr, a.state),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let name = if n.group {
+            format!("{} (group)", n.name)
+        } else {
+            n.name.clone()
+        };
+        rows.push(vec![name, n.state.clone(), addrs]);
+    }
+    out.push_str(&pad_table(&rows));
+    if let Some(h) = &p.takeover_held {
+        let _ = writeln!(out, "Takeover of {}'s groups held: {}", h.peer, h.reason);
+    }
+    out.push('\n');
 }
 
 fn percent(ratio: f64) -> String {
@@ -282,6 +357,56 @@ pub fn stats(r: &StatsReport, histogram: bool) -> String {
             link_block(&mut out, l, &r.bucket_bounds_ns, histogram);
         }
     }
+    if let Some(sum) = &r.ping_summary {
+        let peers = sum
+            .peers
+            .iter()
+            .map(|(p, n)| format!("{p} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            out,
+            "\nping nodes: {}/{} reachable{}{}{}",
+            sum.reachable,
+            sum.configured,
+            if peers.is_empty() {
+                String::new()
+            } else {
+                format!(" (peers: {peers})")
+            },
+            if sum.yielding {
+                ", ipfail yielding"
+            } else {
+                ""
+            },
+            if sum.takeover_held {
+                ", takeover held (isolated?)"
+            } else {
+                ""
+            }
+        );
+    }
+    for p in &r.ping {
+        let _ = writeln!(
+            out,
+            "  ping {}{} ({}): sent {}, answered {}, send errors {}",
+            p.node,
+            if p.node == p.addr {
+                String::new()
+            } else {
+                format!(" {}", p.addr)
+            },
+            p.state.as_str(),
+            p.sent,
+            p.received,
+            p.send_errors
+        );
+        percentile_table(&mut out, "    ", &[("rtt", &p.rtt)]);
+        if histogram && p.rtt.count > 0 {
+            let _ = writeln!(out, "    rtt distribution:");
+            out.push_str(&bar_chart(&p.rtt, &r.bucket_bounds_ns, "      "));
+        }
+    }
     let t = &r.takeovers;
     if t.count > 0 {
         let _ = writeln!(out, "\ntakeovers: {}", t.count);
@@ -364,15 +489,18 @@ mod tests {
             local_node: "node1".into(),
             generation: 42,
             uptime_secs: 65,
+            ping: None,
             nodes: vec![
                 NodeStatusReport {
                     name: "node1".into(),
+                    ping: None,
                     id: 1,
                     state: NodeState::Up,
                     links: vec![],
                 },
                 NodeStatusReport {
                     name: "node2".into(),
+                    ping: None,
                     id: 2,
                     state: NodeState::Dead,
                     links: vec![LinkStatus {
@@ -410,6 +538,79 @@ mod tests {
         let words: Vec<&str> = group.split_whitespace().collect();
         assert_eq!(&words[..4], &["0", "node2", "node1", "held"]);
         assert!(group.ends_with("IPaddr::10.0.0.100/24/eth1 httpd"));
+    }
+
+    #[test]
+    fn status_shows_ping_nodes_ipfail_and_a_held_takeover() {
+        use crate::control::{PingAddrStatus, PingCountStatus, PingNodeStatus, TakeoverHeld};
+        let counts = |reachable, yielding| {
+            Some(PingCountStatus {
+                reachable,
+                configured: 1,
+                yielding,
+            })
+        };
+        let r = StatusReport {
+            local_node: "node2".into(),
+            generation: 1,
+            uptime_secs: 5,
+            haresources_mismatch: vec![],
+            fence_pending: vec![],
+            ping: Some(Box::new(PingStatus {
+                reachable: 0,
+                configured: 1,
+                ipfail: true,
+                comparison: "fewer".into(),
+                yielding: true,
+                settle_ms: 200,
+                isolated: true,
+                takeover_held: Some(TakeoverHeld {
+                    peer: "node1".into(),
+                    reason: "no ping node answered".into(),
+                }),
+                nodes: vec![PingNodeStatus {
+                    name: "10.0.0.254".into(),
+                    group: false,
+                    state: "dead".into(),
+                    addrs: vec![PingAddrStatus {
+                        addr: "10.0.0.254".into(),
+                        state: "dead".into(),
+                        last_reply_ms: Some(1500),
+                    }],
+                }],
+            })),
+            nodes: vec![
+                NodeStatusReport {
+                    name: "node1".into(),
+                    ping: counts(1, false),
+                    id: 1,
+                    state: NodeState::Dead,
+                    links: vec![],
+                },
+                NodeStatusReport {
+                    name: "node2".into(),
+                    ping: counts(0, true),
+                    id: 2,
+                    state: NodeState::Up,
+                    links: vec![],
+                },
+            ],
+            groups: vec![],
+        };
+        let s = status(&r);
+        let node1 = s.lines().find(|l| l.starts_with("node1")).unwrap();
+        assert!(node1.contains("1/1"), "{s}");
+        let node2 = s.lines().find(|l| l.starts_with("node2")).unwrap();
+        assert!(node2.contains("0/1 yielding"), "{s}");
+        assert!(
+            s.contains("Ping nodes: 0/1 reachable (isolated); ipfail on (settle 200ms): fewer"),
+            "{s}"
+        );
+        assert!(s.contains("10.0.0.254 dead (1.50s ago)"), "{s}");
+        assert!(
+            s.contains("Takeover of node1's groups held: no ping node answered"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! What hb answers where Heartbeat has features hb lacks: no API clients (`clientstatus` says
 //! `offline` for every client of a known node), no ping nodes in the status (`listnodes -p` lists
 //! none), every node has weight 100 and an empty site (Heartbeat's defaults), and
-//! `hbparameter` answers only for the timing directives hb reports.
+//! `hbparameter` answers with what `ha.cf` says (nothing for a directive it does not set).
 
 use std::fmt::Write as _;
 
@@ -367,7 +367,13 @@ pub fn cl_status(
                 out.code = PARAMETER_ERROR;
                 return out;
             };
-            match parameter(&report, name) {
+            let value = match ask(&Request::Parameter {
+                name: name.to_owned(),
+            }) {
+                Ok(Response::Ack { message }) => Some(message),
+                _ => None,
+            };
+            match value {
                 Some(v) if human => {
                     let _ = writeln!(out.stdout, "Heartbeat parameter {name}'s value: {v}");
                 }
@@ -509,12 +515,6 @@ fn resources(report: &StatusReport) -> &'static str {
         (false, true) => "foreign",
         (false, false) => "none",
     }
-}
-
-/// `hbparameter -p NAME`: the directives hb reports. None of them is in the status report yet,
-/// so nothing is answered (Heartbeat's "Cannot get parameter" failure).
-fn parameter(_report: &StatusReport, _name: &str) -> Option<String> {
-    None
 }
 
 /// nodestatus, nodeweight, nodesite, nodetype, hblinkstatus, clientstatus, rscstatus.
@@ -737,6 +737,7 @@ mod tests {
         let node = |name: &str| NodeStatusReport {
             name: name.into(),
             id: 0,
+            ping: None,
             state: if name == "n2" && n2_dead {
                 NodeState::Dead
             } else {
@@ -783,6 +784,7 @@ mod tests {
             ],
             haresources_mismatch: vec![],
             fence_pending: vec![],
+            ping: None,
         }
     }
 
@@ -814,9 +816,20 @@ mod tests {
 
     /// `cl_status ARGS` on `node` in `state` (None: hbd not running).
     fn run_cl_status(node: &str, state: Option<State>, line: &str) -> Outcome {
-        let mut ask = |_: &Request| match state {
-            Some(s) => Ok(Response::Status(report(node, s))),
-            None => Err(ClientError::NotRunning {
+        let mut ask = |r: &Request| match (state, r) {
+            (Some(_), Request::Parameter { name }) => Ok(match name.as_str() {
+                "keepalive" => Response::Ack {
+                    message: "200ms".into(),
+                },
+                "deadtime" => Response::Ack {
+                    message: "2000ms".into(),
+                },
+                _ => Response::Error {
+                    message: format!("{name} is not set in ha.cf"),
+                },
+            }),
+            (Some(s), _) => Ok(Response::Status(report(node, s))),
+            (None, _) => Err(ClientError::NotRunning {
                 path: "/run/hb/hbd.sock".into(),
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             }),
@@ -903,6 +916,18 @@ mod tests {
                 "hbparameter -p nosuch",
             ),
             ("hbparameter-noarg", "n1", Some(Normal), "hbparameter"),
+            (
+                "hbparameter-keepalive",
+                "n1",
+                Some(Normal),
+                "hbparameter -p keepalive",
+            ),
+            (
+                "hbparameter-m",
+                "n1",
+                Some(Normal),
+                "hbparameter -m -p deadtime",
+            ),
             ("standby.rscstatus-n1", "n1", Some(Standby), "rscstatus"),
             ("standby.rscstatus-n2", "n2", Some(Standby), "rscstatus"),
             ("standby.nodestatus", "n2", Some(Standby), "nodestatus n1"),

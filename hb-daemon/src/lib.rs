@@ -9,6 +9,7 @@ pub mod control;
 pub mod daemon;
 pub mod display;
 pub mod heartbeat_tools;
+pub mod icmp;
 pub mod logging;
 pub mod metrics;
 pub mod net;

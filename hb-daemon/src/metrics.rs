@@ -274,6 +274,42 @@ pub struct TakeoverStats {
     pub last: Option<TakeoverReport>,
 }
 
+/// Statistics of one ping-node address (a `ping` line, or one member of a `ping_group`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PingStats {
+    /// The ping node (the address of a `ping` line, the name of a `ping_group`).
+    pub node: String,
+    /// The address pinged.
+    pub addr: String,
+    /// Up (answered within `deadping`) or dead, as last set by the loop.
+    pub state: LinkState,
+    /// Echo requests sent.
+    pub sent: u64,
+    /// Echo replies received.
+    pub received: u64,
+    /// Requests the kernel refused to send (an iptables `DROP`, no route).
+    pub send_errors: u64,
+    /// Round-trip time: request send to the reply's kernel arrival stamp.
+    pub rtt: HistogramSummary,
+}
+
+/// The ping-node counts and the built-in ipfail's state, from the core at snapshot time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingSummary {
+    /// Ping nodes this node reaches.
+    pub reachable: u8,
+    /// Ping nodes configured.
+    pub configured: u8,
+    /// The built-in ipfail is on.
+    pub ipfail: bool,
+    /// ipfail gave this node's groups up (fewer ping nodes than a peer).
+    pub yielding: bool,
+    /// A dead peer's takeover held back: no ping node answered since it went silent.
+    pub takeover_held: bool,
+    /// Each peer's announced count of reachable ping nodes (peers that announce one).
+    pub peers: BTreeMap<String, u8>,
+}
+
 /// Everything [`Metrics`] holds, for `hbstat`, `hbctl` and Prometheus.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatsReport {
@@ -291,6 +327,12 @@ pub struct StatsReport {
     pub rejects: BTreeMap<String, u64>,
     /// Socket and ring-buffer errors by kind.
     pub errors: BTreeMap<String, u64>,
+    /// One entry per ping-node address, in configuration order (empty without ping nodes).
+    #[serde(default)]
+    pub ping: Vec<PingStats>,
+    /// Ping-node counts and ipfail (`None` without ping nodes).
+    #[serde(default)]
+    pub ping_summary: Option<PingSummary>,
 }
 
 #[derive(Debug, Clone)]
@@ -338,8 +380,19 @@ struct PeerMetrics {
     links: Vec<LinkMetrics>,
 }
 
+#[derive(Debug, Clone)]
+struct PingMetrics {
+    node: String,
+    addr: String,
+    state: LinkState,
+    sent: u64,
+    received: u64,
+    send_errors: u64,
+    rtt: LatencyHistogram,
+}
+
 /// hbd's statistics: per peer and per link histograms and counters, takeover timings, reject
-/// and error counters. Owned by the main loop.
+/// and error counters, per ping-node address RTT. Owned by the main loop.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     local_node: String,
@@ -353,6 +406,7 @@ pub struct Metrics {
     last_takeover: Option<TakeoverReport>,
     rejects: BTreeMap<&'static str, u64>,
     errors: BTreeMap<&'static str, u64>,
+    ping: Vec<PingMetrics>,
 }
 
 /// Label under which events naming a peer or link not in the configuration are counted.
@@ -389,6 +443,55 @@ impl Metrics {
             last_takeover: None,
             rejects: BTreeMap::new(),
             errors: BTreeMap::new(),
+            ping: Vec::new(),
+        }
+    }
+
+    /// Adds ping-node addresses, as `(ping node, address)` in the core's link order.
+    pub fn with_ping_links<N: AsRef<str>, A: ToString>(mut self, links: &[(N, A)]) -> Self {
+        self.ping = links
+            .iter()
+            .map(|(n, a)| PingMetrics {
+                node: n.as_ref().to_owned(),
+                addr: a.to_string(),
+                state: LinkState::Dead,
+                sent: 0,
+                received: 0,
+                send_errors: 0,
+                rtt: LatencyHistogram::new(),
+            })
+            .collect();
+        self
+    }
+
+    /// An echo request to ping-node address `link` was sent (`ok`) or refused by the kernel.
+    pub fn record_ping_sent(&mut self, link: usize, ok: bool) {
+        match self.ping.get_mut(link) {
+            Some(p) if ok => p.sent = p.sent.saturating_add(1),
+            Some(p) => p.send_errors = p.send_errors.saturating_add(1),
+            None => self.count_unknown(),
+        }
+    }
+
+    /// An echo reply from ping-node address `link` after `rtt`.
+    pub fn record_ping_reply(&mut self, link: usize, rtt: Duration) {
+        match self.ping.get_mut(link) {
+            Some(p) => {
+                p.received = p.received.saturating_add(1);
+                p.rtt.record(rtt);
+            }
+            None => self.count_unknown(),
+        }
+    }
+
+    /// Sets the state reported for ping-node address `addr` of `node`.
+    pub fn set_ping_state(&mut self, node: &str, addr: &str, state: LinkState) {
+        if let Some(p) = self
+            .ping
+            .iter_mut()
+            .find(|p| p.node == node && p.addr == addr)
+        {
+            p.state = state;
         }
     }
 
@@ -408,7 +511,12 @@ impl Metrics {
                 links.push(m.iface());
             }
         }
-        Self::new(&config.local_node, &peers, &links, now)
+        let ping = hb_proto::ping::ping_targets(&config.ha_cf);
+        let ping_links: Vec<(&str, std::net::IpAddr)> = ping
+            .iter()
+            .flat_map(|t| t.addrs.iter().map(move |a| (t.name.as_str(), *a)))
+            .collect();
+        Self::new(&config.local_node, &peers, &links, now).with_ping_links(&ping_links)
     }
 
     fn peer_mut(&mut self, peer: &str) -> Option<&mut PeerMetrics> {
@@ -583,6 +691,20 @@ impl Metrics {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), *v))
                 .collect(),
+            ping: self
+                .ping
+                .iter()
+                .map(|p| PingStats {
+                    node: p.node.clone(),
+                    addr: p.addr.clone(),
+                    state: p.state,
+                    sent: p.sent,
+                    received: p.received,
+                    send_errors: p.send_errors,
+                    rtt: p.rtt.summary(),
+                })
+                .collect(),
+            ping_summary: None,
         }
     }
 
@@ -612,6 +734,12 @@ impl Metrics {
         }
         for v in self.errors.values_mut() {
             *v = 0;
+        }
+        for p in &mut self.ping {
+            p.sent = 0;
+            p.received = 0;
+            p.send_errors = 0;
+            p.rtt.reset();
         }
     }
 
@@ -836,6 +964,9 @@ mod tests {
             garp_interval: d(200),
             metrics_listen: None,
             control_socket: None,
+            ipfail: Setting::default_value(false),
+            ipfail_settle: None,
+            ping_interval: None,
             ignored: vec![],
             log_format: hb_proto::config::Setting::default_value(
                 hb_proto::config::LogFormat::Heartbeat,
@@ -843,6 +974,7 @@ mod tests {
             syslog_ident: hb_proto::config::Setting::default_value("heartbeat".into()),
             self_fence_command: None,
             control_group: None,
+            parameters: vec![],
         };
         let config = Config {
             config_dir: "/etc/ha.d".into(),

@@ -515,7 +515,11 @@ impl Receiver {
     }
 }
 
-fn read_one(fd: BorrowedFd<'_>, buf: &mut [u8], cmsg: &mut [u8]) -> io::Result<Datagram> {
+pub(crate) fn read_one(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    cmsg: &mut [u8],
+) -> io::Result<Datagram> {
     let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<SockaddrIn>(fd.as_raw_fd(), &mut iov, Some(cmsg), MsgFlags::MSG_DONTWAIT)
         .map_err(io::Error::from)?;

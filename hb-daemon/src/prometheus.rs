@@ -226,6 +226,8 @@ pub fn render(report: &StatsReport) -> String {
         );
     }
 
+    ping(&mut f, report);
+
     let t = &report.takeovers;
     f.header(
         "hb_takeovers_total",
@@ -280,6 +282,98 @@ pub fn render(report: &StatsReport) -> String {
         f.sample("hb_errors_total", &[("kind", kind)], *n as f64);
     }
     out
+}
+
+/// Ping nodes and the built-in ipfail (nothing without ping nodes).
+fn ping(f: &mut Family<'_>, report: &StatsReport) {
+    let b = &report.bucket_bounds_ns;
+    if let Some(s) = &report.ping_summary {
+        for (name, help, v) in [
+            (
+                "hb_ping_nodes_reachable",
+                "Ping nodes this node reaches (a ping_group counts once).",
+                s.reachable,
+            ),
+            (
+                "hb_ping_nodes_configured",
+                "Ping nodes configured (ping and ping_group lines).",
+                s.configured,
+            ),
+            (
+                "hb_ipfail_yielding",
+                "1 when the built-in ipfail gave this node's groups up (fewer ping nodes than a peer).",
+                u8::from(s.yielding),
+            ),
+            (
+                "hb_takeover_held",
+                "1 when a dead peer's groups are not taken over: no ping node answered since it went silent.",
+                u8::from(s.takeover_held),
+            ),
+        ] {
+            f.header(name, "gauge", help);
+            f.sample(name, &[], f64::from(v));
+        }
+        f.header(
+            "hb_peer_ping_nodes_reachable",
+            "gauge",
+            "Ping nodes the peer reaches, as announced in its heartbeats.",
+        );
+        for (peer, n) in &s.peers {
+            f.sample(
+                "hb_peer_ping_nodes_reachable",
+                &[("peer", peer)],
+                f64::from(*n),
+            );
+        }
+    }
+    if report.ping.is_empty() {
+        return;
+    }
+    f.header(
+        "hb_ping_up",
+        "gauge",
+        "1 when the ping-node address answered within deadping, else 0.",
+    );
+    for p in &report.ping {
+        let lb = [("node", p.node.as_str()), ("addr", p.addr.as_str())];
+        f.sample(
+            "hb_ping_up",
+            &lb,
+            f64::from(u8::from(p.state == LinkState::Up)),
+        );
+    }
+    for (name, help, pick) in [
+        (
+            "hb_ping_requests_total",
+            "ICMP echo requests sent to the ping-node address.",
+            (|p: &crate::metrics::PingStats| p.sent) as fn(&crate::metrics::PingStats) -> u64,
+        ),
+        (
+            "hb_ping_replies_total",
+            "ICMP echo replies received from the ping-node address.",
+            |p| p.received,
+        ),
+        (
+            "hb_ping_send_errors_total",
+            "Echo requests the kernel refused to send (iptables DROP, no route).",
+            |p| p.send_errors,
+        ),
+    ] {
+        f.header(name, "counter", help);
+        for p in &report.ping {
+            let lb = [("node", p.node.as_str()), ("addr", p.addr.as_str())];
+            f.sample(name, &lb, pick(p) as f64);
+        }
+    }
+    f.header(
+        "hb_ping_rtt_seconds",
+        "histogram",
+        "Round-trip time of ICMP echo to the ping-node address (send to the reply's kernel stamp).",
+    );
+    for p in &report.ping {
+        let lb = [("node", p.node.as_str()), ("addr", p.addr.as_str())];
+        f.histogram("hb_ping_rtt_seconds", &lb, &p.rtt, b);
+    }
 }
 
 /// Answers `GET /metrics` on `listener` until `calls` is closed.

@@ -209,8 +209,17 @@ fn scrape_parses_with_names_labels_and_values() {
 fn every_metric_in_the_exposition_is_in_docs_metrics_md() {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md"))
         .unwrap();
-    let text =
-        hb_daemon::prometheus::render(&common::metrics().snapshot_at(hb_proto::Timestamp(1)));
+    let mut report = common::metrics().snapshot_at(hb_proto::Timestamp(1));
+    report.ping_summary = Some(hb_daemon::metrics::PingSummary {
+        reachable: 1,
+        configured: 1,
+        ipfail: true,
+        peers: [("node2".to_owned(), 1)].into_iter().collect(),
+        ..Default::default()
+    });
+    let text = hb_daemon::prometheus::render(&report);
+    assert!(text.contains("hb_ping_rtt_seconds_count{node=\"10.0.0.254\",addr=\"10.0.0.254\"} 1"));
+    assert!(text.contains("hb_peer_ping_nodes_reachable{peer=\"node2\"} 1"));
     for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
         let name = line.split_whitespace().nth(2).unwrap();
         assert!(

@@ -14,15 +14,23 @@
 //! - [`fence`]: the fencing gate (no takeover from a silent peer until it is fenced).
 //! - [`node`]: the node state machine: membership, failure detection, resource-group
 //!   ownership.
+//! - `sim` (feature `sim`): a deterministic simulation of a cluster of nodes in virtual time,
+//!   for tests and the fuzz targets.
+//! - `fuzz` (feature `fuzz`): the bodies of the cargo-fuzz targets under `fuzz/`.
 
 pub mod auth;
 pub mod config;
 pub mod fence;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 pub mod generation;
 pub mod message;
 pub mod node;
 pub mod packet;
+pub mod ping;
 pub mod replay;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod time;
 
 pub use time::Timestamp;

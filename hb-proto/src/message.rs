@@ -67,6 +67,18 @@ pub enum NodeStatus {
     Stopping,
 }
 
+/// The sender's ping-node counts (present when the sender has ping nodes configured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingCounts {
+    /// Ping nodes the sender reaches now (a `ping_group` counts once).
+    pub reachable: u8,
+    /// Ping nodes the sender has configured (at least `reachable`).
+    pub configured: u8,
+    /// The sender's built-in ipfail gave its groups up (it reaches fewer ping nodes than a
+    /// peer): it is a candidate for a group only when no other node is.
+    pub yielding: bool,
+}
+
 /// One hb message, decoded and authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -88,6 +100,9 @@ pub struct Message {
     pub echoes: Vec<Echo>,
     /// The sender's state for every group it has any state for.
     pub groups: Vec<GroupState>,
+    /// The sender's ping-node counts (`None`: no ping nodes configured, or a sender from
+    /// before the field existed).
+    pub ping: Option<PingCounts>,
 }
 
 /// Round-trip time from an echo of one of this node's own heartbeats: `arrival - echoed

@@ -40,6 +40,10 @@
 //! the only way a group is taken without a peer's confirmation. Outside a partition, no two
 //! nodes are ever `Starting`/`Held` for the same group.
 //!
+//! No group starts while a peer declared dead by silence waits for its fence (fencing configured;
+//! see [`crate::fence`]), and no group starts or is released (but by a clean stop) while a live
+//! peer announces a different `haresources` digest ([`groups_digest`]).
+//!
 //! A `Held` group that a live peer also claims (partition healed, false takeover) emits
 //! [`Event::DualOwnership`]; the node that keeps it emits [`Output::Reannounce`] at once, and
 //! again when the peer shows it released (`None`: its gratuitous ARPs, sent while it held the
@@ -77,11 +81,12 @@ mod event;
 mod fencing;
 mod liveness;
 mod ownership;
+mod ping_guard;
 mod reload;
 mod status;
 mod transmit;
 
-use std::{collections::VecDeque, time::Duration};
+use std::{collections::VecDeque, net::IpAddr, time::Duration};
 
 pub use command::{Command, Scope};
 pub use event::{DeathCause, Event, EventFields, Level};
@@ -91,7 +96,8 @@ pub use status::{ClusterStatus, Counters, GroupView, LinkState, LinkView, NodeVi
 use crate::{
     Timestamp,
     config::{AutoFailback, Config, ResourceGroup, node_id},
-    message::{Holding, Message, NodeStatus},
+    message::{Holding, Message, NodeStatus, PingCounts},
+    ping::PingMonitor,
 };
 
 /// Index of a heartbeat medium in `config.ha_cf.media`.
@@ -138,6 +144,14 @@ pub enum Output {
         attempt: u32,
         /// Kill the attempt after this long and report it failed.
         timeout: Duration,
+    },
+    /// Send one ICMP echo request to a ping node's address; report the reply with
+    /// [`Node::handle_ping_reply`].
+    Ping {
+        /// Index of the address among every ping node's addresses (`ha.cf` order).
+        link: usize,
+        /// The address.
+        addr: IpAddr,
     },
     /// For logging and metrics.
     Event(Event),
@@ -203,8 +217,9 @@ pub fn late_wakeup_threshold(keepalive: Duration) -> Duration {
 }
 
 /// Digest of the `haresources` groups announced in every message (`groups_digest`): CRC32 of
-/// each group's line (`preferred resource...`), newline-terminated, in file order. Nodes
-/// whose digests differ ignore each other's messages.
+/// each group's line (`preferred resource...`), newline-terminated, in file order. A peer
+/// whose digest differs stays alive in membership, but its group states are not applied and no
+/// group is started or released while it is alive (see "Ownership" in the module docs).
 pub fn groups_digest(groups: &[ResourceGroup]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     for g in groups {
@@ -288,6 +303,8 @@ struct Peer {
     config_mismatch: Option<u32>,
     /// When the mismatch is logged again.
     mismatch_next_report: Option<Timestamp>,
+    /// Ping-node counts in the message whose state is applied.
+    ping: Option<PingCounts>,
 }
 
 #[derive(Debug, Clone)]
@@ -337,6 +354,9 @@ pub struct Node {
     outputs: VecDeque<Output>,
     counters: Counters,
     fencing: fencing::Fencing,
+    ping: PingMonitor,
+    /// The dead peer whose takeover the ping guard holds back (reported once).
+    takeover_held: Option<usize>,
     /// Fencing configured: a failed stop fences this node (see `reload`).
     self_fence_configured: bool,
     /// An [`Output::SelfFence`] is out, its result not yet in.
@@ -432,6 +452,7 @@ impl Node {
             deadtime_floor: None,
             config_mismatch: None,
             mismatch_next_report: None,
+            ping: None,
         };
         let local_group = LocalGroup {
             holding: Holding::None,
@@ -474,6 +495,8 @@ impl Node {
                 crate::fence::FenceSetup::from_config(config),
                 ha.nodes.clone(),
             ),
+            ping: PingMonitor::from_ha_cf(ha, now),
+            takeover_held: None,
             self_fence_configured: ha.self_fence().is_some(),
             self_fence_pending: false,
             self_fenced: false,
@@ -515,7 +538,31 @@ impl Node {
         }
         // Most heartbeats repeat what the previous one said: decisions are only re-taken when
         // something they read changed.
-        if self.accept_message(now, link, arrival, msg) || self.dirty {
+        let relevant = self.accept_message(now, link, arrival, msg);
+        self.ping_compare(now);
+        if relevant || self.dirty {
+            self.reconcile(now);
+        }
+        self.flush(now);
+    }
+
+    /// An ICMP echo reply from ping-node address `link` (as in [`Output::Ping`]) to a request
+    /// sent at `sent`, arrived at `arrival` (kernel time). Hand in every queued reply before
+    /// [`Node::handle_timeout`], like heartbeats.
+    pub fn handle_ping_reply(
+        &mut self,
+        now: Timestamp,
+        link: usize,
+        sent: Timestamp,
+        arrival: Timestamp,
+    ) {
+        if self.phase == Phase::Stopped {
+            return;
+        }
+        let changed = self.ping.handle_reply(now, link, sent, arrival);
+        self.ping_compare(now);
+        // A reply may be the proof a held takeover waits for.
+        if changed || self.dirty || self.takeover_held.is_some() {
             self.reconcile(now);
         }
         self.flush(now);
@@ -535,6 +582,13 @@ impl Node {
             }
         }
         self.detect(now);
+        self.ping.handle_timeout(now);
+        self.ping_compare(now);
+        for link in self.ping.due(now) {
+            if let Some(addr) = self.ping.addr(link) {
+                self.outputs.push_back(Output::Ping { link, addr });
+            }
+        }
         for g in 0..self.groups.len() {
             let lg = &mut self.local_groups[g];
             if lg.failed_until.is_some_and(|t| now >= t) {
@@ -584,6 +638,9 @@ impl Node {
                     t = t.min(a + deadtime);
                 }
             }
+        }
+        if let Some(p) = self.ping.poll_timeout() {
+            t = t.min(p);
         }
         for lg in &self.local_groups {
             if let Some(f) = lg.failed_until {

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! 0   magic "HBd1" | version | type | flags(16)
-//! 8   sender(32) | total length(16) | reserved(16)
+//! 8   sender(32) | total length(16) | ping counts(16): reachable(8) configured(8)
 //! 16  generation(64)
 //! 24  seq(64)
 //! 32  send_time(64)
@@ -28,7 +28,7 @@ use crate::{
     Timestamp,
     auth::{self, AuthError},
     config::{AuthKey, AuthKeys, AuthMethod},
-    message::{Echo, GroupState, Holding, Message, MessageKind, NodeStatus},
+    message::{Echo, GroupState, Holding, Message, MessageKind, NodeStatus, PingCounts},
 };
 
 /// Type byte of a heartbeat.
@@ -73,6 +73,13 @@ pub const HOLDING_HELD: u8 = 2;
 /// Holding byte: [`Holding::Stopping`].
 pub const HOLDING_STOPPING: u8 = 3;
 
+/// Header flag bit: the ping counts (the 16 bits at `OFF_RESERVED`: reachable, configured)
+/// are present ([`Message::ping`]). A sender without ping nodes, or from before ping counts
+/// existed, leaves it and the two bytes 0.
+pub const FLAG_PING: u16 = 0x0001;
+/// Header flag bit: [`PingCounts::yielding`] (only with [`FLAG_PING`]).
+pub const FLAG_PING_YIELDING: u16 = 0x0002;
+
 /// Group flag bit: [`GroupState::failed`].
 pub const GROUP_FAILED: u8 = 0x01;
 /// Group flag bit: [`GroupState::standby`].
@@ -99,6 +106,9 @@ pub enum EncodeError {
     /// An echo's hold time does not fit 64 bits of nanoseconds.
     #[error("echo hold time {0:?} does not fit 64 bits of nanoseconds")]
     HoldOverflow(Duration),
+    /// More reachable ping nodes than configured ones.
+    #[error("ping counts {0:?}: more reachable than configured")]
+    PingCounts(PingCounts),
     /// The signing key could not be used.
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -190,7 +200,8 @@ impl DecodeError {
 pub struct Header {
     /// Message type.
     pub kind: MessageKind,
-    /// Flag bits (none defined in version 1: sent as zero, ignored on receipt).
+    /// Flag bits ([`FLAG_PING`], [`FLAG_PING_YIELDING`]; undefined bits are ignored on
+    /// receipt).
     pub flags: u16,
     /// Sender node id.
     pub sender: u32,
@@ -249,14 +260,24 @@ pub fn encode(msg: &Message, key: &AuthKey) -> Result<Vec<u8>, EncodeError> {
         _ => return Err(EncodeError::TooLong { len: total }),
     };
 
+    let (flags, counts) = match msg.ping {
+        None => (0u16, [0u8; 2]),
+        Some(p) => {
+            if p.reachable > p.configured {
+                return Err(EncodeError::PingCounts(p));
+            }
+            let yielding = if p.yielding { FLAG_PING_YIELDING } else { 0 };
+            (FLAG_PING | yielding, [p.reachable, p.configured])
+        }
+    };
     let mut buf = Vec::with_capacity(total);
     buf.extend_from_slice(&wire::MAGIC);
     buf.push(wire::VERSION);
     buf.push(kind_code(msg.kind));
-    buf.extend_from_slice(&0u16.to_be_bytes()); // flags
+    buf.extend_from_slice(&flags.to_be_bytes());
     buf.extend_from_slice(&msg.sender.to_be_bytes());
     buf.extend_from_slice(&total16.to_be_bytes());
-    buf.extend_from_slice(&0u16.to_be_bytes()); // reserved
+    buf.extend_from_slice(&counts);
     buf.extend_from_slice(&msg.generation.to_be_bytes());
     buf.extend_from_slice(&msg.seq.to_be_bytes());
     buf.extend_from_slice(&msg.send_time.as_nanos().to_be_bytes());
@@ -418,6 +439,21 @@ pub fn decode(bytes: &[u8], keys: &AuthKeys) -> Result<Message, DecodeError> {
         _ => return Err(DecodeError::Malformed("unknown node status")),
     };
     let groups_digest = r.u32(OFF_GROUPS_DIGEST)?;
+    let ping = if header.flags & FLAG_PING != 0 {
+        let [reachable, configured] = r.array::<2>(wire::OFF_RESERVED)?;
+        if reachable > configured {
+            return Err(DecodeError::Malformed(
+                "more reachable ping nodes than configured",
+            ));
+        }
+        Some(PingCounts {
+            reachable,
+            configured,
+            yielding: header.flags & FLAG_PING_YIELDING != 0,
+        })
+    } else {
+        None
+    };
     let mut echoes = Vec::with_capacity(echo_count);
     for i in 0..echo_count {
         let off = OFF_ECHOES + i * ECHO_LEN;
@@ -460,5 +496,6 @@ pub fn decode(bytes: &[u8], keys: &AuthKeys) -> Result<Message, DecodeError> {
         status,
         echoes,
         groups,
+        ping,
     })
 }

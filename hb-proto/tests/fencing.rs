@@ -229,3 +229,30 @@ fn without_fencing_a_takeover_from_a_silent_peer_warns_as_heartbeat() {
     );
     assert!(sim.hosts[0].fences.is_empty());
 }
+
+#[test]
+fn a_node_shutting_down_starts_no_fence() {
+    // node1's device fails, so node2 stays up; node2 is stopped during its fence_delay.
+    let fence = SimFence {
+        duration: 10 * MS,
+        delay: 500 * MS,
+        fail: true,
+    };
+    let mut sim = settled(fenced_spec(6, fence));
+    sim.partition(&[&[0], &[1]]);
+    sim.run_for(Duration::from_millis(200));
+    assert_eq!(
+        fence_events(&sim, 1, |e| matches!(e, FenceEvent::Delayed { .. })),
+        1
+    );
+    sim.command(1, Command::Shutdown);
+    sim.run_for(Duration::from_millis(2000));
+    assert!(
+        sim.hosts[1].fences.is_empty(),
+        "node2 fenced while shutting down"
+    );
+    assert!(sim.hosts[1].node.as_ref().unwrap().is_stopped());
+    // node2 released its group on the way out; node1 cannot fence it, so does not take it.
+    assert!(sim.holders(1).is_empty(), "{:?}", sim.holders(1));
+    assert_eq!(sim.held_by(0), ["node1"]);
+}

@@ -13,7 +13,9 @@ use hb_proto::{
     Timestamp,
     config::{AuthKey, AuthKeys, AuthMethod},
     generation::{generation_after, next_generation},
-    message::{Echo, GroupState, Holding, Message, MessageKind, NodeStatus, rtt_from_echo},
+    message::{
+        Echo, GroupState, Holding, Message, MessageKind, NodeStatus, PingCounts, rtt_from_echo,
+    },
     packet::{DecodeError, EncodeError, decode, encode, encoded_len, peek_header},
     replay::{RejectReason, ReplayGuard},
 };
@@ -75,6 +77,7 @@ fn heartbeat() -> Message {
         seq: 42,
         send_time: Timestamp::from_nanos(1_000_000_000),
         groups_digest: 0xdead_beef,
+        ping: None,
         status: NodeStatus::Active,
         echoes: vec![Echo {
             node: PEER,
@@ -116,6 +119,7 @@ fn shutdown() -> Message {
         seq: 43,
         send_time: Timestamp::from_nanos(1_000_250_000),
         groups_digest: 0xdead_beef,
+        ping: None,
         status: NodeStatus::Stopping,
         echoes: vec![],
         groups: vec![GroupState {
@@ -240,6 +244,72 @@ fn vectors_decode_to_their_messages() {
         assert_eq!(usize::from(h.length), v.bytes.len());
         assert_eq!(h.flags, 0);
     }
+}
+
+/// The heartbeat of [`vectors`] with ping counts: flags and the 16 bits after the total length.
+fn ping_heartbeat(flags: &str, counts: &str, len: &str, trailer: &str, digest: &str) -> Vec<u8> {
+    let head = HB_HEAD.replace(" 0000 ", &format!(" {flags} "));
+    let rest = HB_REST.replacen("0000", counts, 1);
+    hex(&[&head, len, &rest, HB_BODY, trailer, digest].concat())
+}
+
+#[test]
+fn ping_count_vectors() {
+    let keys = keys();
+    let with = |reachable, configured, yielding| Message {
+        ping: Some(PingCounts {
+            reachable,
+            configured,
+            yielding,
+        }),
+        ..heartbeat()
+    };
+    // flags 0x0003 (ping counts, yielding), reachable 1 of 2; CRC and HMAC-SHA256.
+    let cases = [
+        (
+            ping_heartbeat("0003", "0102", "0053", "04 01 04", "92ccf282"),
+            4,
+            with(1, 2, true),
+        ),
+        (
+            ping_heartbeat(
+                "0003",
+                "0102",
+                "006f",
+                "01 04 20",
+                "6540578978a84726a306a2854bcb6a0106e16eaf84776a529b8f12986836c90d",
+            ),
+            1,
+            with(1, 2, true),
+        ),
+        // flags 0x0001: 2 of 2, not yielding.
+        (
+            ping_heartbeat("0001", "0202", "0053", "04 01 04", "4fe4a280"),
+            4,
+            with(2, 2, false),
+        ),
+    ];
+    for (bytes, k, msg) in cases {
+        assert_eq!(encode(&msg, &key(k)).unwrap(), bytes, "{msg:?}");
+        assert_eq!(decode(&bytes, &keys).unwrap(), msg);
+        assert_eq!(peek_header(&bytes).unwrap().flags & 0x0001, 0x0001);
+    }
+    // The bytes without the flag are ignored (a sender from before ping counts never sets
+    // them, and an old receiver ignores flags and these bytes alike).
+    let b = ping_heartbeat("0000", "0102", "0053", "04 01 04", "bba0007f");
+    assert_eq!(decode(&b, &keys).unwrap(), heartbeat());
+    // More reachable than configured: malformed after authentication.
+    let b = ping_heartbeat("0001", "0302", "0053", "04 01 04", "cf0ef066");
+    assert_eq!(
+        decode(&b, &keys),
+        Err(DecodeError::Malformed(
+            "more reachable ping nodes than configured"
+        ))
+    );
+    assert!(matches!(
+        encode(&with(3, 2, false), &key(4)),
+        Err(EncodeError::PingCounts(_))
+    ));
 }
 
 #[test]
@@ -545,6 +615,7 @@ fn random_message(rng: &mut Rng, max_echoes: u64, max_groups: u64) -> Message {
         seq: rng.wide(),
         send_time: Timestamp::from_nanos(rng.wide()),
         groups_digest: rng.next() as u32,
+        ping: None,
         status: match rng.below(3) {
             0 => NodeStatus::Init,
             1 => NodeStatus::Active,

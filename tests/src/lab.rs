@@ -124,6 +124,15 @@ pub enum ResourceBehaviour {
     IpOnly,
 }
 
+/// A resource script action [`Lab::set_resource_fault`] can make fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceOp {
+    /// `start`.
+    Start,
+    /// `stop`.
+    Stop,
+}
+
 /// hb's `xdp` directive in `ha.cf`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum XdpSetting {
@@ -809,6 +818,8 @@ impl Lab {
 CONF={conf}
 PIDFILE={run}/httpd.pid
 FAIL_START={fail}
+# Lab::set_resource_fault: fail-start / fail-stop here make the next actions fail.
+FAULTS={faults}
 running() {{
     [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
 }}
@@ -819,7 +830,7 @@ listening() {{
 }}
 case "$1" in
 start)
-    if [ "$FAIL_START" = 1 ]; then
+    if [ "$FAIL_START" = 1 ] || [ -e "$FAULTS/fail-start" ]; then
         echo "httpd: start failed (hb lab: this node's resource script is set to fail)" >&2
         exit 1
     fi
@@ -827,6 +838,10 @@ start)
     exec /usr/sbin/apache2 -f "$CONF" -k start
     ;;
 stop)
+    if [ -e "$FAULTS/fail-stop" ]; then
+        echo "httpd: stop failed (hb lab: this node's resource script is set to fail)" >&2
+        exit 1
+    fi
     if running; then
         /usr/sbin/apache2 -f "$CONF" -k stop
         # Stopped once it no longer listens (~40 ms); Apache's parent itself takes ~1.5 s more
@@ -852,6 +867,7 @@ esac
                 conf = httpd_conf.display(),
                 run = run.display(),
                 fail = u8::from(fail_start),
+                faults = dir.display(),
             ),
         )?;
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755))?;
@@ -964,6 +980,17 @@ esac
         Ok(at)
     }
 
+    /// Sends `signal` to hbd on `node` (e.g. SIGSTOP / SIGCONT to freeze and thaw it). Returns
+    /// the time it was sent; an error if hbd does not run there.
+    pub fn signal_hbd(&mut self, node: Node, signal: nix::sys::signal::Signal) -> Result<u64> {
+        let Some(pid) = self.hbd_pid(node) else {
+            bail!("hbd does not run on {node}");
+        };
+        let at = monotonic_ns();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(pid)?), signal)?;
+        Ok(at)
+    }
+
     /// SIGTERMs hbd on `node` and waits up to `timeout` for it to exit (a clean stop).
     pub fn stop_hbd(&mut self, node: Node, timeout: Duration) -> Result<u64> {
         let at = monotonic_ns();
@@ -986,9 +1013,14 @@ esac
     }
 
     /// Sets link `link` (1 or 2) of `node` down or up at the bridge (the cable is pulled or
-    /// plugged back: the node's `ethN` loses or regains carrier). Returns the time it was done.
+    /// plugged back: the node's `ethN` loses or regains carrier). Returns the time the `ip`
+    /// command returned: the change took effect before it, so what it causes may be logged
+    /// earlier; take the time before the call to wait for its effects.
     pub fn set_link(&self, node: Node, link: u8, up: bool) -> Result<u64> {
         let port = format!("{}-e{link}", node.name());
+        // Taken before the command: its effects (a link heard again within one keepalive) can
+        // be logged before `ip` has exited, and must not count as earlier than the cause.
+        let at = monotonic_ns();
         cmd(
             "ip",
             &[
@@ -1000,7 +1032,6 @@ esac
                 if up { "up" } else { "down" },
             ],
         )?;
-        let at = monotonic_ns();
         let state = if up { "plugged back" } else { "pulled" };
         self.note(at, format!("{node} eth{link} cable {state}"));
         Ok(at)
@@ -1014,6 +1045,23 @@ esac
     pub fn forget_neighbours(&self, node: Node) -> Result<()> {
         cmd("ip", &["-n", &self.netns(node), "neigh", "flush", "all"])?;
         Ok(())
+    }
+
+    /// Makes `node`'s resource script fail every `op` (`start` or `stop`) from now on
+    /// (`fail = true`), or behave again. Returns the time it took effect.
+    pub fn set_resource_fault(&self, node: Node, op: ResourceOp, fail: bool) -> Result<u64> {
+        let flag = self.node_dir(node).join(match op {
+            ResourceOp::Start => "fail-start",
+            ResourceOp::Stop => "fail-stop",
+        });
+        if fail {
+            fs::write(&flag, b"")?;
+        } else if let Err(e) = fs::remove_file(&flag)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(e).with_context(|| format!("removing {}", flag.display()));
+        }
+        Ok(monotonic_ns())
     }
 
     /// Pulls all of `node`'s cables at the same instant: one `ip -batch` in the bridges'

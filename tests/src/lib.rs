@@ -235,4 +235,5 @@ pub fn neighbour_mac(ns: &Netns, addr: &str) -> Result<Option<String>> {
     }
     Ok(None)
 }
+pub mod flood;
 pub mod lab;

@@ -659,10 +659,15 @@ fn both_nodes_start_at_once() {
 #[test]
 fn one_of_two_links_cut_no_failover() {
     let s = scenario!(one_of_two_links_cut_no_failover, |sp| sp.links = 2, false);
-    let t = check(s.lab.set_link(Node::N1, 2, false));
+    // Times taken before the cable is pulled or plugged: the change takes effect inside the
+    // `ip` command, and on a loaded machine hbd may log its effect before `set_link` returns
+    // (one run failed waiting for `Link n1:eth2 up.` after a `t_up` taken after the command).
+    let t = monotonic_ns();
+    check(s.lab.set_link(Node::N1, 2, false));
     check(s.must_log(Node::N2, "Link n1:eth2 dead.", t));
     s.sleep(Duration::from_secs(1));
-    let t_up = check(s.lab.set_link(Node::N1, 2, true));
+    let t_up = monotonic_ns();
+    check(s.lab.set_link(Node::N1, 2, true));
     let mut e = Expect::new(Node::N1, t)
         .log(Node::N2, "Link n1:eth2 up.", t_up)
         .no_log(Node::N1, "is dead", t)
@@ -838,4 +843,515 @@ fn heartbeat_loss_20_percent_for_30s_no_failover() {
         gap < Duration::from_secs(1),
         "longest gap in answers {gap:?}"
     );
+}
+
+/// `ha.cf` lines for ping nodes in a lab: the client's namespace answers ICMP echo, so it
+/// serves as the ping node; ipfail built in through Heartbeat's respawn line.
+const DEADPING_MS: u64 = 100;
+const SETTLE_MS: u64 = 200;
+
+fn with_ping_node(sp: &mut LabSpec) {
+    let client = std::net::Ipv4Addr::new(
+        10,
+        hb_tests::lab::LAN_OCTET,
+        sp.subnet,
+        hb_tests::lab::CLIENT_HOST,
+    );
+    sp.extra_ha_cf.extend([
+        format!("ping {client}"),
+        format!("deadping {DEADPING_MS}ms"),
+        format!("ipfail_settle {SETTLE_MS}ms"),
+        "respawn hacluster /usr/libexec/heartbeat/ipfail".to_owned(),
+    ]);
+}
+
+/// iptables arguments that cut `node` from the ping node (echo requests out, replies in).
+fn ping_rules(lab: &Lab) -> [Vec<String>; 2] {
+    let c = lab.client_addr().to_string();
+    [
+        ["OUTPUT", "-p", "icmp", "-d", &c, "-j", "DROP"]
+            .map(str::to_owned)
+            .to_vec(),
+        ["INPUT", "-p", "icmp", "-s", &c, "-j", "DROP"]
+            .map(str::to_owned)
+            .to_vec(),
+    ]
+}
+
+fn cut_ping(lab: &Lab, node: Node, cut: bool) -> Result<u64> {
+    let t = monotonic_ns();
+    for rule in ping_rules(lab) {
+        let mut args = vec![if cut { "-A" } else { "-D" }];
+        args.extend(rule.iter().map(String::as_str));
+        lab.iptables(node, &args)?;
+    }
+    Ok(t)
+}
+
+#[test]
+fn ipfail_active_loses_the_ping_node() {
+    let s = scenario!(ipfail_active_loses_the_ping_node, with_ping_node, false);
+    // hbd was started before the watchers: its start lines are older than `s.t0`.
+    let t0 = 0;
+    check(s.must_log(Node::N1, "hb: ipfail built in", t0));
+    check(s.must_log(Node::N1, "Status update for node", t0));
+    check(s.must_log(Node::N2, "Status update for node", t0));
+    let status = check(s.lab.hbctl(Node::N1, &["status", "--json"]));
+    let json: serde_json::Value =
+        check(serde_json::from_slice(&status.stdout).context("hbctl status --json"));
+    assert_eq!(json["ping"]["reachable"], 1, "status: {json}");
+    assert_eq!(json["ping"]["ipfail"], true, "status: {json}");
+    assert_eq!(
+        json["nodes"][1]["ping"]["reachable"], 1,
+        "n2's count: {json}"
+    );
+
+    // Heartbeats keep flowing; only n1's ICMP to the ping node is dropped.
+    let t = check(cut_ping(&s.lab, Node::N1, true));
+    let gave_up = check(s.must_log(
+        Node::N1,
+        "Giving up because we have less visible ping nodes.",
+        t,
+    ));
+    let after = Duration::from_nanos(gave_up.saturating_sub(t));
+    println!(
+        "scenario ipfail_active_loses_the_ping_node: n1 gave up {:.1} ms after the cut \
+         (deadping {DEADPING_MS} ms + settle {SETTLE_MS} ms)",
+        ms(after)
+    );
+    // The last reply may have come one ping interval (10 ms) before the cut; allow for a
+    // loaded machine's timer on top.
+    assert!(
+        after >= Duration::from_millis(DEADPING_MS + SETTLE_MS - 20)
+            && after <= Duration::from_millis(DEADPING_MS + SETTLE_MS + 250),
+        "gave up {after:?} after the cut"
+    );
+    check(s.must_log(Node::N1, "Delayed giveup in 0.2 seconds.", t));
+    check(s.must_log(Node::N1, "Releasing resource group", t));
+    let served = s
+        .wait_served(Node::N2, t, Duration::from_secs(10))
+        .expect("n2 never served after n1 gave up");
+    println!(
+        "scenario ipfail_active_loses_the_ping_node: n2 served {:.1} ms after the cut",
+        ms(Duration::from_nanos(served.saturating_sub(t)))
+    );
+    let out = check(s.lab.hbctl(Node::N1, &["status"]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("yielding"), "hbctl status on n1:\n{text}");
+    s.sleep(Duration::from_millis(500));
+
+    // The ping node answers n1 again: balanced for the settle delay, then failback.
+    let t_back = check(cut_ping(&s.lab, Node::N1, false));
+    let mut e = Expect::new(Node::N1, t_back)
+        .log(Node::N1, "Ping node count is balanced.", t_back)
+        .log(Node::N2, "Releasing resource group", t_back)
+        .log(Node::N1, "Acquiring resource group", t_back)
+        .no_log(Node::N1, "node n2: is dead", t0)
+        .no_log(Node::N2, "node n1: is dead", t0);
+    e.moved = Some((Node::N2, Node::N1, t_back));
+    let outage = check(s.finish(e));
+    assert!(
+        outage < Duration::from_secs(2),
+        "failback outage {outage:?}"
+    );
+}
+
+#[test]
+fn isolated_standby_does_not_acquire() {
+    let s = scenario!(isolated_standby_does_not_acquire, with_ping_node, false);
+    let t = monotonic_ns();
+    // n2 loses everything: every packet in or out of its interfaces (the ping node's echo
+    // included), then n1's heartbeats to it (dropped at n1, the sender: XDP on n2 sees them
+    // before netfilter). Each iptables call takes milliseconds, so n2 is cut from the ping
+    // node first: were the heartbeats cut first, n2 would see the ping node answer after n1
+    // went silent and rightly take n1 for dead.
+    for l in 1..=s.lab.spec().links {
+        let iface = format!("eth{l}");
+        for (chain, dir) in [("OUTPUT", "-o"), ("INPUT", "-i")] {
+            check(
+                s.lab
+                    .iptables(Node::N2, &["-A", chain, dir, &iface, "-j", "DROP"]),
+            );
+        }
+    }
+    check(s.lab.partition());
+    check(s.must_log(Node::N2, "node n1: is dead", t));
+    check(s.must_log(Node::N2, "Not taking over the resources of n1", t));
+    s.sleep(Duration::from_millis(DEADPING_MS + SETTLE_MS + 500));
+    let out = check(s.lab.hbctl(Node::N2, &["status"]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("Takeover of n1's groups held") && text.contains("(isolated)"),
+        "hbctl status on n2:\n{text}"
+    );
+    let mut e = Expect::new(Node::N1, t)
+        .no_log(Node::N2, "Acquiring resource group", t)
+        .no_log(Node::N2, "Taking over resource group", t)
+        .no_log(Node::N1, "Releasing resource group", t);
+    e.never_moved = true;
+    let gap = check(s.finish(e));
+    assert!(
+        gap < Duration::from_secs(1),
+        "longest gap in answers {gap:?}"
+    );
+}
+
+/// A cluster-glue external STONITH plugin written by a test into
+/// `/usr/lib/stonith/plugins/external/`, removed on drop. `reset NODE` powers the lab node off
+/// as [`Lab::kill_node`] does (its cables pulled at once, its hbd SIGKILLed, its VIP gone), or
+/// fails when the plugin is made to fail. Every call is appended to `log`.
+struct StonithPlugin {
+    path: PathBuf,
+    /// The `stonith_host` type (`external/NAME`).
+    kind: String,
+    log: PathBuf,
+}
+
+impl StonithPlugin {
+    const DIR: &'static str = "/usr/lib/stonith/plugins/external";
+
+    /// The plugin's name for a lab with namespace prefix `prefix`.
+    fn kind_for(prefix: &str, fail: bool) -> String {
+        format!(
+            "external/hblab-{prefix}-{}",
+            if fail { "fail" } else { "poweroff" }
+        )
+    }
+
+    fn write(lab: &Lab, fail: bool) -> Result<Self> {
+        let kind = Self::kind_for(&lab.spec().prefix, fail);
+        let name = kind.trim_start_matches("external/");
+        let path = PathBuf::from(Self::DIR).join(name);
+        let log = lab.node_dir(Node::N1).join("../stonith-plugin.log");
+        let mut reset = String::new();
+        for node in Node::ALL {
+            let mut off = String::new();
+            for l in 1..=lab.spec().links {
+                off += &format!(
+                    "    ip -n {} link set {}-e{l} down\n",
+                    lab.bridge_netns(),
+                    node.name()
+                );
+            }
+            reset += &format!(
+                "  {n})\n{off}    kill -9 \"$(cat {run}/hbd.pid)\"\n    \
+                 ip -n {ns} addr del {vip}/24 dev eth1 2>/dev/null\n    exit 0;;\n",
+                n = node.name(),
+                run = lab.run_dir(node).display(),
+                ns = lab.netns(node),
+                vip = lab.vip(),
+            );
+        }
+        let fail_block = if fail {
+            "echo \"hb lab plugin: this power switch is set to fail\" >&2\n    exit 1\n    "
+        } else {
+            ""
+        };
+        let script = format!(
+            "#!/bin/sh\n\
+             # hb lab STONITH plugin ({kind}): powers a lab node off.\n\
+             echo \"$(cut -d' ' -f1 /proc/uptime) $* hostlist=$hostlist\" >> {log}\n\
+             case \"$1\" in\n\
+             gethosts) for h in $hostlist; do echo \"$h\"; done; exit 0;;\n\
+             reset|off)\n    {fail_block}case \"$2\" in\n{reset}  *) exit 1;;\n    esac;;\n\
+             on|status) exit 0;;\n\
+             getconfignames) echo hostlist; exit 0;;\n\
+             getinfo-devid|getinfo-devname) echo \"hb lab power switch\"; exit 0;;\n\
+             getinfo-devdescr) echo \"powers hb lab nodes off\"; exit 0;;\n\
+             getinfo-devurl) echo \"https://example.invalid/hb-lab\"; exit 0;;\n\
+             getinfo-xml) echo \"<parameters/>\"; exit 0;;\n\
+             *) exit 1;;\n\
+             esac\n",
+            log = log.display(),
+        );
+        fs::write(&path, script).with_context(|| format!("writing {}", path.display()))?;
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+        Ok(Self { path, kind, log })
+    }
+
+    /// `stonith -t TYPE hostlist="n1 n2" -S`: cluster-glue's device check.
+    fn check_device(&self) -> Result<()> {
+        let out = hb_tests::lab::cmd_status(
+            "/usr/sbin/stonith",
+            &["-t", &self.kind, "hostlist=n1 n2", "-S"],
+        )?;
+        if !out.status.success() {
+            bail!(
+                "stonith -S on {}: {}{}",
+                self.kind,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    fn calls(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for StonithPlugin {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// `stonith_host` with the lab plugin, and a 2 s `fence_delay` (n2 waits 2 s, n1 none).
+fn stonith_spec(fail: bool) -> impl FnOnce(&mut LabSpec) {
+    move |spec: &mut LabSpec| {
+        let kind = StonithPlugin::kind_for(&spec.prefix, fail);
+        spec.extra_ha_cf
+            .push(format!("stonith_host * {kind} hostlist=\"n1 n2\""));
+        spec.extra_ha_cf.push("fence_delay 2".to_owned());
+    }
+}
+
+/// cluster-glue's `stonith` is installed by the bootstrap; without it the fencing scenarios
+/// cannot run (a failure under CI, a skip with a message otherwise).
+fn stonith_available(name: &str) -> bool {
+    if std::path::Path::new("/usr/sbin/stonith").is_file() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{name}: /usr/sbin/stonith missing (cluster-glue; cargo xtask bootstrap installs it)"
+    );
+    eprintln!("{name}: skipped: /usr/sbin/stonith missing (install cluster-glue)");
+    false
+}
+
+#[test]
+fn stonith_heartbeat_only_partition_one_survivor() {
+    if !stonith_available("stonith_heartbeat_only_partition_one_survivor") {
+        return;
+    }
+    let mut s = scenario!(
+        stonith_heartbeat_only_partition_one_survivor,
+        stonith_spec(false),
+        false
+    );
+    let plugin = check(StonithPlugin::write(&s.lab, false));
+    check(plugin.check_device());
+    // Only the heartbeat path is cut: every heartbeat either node sends is dropped, the LAN
+    // (client, VIP, ARP) still works between them.
+    let t = monotonic_ns();
+    for node in Node::ALL {
+        check(s.lab.heartbeat_loss(node, 1.0, true));
+    }
+    check(s.must_log(Node::N1, "node n2: is dead", t));
+    check(s.must_log(Node::N2, "node n1: is dead", t));
+    // n1 (first in the node list) fences at once; n2 waits its fence_delay and is off first.
+    check(s.must_log(Node::N2, "fencing of node n1 delayed 2000 ms", t));
+    check(s.must_log(Node::N1, "Resetting node n2 with [stonith device]", t));
+    let reset = check(s.must_log(Node::N1, "node n2 now reset.", t));
+    assert!(s.lab.hbd_pid(Node::N2).is_none(), "n2's hbd still runs");
+    println!(
+        "scenario stonith_heartbeat_only_partition_one_survivor: n2 fenced {:.1} ms after the cut",
+        (reset - t) as f64 / 1e6
+    );
+    // n2 never got to fence n1, nor to take the group.
+    s.sleep(Duration::from_millis(2500));
+    let calls = plugin.calls();
+    assert_eq!(
+        calls.lines().filter(|l| l.contains(" reset ")).count(),
+        1,
+        "one reset only: {calls}"
+    );
+    assert!(calls.contains(" reset n2"), "{calls}");
+    let e = Expect::new(Node::N1, t)
+        .no_log(Node::N2, "Resetting node n1", t)
+        .no_log(Node::N2, "Acquiring resource group", t)
+        .no_log(Node::N1, "Releasing resource group", t);
+    let mut e = e;
+    e.never_moved = true;
+    check(s.finish(e));
+    drop(plugin);
+}
+
+#[test]
+fn stonith_failing_nobody_takes_over() {
+    if !stonith_available("stonith_failing_nobody_takes_over") {
+        return;
+    }
+    let s = scenario!(stonith_failing_nobody_takes_over, stonith_spec(true), false);
+    let plugin = check(StonithPlugin::write(&s.lab, true));
+    let t = monotonic_ns();
+    for node in Node::ALL {
+        check(s.lab.heartbeat_loss(node, 1.0, true));
+    }
+    check(s.must_log(Node::N1, "Failed to STONITH node n2", t));
+    check(s.must_log(
+        Node::N2,
+        "Failed to STONITH node n1 with one of my STONITH devices",
+        t,
+    ));
+    check(s.must_log(Node::N2, "its groups are not taken over; retrying in", t));
+    // Retried with back-off (1 s after the first failure, a stonith call takes about 1 s).
+    check(s.must_log(
+        Node::N1,
+        "Resetting node n2 with [stonith device] (attempt 2)",
+        t,
+    ));
+    let t_heal = monotonic_ns();
+    for node in Node::ALL {
+        check(s.lab.heartbeat_loss(node, 1.0, false));
+    }
+    check(s.must_log(
+        Node::N2,
+        "hb: node n1 is alive again: fencing it is abandoned and nothing is taken over",
+        t_heal,
+    ));
+    check(s.must_log(
+        Node::N1,
+        "hb: node n2 is alive again: fencing it is abandoned",
+        t_heal,
+    ));
+    let calls = plugin.calls();
+    assert!(
+        calls.contains(" reset n1") && calls.contains(" reset n2"),
+        "{calls}"
+    );
+    let mut e = Expect::new(Node::N1, t)
+        .no_log(Node::N2, "Acquiring resource group", t)
+        .no_log(Node::N2, "Taking over resource group", t)
+        .no_log(Node::N1, "Releasing resource group", t)
+        .no_log(Node::N1, "now reset.", t)
+        .no_log(Node::N2, "now reset.", t);
+    e.never_moved = true;
+    check(s.finish(e));
+    drop(plugin);
+}
+
+#[test]
+fn haresources_differ_between_nodes_no_dual_owner() {
+    let mut s = scenario!(
+        haresources_differ_between_nodes_no_dual_owner,
+        |_| {},
+        false
+    );
+    // n2 restarts with a second group in its haresources.
+    check(s.lab.stop_hbd(Node::N2, Duration::from_secs(10)));
+    let hares = s.lab.config_dir(Node::N2).join("haresources");
+    let mut text = check(fs::read_to_string(&hares).context("haresources"));
+    let other_ip = s.lab.vip().octets();
+    text += &format!(
+        "n2 IPaddr::{}.{}.{}.{}/24/eth1\n",
+        other_ip[0],
+        other_ip[1],
+        other_ip[2],
+        other_ip[3].wrapping_add(1)
+    );
+    check(fs::write(&hares, text).context("writing haresources"));
+    let t = monotonic_ns();
+    check(s.lab.start_hbd(Node::N2));
+    check(s.must_log(
+        Node::N1,
+        "haresources mismatch: node n2 has different haresources",
+        t,
+    ));
+    check(s.must_log(
+        Node::N2,
+        "haresources mismatch: node n1 has different haresources",
+        t,
+    ));
+    s.sleep(Duration::from_millis(1000));
+    for node in Node::ALL {
+        let out = check(s.lab.hbctl(node, &["status"]));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let peer = node.other().name();
+        assert!(
+            text.contains(&format!("haresources mismatch: node {peer}")),
+            "hbctl status on {node}:\n{text}"
+        );
+        let out = check(s.lab.hbctl(node, &["status", "--json"]));
+        let json = String::from_utf8_lossy(&out.stdout);
+        assert!(json.contains("\"haresources_mismatch\""), "{json}");
+    }
+    let mut e = Expect::new(Node::N1, t)
+        .no_log(Node::N1, "is dead", t)
+        .no_log(Node::N2, "is dead", t)
+        .no_log(Node::N2, "Acquiring resource group", t)
+        .no_log(Node::N1, "Releasing resource group", t);
+    e.never_moved = true;
+    check(s.finish(e));
+}
+
+#[test]
+fn watchdog_fed_not_fed_when_stopped_magic_close() {
+    let mut s = scenario!(watchdog_fed_not_fed_when_stopped_magic_close, |_| {}, false);
+    // A real softdog would reset this shared machine if a test died between SIGSTOP and
+    // SIGCONT (hbd SIGKILLed by the lab's cleanup leaves it armed): a stand-in device is used,
+    // a regular file the test reads.
+    let softdog = std::path::Path::new("/dev/watchdog").exists();
+    println!(
+        "watchdog: stand-in device (a regular file){}",
+        if softdog {
+            "; /dev/watchdog exists but is not used by the test (never risk a reset here)"
+        } else {
+            "; this kernel has no /dev/watchdog"
+        }
+    );
+    let dev = s.lab.node_dir(Node::N2).join("watchdog");
+    check(fs::write(&dev, b"").context("watchdog stand-in"));
+    check(s.lab.stop_hbd(Node::N2, Duration::from_secs(10)));
+    let ha_cf = s.lab.config_dir(Node::N2).join("ha.cf");
+    let mut text = check(fs::read_to_string(&ha_cf).context("ha.cf"));
+    let base = text.clone();
+    text += &format!("watchdog {}\n", dev.display());
+    check(fs::write(&ha_cf, &text).context("ha.cf"));
+    let t = monotonic_ns();
+    check(s.lab.start_hbd(Node::N2));
+    check(s.must_log(Node::N2, "watchdog", t));
+    let size = || fs::metadata(&dev).map(|m| m.len()).unwrap_or(0);
+    s.sleep(Duration::from_millis(500));
+    let fed = size();
+    // keepalive 10 ms: a feed every 5-10 ms.
+    assert!(fed >= 20, "watchdog fed {fed} times in 0.5 s");
+    let pid = s.lab.hbd_pid(Node::N2).expect("n2's hbd runs");
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    check(nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).context("SIGSTOP"));
+    s.sleep(Duration::from_millis(50));
+    let stopped = size();
+    s.sleep(Duration::from_millis(500));
+    let still = size();
+    check(nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).context("SIGCONT"));
+    assert_eq!(stopped, still, "fed while SIGSTOPped");
+    s.sleep(Duration::from_millis(300));
+    assert!(size() > still + 10, "not fed again after SIGCONT");
+    check(s.lab.stop_hbd(Node::N2, Duration::from_secs(10)));
+    let bytes = check(fs::read(&dev).context("watchdog"));
+    assert_eq!(
+        bytes.last(),
+        Some(&b'V'),
+        "no magic close at the clean stop"
+    );
+    assert!(bytes[..bytes.len() - 1].iter().all(|b| *b == b'.'));
+    println!(
+        "watchdog: {} feeds, magic close on SIGTERM, no feed during a 500 ms SIGSTOP",
+        bytes.len() - 1
+    );
+    // A device that cannot be opened: hbd refuses to start, saying why.
+    check(fs::write(&ha_cf, format!("{base}watchdog /nonexistent/watchdog\n")).context("ha.cf"));
+    let t = monotonic_ns();
+    check(s.lab.start_hbd(Node::N2));
+    check(s.must_log(
+        Node::N2,
+        "watchdog /nonexistent/watchdog: cannot open the device",
+        t,
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.lab.hbd_pid(Node::N2).is_some() && Instant::now() < deadline {
+        s.sleep(Duration::from_millis(20));
+    }
+    assert!(
+        s.lab.hbd_pid(Node::N2).is_none(),
+        "hbd started without its watchdog"
+    );
+    check(fs::write(&ha_cf, base).context("ha.cf"));
+    check(s.lab.start_hbd(Node::N2));
+    let mut e = Expect::new(Node::N1, t);
+    e.never_moved = true;
+    check(s.finish(e));
 }

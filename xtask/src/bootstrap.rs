@@ -18,6 +18,8 @@ use anyhow::{Context as _, Result, bail};
 pub const EBPF_TOOLCHAIN: &str = "nightly-2026-05-20";
 /// bpf-linker version installed by the bootstrap.
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
+/// cargo-fuzz version `cargo xtask fuzz` installs (`cargo install --locked`).
+pub const CARGO_FUZZ_VERSION: &str = "0.13.1";
 /// The LLVM major version bpf-linker is built against.
 pub const LLVM_MAJOR: &str = "22";
 
@@ -29,6 +31,9 @@ pub const BASE_PACKAGES: &[&str] = &[
     "apache2",
     // The lab: `unshare` runs each node in its own UTS namespace (its own hostname).
     "util-linux",
+    // STONITH: `/usr/sbin/stonith` and its external-plugin directory, for `stonith_host` and
+    // the fencing lab tests.
+    "cluster-glue",
 ];
 
 /// Prints a progress line.

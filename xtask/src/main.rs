@@ -5,7 +5,9 @@
 mod bench;
 mod bootstrap;
 mod demo;
+mod fuzz;
 mod interrupt;
+mod soak;
 
 use std::process::Command;
 
@@ -28,6 +30,12 @@ enum Cmd {
     Test(TestOptions),
     /// Benchmarks (criterion under benches/ and the failover benches); figures go to BENCHMARKS.md.
     Bench(Box<bench::BenchOptions>),
+    /// The fuzz campaign: every cargo-fuzz target under fuzz/ on the pinned nightly (installs
+    /// cargo-fuzz); CI only replays the kept corpus (in `cargo test`).
+    Fuzz(fuzz::FuzzOptions),
+    /// Randomized faults in the lab (CTS-style), each followed by audits; a summary table at
+    /// the end. Needs root.
+    Soak(soak::SoakOptions),
     /// The failover lab: two nodes and a client in network namespaces.
     Lab(LabOptions),
     /// Only install what is missing (toolchain, bpf-linker, system packages).
@@ -194,6 +202,19 @@ fn run(opts: &RunOptions) -> Result<()> {
     )
 }
 
+fn soak_cmd(opts: &soak::SoakOptions) -> Result<()> {
+    bootstrap::ensure(&[])?;
+    if !bootstrap::is_root() {
+        bail!("cargo xtask soak needs root (network namespaces, iptables)");
+    }
+    run_step(
+        "cargo build --release (hbd, hbctl, hbstat and the XDP program)",
+        cargo().args(["build", "--release", "-p", "hb-daemon"]),
+    )?;
+    let root = workspace_root()?;
+    soak::soak(&demo::Binaries::find(&root), opts)
+}
+
 fn lab(opts: &LabOptions) -> Result<()> {
     bootstrap::ensure(&[])?;
     match opts.action {
@@ -224,6 +245,8 @@ fn main() -> Result<()> {
         Cmd::Test(o) => test(o),
         Cmd::Bench(o) => bench(o),
         Cmd::Lab(o) => lab(o),
+        Cmd::Fuzz(o) => fuzz::fuzz(&workspace_root()?, o),
+        Cmd::Soak(o) => soak_cmd(o),
         Cmd::Bootstrap => bootstrap::ensure(&[]),
     }
 }

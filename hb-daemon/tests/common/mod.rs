@@ -29,15 +29,18 @@ pub fn status_report() -> StatusReport {
         local_node: "node1".into(),
         generation: 7 << 20,
         uptime_secs: 3723,
+        ping: None,
         nodes: vec![
             NodeStatusReport {
                 name: "node1".into(),
+                ping: None,
                 id: hb_proto::config::node_id("node1"),
                 state: NodeState::Up,
                 links: vec![],
             },
             NodeStatusReport {
                 name: "node2".into(),
+                ping: None,
                 id: hb_proto::config::node_id("node2"),
                 state: NodeState::Up,
                 links: vec![
@@ -78,7 +81,12 @@ pub fn status_report() -> StatusReport {
 /// Metrics with known content: 1000 heartbeats 10 ms apart on node2/eth1 (delivered 40 us
 /// after arrival), 5 lost, one 250 us RTT, a rejected packet, a send error, a takeover.
 pub fn metrics() -> Metrics {
-    let mut m = Metrics::new("node1", &["node2"], &["eth1", "eth2"], Timestamp(0));
+    let mut m = Metrics::new("node1", &["node2"], &["eth1", "eth2"], Timestamp(0))
+        .with_ping_links(&[("10.0.0.254", "10.0.0.254")]);
+    m.set_ping_state("10.0.0.254", "10.0.0.254", LinkState::Up);
+    m.record_ping_sent(0, true);
+    m.record_ping_sent(0, false);
+    m.record_ping_reply(0, std::time::Duration::from_micros(80));
     m.set_peer_state("node2", NodeState::Up);
     m.set_link_state("node2", "eth1", LinkState::Up);
     for i in 0..1000u64 {
@@ -129,6 +137,14 @@ pub fn answer(m: &mut Metrics, request: &Request) -> Response {
         },
         Request::Reload => Response::Ack {
             message: "configuration reloaded: no change".into(),
+        },
+        Request::Parameter { name } => match name.as_str() {
+            "keepalive" => Response::Ack {
+                message: "1".into(),
+            },
+            _ => Response::Error {
+                message: format!("{name} is not set in ha.cf"),
+            },
         },
     }
 }

@@ -160,6 +160,9 @@ pub const DIRECTIVES: &[&str] = &[
     "xdp",
     "garp_count",
     "garp_interval",
+    "ipfail",
+    "ipfail_settle",
+    "ping_interval",
     "metrics_listen",
     "control_socket",
     "log_format",
@@ -261,11 +264,15 @@ struct Raw {
     garp_interval: Option<Duration>,
     metrics_listen: Option<Option<SocketAddr>>,
     control_socket: Option<PathBuf>,
+    ipfail: Option<bool>,
+    ipfail_settle: Option<(Duration, usize)>,
+    ping_interval: Option<(Duration, usize)>,
     ignored: Vec<Ignored>,
     log_format: Option<LogFormat>,
     syslog_ident: Option<String>,
     self_fence_command: Option<Vec<String>>,
     control_group: Option<String>,
+    parameters: Vec<(String, String)>,
     /// First line of each single-valued directive, to warn when one is repeated.
     seen: HashMap<String, usize>,
 }
@@ -302,6 +309,10 @@ pub(crate) fn parse_ha_cf_inner(path: &Path, bytes: &[u8]) -> HaCfParse {
             Some(i) => (&text[..i], text[i..].trim_start_matches(super::diag::is_ws)),
             None => (text, ""),
         };
+        raw.parameters.push((
+            directive.to_owned(),
+            super::diag::words(rest).collect::<Vec<_>>().join(" "),
+        ));
         directive_line(&mut raw, &mut d, n, directive, rest);
     }
     finish(raw, d)
@@ -420,6 +431,9 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
         "garp_interval",
         "metrics_listen",
         "control_socket",
+        "ipfail",
+        "ipfail_settle",
+        "ping_interval",
         "fence_delay",
         "fence_timeout",
         "log_format",
@@ -826,6 +840,30 @@ fn directive_line(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, rest:
                 raw.garp_interval = Some(t);
             }
         }
+        "ipfail" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            match parse_bool(v) {
+                Some(b) => raw.ipfail = Some(b),
+                None => d.error(n, format!("ipfail: '{v}' is not on or off")),
+            }
+        }
+        "ipfail_settle" | "ping_interval" => {
+            let Some(v) = one(d, n, directive, &values) else {
+                return;
+            };
+            let Some(t) = parse_time_directive(d, n, directive, v) else {
+                return;
+            };
+            if directive == "ipfail_settle" {
+                raw.ipfail_settle = Some((t, n));
+            } else if t.is_zero() {
+                d.error(n, "ping_interval: must be more than 0");
+            } else {
+                raw.ping_interval = Some((t, n));
+            }
+        }
         "metrics_listen" => {
             let Some(v) = one(d, n, directive, &values) else {
                 return;
@@ -1205,6 +1243,7 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
             ),
         );
     }
+    check_ping(&raw, &mut d, deadtime);
     if raw.auto_failback.is_none() && !empty {
         d.warn(
             0,
@@ -1242,16 +1281,78 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
         garp_interval: setting(raw.garp_interval, DEFAULT_GARP_INTERVAL),
         metrics_listen: raw.metrics_listen.flatten(),
         control_socket: raw.control_socket,
+        ipfail: setting(raw.ipfail, false),
+        ipfail_settle: raw.ipfail_settle.map(|(v, _)| v),
+        ping_interval: raw.ping_interval.map(|(v, _)| v),
         ignored: raw.ignored,
         log_format: setting(raw.log_format, LogFormat::Heartbeat),
         syslog_ident: setting(raw.syslog_ident, DEFAULT_SYSLOG_IDENT.to_string()),
         self_fence_command: raw.self_fence_command,
         control_group: raw.control_group,
+        parameters: raw.parameters,
     };
     HaCfParse {
         ha_cf,
         diags: d,
         empty,
+    }
+}
+
+/// Ping nodes and the built-in ipfail: intervals that can judge a ping node, ipfail with
+/// something to count.
+fn check_ping(raw: &Raw, d: &mut Diags, deadtime: Duration) {
+    let deadping = raw.deadping.map_or(deadtime, |(v, _)| v);
+    if let Some((i, line)) = raw.ping_interval
+        && deadping <= i.saturating_mul(2)
+    {
+        d.error(
+            line,
+            format!(
+                "ping_interval ({} ms) must be less than half of deadping ({} ms)",
+                i.as_millis(),
+                deadping.as_millis()
+            ),
+        );
+    }
+    let pings = raw.ping.len() + raw.ping_groups.len();
+    if pings > usize::from(u8::MAX) {
+        d.error(
+            0,
+            format!(
+                "{pings} ping nodes configured; hb supports at most 255 (ping and ping_group lines)"
+            ),
+        );
+    }
+    let respawned = raw.respawn.iter().find(|r| r.is_ipfail());
+    let wanted = match raw.ipfail {
+        Some(b) => b,
+        None => respawned.is_some(),
+    };
+    if wanted && pings == 0 {
+        d.warn(
+            0,
+            "ipfail has no ping nodes to count and does nothing: add ping or ping_group lines",
+        );
+    }
+    if raw.ipfail == Some(false)
+        && let Some(r) = respawned
+    {
+        d.warn(
+            0,
+            format!(
+                "'respawn {} {}' not run and ipfail not built in: 'ipfail off' is set",
+                r.user, r.command
+            ),
+        );
+    }
+    if !wanted && raw.ipfail_settle.is_some() {
+        d.warn(0, "ipfail_settle has no effect without ipfail");
+    }
+    if pings == 0 && (raw.deadping.is_some() || raw.ping_interval.is_some()) {
+        d.warn(
+            0,
+            "deadping and ping_interval have no effect without ping nodes",
+        );
     }
 }
 

@@ -238,6 +238,18 @@ pub struct HaCf {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// hb: `control_socket PATH` (default `<run-dir>/hbd.sock`).
     pub control_socket: Option<PathBuf>,
+    /// hb: `ipfail on|off`: hb's own switch for the built-in ipfail (default off; a `respawn`
+    /// line running ipfail switches it on too, see [`HaCf::ipfail_enabled`]).
+    pub ipfail: Setting<bool>,
+    /// hb: `ipfail_settle T`: how long a ping-node count comparison must hold before the built-in
+    /// ipfail acts on it (default: the effective `deadping`).
+    pub ipfail_settle: Option<Duration>,
+    /// hb: `ping_interval T` between ICMP echo requests to each ping node (default `keepalive`).
+    pub ping_interval: Option<Duration>,
+    /// Every directive line as written, in file order: the name and its value with blanks
+    /// collapsed (Heartbeat's parameter table, what `cl_status hbparameter -p NAME` reads; see
+    /// [`HaCf::parameter`]).
+    pub parameters: Vec<(String, String)>,
     /// Directives present in the file that hb accepts but does not act on (each also a named
     /// warning), in file order: what `hbd --check` lists as not acted on.
     pub ignored: Vec<Ignored>,
@@ -326,6 +338,17 @@ pub const DEFAULT_SELF_FENCE_COMMAND: &[&str] = &["reboot", "-f", "-f"];
 pub const DEFAULT_CONTROL_GROUP: &str = "haclient";
 
 impl HaCf {
+    /// The value of directive `name` as written in `ha.cf` (the last line naming it), as
+    /// Heartbeat's `hbparameter` gives it (`keepalive` -> `200ms`); `None` when the file does
+    /// not set it.
+    pub fn parameter(&self, name: &str) -> Option<&str> {
+        self.parameters
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The `stonith_host` lines, parsed.
     pub fn stonith_devices(&self) -> Vec<StonithHost> {
         self.stonith_hosts
@@ -349,6 +372,37 @@ impl HaCf {
     /// `deadping`, or `deadtime` when not set (Heartbeat's default).
     pub fn effective_deadping(&self) -> Duration {
         self.deadping.unwrap_or(self.deadtime.value)
+    }
+
+    /// `ping_interval`, or `keepalive` when not set (Heartbeat pings at the keepalive rate).
+    pub fn effective_ping_interval(&self) -> Duration {
+        self.ping_interval.unwrap_or(self.keepalive.value)
+    }
+
+    /// `ipfail_settle`, or the effective `deadping` when not set.
+    pub fn effective_ipfail_settle(&self) -> Duration {
+        self.ipfail_settle
+            .unwrap_or_else(|| self.effective_deadping())
+    }
+
+    /// The first `respawn` line that runs ipfail ([`Respawn::is_ipfail`]).
+    pub fn ipfail_respawn(&self) -> Option<&Respawn> {
+        self.respawn.iter().find(|r| r.is_ipfail())
+    }
+
+    /// Whether the built-in ipfail runs: `ipfail on`, or a `respawn` line running ipfail (unless
+    /// `ipfail off` is set explicitly).
+    pub fn ipfail_enabled(&self) -> bool {
+        if self.ipfail.is_default {
+            self.ipfail_respawn().is_some()
+        } else {
+            self.ipfail.value
+        }
+    }
+
+    /// Number of ping nodes: each `ping` address and each `ping_group` counts as one.
+    pub fn ping_node_count(&self) -> usize {
+        self.ping.len() + self.ping_groups.len()
     }
 
     /// The command this node fences itself with when a group cannot be stopped:

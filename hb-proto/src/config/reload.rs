@@ -27,7 +27,7 @@ pub enum LiveChange {
     Timings,
     /// `authkeys`: the new active key signs from now on, every listed key verifies.
     AuthKeys,
-    /// `ping`, `ping_group` or `deadping`.
+    /// `ping`, `ping_group`, `deadping`, `ping_interval`, `ipfail` or `ipfail_settle`.
     Ping,
     /// `logfile`, `debugfile`, `logfacility`, `debug`, `log_format` or `syslog_ident`.
     Logging,
@@ -49,7 +49,7 @@ impl LiveChange {
         match self {
             LiveChange::Timings => "keepalive/deadtime/warntime/initdead",
             LiveChange::AuthKeys => "authkeys",
-            LiveChange::Ping => "ping/ping_group/deadping",
+            LiveChange::Ping => "ping/ping_group/deadping/ping_interval/ipfail/ipfail_settle",
             LiveChange::Logging => "logfile/debugfile/logfacility/debug/log_format/syslog_ident",
             LiveChange::Garp => "garp_count/garp_interval",
             LiveChange::MetricsListen => "metrics_listen",
@@ -123,7 +123,12 @@ pub fn plan_reload(old: &Config, new: Config) -> ReloadPlan {
     add(LiveChange::AuthKeys, old.authkeys != new.authkeys);
     add(
         LiveChange::Ping,
-        o.ping != n.ping || o.ping_groups != n.ping_groups || o.deadping != n.deadping,
+        o.ping != n.ping
+            || o.ping_groups != n.ping_groups
+            || o.deadping != n.deadping
+            || o.ping_interval != n.ping_interval
+            || o.ipfail != n.ipfail
+            || o.ipfail_settle != n.ipfail_settle,
     );
     add(
         LiveChange::Logging,

@@ -571,6 +571,14 @@ fn hb_additions() {
     ))
     .value;
     assert_eq!(c.control_group.as_deref(), Some("monitoring"));
+    assert_eq!(c.parameter("garp_interval"), Some("100ms"));
+    assert_eq!(
+        c.parameter("keepalive"),
+        Some("2"),
+        "as written: {:?}",
+        c.parameters
+    );
+    assert_eq!(c.parameter("warntime"), None);
     assert_eq!(
         ha_cf(&format!("{BASE}control_group none\n"))
             .value

@@ -6,6 +6,8 @@
 
 use std::{fmt, time::Duration};
 
+use crate::ping::PingEvent;
+
 /// How loud the driver should log an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -203,6 +205,17 @@ pub enum Event {
         /// How many groups it covers.
         groups: usize,
     },
+    /// A ping node changed state, or the built-in ipfail decided (Heartbeat's and ipfail's
+    /// lines, see [`PingEvent`]).
+    Ping(PingEvent),
+    /// A dead peer's groups are not taken over: ping nodes are configured and this node has no
+    /// proof that it still reaches one after the peer went silent (it may be the isolated one,
+    /// and its gratuitous ARPs could pull clients away from a live owner). Logged once per
+    /// death; the takeover happens as soon as a ping node answers.
+    TakeoverHeld {
+        /// The dead peer.
+        node: String,
+    },
     /// The node has joined: links judged (every peer heard, or `initdead` passed) and the
     /// initial resource groups acquired here or declined (another node owns them). Once per run.
     /// `Initial resource acquisition complete: 1 of 2 group(s) held here.`
@@ -267,7 +280,9 @@ impl Event {
             | Event::NodeDead { .. }
             | Event::NodeReturned { .. }
             | Event::DualOwnership { .. }
-            | Event::LateWakeup { .. } => Level::Warn,
+            | Event::LateWakeup { .. }
+            | Event::TakeoverHeld { .. } => Level::Warn,
+            Event::Ping(p) if p.is_warning() => Level::Warn,
             Event::StartFailed { .. }
             | Event::StopFailed { .. }
             | Event::ConfigMismatch { .. }
@@ -393,12 +408,19 @@ impl Event {
             Event::ConfigMismatch { node, .. } => {
                 (f.event, f.peer) = ("config_mismatch", Some(node.as_str()))
             }
+            Event::ConfigAgrees { node } => {
+                (f.event, f.peer) = ("config_agrees", Some(node.as_str()))
+            }
             Event::Standby { .. } => f.event = "standby",
             Event::Takeover { .. } => f.event = "takeover",
             Event::Joined { .. } => f.event = "joined",
             Event::Fence(_) => f.event = "fence",
-            Event::ConfigAgrees { node } => {
-                (f.event, f.peer) = ("config_agrees", Some(node.as_str()))
+            Event::Ping(p) => {
+                f.event = p.kind();
+                f.peer = p.node();
+            }
+            Event::TakeoverHeld { node } => {
+                (f.event, f.peer) = ("takeover_held", Some(node.as_str()))
             }
             Event::ShuttingDown => f.event = "shutting_down",
             Event::Stopped => f.event = "stopped",
@@ -512,6 +534,12 @@ impl fmt::Display for Event {
                     "Taking over {scope} HA resources (takeover): {groups} group(s)"
                 )
             }
+            Event::Ping(p) => p.fmt(f),
+            Event::TakeoverHeld { node } => write!(
+                f,
+                "Not taking over the resources of {node}: no ping node answered since it went \
+                 silent; this node may be the isolated one"
+            ),
             Event::Joined { held, groups } => write!(
                 f,
                 "Initial resource acquisition complete: {held} of {groups} group(s) held here."

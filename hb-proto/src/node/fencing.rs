@@ -2,7 +2,7 @@
 //! requests come out as [`Output::Fence`], and no group starts while a peer dead by silence is
 //! not fenced (see the module documentation of [`crate::fence`]).
 
-use super::{DeathCause, Event, Node, Output};
+use super::{DeathCause, Event, Node, Output, Phase};
 use crate::{
     Timestamp,
     fence::{FenceEvent, FenceGate, FenceSetup},
@@ -71,6 +71,10 @@ impl Node {
             for ev in self.fencing.gate.peer_dead(i, now, silent) {
                 self.event(Event::Fence(ev));
             }
+        }
+        // A node on its way out starts no new attempt (it takes nothing over any more).
+        if self.phase == Phase::ShuttingDown {
+            return;
         }
         let (reqs, evs) = self.fencing.gate.poll(now);
         for ev in evs {

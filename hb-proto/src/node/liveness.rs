@@ -5,7 +5,7 @@
 use super::{DeathCause, Event, LinkId, LinkState, Node, PeerState, Phase, RemoteGroup};
 use crate::{
     Timestamp,
-    message::{Holding, Message, MessageKind},
+    message::{Holding, Message, MessageKind, PingCounts},
 };
 
 /// How often the haresources mismatch with a live peer is logged again while it lasts.
@@ -53,6 +53,7 @@ impl Node {
                 p.echo_of_us = None;
                 p.echo = None;
                 p.groups.fill(RemoteGroup::NONE);
+                p.ping = None;
                 let was_up = p.state == PeerState::Up;
                 p.generation = Some(msg.generation);
                 relevant = true;
@@ -142,6 +143,9 @@ impl Node {
                 .map(|e| e.send_time);
             relevant |= confirmed(echo_of_us) != confirmed(p.echo_of_us);
             p.echo_of_us = echo_of_us;
+            let yielding = |c: Option<PingCounts>| c.is_some_and(|c| c.yielding);
+            relevant |= yielding(p.ping) != yielding(msg.ping);
+            p.ping = msg.ping;
             for (g, slot) in p.groups.iter_mut().enumerate().filter(|_| !mismatch) {
                 let new = msg
                     .groups
@@ -297,6 +301,7 @@ impl Node {
             .filter(|&g| p.groups[g].holding != Holding::None)
             .collect();
         p.groups.fill(RemoteGroup::NONE);
+        p.ping = None;
         p.status = None;
         p.state_send_time = None;
         p.echo_of_us = None;

@@ -128,7 +128,7 @@ impl Node {
             return Some(Member {
                 holding: lg.holding,
                 candidate: self.phase == Phase::Active && lg.failed_until.is_none(),
-                standby: lg.standby,
+                standby: lg.standby || self.ping.yielding(),
                 wants: lg.wants,
             });
         }
@@ -140,7 +140,8 @@ impl Node {
         Some(Member {
             holding: r.holding,
             candidate: p.status == Some(NodeStatus::Active) && !r.failed,
-            standby: r.standby,
+            // ipfail gave it up: like standby, a candidate only when no other node is.
+            standby: r.standby || p.ping.is_some_and(|c| c.yielding),
             wants: r.wants,
         })
     }
@@ -179,7 +180,7 @@ impl Node {
             && self.peers.iter().enumerate().all(|(i, p)| {
                 i == self.local
                     || match p.state {
-                        PeerState::Dead => true,
+                        PeerState::Dead => self.may_take_from_dead(i),
                         PeerState::Unknown => false,
                         PeerState::Up => {
                             p.groups[g].holding == Holding::None
@@ -253,8 +254,12 @@ impl Node {
             }
             match holding {
                 Holding::None => {
-                    if mine && self.phase == Phase::Active && !frozen && self.can_start(g) {
-                        self.start(g);
+                    if mine && self.phase == Phase::Active && !frozen {
+                        if self.can_start(g) {
+                            self.start(g);
+                        } else {
+                            self.note_takeover_held();
+                        }
                     }
                 }
                 Holding::Held => {
@@ -274,6 +279,7 @@ impl Node {
                 Holding::Starting | Holding::Stopping => {}
             }
         }
+        self.clear_takeover_held();
         self.mach_down_check();
         if self.phase == Phase::ShuttingDown {
             if self.local_groups.iter().all(|g| g.holding == Holding::None) {

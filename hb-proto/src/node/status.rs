@@ -3,7 +3,8 @@
 use super::{Node, Phase, ownership::claims};
 use crate::{
     Timestamp,
-    message::{Holding, NodeStatus},
+    message::{Holding, NodeStatus, PingCounts},
+    ping::PingView,
 };
 
 /// Liveness of a node in the local view.
@@ -59,6 +60,9 @@ pub struct NodeView {
     pub last_arrival: Option<Timestamp>,
     /// Links (empty for the local node).
     pub links: Vec<LinkView>,
+    /// Ping-node counts it announces (the local node's own for the local node; `None`: no ping
+    /// nodes, or a peer that does not announce them).
+    pub ping: Option<PingCounts>,
 }
 
 /// One resource group.
@@ -143,6 +147,11 @@ pub struct ClusterStatus {
     pub haresources_mismatch: Vec<String>,
     /// Peers dead by silence that wait for a fence before anything is taken from them.
     pub fence_pending: Vec<String>,
+    /// Ping nodes and the built-in ipfail.
+    pub ping: PingView,
+    /// A dead peer whose groups this node does not take over because no ping node answered
+    /// since the peer went silent (see [`super::Event::TakeoverHeld`]).
+    pub takeover_held: Option<String>,
 }
 
 impl Node {
@@ -171,6 +180,7 @@ impl Node {
                         p.status
                     },
                     last_arrival: p.last_arrival,
+                    ping: if local { self.ping.counts() } else { p.ping },
                     links: if local {
                         Vec::new()
                     } else {
@@ -230,6 +240,8 @@ impl Node {
                 .filter(|n| self.fence_pending(n))
                 .cloned()
                 .collect(),
+            ping: self.ping.view(),
+            takeover_held: self.takeover_held.map(|i| self.names[i].clone()),
         }
     }
 }

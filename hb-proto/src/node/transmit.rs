@@ -84,6 +84,7 @@ impl Node {
                 status,
                 echoes: echoes.clone(),
                 groups: groups.clone(),
+                ping: self.ping.counts(),
             };
             self.counters.messages_sent += 1;
             self.outputs.push_back(Output::Transmit {

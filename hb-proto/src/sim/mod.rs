@@ -3,19 +3,35 @@
 //! resource actions that complete after a delay (and may fail), kills, restarts, pauses.
 //!
 //! The ownership invariant (never two nodes `Starting`/`Held` for one group) is checked after
-//! every step; a violation is recorded unless a partition or pause is in force or ended less
-//! than a settle time ago.
+//! every step; a violation is recorded unless a partition, a pause, every link being cut or a
+//! loss burst ([`Sim::disrupt`]) is in force or ended less than a settle time ago.
+//!
+//! With [`SimSpec::wire`] every message goes over the wire as the daemon sends it: encoded and
+//! signed (CRC32, see `sim_keys`), then decoded, authenticated and checked by a [`ReplayGuard`] at the
+//! receiver, so captured datagrams can be replayed or mangled ([`Sim::inject`]).
+//!
+//! Built behind the `sim` feature: hb-proto's tests and the `cluster` fuzz target
+//! (`hb_proto::fuzz::cluster`) share it. A test harness, not a runtime path: a configuration it built
+//! itself that the core refuses is a harness bug and panics.
+#![allow(clippy::expect_used)]
 
-use std::{collections::BTreeMap, time::Duration};
+mod setup;
 
-use hb_proto::{
-    Timestamp,
-    config::{AutoFailback, ResourceGroup},
-    message::{Holding, Message, MessageKind},
-    node::{Command, Event, LinkId, Node, Output, PeerState, ResourceOp},
+pub use setup::{Timing, config, groups};
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    time::Duration,
 };
 
-use super::{Timing, config};
+use crate::{
+    Timestamp,
+    config::{AuthKey, AuthKeys, AuthMethod, AutoFailback, ResourceGroup, node_id},
+    message::{Holding, Message, MessageKind},
+    node::{Command, Event, LinkId, Node, Output, PeerState, ResourceOp},
+    packet,
+    replay::{RejectReason, ReplayGuard},
+};
 
 /// xorshift64* PRNG.
 #[derive(Debug, Clone)]
@@ -79,6 +95,19 @@ impl LinkParams {
     };
 }
 
+/// One ping node (`ping 10.0.0.254`) every host pings, and how the built-in ipfail is set.
+#[derive(Debug, Clone, Copy)]
+pub struct PingSpec {
+    /// `deadping`.
+    pub deadping: Duration,
+    /// `ipfail_settle`.
+    pub settle: Duration,
+    /// `ipfail on`.
+    pub ipfail: bool,
+    /// Round-trip time of an echo.
+    pub rtt: Duration,
+}
+
 /// A cluster to simulate.
 #[derive(Debug, Clone)]
 pub struct SimSpec {
@@ -98,6 +127,11 @@ pub struct SimSpec {
     pub seed: u64,
     /// Fencing: every node has a `stonith_host *` device that powers the target off.
     pub fence: Option<SimFence>,
+    /// Send every message encoded and signed, decode and replay-check it at the receiver (as
+    /// the daemon does), and keep the last datagrams for [`Sim::inject`].
+    pub wire: bool,
+    /// A ping node, if any.
+    pub ping: Option<PingSpec>,
 }
 
 /// The simulated fencing device.
@@ -124,8 +158,17 @@ impl SimSpec {
             resource_delay: Duration::from_millis(2),
             seed,
             fence: None,
+            wire: false,
+            ping: None,
         }
     }
+}
+
+/// What travels on a link.
+#[derive(Debug, Clone)]
+enum Payload {
+    Msg(Message),
+    Bytes(Vec<u8>),
 }
 
 #[derive(Debug)]
@@ -133,7 +176,7 @@ enum Ev {
     Deliver {
         to: usize,
         link: usize,
-        msg: Message,
+        payload: Payload,
     },
     ResourceDone {
         host: usize,
@@ -149,6 +192,12 @@ enum Ev {
         incarnation: u64,
         peer: String,
     },
+    PingReply {
+        host: usize,
+        incarnation: u64,
+        link: usize,
+        sent: Timestamp,
+    },
 }
 
 /// One simulated machine.
@@ -161,7 +210,8 @@ pub struct Host {
     generation: u64,
     incarnation: u64,
     paused: bool,
-    backlog: Vec<(usize, Timestamp, Message)>,
+    backlog: Vec<(usize, Timestamp, Payload)>,
+    guard: ReplayGuard,
     pending_results: Vec<(usize, ResourceOp)>,
     /// Groups whose start fails on this host.
     pub fail_start: Vec<bool>,
@@ -177,6 +227,9 @@ pub struct Host {
     pub actions: Vec<(Timestamp, usize, ResourceOp)>,
     /// Fences it started: (time, peer).
     pub fences: Vec<(Timestamp, String)>,
+    /// The ping node answers this host (requests and replies both pass).
+    pub ping_ok: bool,
+    ping_backlog: Vec<(usize, Timestamp, Timestamp)>,
 }
 
 /// The simulation.
@@ -193,6 +246,8 @@ pub struct Sim {
     /// The PRNG.
     pub rng: Rng,
     blocked: Vec<Vec<bool>>,
+    link_down: Vec<bool>,
+    partitioned: bool,
     disrupted: usize,
     settle_until: Timestamp,
     /// Steps taken.
@@ -205,6 +260,29 @@ pub struct Sim {
     pub max_holders: usize,
     group_defs: Vec<ResourceGroup>,
     names: Vec<String>,
+    keys: AuthKeys,
+    /// The last datagrams sent (wire mode), newest last: (link, bytes).
+    captured: VecDeque<(usize, Vec<u8>)>,
+    /// Datagrams handed in that decoding or the replay guard refused (wire mode).
+    pub rejected: u64,
+}
+
+/// How many sent datagrams [`Sim::inject`] can pick from.
+pub const CAPTURED: usize = 64;
+
+/// CRC32 "signing": the same codec and checks as HMAC at a fraction of the cost (the fuzz
+/// target runs tens of thousands of messages per input). Datagrams the fuzzer makes up or
+/// mangles still fail it: it does not compute CRCs.
+fn sim_keys() -> AuthKeys {
+    let key = AuthKey {
+        id: 1,
+        method: AuthMethod::Crc,
+        secret: Vec::new(),
+    };
+    AuthKeys {
+        active: 1,
+        keys: BTreeMap::from([(1, key)]),
+    }
 }
 
 impl Sim {
@@ -213,7 +291,7 @@ impl Sim {
         let names: Vec<String> = (1..=spec.nodes).map(|i| format!("node{i}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let prefs: Vec<&str> = spec.groups.iter().map(|&p| refs[p]).collect();
-        let group_defs = super::groups(&prefs);
+        let group_defs = groups(&prefs);
         let ng = spec.groups.len();
         let hosts = names
             .iter()
@@ -224,6 +302,7 @@ impl Sim {
                 incarnation: 0,
                 paused: false,
                 backlog: vec![],
+                guard: ReplayGuard::new(node_id(name), names.iter().map(|n| node_id(n))),
                 pending_results: vec![],
                 fail_start: vec![false; ng],
                 fail_stop: vec![0; ng],
@@ -232,9 +311,12 @@ impl Sim {
                 last_sent: None,
                 actions: vec![],
                 fences: vec![],
+                ping_ok: true,
+                ping_backlog: vec![],
             })
             .collect();
         let n = spec.nodes;
+        let nlinks = spec.links.len();
         let mut sim = Self {
             rng: Rng::new(spec.seed),
             spec,
@@ -243,6 +325,8 @@ impl Sim {
             queue: BTreeMap::new(),
             qseq: 0,
             blocked: vec![vec![false; n]; n],
+            link_down: vec![false; nlinks],
+            partitioned: false,
             disrupted: 0,
             settle_until: Timestamp::ZERO,
             steps: 0,
@@ -251,6 +335,9 @@ impl Sim {
             max_holders: 0,
             group_defs,
             names,
+            keys: sim_keys(),
+            captured: VecDeque::new(),
+            rejected: 0,
         };
         for h in 0..n {
             sim.start(h);
@@ -293,15 +380,26 @@ impl Sim {
         );
         if let Some(f) = self.spec.fence {
             cfg.ha_cf.stonith_hosts = vec!["* external/sim".into()];
-            cfg.ha_cf.fence_delay = hb_proto::config::Setting::set(f.delay);
+            cfg.ha_cf.fence_delay = crate::config::Setting::set(f.delay);
         }
+        if let Some(p) = self.spec.ping {
+            cfg.ha_cf.ping = vec![std::net::IpAddr::from([10, 0, 0, 254])];
+            cfg.ha_cf.deadping = Some(p.deadping);
+            cfg.ha_cf.ipfail = crate::config::Setting::set(p.ipfail);
+            cfg.ha_cf.ipfail_settle = Some(p.settle);
+        }
+        let ids: Vec<u32> = self.names.iter().map(|n| node_id(n)).collect();
         let host = &mut self.hosts[h];
+        host.paused = false;
         host.generation += 1;
         host.incarnation += 1;
-        host.paused = false;
         host.backlog.clear();
         host.pending_results.clear();
-        host.node = Some(Node::new(&cfg, host.generation, self.now).unwrap());
+        host.ping_backlog.clear();
+        host.guard = ReplayGuard::new(ids[h], ids.iter().copied());
+        host.node = Some(
+            Node::new(&cfg, host.generation, self.now).expect("the simulation's config is valid"),
+        );
         self.drain(h);
     }
 
@@ -321,7 +419,8 @@ impl Sim {
         }
     }
 
-    /// Splits the cluster: no traffic between different sides.
+    /// Splits the cluster: no traffic between different sides. A second split while one is in
+    /// force only changes the sides.
     pub fn partition(&mut self, sides: &[&[usize]]) {
         let n = self.spec.nodes;
         for a in 0..n {
@@ -331,16 +430,25 @@ impl Sim {
                 self.blocked[a][b] = sa != sb;
             }
         }
-        self.disrupted += 1;
+        if !self.partitioned {
+            self.partitioned = true;
+            self.disrupt();
+        }
     }
 
-    /// Ends the partition.
+    /// Ends the partition (nothing without one).
     pub fn heal(&mut self) {
         for row in &mut self.blocked {
             row.fill(false);
         }
-        self.disrupted = self.disrupted.saturating_sub(1);
-        self.settle_until = self.now + self.settle();
+        if std::mem::take(&mut self.partitioned) {
+            self.undisrupt();
+        }
+    }
+
+    /// Whether a partition is in force.
+    pub fn partitioned(&self) -> bool {
+        self.partitioned
     }
 
     /// Freezes host `h` for `d`: messages and resource results for it queue up and are handed
@@ -371,6 +479,21 @@ impl Sim {
                     if msg.kind == MessageKind::Heartbeat {
                         self.hosts[h].last_sent = Some(now);
                     }
+                    let payload = if self.spec.wire {
+                        let key = self.keys.keys.get(&self.keys.active);
+                        let bytes = packet::encode(&msg, key.expect("the simulation's key"))
+                            .expect("the core's messages encode");
+                        if self.captured.len() == CAPTURED {
+                            self.captured.pop_front();
+                        }
+                        self.captured.push_back((link.0, bytes.clone()));
+                        Payload::Bytes(bytes)
+                    } else {
+                        Payload::Msg(msg)
+                    };
+                    if self.link_down[link.0] {
+                        continue;
+                    }
                     let params = self.spec.links[link.0];
                     for to in 0..self.spec.nodes {
                         if to == h || self.blocked[h][to] || self.rng.chance(params.loss) {
@@ -383,7 +506,7 @@ impl Sim {
                             Ev::Deliver {
                                 to,
                                 link: link.0,
-                                msg: msg.clone(),
+                                payload: payload.clone(),
                             },
                         );
                     }
@@ -416,11 +539,122 @@ impl Sim {
                         },
                     );
                 }
+                Output::Ping { link, .. } => {
+                    let Some(p) = self.spec.ping else { continue };
+                    if !self.hosts[h].ping_ok {
+                        continue;
+                    }
+                    let incarnation = self.hosts[h].incarnation;
+                    self.schedule(
+                        now + p.rtt,
+                        Ev::PingReply {
+                            host: h,
+                            incarnation,
+                            link,
+                            sent: now,
+                        },
+                    );
+                }
                 Output::Event(e) => self.hosts[h].events.push((now, e)),
                 // The simulation's resources always stop.
                 Output::SelfFence { .. } => {}
             }
         }
+    }
+
+    /// Hands what arrived on `link` at `arrival` to host `h` (decoded and replay-checked first
+    /// when it is a datagram, as the daemon does), then carries out its outputs.
+    fn hand_in(&mut self, h: usize, link: usize, arrival: Timestamp, payload: Payload) {
+        let now = self.now;
+        let host = &mut self.hosts[h];
+        let msg = match payload {
+            Payload::Msg(msg) => msg,
+            Payload::Bytes(bytes) => {
+                let Ok(msg) = packet::decode(&bytes, &self.keys) else {
+                    self.rejected += 1;
+                    return;
+                };
+                match host.guard.check(&msg, link) {
+                    Ok(_) => msg,
+                    Err(RejectReason::OwnMessage) => return,
+                    Err(_) => {
+                        self.rejected += 1;
+                        return;
+                    }
+                }
+            }
+        };
+        if let Some(node) = host.node.as_mut() {
+            node.handle_message(now, LinkId(link), arrival, msg);
+        }
+        self.drain(h);
+    }
+
+    /// Hands `bytes` to host `h` as a datagram that arrived on `link` now (a stray, forged or
+    /// replayed one: no sender is told). Nothing happens while `h` is down; a paused host gets
+    /// it when it resumes.
+    pub fn inject(&mut self, h: usize, link: usize, bytes: Vec<u8>) {
+        let link = link % self.spec.links.len().max(1);
+        let now = self.now;
+        let host = &mut self.hosts[h];
+        if host.node.is_none() {
+            return;
+        }
+        if host.paused {
+            host.backlog.push((link, now, Payload::Bytes(bytes)));
+            return;
+        }
+        self.hand_in(h, link, now, Payload::Bytes(bytes));
+    }
+
+    /// The `i`-th last datagram sent (wire mode; 0 is the newest): (link, bytes).
+    pub fn captured(&self, i: usize) -> Option<&(usize, Vec<u8>)> {
+        let n = self.captured.len();
+        i.checked_add(1)
+            .and_then(|k| n.checked_sub(k))
+            .and_then(|j| self.captured.get(j))
+    }
+
+    /// Cuts (`up == false`) or restores link `link` for every node. Cutting the last link up
+    /// counts as a partition (a disruption) until a link is restored.
+    pub fn set_link(&mut self, link: usize, up: bool) {
+        let Some(down) = self.link_down.get(link).copied() else {
+            return;
+        };
+        if down != up {
+            return;
+        }
+        let all_down_before = self.link_down.iter().all(|d| *d);
+        self.link_down[link] = !up;
+        let all_down_after = self.link_down.iter().all(|d| *d);
+        match (all_down_before, all_down_after) {
+            (false, true) => self.disrupt(),
+            (true, false) => self.undisrupt(),
+            _ => {}
+        }
+    }
+
+    /// Whether link `link` is up.
+    pub fn link_up(&self, link: usize) -> bool {
+        self.link_down.get(link).is_some_and(|d| !d)
+    }
+
+    /// Opens a window in which two owners are not a violation (a fault the caller injects that
+    /// amounts to a partition, such as heavy loss); close it with [`Sim::undisrupt`].
+    pub fn disrupt(&mut self) {
+        self.disrupted += 1;
+    }
+
+    /// Closes a window opened by [`Sim::disrupt`]; violations count again after a settle time.
+    pub fn undisrupt(&mut self) {
+        self.disrupted = self.disrupted.saturating_sub(1);
+        self.settle_until = self.settle_until.max(self.now + self.settle());
+    }
+
+    /// Whether a partition, pause or [`Sim::disrupt`] window is in force or ended less than a
+    /// settle time ago.
+    pub fn disrupted(&self) -> bool {
+        self.disrupted > 0 || self.now < self.settle_until
     }
 
     fn result_for(&mut self, h: usize, group: usize, op: ResourceOp) -> Result<(), String> {
@@ -438,17 +672,16 @@ impl Sim {
     fn process(&mut self, ev: Ev) {
         let now = self.now;
         match ev {
-            Ev::Deliver { to, link, msg } => {
+            Ev::Deliver { to, link, payload } => {
                 let host = &mut self.hosts[to];
-                let Some(node) = host.node.as_mut() else {
-                    return;
-                };
-                if host.paused {
-                    host.backlog.push((link, now, msg));
+                if host.node.is_none() {
                     return;
                 }
-                node.handle_message(now, LinkId(link), now, msg);
-                self.drain(to);
+                if host.paused {
+                    host.backlog.push((link, now, payload));
+                    return;
+                }
+                self.hand_in(to, link, now, payload);
             }
             Ev::ResourceDone {
                 host: h,
@@ -491,6 +724,25 @@ impl Sim {
                 }
                 self.drain(h);
             }
+            Ev::PingReply {
+                host: h,
+                incarnation,
+                link,
+                sent,
+            } => {
+                let host = &mut self.hosts[h];
+                if host.incarnation != incarnation || !host.ping_ok {
+                    return;
+                }
+                if host.paused {
+                    host.ping_backlog.push((link, sent, now));
+                    return;
+                }
+                if let Some(node) = host.node.as_mut() {
+                    node.handle_ping_reply(now, link, sent, now);
+                }
+                self.drain(h);
+            }
             Ev::Resume { host: h } => {
                 self.disrupted = self.disrupted.saturating_sub(1);
                 self.settle_until = self.settle_until.max(now + self.settle());
@@ -502,9 +754,12 @@ impl Sim {
                 let results = std::mem::take(&mut self.hosts[h].pending_results);
                 // The driver drains every queued datagram (with its kernel arrival time) and
                 // every finished resource action before it runs the timer.
-                for (link, arrival, msg) in backlog {
+                for (link, arrival, payload) in backlog {
+                    self.hand_in(h, link, arrival, payload);
+                }
+                for (link, sent, arrival) in std::mem::take(&mut self.hosts[h].ping_backlog) {
                     if let Some(node) = self.hosts[h].node.as_mut() {
-                        node.handle_message(now, LinkId(link), arrival, msg);
+                        node.handle_ping_reply(now, link, sent, arrival);
                     }
                     self.drain(h);
                 }

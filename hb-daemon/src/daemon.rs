@@ -704,12 +704,7 @@ impl Driver {
                     plan.config.authkeys.keys.keys().collect::<Vec<_>>()
                 ),
                 LiveChange::Ping => self.reload_ping(&plan.config),
-                LiveChange::Logging => {
-                    let lc = crate::logging::LogConfig::from_ha_cf(&plan.config.ha_cf, false);
-                    if let Err(e) = crate::logging::reload(&lc) {
-                        tracing::error!("hb: reload: logging: {e}; logging as before");
-                    }
-                }
+                LiveChange::Logging => reopen_logs(&plan.config),
                 LiveChange::Garp => {
                     let h = &plan.config.ha_cf;
                     let _ = self.agent_tx.send(AgentJob::Garp {
@@ -730,6 +725,11 @@ impl Driver {
                 }
                 LiveChange::Fencing => self.reload_fencing(&plan.config),
             }
+        }
+        let h = &plan.config.ha_cf;
+        if !plan.changes(LiveChange::Logging) && (h.logfile.is_some() || h.debugfile.is_some()) {
+            // Same files: reopened all the same, so `kill -HUP` after log rotation works.
+            reopen_logs(&plan.config);
         }
         let summary = if plan.is_empty() {
             "configuration reloaded: no change".to_owned()
@@ -1580,6 +1580,14 @@ pub fn default_node_name() -> Result<String, DaemonError> {
     crate::check::local_node_name()
         .map(|n| n.to_lowercase())
         .map_err(setup("uname -n"))
+}
+
+/// Switches logging to `config`'s settings, reopening the log files.
+fn reopen_logs(config: &Config) {
+    let lc = crate::logging::LogConfig::from_ha_cf(&config.ha_cf, false);
+    if let Err(e) = crate::logging::reload(&lc) {
+        tracing::error!("hb: reload: logging: {e}; logging as before");
+    }
 }
 
 /// Loads and attaches the XDP fast path as `config` says, with a kernel deadline per peer and

@@ -156,6 +156,46 @@ fn sighup_refuses_a_broken_ha_cf_and_applies_a_new_keepalive_live() {
         "reload: n2's median gap for n1 {before:?} ms before, {kept:?} ms after the refused \
          reload, {after:?} ms after keepalive 20ms"
     );
+
+    // A logfile added by a reload gets Heartbeat's ha-log layout; after log rotation (the file
+    // renamed) a reload with no change reopens it.
+    let ha_log = lab.node_dir(Node::N1).join("ha-log");
+    set_line(&ha_cf, "logfile", &format!("logfile {}", ha_log.display()));
+    let out = lab.hbctl(Node::N1, &["reload"]).unwrap();
+    assert!(out.status.success(), "hbctl reload: {out:?}");
+    let pid = lab.hbd_pid(Node::N1).unwrap();
+    let has_line = |path: &Path, text: &str| {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                l.starts_with(&format!("heartbeat[{pid}]: "))
+                    && l.ends_with(&format!(" info: {text}"))
+            })
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || has_line(
+            &ha_log,
+            "Configuration reloaded."
+        )),
+        "{}: {:?}",
+        ha_log.display(),
+        std::fs::read_to_string(&ha_log)
+    );
+    let rotated = lab.node_dir(Node::N1).join("ha-log.1");
+    std::fs::rename(&ha_log, &rotated).unwrap();
+    let out = lab.hbctl(Node::N1, &["reload"]).unwrap();
+    assert!(out.status.success(), "hbctl reload: {out:?}");
+    assert!(
+        wait_until(Duration::from_secs(5), || has_line(
+            &ha_log,
+            "Configuration reloaded."
+        )),
+        "no new {} after rotation",
+        ha_log.display()
+    );
+    assert!(vip_on_n1_only(&lab), "{}", lab.status());
+    no_move_since(&lab, t0);
 }
 
 /// A shell script at `dir/name`.

@@ -1119,7 +1119,7 @@ mod tests {
             state: state.into(),
             last_reply_ms: None,
         };
-        r.ping = Some(PingStatus {
+        r.ping = Some(Box::new(PingStatus {
             reachable: 1,
             configured: 2,
             ipfail: false,
@@ -1142,7 +1142,7 @@ mod tests {
                     addrs: vec![addr("10.0.0.1", "dead"), addr("10.0.0.2", "unknown")],
                 },
             ],
-        });
+        }));
         let ctx = ctx("n1", "cl_status");
         let run = |line: &str| {
             let mut ask = |_: &Request| Ok(Response::Status(r.clone()));

@@ -149,7 +149,8 @@ pub mod counter {
     pub const DELIVERED: u32 = 1;
     /// Heartbeats passed on because the ring buffer was full.
     pub const RING_FULL: u32 = 2;
-    /// Packets to the heartbeat port that did not parse as hb messages (passed).
+    /// Heartbeats the program could not copy into a ring-buffer record (passed). (Datagrams
+    /// to the heartbeat port that are not hb messages are [`DROPPED`].)
     pub const PARSE_FAIL: u32 = 3;
     /// Packets not addressed to the heartbeat port (passed).
     pub const NOT_HEARTBEAT: u32 = 4;
@@ -159,8 +160,12 @@ pub mod counter {
     pub const PEERS_FULL: u32 = 6;
     /// Kernel deadline records posted (bpf_timer expiries).
     pub const DEADLINES: u32 = 7;
+    /// Datagrams to the heartbeat port that are not hb messages (too short or long for one,
+    /// truncated, wrong magic, version or length), dropped (`XDP_DROP`): hb owns the port, and
+    /// what cannot be a heartbeat never costs the daemon a wake-up.
+    pub const DROPPED: u32 = 8;
     /// Number of counters.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 9;
 }
 
 #[cfg(feature = "user")]
@@ -179,6 +184,9 @@ mod pod {
 }
 
 const _: () = assert!(core::mem::size_of::<RingEvent>() == 48 + RING_DATA_LEN);
+// The XDP program drops datagrams to the heartbeat port longer than a ring record can carry as
+// "not an hb message": that holds only while no hb message is longer.
+const _: () = assert!(RING_DATA_LEN == wire::MAX_MESSAGE_LEN);
 const _: () = assert!(core::mem::size_of::<XdpConfig>() == 8);
 const _: () = assert!(core::mem::size_of::<PeerKey>() == 8);
 const _: () = assert!(core::mem::size_of::<PeerStats>() == 48);

@@ -14,6 +14,7 @@
 //! {"request":"standby","scope":"all"}
 //! {"request":"takeover","scope":"foreign"}
 //! {"request":"stats"}  {"request":"reset_stats"}  {"request":"shutdown"}
+//! {"request":"parameter","name":"keepalive"}
 //! ```
 //!
 //! [`serve`] accepts connections and hands each request to the main loop as a [`ControlCall`]
@@ -82,6 +83,16 @@ pub enum Request {
     ResetStats,
     /// Stop hbd cleanly (releasing its groups).
     Shutdown,
+    /// Re-read the configuration, as SIGHUP does ([`Response::Ack`] with what was applied, or
+    /// [`Response::Error`] with the refusal's `PATH:LINE` messages).
+    Reload,
+    /// The value of an `ha.cf` directive as written (`cl_status hbparameter`): answered with
+    /// [`Response::Ack`] carrying the value, or [`Response::Error`] when the file does not set
+    /// it.
+    Parameter {
+        /// The directive (`keepalive`).
+        name: String,
+    },
 }
 
 impl Request {
@@ -89,11 +100,12 @@ impl Request {
     /// to members of the `control_group`; every other request needs root (or hbd's own user).
     pub fn is_read_only(&self) -> bool {
         match self {
-            Request::Status | Request::Stats => true,
+            Request::Status | Request::Stats | Request::Parameter { .. } => true,
             Request::Standby { .. }
             | Request::Takeover { .. }
             | Request::ResetStats
-            | Request::Shutdown => false,
+            | Request::Shutdown
+            | Request::Reload => false,
         }
     }
 
@@ -106,6 +118,8 @@ impl Request {
             Request::Stats => "stats",
             Request::ResetStats => "reset_stats",
             Request::Shutdown => "shutdown",
+            Request::Reload => "reload",
+            Request::Parameter { .. } => "parameter",
         }
     }
 }
@@ -570,6 +584,12 @@ mod tests {
             (Request::Stats, r#"{"request":"stats"}"#),
             (Request::ResetStats, r#"{"request":"reset_stats"}"#),
             (Request::Shutdown, r#"{"request":"shutdown"}"#),
+            (
+                Request::Parameter {
+                    name: "keepalive".into(),
+                },
+                r#"{"request":"parameter","name":"keepalive"}"#,
+            ),
         ];
         for (req, json) in cases {
             assert_eq!(serde_json::to_string(&req).unwrap(), json);

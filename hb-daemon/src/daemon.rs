@@ -15,7 +15,12 @@
 //! ```
 //!
 //! Everything slow (resource scripts, netlink, ARP repeats) runs on the agents thread so it never
-//! delays a heartbeat. Liveness is judged on kernel arrival times: before the core's timer is
+//! delays a heartbeat; `respawn` children are supervised on a thread of their own.
+//!
+//! Signals: SIGTERM and SIGINT stop hbd cleanly (groups released, peers told); SIGHUP (also
+//! what a closed terminal sends) and `hbctl reload` re-read the configuration
+//! ([`Driver::reload`]); SIGPIPE is ignored (Rust's runtime), so a closed pipe on stderr only
+//! loses log lines. Liveness is judged on kernel arrival times: before the core's timer is
 //! handled, the ring buffer and every socket are drained, so a daemon that was not scheduled for
 //! a while still sees the heartbeats that arrived meanwhile with their true arrival times.
 
@@ -24,7 +29,7 @@ use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 use hb_common::{EVENT_DEADLINE, EVENT_PACKET, RingEvent};
 use hb_proto::{
     Timestamp,
-    config::{Config, LoadOptions, XdpMode, node_id},
+    config::{Config, LiveChange, LoadOptions, XdpMode, node_id, plan_reload},
     node::{
         ClusterStatus, Command, Event, Level, LinkId, Node, Output, Reception, Rejection,
         ResourceOp,
@@ -45,13 +50,33 @@ use crate::{
     icmp::{self, Pinger},
     metrics::Metrics,
     net::{self, Datagram, MediumSender, Receiver, monotonic_now},
+    notify::{self, Notifier},
     pidfile,
+    respawn::{self, Respawner},
     watchdog::Watchdog,
     xdp::{self, RingReader, XdpHandle},
 };
 
 /// How long a resource script may run before it is killed.
 pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Most datagrams read from one socket in one turn of the loop (the first one the socket arm
+/// woke up for, and then without waiting). Reading in batches keeps the per-datagram cost of a
+/// flood small (one turn, one timer, one poll of every future per batch, not per datagram);
+/// the bound keeps every turn short, so the next turn's deadline check comes soon.
+pub const READ_BUDGET: usize = 64;
+
+/// Most records taken from the XDP ring buffer in one turn; what is left is taken at the start
+/// of the next turn (before it waits) and before every timer.
+pub const RING_BUDGET: usize = 256;
+
+/// The reason under which `hbstat` and Prometheus (`hb_packets_rejected_total`) show the
+/// datagrams to the heartbeat port that the XDP program dropped as not hb messages.
+pub const XDP_DROPPED_REASON: &str = "xdp_not_heartbeat";
+
+/// Most datagrams read from each socket before the core judges a deadline. Bounded by the
+/// socket's receive buffer anyway; the bound only guarantees the drain ends under a flood.
+pub const DRAIN_BUDGET: usize = 1024;
 
 /// Command-line options of the daemon (see `hbd --help`).
 #[derive(Debug, Clone)]
@@ -75,6 +100,12 @@ pub enum DaemonError {
     /// Setting something up failed.
     #[error("{0}")]
     Setup(String),
+    /// A clean stop gave up on groups whose stop kept failing (no fencing configured).
+    #[error("stopped with resources left running: {}", .0.join("; "))]
+    LeftRunning(Vec<String>),
+    /// A resource could not be stopped and this node fenced itself.
+    #[error("a resource could not be stopped: this node fenced itself (fence command ran)")]
+    Fenced,
 }
 
 fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> DaemonError + '_ {
@@ -109,6 +140,15 @@ enum AgentJob {
         peer: String,
         timeout: Duration,
     },
+    /// New gratuitous ARP settings (a reload).
+    Garp {
+        count: u32,
+        interval: Duration,
+    },
+    /// Fence this node (a group could not be stopped).
+    SelfFence {
+        command: Vec<String>,
+    },
 }
 
 /// A finished job.
@@ -121,6 +161,9 @@ enum AgentDone {
     },
     Fence {
         peer: String,
+        result: Result<(), String>,
+    },
+    SelfFence {
         result: Result<(), String>,
     },
 }
@@ -168,6 +211,10 @@ fn spawn_agents(
                 };
                 let _ = ready_tx.send(Ok(()));
                 while let Some(job) = job_rx.recv().await {
+                    if let AgentJob::Garp { count, interval } = job {
+                        agents.set_garp(count, interval);
+                        continue;
+                    }
                     let agents = Arc::clone(&agents);
                     let groups = Arc::clone(&groups);
                     let fence_devices = Arc::clone(&fence_devices);
@@ -196,6 +243,13 @@ fn spawn_agents(
                                     tracing::warn!("reannounce of group {group}: {e}");
                                 }
                             }
+                            AgentJob::SelfFence { command } => {
+                                let result = agents.fence(&command).await;
+                                let _ = done_tx.send(AgentDone::SelfFence {
+                                    result: result.map_err(|e| e.to_string()),
+                                });
+                            }
+                            AgentJob::Garp { .. } => {}
                         }
                     });
                 }
@@ -239,6 +293,11 @@ fn go_realtime() {
 
 /// Runs hbd until a clean stop. Blocks the calling thread.
 pub fn run(opts: &DaemonOptions, config: Config) -> Result<(), DaemonError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(setup("heartbeat runtime"))?;
+    let signals = Signals::install(&rt)?;
     std::fs::create_dir_all(&opts.run_dir).map_err(setup("creating the run directory"))?;
     std::fs::create_dir_all(&opts.state_dir).map_err(setup("creating the state directory"))?;
     let pid_file = pidfile::PidFile::acquire(&opts.run_dir.join(control::PID_NAME))
@@ -254,25 +313,45 @@ pub fn run(opts: &DaemonOptions, config: Config) -> Result<(), DaemonError> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    // The agents thread first, so it does not inherit real-time scheduling.
+    // The agents and respawn threads first, so they do not inherit real-time scheduling.
     let (agent_tx, agent_rx) = spawn_agents(&config)?;
+    let respawner =
+        Respawner::start(respawn::lines_of(&config.ha_cf)).map_err(setup("respawn thread"))?;
     if config.ha_cf.realtime.value {
         go_realtime();
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(setup("heartbeat runtime"))?;
     let result = rt.block_on(async {
         let mut d = Driver::new(opts, config, generation, agent_tx, agent_rx).await?;
-        d.run().await
+        d.respawn = Some(respawner);
+        d.run(signals).await
     });
     drop(pid_file);
     result
 }
 
+/// The signals hbd handles, installed first thing so that none of them can end hbd with its
+/// default action while it sets up.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install(rt: &tokio::runtime::Runtime) -> Result<Self, DaemonError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let _enter = rt.enter();
+        Ok(Self {
+            term: signal(SignalKind::terminate()).map_err(setup("SIGTERM handler"))?,
+            int: signal(SignalKind::interrupt()).map_err(setup("SIGINT handler"))?,
+            hup: signal(SignalKind::hangup()).map_err(setup("SIGHUP handler"))?,
+        })
+    }
+}
+
 /// Everything the heartbeat loop owns.
 struct Driver {
+    opts: DaemonOptions,
     config: Config,
     node: Node,
     metrics: Metrics,
@@ -290,6 +369,17 @@ struct Driver {
     dgram_buf: Vec<Datagram>,
     pinger: Option<Pinger>,
     ping_buf: Vec<icmp::Reply>,
+    respawn: Option<Respawner>,
+    control_tx: mpsc::Sender<ControlCall>,
+    metrics_task: Option<tokio::task::JoinHandle<()>>,
+    /// The last ring drain stopped at [`RING_BUDGET`]: records are waiting without a wake-up.
+    ring_backlog: bool,
+    /// The XDP program's drop counter at the last statistics reset.
+    xdp_dropped_base: u64,
+    /// sd_notify: READY, RELOADING, STOPPING, STATUS, WATCHDOG (see [`crate::notify`]).
+    notify: Notifier,
+    /// An event may have changed the `STATUS=` line.
+    status_dirty: bool,
     /// `watchdog DEVICE`, fed from this loop.
     watchdog: Option<Watchdog>,
 }
@@ -346,30 +436,7 @@ impl Driver {
         }
 
         // XDP fast path (socket path above stays open for what XDP passes on).
-        let mut xdp_handle =
-            xdp::start_xdp(ha.xdp.value, &xdp::media_ifaces(&ha.media), port, true)
-                .map_err(setup("XDP"))?;
-        let mut ring = None;
-        if let Some(h) = xdp_handle.as_mut() {
-            match h.ring_reader() {
-                Ok(r) => ring = Some(r),
-                Err(e) if ha.xdp.value == XdpMode::On => {
-                    return Err(DaemonError::Setup(format!("XDP ring buffer: {e}")));
-                }
-                Err(e) => tracing::warn!("XDP ring buffer: {e}; using the socket path"),
-            }
-            // Kernel-side deadline per peer and interface: wakes us when a peer goes quiet.
-            for peer in ha.nodes.iter().filter(|n| **n != config.local_node) {
-                for &ix in ifindex_link.keys() {
-                    if let Err(e) = h.set_deadline(node_id(peer), ix, ha.deadtime.value) {
-                        tracing::warn!("XDP deadline for {peer}: {e}");
-                    }
-                }
-            }
-        }
-        if ring.is_none() {
-            xdp_handle = None;
-        }
+        let (xdp_handle, ring) = attach_xdp(&config, &ifindex_link)?;
 
         // Ping nodes: the admin asked for them, so no raw socket means no start.
         let pinger = if ha.ping_node_count() > 0 {
@@ -394,13 +461,10 @@ impl Driver {
         share_control_socket(&control_path, ha.control_group.as_deref())?;
         let (control_tx, control_rx) = mpsc::channel(16);
         tokio::spawn(control::serve(listener, control_tx.clone()));
-        if let Some(addr) = ha.metrics_listen {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(setup("metrics_listen"))?;
-            tracing::info!("hb: Prometheus metrics on http://{addr}/metrics");
-            tokio::spawn(crate::prometheus::serve(l, control_tx));
-        }
+        let metrics_task = match ha.metrics_listen {
+            Some(addr) => Some(serve_metrics(addr, &control_tx).map_err(setup("metrics_listen"))?),
+            None => None,
+        };
         // Last, so a set-up failure above never leaves an armed watchdog behind.
         let watchdog = match &ha.watchdog {
             Some(path) => {
@@ -417,6 +481,7 @@ impl Driver {
             None => None,
         };
         Ok(Self {
+            opts: opts.clone(),
             config,
             node,
             metrics,
@@ -430,30 +495,53 @@ impl Driver {
             agent_rx,
             started: now,
             control_path,
-            ring_buf: Vec::with_capacity(256),
-            dgram_buf: Vec::with_capacity(256),
+            ring_buf: Vec::with_capacity(RING_BUDGET),
+            dgram_buf: Vec::with_capacity(READ_BUDGET),
+            ring_backlog: false,
+            xdp_dropped_base: 0,
             pinger,
             ping_buf: Vec::with_capacity(64),
+            respawn: None,
+            control_tx,
+            metrics_task,
+            notify: Notifier::from_env(now),
+            status_dirty: true,
             watchdog,
         })
     }
 
-    async fn run(&mut self) -> Result<(), DaemonError> {
-        let result = self.run_loop().await;
+    async fn run(&mut self, signals: Signals) -> Result<(), DaemonError> {
+        let result = self.run_loop(signals).await;
         // Every way out of the loop is a controlled stop: disarm the watchdog. A crash or a
-        // hang never gets here, and the watchdog resets the machine.
+        // hang never gets here, and the watchdog resets the machine; nor does a node that
+        // fenced itself: if its fence command did not reset it, the watchdog will.
         if let Some(w) = self.watchdog.take() {
-            w.magic_close();
+            if self.node.is_self_fenced() {
+                // Closed without the magic character: the watchdog keeps counting down.
+                tracing::error!("hb: fenced: watchdog left armed");
+                drop(w);
+            } else {
+                w.magic_close();
+            }
         }
         result
     }
 
-    async fn run_loop(&mut self) -> Result<(), DaemonError> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut sigterm = signal(SignalKind::terminate()).map_err(setup("SIGTERM handler"))?;
-        let mut sigint = signal(SignalKind::interrupt()).map_err(setup("SIGINT handler"))?;
+    async fn run_loop(&mut self, mut signals: Signals) -> Result<(), DaemonError> {
         let mut stopping = false;
+        // No input can starve the heartbeat: every turn begins with the core's deadline (sending
+        // due heartbeats, judging peers), whatever is queued; then its outputs are sent; only
+        // then is input read, a bounded batch per turn. The timer arm also comes before the
+        // input arms in the select, for when the deadline passes while waiting.
         loop {
+            if self
+                .node
+                .poll_timeout()
+                .is_some_and(|t| t <= monotonic_now())
+            {
+                self.drain_all();
+                self.node.handle_timeout(monotonic_now());
+            }
             self.flush_outputs();
             if let Some(w) = self.watchdog.as_mut() {
                 w.feed(monotonic_now());
@@ -461,7 +549,13 @@ impl Driver {
             if self.node.is_stopped() {
                 break;
             }
-            let deadline = self.node.poll_timeout();
+            if self.ring_backlog && self.drain_ring() {
+                self.drain_all();
+                self.node.handle_timeout(monotonic_now());
+                continue;
+            }
+            self.notify_turn();
+            let deadline = self.notify.earliest(self.node.poll_timeout());
             let sleep = match deadline {
                 Some(t) => {
                     let wait = t.saturating_since(monotonic_now());
@@ -471,8 +565,15 @@ impl Driver {
             };
             tokio::select! {
                 biased;
-                _ = sigterm.recv() => self.shutdown(&mut stopping),
-                _ = sigint.recv() => self.shutdown(&mut stopping),
+                _ = signals.term.recv() => self.shutdown(&mut stopping),
+                _ = signals.int.recv() => self.shutdown(&mut stopping),
+                _ = signals.hup.recv() => {
+                    let _ = self.reload(stopping);
+                }
+                _ = sleep => {
+                    self.drain_all();
+                    self.node.handle_timeout(monotonic_now());
+                }
                 r = readable(self.ring.as_mut()), if self.ring.is_some() => {
                     match r {
                         Ok(()) => {
@@ -495,6 +596,8 @@ impl Driver {
                         Ok(d) => {
                             let link = self.receivers[i].1;
                             self.handle_datagram(link, &d.data, d.arrival, Some(d.read_at));
+                            // The rest of the batch without waiting: READ_BUDGET in all.
+                            self.drain_receiver(i, READ_BUDGET - 1);
                         }
                         Err(e) => {
                             tracing::warn!("receive: {e}");
@@ -511,17 +614,223 @@ impl Driver {
                         }
                     }
                 }
-                _ = sleep => {
-                    self.drain_all();
-                    self.node.handle_timeout(monotonic_now());
-                }
                 Some(call) = self.control_rx.recv() => self.handle_control(call, &mut stopping),
                 Some(done) = self.agent_rx.recv() => self.handle_agent_done(done),
             }
         }
         tracing::info!("hb: node {} stopped", self.config.local_node);
         let _ = std::fs::remove_file(&self.control_path);
-        Ok(())
+        if let Some(r) = self.respawn.take() {
+            r.stop();
+        }
+        if self.node.is_self_fenced() {
+            return Err(DaemonError::Fenced);
+        }
+        match self.node.left_running() {
+            [] => Ok(()),
+            left => Err(DaemonError::LeftRunning(left.to_vec())),
+        }
+    }
+
+    /// Re-reads ha.cf, haresources and authkeys (SIGHUP, `hbctl reload`) and applies what can
+    /// change live ([`hb_proto::config::reload`]); a directive that needs a restart is logged
+    /// by name and keeps its running value. A configuration with errors is refused with every
+    /// problem as `PATH:LINE: message`, and hbd runs on as before. Returns what to tell
+    /// `hbctl reload`.
+    fn reload(&mut self, stopping: bool) -> Result<String, String> {
+        // systemd hears of the reload (RELOADING=1 ... READY=1) once hbd has told it it is ready.
+        let joined = self.node.joined();
+        if joined && !stopping {
+            self.notify.reloading();
+        }
+        let result = self.reload_config(stopping);
+        if joined && !stopping {
+            self.notify.ready();
+        }
+        self.status_dirty = true;
+        result
+    }
+
+    /// [`Driver::reload`] without the service manager's notifications.
+    fn reload_config(&mut self, stopping: bool) -> Result<String, String> {
+        if stopping {
+            tracing::warn!("hb: reload ignored: shutting down");
+            return Err("shutting down".to_owned());
+        }
+        tracing::info!("Reloading configuration.");
+        let new = match load_config(&self.opts) {
+            Ok(c) => c,
+            Err(e) => {
+                let problems = match e {
+                    DaemonError::Config(p) => p,
+                    other => other.to_string(),
+                };
+                for line in problems.lines() {
+                    tracing::error!("{line}");
+                }
+                tracing::error!(
+                    "Configuration reload refused: {} has errors; running on the previous configuration.",
+                    self.opts.config_dir.display()
+                );
+                return Err(format!(
+                    "configuration refused, running on the previous one:\n{problems}"
+                ));
+            }
+        };
+        let mut plan = plan_reload(&self.config, new);
+        for w in &plan.config.warnings {
+            tracing::warn!("{w}");
+        }
+        for directive in &plan.restart {
+            tracing::warn!(
+                "hb: reload: {directive} changed; that needs a restart of hbd: running on the previous value until then"
+            );
+        }
+        let now = monotonic_now();
+        for &change in &plan.live.clone() {
+            tracing::info!("hb: reload: applying {}", change.directives());
+            match change {
+                LiveChange::Timings => self.reload_timings(now, &plan.config),
+                LiveChange::AuthKeys => tracing::info!(
+                    "hb: reload: authkeys: signing with key {}, accepting keys {:?}",
+                    plan.config.authkeys.active,
+                    plan.config.authkeys.keys.keys().collect::<Vec<_>>()
+                ),
+                LiveChange::Ping => self.reload_ping(&plan.config),
+                LiveChange::Logging => reopen_logs(&plan.config),
+                LiveChange::Garp => {
+                    let h = &plan.config.ha_cf;
+                    let _ = self.agent_tx.send(AgentJob::Garp {
+                        count: h.garp_count.value,
+                        interval: h.garp_interval.value,
+                    });
+                }
+                LiveChange::MetricsListen => {
+                    if !self.reload_metrics(plan.config.ha_cf.metrics_listen) {
+                        plan.config.ha_cf.metrics_listen = self.config.ha_cf.metrics_listen;
+                    }
+                }
+                LiveChange::Xdp => self.reload_xdp(&plan.config),
+                LiveChange::Respawn => {
+                    if let Some(r) = &self.respawn {
+                        r.set(respawn::lines_of(&plan.config.ha_cf));
+                    }
+                }
+                LiveChange::Fencing => self.reload_fencing(&plan.config),
+            }
+        }
+        let h = &plan.config.ha_cf;
+        if !plan.changes(LiveChange::Logging) && (h.logfile.is_some() || h.debugfile.is_some()) {
+            // Same files: reopened all the same, so `kill -HUP` after log rotation works.
+            reopen_logs(&plan.config);
+        }
+        let summary = if plan.is_empty() {
+            "configuration reloaded: no change".to_owned()
+        } else {
+            let live: Vec<&str> = plan.live.iter().map(|c| c.directives()).collect();
+            format!(
+                "configuration reloaded: applied [{}]; needs a restart: [{}]",
+                live.join(", "),
+                plan.restart.join(", ")
+            )
+        };
+        self.config = plan.config;
+        tracing::info!("Configuration reloaded.");
+        Ok(summary)
+    }
+
+    /// New `keepalive`/`deadtime`/`warntime`/`initdead`: the core's detector and the kernel's
+    /// per-peer deadlines.
+    fn reload_timings(&mut self, now: Timestamp, new: &Config) {
+        let t = hb_proto::config::Timings::of(&new.ha_cf);
+        self.node.set_timings(now, t);
+        if let Some(h) = self.xdp.as_mut() {
+            set_xdp_deadlines(h, new, &self.ifindex_link);
+        }
+    }
+
+    /// `ping`, `ping_group` or `deadping` changed (the [`LiveChange::Ping`] of the reload
+    /// plan): the place where ping-node monitoring takes its new targets and `deadping`.
+    /// `self.config` still holds the old configuration here, `new` the new one.
+    fn reload_ping(&mut self, new: &Config) {
+        let h = &new.ha_cf;
+        tracing::info!(
+            "hb: reload: ping nodes now {:?}, ping groups {:?}, deadping {} ms",
+            h.ping,
+            h.ping_groups.iter().map(|g| &g.name).collect::<Vec<_>>(),
+            h.effective_deadping().as_millis()
+        );
+    }
+
+    /// Fencing changed: what a stop failure leads to from now on.
+    fn reload_fencing(&mut self, new: &Config) {
+        let fence = new.ha_cf.self_fence();
+        match &fence {
+            Some(c) => tracing::info!("hb: reload: a failed stop fences this node with {c:?}"),
+            None => tracing::info!(
+                "hb: reload: no fencing configured: a failed stop keeps the group and retries"
+            ),
+        }
+        self.node.set_self_fencing(fence.is_some());
+    }
+
+    /// Moves the Prometheus endpoint; `false` (old one kept) when the new address cannot be
+    /// bound.
+    fn reload_metrics(&mut self, addr: Option<std::net::SocketAddr>) -> bool {
+        let Some(addr) = addr else {
+            if let Some(t) = self.metrics_task.take() {
+                t.abort();
+                tracing::info!("hb: Prometheus metrics endpoint closed");
+            }
+            return true;
+        };
+        // Bind before closing the old one (the same address: close first).
+        let same = self.config.ha_cf.metrics_listen == Some(addr);
+        if same && let Some(t) = self.metrics_task.take() {
+            t.abort();
+        }
+        match serve_metrics(addr, &self.control_tx) {
+            Ok(task) => {
+                if let Some(t) = self.metrics_task.replace(task) {
+                    t.abort();
+                }
+                true
+            }
+            Err(e) => {
+                tracing::error!("hb: reload: metrics_listen {addr}: {e}; keeping the old endpoint");
+                false
+            }
+        }
+    }
+
+    /// `xdp` changed: detach for `off`, attach for `auto`/`on` when not attached. The socket
+    /// receivers stay open throughout, so no heartbeat is lost while switching.
+    fn reload_xdp(&mut self, new: &Config) {
+        match new.ha_cf.xdp.value {
+            XdpMode::Off => {
+                if self.xdp.is_some() {
+                    // What the ring still holds first.
+                    self.drain_ring();
+                    self.ring = None;
+                    self.xdp = None;
+                    tracing::info!("hb: reload: XDP detached; heartbeats on the socket path");
+                }
+            }
+            XdpMode::Auto | XdpMode::On => {
+                if self.xdp.is_some() {
+                    return;
+                }
+                match attach_xdp(new, &self.ifindex_link) {
+                    Ok((Some(h), Some(r))) => {
+                        self.xdp = Some(h);
+                        self.ring = Some(r);
+                        tracing::info!("hb: reload: XDP attached");
+                    }
+                    Ok(_) => tracing::info!("hb: reload: XDP not available; socket path kept"),
+                    Err(e) => tracing::error!("hb: reload: {e}; socket path kept"),
+                }
+            }
+        }
     }
 
     fn shutdown(&mut self, stopping: &mut bool) {
@@ -530,17 +839,20 @@ impl Driver {
             return;
         }
         *stopping = true;
+        self.notify.stopping();
         self.node.handle_command(monotonic_now(), Command::Shutdown);
     }
 
-    /// Reads every queued ring-buffer record; `true` when one was a kernel deadline.
+    /// Reads up to [`RING_BUDGET`] queued ring-buffer records (`ring_backlog` says whether
+    /// more may wait); `true` when one was a kernel deadline.
     fn drain_ring(&mut self) -> bool {
         let Some(ring) = self.ring.as_mut() else {
+            self.ring_backlog = false;
             return false;
         };
         let mut events = std::mem::take(&mut self.ring_buf);
         events.clear();
-        ring.drain(&mut events);
+        self.ring_backlog = ring.drain_max(&mut events, RING_BUDGET) == RING_BUDGET;
         let read_at = monotonic_now();
         let mut deadline = false;
         for ev in &events {
@@ -565,21 +877,35 @@ impl Driver {
     /// is older (queued before XDP attached, or passed on when the ring was full), so handling
     /// it first keeps sequence numbers in order.
     fn drain_all(&mut self) {
-        let mut buf = std::mem::take(&mut self.dgram_buf);
         for i in 0..self.receivers.len() {
+            self.drain_receiver(i, DRAIN_BUDGET);
+        }
+        self.drain_ring();
+        self.drain_pings();
+    }
+
+    /// Reads and handles up to `max` datagrams queued on receiver `i`, without waiting.
+    fn drain_receiver(&mut self, i: usize, max: usize) {
+        let mut buf = std::mem::take(&mut self.dgram_buf);
+        let link = self.receivers[i].1;
+        let mut left = max;
+        while left > 0 {
             buf.clear();
-            let link = self.receivers[i].1;
-            if let Err(e) = self.receivers[i].0.drain(&mut buf, 1024) {
-                tracing::warn!("receive: {e}");
-                self.metrics.record_socket_error("recv");
-            }
+            let r = self.receivers[i].0.drain(&mut buf, left.min(READ_BUDGET));
             for d in &buf {
                 self.handle_datagram(link, &d.data, d.arrival, Some(d.read_at));
             }
+            match r {
+                Ok(n) if n == left.min(READ_BUDGET) => left -= n,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!("receive: {e}");
+                    self.metrics.record_socket_error("recv");
+                    break;
+                }
+            }
         }
         self.dgram_buf = buf;
-        self.drain_ring();
-        self.drain_pings();
     }
 
     /// Reads every queued ICMP reply and hands it to the core with its kernel arrival time.
@@ -700,6 +1026,20 @@ impl Driver {
                 Output::Ping { link, addr } => self.send_ping(link, addr),
                 Output::Event(ev) => self.handle_event(ev),
                 Output::Received(r) => self.record_reception(r),
+                Output::SelfFence { group } => {
+                    let command = self.config.ha_cf.self_fence().unwrap_or_default();
+                    tracing::error!(
+                        "hb: group {group} could not be stopped: fencing this node with {command:?}"
+                    );
+                    if command.is_empty()
+                        || self.agent_tx.send(AgentJob::SelfFence { command }).is_err()
+                    {
+                        self.node.handle_self_fence_result(
+                            monotonic_now(),
+                            Err("no fence command / agents thread gone".to_owned()),
+                        );
+                    }
+                }
             }
         }
     }
@@ -725,11 +1065,42 @@ impl Driver {
         }
     }
 
+    /// Once per loop turn: the watchdog from the heartbeat loop itself, and `STATUS=` when an
+    /// event may have changed it.
+    fn notify_turn(&mut self) {
+        if !self.notify.enabled() {
+            return;
+        }
+        self.notify.watchdog(monotonic_now(), self.node.joined());
+        if self.status_dirty {
+            self.status_dirty = false;
+            let line = notify::status_line(&self.node.status());
+            self.notify.status(&line);
+        }
+    }
+
     fn handle_event(&mut self, ev: Event) {
+        let f = ev.fields();
+        macro_rules! log_event {
+            ($level:ident) => {
+                tracing::$level!(
+                    event = f.event,
+                    peer = f.peer,
+                    link = f.link,
+                    group = f.group,
+                    resource = f.resource,
+                    "{ev}"
+                )
+            };
+        }
         match ev.level() {
-            Level::Info => tracing::info!("{ev}"),
-            Level::Warn => tracing::warn!("{ev}"),
-            Level::Error => tracing::error!("{ev}"),
+            Level::Info => log_event!(info),
+            Level::Warn => log_event!(warn),
+            Level::Error => log_event!(error),
+        }
+        self.status_dirty = true;
+        if let Event::Joined { .. } = ev {
+            self.notify.ready();
         }
         match &ev {
             Event::LateHeartbeat { node, interval } => self.metrics.record_late(node, *interval),
@@ -781,6 +1152,10 @@ impl Driver {
     fn handle_agent_done(&mut self, done: AgentDone) {
         let (group, op, result) = match done {
             AgentDone::Group { group, op, result } => (group, op, result),
+            AgentDone::SelfFence { result } => {
+                self.node.handle_self_fence_result(monotonic_now(), result);
+                return;
+            }
             AgentDone::Fence { peer, result } => {
                 self.node
                     .handle_fence_result(monotonic_now(), &peer, result);
@@ -811,22 +1186,54 @@ impl Driver {
             Request::Stats => {
                 let mut report = self.metrics.snapshot_at(now);
                 report.ping_summary = ping_summary(&self.node.status());
+                if let Some(dropped) = self.xdp_dropped() {
+                    report.rejects.insert(
+                        XDP_DROPPED_REASON.to_owned(),
+                        dropped.saturating_sub(self.xdp_dropped_base),
+                    );
+                }
                 Response::Stats(Box::new(report))
             }
             Request::ResetStats => {
                 self.metrics.reset_at(now);
+                self.xdp_dropped_base = self.xdp_dropped().unwrap_or(0);
                 Response::Ack {
                     message: "statistics reset".to_owned(),
                 }
             }
+            Request::Parameter { name } => match self.config.ha_cf.parameter(&name) {
+                Some(value) => Response::Ack {
+                    message: value.to_owned(),
+                },
+                None => Response::Error {
+                    message: format!("{name} is not set in ha.cf"),
+                },
+            },
             Request::Shutdown => {
                 self.shutdown(stopping);
                 Response::Ack {
                     message: "shutting down".to_owned(),
                 }
             }
+            Request::Reload => match self.reload(*stopping) {
+                Ok(message) => Response::Ack { message },
+                Err(message) => Response::Error { message },
+            },
         };
         let _ = call.reply.send(response);
+    }
+
+    /// The XDP program's count of datagrams to the heartbeat port it dropped as not hb
+    /// messages (since it was loaded); `None` on the socket path.
+    fn xdp_dropped(&self) -> Option<u64> {
+        let h = self.xdp.as_ref()?;
+        match h.counter(hb_common::counter::DROPPED) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::debug!("reading the XDP drop counter: {e}");
+                None
+            }
+        }
     }
 
     fn status_report(&self, now: Timestamp) -> control::StatusReport {
@@ -1063,4 +1470,70 @@ async fn recv_any(receivers: &mut [(Receiver, usize)]) -> (usize, std::io::Resul
         .collect::<Vec<_>>();
     let (res, i, _) = futures::future::select_all(futs).await;
     (i, res)
+}
+
+/// Switches logging to `config`'s settings, reopening the log files.
+fn reopen_logs(config: &Config) {
+    let lc = crate::logging::LogConfig::from_ha_cf(&config.ha_cf, false);
+    if let Err(e) = crate::logging::reload(&lc) {
+        tracing::error!("hb: reload: logging: {e}; logging as before");
+    }
+}
+
+/// Loads and attaches the XDP fast path as `config` says, with a kernel deadline per peer and
+/// interface; `(None, None)` when it is off or unavailable in `auto` mode.
+fn attach_xdp(
+    config: &Config,
+    ifindex_link: &HashMap<u32, usize>,
+) -> Result<(Option<XdpHandle>, Option<RingReader>), DaemonError> {
+    let ha = &config.ha_cf;
+    let mut handle = xdp::start_xdp(
+        ha.xdp.value,
+        &xdp::media_ifaces(&ha.media),
+        ha.udpport.value,
+        true,
+    )
+    .map_err(setup("XDP"))?;
+    let mut ring = None;
+    if let Some(h) = handle.as_mut() {
+        match h.ring_reader() {
+            Ok(r) => ring = Some(r),
+            Err(e) if ha.xdp.value == XdpMode::On => {
+                return Err(DaemonError::Setup(format!("XDP ring buffer: {e}")));
+            }
+            Err(e) => tracing::warn!("XDP ring buffer: {e}; using the socket path"),
+        }
+        set_xdp_deadlines(h, config, ifindex_link);
+    }
+    if ring.is_none() {
+        handle = None;
+    }
+    Ok((handle, ring))
+}
+
+/// Kernel-side deadline per peer and interface: wakes the loop when a peer goes quiet.
+fn set_xdp_deadlines(h: &mut XdpHandle, config: &Config, ifindex_link: &HashMap<u32, usize>) {
+    let ha = &config.ha_cf;
+    for peer in ha.nodes.iter().filter(|n| **n != config.local_node) {
+        for &ix in ifindex_link.keys() {
+            if let Err(e) = h.set_deadline(node_id(peer), ix, ha.deadtime.value) {
+                tracing::warn!("XDP deadline for {peer}: {e}");
+            }
+        }
+    }
+}
+
+/// Serves Prometheus metrics on `addr` (on the current runtime).
+fn serve_metrics(
+    addr: std::net::SocketAddr,
+    control_tx: &mpsc::Sender<ControlCall>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let l = std::net::TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    let l = tokio::net::TcpListener::from_std(l)?;
+    tracing::info!("hb: Prometheus metrics on http://{addr}/metrics");
+    Ok(tokio::spawn(crate::prometheus::serve(
+        l,
+        control_tx.clone(),
+    )))
 }

@@ -15,9 +15,9 @@
 //! timeout; 13 other errors (unknown link, unknown node for a link walk).
 //!
 //! What hb answers where Heartbeat has features hb lacks: no API clients (`clientstatus` says
-//! `offline` for every client of a known node), no ping nodes in the status (`listnodes -p` lists
-//! none), every node has weight 100 and an empty site (Heartbeat's defaults), and
-//! `hbparameter` answers only for the timing directives hb reports.
+//! `offline` for every client of a known node), every node has weight 100 and an empty site
+//! (Heartbeat's defaults), and
+//! `hbparameter` answers with what `ha.cf` says (nothing for a directive it does not set).
 
 use std::fmt::Write as _;
 
@@ -311,7 +311,7 @@ pub fn cl_status(
         log(o, msg);
         o.code = PARAMETER_ERROR;
     };
-    let node_known = |n: &str| report.nodes.iter().any(|x| x.name == n);
+    let node_known = |n: &str| node_type(&report, n).is_some();
     match sub {
         "hbstatus" => {
             if !verbose {
@@ -367,7 +367,13 @@ pub fn cl_status(
                 out.code = PARAMETER_ERROR;
                 return out;
             };
-            match parameter(&report, name) {
+            let value = match ask(&Request::Parameter {
+                name: name.to_owned(),
+            }) {
+                Ok(Response::Ack { message }) => Some(message),
+                _ => None,
+            };
+            match value {
                 Some(v) if human => {
                     let _ = writeln!(out.stdout, "Heartbeat parameter {name}'s value: {v}");
                 }
@@ -393,8 +399,32 @@ pub fn cl_status(
     out
 }
 
-/// Heartbeat's word for a node's status (`active`, `dead`, `init`, `up`).
+/// The ping node named `name` (a `ping` address or a `ping_group` name).
+fn ping_node<'a>(
+    report: &'a StatusReport,
+    name: &str,
+) -> Option<&'a crate::control::PingNodeStatus> {
+    report.ping.as_ref()?.nodes.iter().find(|p| p.name == name)
+}
+
+/// Heartbeat's type word for a node: `ping` for a ping node, else `normal`.
+fn node_type(report: &StatusReport, name: &str) -> Option<&'static str> {
+    if ping_node(report, name).is_some() {
+        return Some("ping");
+    }
+    report
+        .nodes
+        .iter()
+        .any(|n| n.name == name)
+        .then_some("normal")
+}
+
+/// Heartbeat's word for a node's status (`active`, `dead`, `init`, `up`; a ping node `ping`
+/// while it answers, else `dead`).
 fn node_status(report: &StatusReport, name: &str) -> Option<&'static str> {
+    if let Some(p) = ping_node(report, name) {
+        return Some(if p.state == "up" { "ping" } else { "dead" });
+    }
     let n = report.nodes.iter().find(|n| n.name == name)?;
     Some(if n.name == report.local_node {
         match n.state {
@@ -418,6 +448,14 @@ fn links(report: &StatusReport, name: &str) -> Vec<(String, &'static str)> {
         LinkState::Up => "up",
         LinkState::Unknown | LinkState::Dead => "dead",
     };
+    if let Some(p) = ping_node(report, name) {
+        // Heartbeat names a ping node's link after its address (`Link 10.0.0.254:10.0.0.254`).
+        return p
+            .addrs
+            .iter()
+            .map(|a| (a.addr.clone(), if a.state == "up" { "up" } else { "dead" }))
+            .collect();
+    }
     if name == report.local_node {
         let mut seen: Vec<(String, &'static str)> = Vec::new();
         for n in &report.nodes {
@@ -442,16 +480,21 @@ fn links(report: &StatusReport, name: &str) -> Vec<(String, &'static str)> {
         .unwrap_or_default()
 }
 
-/// Heartbeat's node walk lists the nodes in reverse `node` order.
-fn walk(report: &StatusReport) -> impl Iterator<Item = &str> {
-    report.nodes.iter().rev().map(|n| n.name.as_str())
+/// Heartbeat's node walk lists its node table backwards: the table holds the nodes in `ha.cf`
+/// order, so the ping nodes (whose lines usually follow the `node` lines, as in Heartbeat's
+/// sample ha.cf) come first, reversed, then the `node` names, reversed.
+fn walk(report: &StatusReport) -> Vec<&str> {
+    let pings = report.ping.iter().flat_map(|p| p.nodes.iter().rev());
+    pings
+        .map(|p| p.name.as_str())
+        .chain(report.nodes.iter().rev().map(|n| n.name.as_str()))
+        .collect()
 }
 
-/// `normal_only` lists every node (hb reports no ping nodes: all are "normal"); `ping_only`
-/// none.
+/// `normal_only`: only the `node`s; `ping_only`: only the ping nodes.
 fn list_nodes(
     report: &StatusReport,
-    _normal_only: bool,
+    normal_only: bool,
     ping_only: bool,
     verbose: bool,
     human: bool,
@@ -461,12 +504,13 @@ fn list_nodes(
         out.push_str("The nodes are as follow:\n");
     }
     for node in walk(report) {
-        if ping_only {
+        let kind = node_type(report, node).unwrap_or("normal");
+        if (ping_only && kind != "ping") || (normal_only && kind != "normal") {
             continue;
         }
         if verbose {
             let status = node_status(report, node).unwrap_or("dead");
-            let _ = writeln!(out, "\n{node}\t{status}\t(nodetype: normal)");
+            let _ = writeln!(out, "\n{node}\t{status}\t(nodetype: {kind})");
             list_links(report, node, true, human, out);
         } else {
             let _ = writeln!(out, "{node}");
@@ -511,12 +555,6 @@ fn resources(report: &StatusReport) -> &'static str {
     }
 }
 
-/// `hbparameter -p NAME`: the directives hb reports. None of them is in the status report yet,
-/// so nothing is answered (Heartbeat's "Cannot get parameter" failure).
-fn parameter(_report: &StatusReport, _name: &str) -> Option<String> {
-    None
-}
-
 /// nodestatus, nodeweight, nodesite, nodetype, hblinkstatus, clientstatus, rscstatus.
 fn simple(
     sub: &str,
@@ -538,7 +576,7 @@ fn simple(
             true
         }
     };
-    let known = |n: &str| report.nodes.iter().any(|x| x.name == n);
+    let known = |n: &str| node_type(report, n).is_some();
     match sub {
         "nodestatus" => {
             if !need(out, 1, "Not enough parameters.\n") {
@@ -562,7 +600,7 @@ fn simple(
             };
         }
         "nodeweight" | "nodesite" | "nodetype" => {
-            // Heartbeat's defaults: weight 100, no site; hb's nodes are all "normal".
+            // Heartbeat's defaults: weight 100, no site.
             let (missing, unknown, value) = match sub {
                 "nodeweight" => (
                     "Not enough parameters.\n",
@@ -577,7 +615,11 @@ fn simple(
                 _ => (
                     "No enough parameter.\n",
                     "Error. May be due to incorrect node name\n",
-                    "normal",
+                    if ping_node(report, &operands.first().cloned().unwrap_or_default()).is_some() {
+                        "ping"
+                    } else {
+                        "normal"
+                    },
                 ),
             };
             if !need(out, 1, missing) {
@@ -816,9 +858,20 @@ mod tests {
 
     /// `cl_status ARGS` on `node` in `state` (None: hbd not running).
     fn run_cl_status(node: &str, state: Option<State>, line: &str) -> Outcome {
-        let mut ask = |_: &Request| match state {
-            Some(s) => Ok(Response::Status(report(node, s))),
-            None => Err(ClientError::NotRunning {
+        let mut ask = |r: &Request| match (state, r) {
+            (Some(_), Request::Parameter { name }) => Ok(match name.as_str() {
+                "keepalive" => Response::Ack {
+                    message: "200ms".into(),
+                },
+                "deadtime" => Response::Ack {
+                    message: "2000ms".into(),
+                },
+                _ => Response::Error {
+                    message: format!("{name} is not set in ha.cf"),
+                },
+            }),
+            (Some(s), _) => Ok(Response::Status(report(node, s))),
+            (None, _) => Err(ClientError::NotRunning {
                 path: "/run/hb/hbd.sock".into(),
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             }),
@@ -905,6 +958,18 @@ mod tests {
                 "hbparameter -p nosuch",
             ),
             ("hbparameter-noarg", "n1", Some(Normal), "hbparameter"),
+            (
+                "hbparameter-keepalive",
+                "n1",
+                Some(Normal),
+                "hbparameter -p keepalive",
+            ),
+            (
+                "hbparameter-m",
+                "n1",
+                Some(Normal),
+                "hbparameter -m -p deadtime",
+            ),
             ("standby.rscstatus-n1", "n1", Some(Standby), "rscstatus"),
             ("standby.rscstatus-n2", "n2", Some(Standby), "rscstatus"),
             ("standby.nodestatus", "n2", Some(Standby), "nodestatus n1"),
@@ -1043,6 +1108,61 @@ mod tests {
         let p = getopt("hbparameter", &args("-p"), "mp:", &mut err);
         assert!(p.bad);
         assert_eq!(err, "hbparameter: option requires an argument -- 'p'\n");
+    }
+
+    #[test]
+    fn ping_nodes_are_listed_typed_and_judged() {
+        use crate::control::{PingAddrStatus, PingNodeStatus, PingStatus};
+        let mut r = report("n1", State::Normal);
+        let addr = |a: &str, state: &str| PingAddrStatus {
+            addr: a.into(),
+            state: state.into(),
+            last_reply_ms: None,
+        };
+        r.ping = Some(Box::new(PingStatus {
+            reachable: 1,
+            configured: 2,
+            ipfail: false,
+            comparison: "unknown".into(),
+            yielding: false,
+            settle_ms: 0,
+            isolated: false,
+            takeover_held: None,
+            nodes: vec![
+                PingNodeStatus {
+                    name: "10.0.0.254".into(),
+                    group: false,
+                    state: "up".into(),
+                    addrs: vec![addr("10.0.0.254", "up")],
+                },
+                PingNodeStatus {
+                    name: "routers".into(),
+                    group: true,
+                    state: "dead".into(),
+                    addrs: vec![addr("10.0.0.1", "dead"), addr("10.0.0.2", "unknown")],
+                },
+            ],
+        }));
+        let ctx = ctx("n1", "cl_status");
+        let run = |line: &str| {
+            let mut ask = |_: &Request| Ok(Response::Status(r.clone()));
+            cl_status(&args(line), &ctx, &mut ask)
+        };
+        assert_eq!(run("listnodes").stdout, "routers\n10.0.0.254\nn2\nn1\n");
+        assert_eq!(run("listnodes -p").stdout, "routers\n10.0.0.254\n");
+        assert_eq!(run("listnodes -n").stdout, "n2\nn1\n");
+        assert_eq!(run("nodetype 10.0.0.254").stdout, "ping\n");
+        assert_eq!(run("nodetype n2").stdout, "normal\n");
+        let up = run("nodestatus 10.0.0.254");
+        assert_eq!((up.stdout.as_str(), up.code), ("ping\n", 0));
+        let down = run("nodestatus routers");
+        assert_eq!((down.stdout.as_str(), down.code), ("dead\n", 1));
+        assert_eq!(
+            run("listhblinks -v routers").stdout,
+            "\t10.0.0.1\tdead\n\t10.0.0.2\tdead\n"
+        );
+        let link = run("hblinkstatus 10.0.0.254 10.0.0.254");
+        assert_eq!((link.stdout.as_str(), link.code), ("up\n", 0));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod node_name;
+pub mod notify;
 pub mod pidfile;
 pub mod prometheus;
 pub mod respawn;

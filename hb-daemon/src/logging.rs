@@ -24,6 +24,12 @@
 //! mono=81234567890 INFO Link node2:eth1 up.
 //! ```
 //!
+//! Under systemd (`JOURNAL_STREAM` names our stderr, or `hbd --journald`) lines go to the
+//! journal instead of stderr, through tracing-journald, with the structured fields of hb's
+//! events kept apart from the message: `EVENT`, `PEER`, `LINK`, `GROUP`, `RESOURCE`
+//! ([`STRUCTURED_FIELDS`]; in the files they are left out, since the message says the same).
+//! `logfile`, `debugfile` and `logfacility` work the same with or without the journal.
+//!
 //! Levels are written `ERROR`, `WARN`, `info`, `debug` (Heartbeat's words). Formatting happens
 //! in the caller, writing in a background thread fed through a bounded channel: a slow disk
 //! never blocks the heartbeat path; when the channel is full, lines are dropped and counted
@@ -76,9 +82,34 @@ pub enum LogError {
     /// A global subscriber is already installed.
     #[error("a tracing subscriber is already installed")]
     AlreadyInstalled,
+    /// `--journald` was asked for and the journal's socket does not answer.
+    #[error("the journal (/run/systemd/journal/socket): {0}")]
+    Journald(io::Error),
     /// [`reload`] before [`init`].
     #[error("logging is not initialised")]
     NotInstalled,
+}
+
+/// The fields of hb's events (`hb_proto::node::EventFields`) that the journal gets as fields of
+/// their own (upper-cased: `EVENT`, `PEER`, ...). Text lines leave them out.
+pub const STRUCTURED_FIELDS: [&str; 5] = ["event", "peer", "link", "group", "resource"];
+
+/// Whether `JOURNAL_STREAM` (set by systemd when stderr goes to the journal) names the file
+/// our stderr is: `DEVICE:INODE` of fd 2.
+pub fn stderr_is_journal() -> bool {
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    match nix::sys::stat::fstat(std::io::stderr()) {
+        Ok(st) => st.st_dev == dev && st.st_ino == ino,
+        Err(_) => false,
+    }
 }
 
 /// Where hbd logs.
@@ -94,6 +125,8 @@ pub struct LogConfig {
     pub logfacility: Option<String>,
     /// ha.cf `debug` level.
     pub debug: u8,
+    /// Log to the journal (instead of stderr): `--journald`, or [`stderr_is_journal`].
+    pub journald: bool,
     /// hb's `log_format` for the files.
     pub format: LogFormat,
     /// hb's `syslog_ident`: the syslog identifier and the name in front of Heartbeat-layout
@@ -111,6 +144,7 @@ impl Default for LogConfig {
             debug: 0,
             format: LogFormat::Heartbeat,
             ident: hb_proto::config::DEFAULT_SYSLOG_IDENT.to_owned(),
+            journald: false,
         }
     }
 }
@@ -127,6 +161,7 @@ impl LogConfig {
                 .clone()
                 .filter(|f| !f.eq_ignore_ascii_case("none")),
             debug: ha_cf.debug.value,
+            journald: false,
             format: ha_cf.log_format.value,
             ident: ha_cf.syslog_ident.value.clone(),
         }
@@ -237,6 +272,31 @@ struct Line {
     /// The stderr (`--foreground`) form: `mono=<CLOCK_MONOTONIC ns> <LEVEL> <message>`, so a
     /// supervisor (the lab, tests) can line log events up with its own monotonic clock.
     console: String,
+    /// The journal's `MESSAGE` (message and unstructured fields) and its structured fields.
+    journal: Option<Box<(String, Structured)>>,
+}
+
+/// Values of [`STRUCTURED_FIELDS`] an event carried.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Structured {
+    event: Option<String>,
+    peer: Option<String>,
+    link: Option<String>,
+    group: Option<String>,
+    resource: Option<String>,
+}
+
+impl Structured {
+    fn slot(&mut self, name: &str) -> Option<&mut Option<String>> {
+        Some(match name {
+            "event" => &mut self.event,
+            "peer" => &mut self.peer,
+            "link" => &mut self.link,
+            "group" => &mut self.group,
+            "resource" => &mut self.resource,
+            _ => return None,
+        })
+    }
 }
 
 /// The tracing layer: formats each event and queues it for the writer thread.
@@ -245,6 +305,7 @@ pub struct HbLayer {
     max_level: Arc<AtomicU8>,
     tx: Sender<Msg>,
     dropped: Arc<AtomicU64>,
+    journald: bool,
 }
 
 fn level_code(l: Level) -> u8 {
@@ -266,12 +327,15 @@ impl HbLayer {
 struct Visitor<'a> {
     message: &'a mut String,
     fields: &'a mut String,
+    structured: &'a mut Structured,
 }
 
 impl tracing::field::Visit for Visitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.message.push_str(value);
+        } else if let Some(slot) = self.structured.slot(field.name()) {
+            *slot = Some(value.to_owned());
         } else {
             let _ = write!(self.fields, " {}={value}", field.name());
         }
@@ -280,6 +344,8 @@ impl tracing::field::Visit for Visitor<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
+        } else if let Some(slot) = self.structured.slot(field.name()) {
+            *slot = Some(format!("{value:?}"));
         } else {
             let _ = write!(self.fields, " {}={value:?}", field.name());
         }
@@ -298,10 +364,15 @@ impl<S: Subscriber> Layer<S> for HbLayer {
         }
         let mut message = String::new();
         let mut fields = String::new();
+        let mut structured = Structured::default();
         event.record(&mut Visitor {
             message: &mut message,
             fields: &mut fields,
+            structured: &mut structured,
         });
+        let journal = self
+            .journald
+            .then(|| Box::new((format!("{message}{fields}"), structured)));
         let body = format!("{}: {message}{fields}", level_word(level));
         let console = format!(
             "mono={} {} {message}{fields}",
@@ -313,6 +384,7 @@ impl<S: Subscriber> Layer<S> for HbLayer {
             body,
             at: SystemTime::now(),
             console,
+            journal,
         })) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
@@ -334,6 +406,8 @@ pub struct LogGuard {
     max_level: Arc<AtomicU8>,
     /// `--foreground`: kept across reloads.
     stderr: bool,
+    /// The journal (`--journald`, systemd's `JOURNAL_STREAM`): kept across reloads.
+    journald: bool,
 }
 
 impl LogGuard {
@@ -353,22 +427,23 @@ impl LogGuard {
         ack_rx.recv_timeout(timeout).is_ok()
     }
 
-    /// Switches to `config`'s sinks, format and level (stderr stays as started). On an error
+    /// Switches to `config`'s sinks, format and level (stderr and the journal stay as started). On an error
     /// (a log file that cannot be opened, an unknown facility) the running sinks are kept.
     pub fn reconfigure(&self, config: &LogConfig) -> Result<(), LogError> {
         let tx = self.tx.as_ref().ok_or(LogError::NotInstalled)?;
-        reconfigure(tx, &self.max_level, self.stderr, config)
+        reconfigure(tx, &self.max_level, (self.stderr, self.journald), config)
     }
 }
 
 fn reconfigure(
     tx: &Sender<Msg>,
     max_level: &AtomicU8,
-    stderr: bool,
+    (stderr, journald): (bool, bool),
     config: &LogConfig,
 ) -> Result<(), LogError> {
     let config = LogConfig {
         stderr,
+        journald,
         ..config.clone()
     };
     let sinks = open_sinks(&config)?;
@@ -389,13 +464,14 @@ struct ReloadHandle {
     tx: Sender<Msg>,
     max_level: Arc<AtomicU8>,
     stderr: bool,
+    journald: bool,
 }
 
 /// Switches the logger installed by [`init`] to `config` (ha.cf reloaded). `--foreground`
-/// stays as started.
+/// and the journal stay as started.
 pub fn reload(config: &LogConfig) -> Result<(), LogError> {
     let h = INSTALLED.get().ok_or(LogError::NotInstalled)?;
-    reconfigure(&h.tx, &h.max_level, h.stderr, config)
+    reconfigure(&h.tx, &h.max_level, (h.stderr, h.journald), config)
 }
 
 impl Drop for LogGuard {
@@ -416,6 +492,9 @@ impl Drop for LogGuard {
 /// Where the writer thread writes, and how.
 #[derive(Debug)]
 pub struct Sinks {
+    /// The journal: a tracing-journald layer, fed from this (the writer) thread so a slow
+    /// journald never blocks the heartbeat path.
+    journal: Option<tracing::Dispatch>,
     stderr: bool,
     logfile: Option<File>,
     debugfile: Option<(File, Level)>,
@@ -451,7 +530,58 @@ fn syslog_priority(level: Level) -> libc::c_int {
     }
 }
 
+/// Hands `line` to the journal layer: `MESSAGE`, `PRIORITY`, the structured fields.
+fn write_journal(journal: &tracing::Dispatch, line: &Line) {
+    let Some((message, s)) = line.journal.as_deref() else {
+        return;
+    };
+    macro_rules! emit {
+        ($level:expr) => {
+            tracing::event!(
+                target: "hbd",
+                $level,
+                event = s.event.as_deref(),
+                peer = s.peer.as_deref(),
+                link = s.link.as_deref(),
+                group = s.group.as_deref(),
+                resource = s.resource.as_deref(),
+                "{message}"
+            )
+        };
+    }
+    tracing::dispatcher::with_default(journal, || match line.level {
+        Level::ERROR => emit!(Level::ERROR),
+        Level::WARN => emit!(Level::WARN),
+        Level::INFO => emit!(Level::INFO),
+        Level::DEBUG => emit!(Level::DEBUG),
+        Level::TRACE => emit!(Level::TRACE),
+    });
+}
+
+/// The journal layer: plain field names, `SYSLOG_IDENTIFIER=hbd`, syslog's priorities.
+fn journal_dispatch() -> io::Result<tracing::Dispatch> {
+    use tracing_journald::{Priority, PriorityMappings};
+    let layer = tracing_journald::layer()?
+        .with_field_prefix(None)
+        .with_syslog_identifier("hbd".to_owned())
+        .with_priority_mappings(PriorityMappings {
+            error: Priority::Error,
+            warn: Priority::Warning,
+            info: Priority::Informational,
+            debug: Priority::Debug,
+            trace: Priority::Debug,
+        });
+    Ok(tracing::Dispatch::new(
+        tracing_subscriber::registry().with(layer),
+    ))
+}
+
 fn write_line(sinks: &mut Sinks, line: &Line) {
+    if let Some(journal) = &sinks.journal
+        && line.level <= sinks.stderr_level
+    {
+        write_journal(journal, line);
+    }
     if sinks.stderr && line.level <= sinks.stderr_level {
         let _ = writeln!(io::stderr().lock(), "{}", line.console);
     }
@@ -510,8 +640,15 @@ fn open_sinks(config: &LogConfig) -> Result<Sinks, LogError> {
         Some(name) => Some(facility(name).ok_or_else(|| LogError::Facility(name.clone()))?),
         None => None,
     };
+    let journal = if config.journald {
+        Some(journal_dispatch().map_err(LogError::Journald)?)
+    } else {
+        None
+    };
     let sinks = Sinks {
-        stderr: config.stderr,
+        // The journal takes stderr's place (under systemd, stderr is the journal too).
+        stderr: config.stderr && journal.is_none(),
+        journal,
         logfile: config.logfile.as_deref().map(open_append).transpose()?,
         debugfile: config
             .debugfile
@@ -582,6 +719,7 @@ pub fn layer(config: &LogConfig) -> Result<(HbLayer, LogGuard), LogError> {
             max_level: Arc::clone(&max_level),
             tx: tx.clone(),
             dropped: dropped.clone(),
+            journald: config.journald,
         },
         LogGuard {
             dropped,
@@ -590,6 +728,7 @@ pub fn layer(config: &LogConfig) -> Result<(HbLayer, LogGuard), LogError> {
             global: false,
             max_level,
             stderr: config.stderr,
+            journald: config.journald,
         },
     ))
 }
@@ -608,6 +747,7 @@ pub fn init(config: &LogConfig) -> Result<LogGuard, LogError> {
             tx: tx.clone(),
             max_level: Arc::clone(&guard.max_level),
             stderr: guard.stderr,
+            journald: guard.journald,
         });
     }
     Ok(guard)

@@ -961,6 +961,7 @@ mod tests {
             syslog_ident: hb_proto::config::Setting::default_value("heartbeat".into()),
             self_fence_command: None,
             control_group: None,
+            parameters: vec![],
         };
         let config = Config {
             config_dir: "/etc/ha.d".into(),

@@ -198,6 +198,7 @@ impl XdpHandle {
             ("consumed", counter::CONSUMED),
             ("peers_full", counter::PEERS_FULL),
             ("deadlines", counter::DEADLINES),
+            ("dropped", counter::DROPPED),
         ];
         names
             .into_iter()
@@ -300,14 +301,24 @@ impl RingReader {
         Ok(())
     }
 
-    /// Appends every record in the ring buffer to `out`, without blocking. Returns how many.
+    /// Appends every record in the ring buffer to `out`, without blocking. Returns how many it
+    /// took. (The daemon uses [`RingReader::drain_max`]: a producer as fast as this reader keeps
+    /// `drain` going.)
     pub fn drain(&mut self, out: &mut Vec<RingEvent>) -> usize {
+        self.drain_max(out, usize::MAX)
+    }
+
+    /// Appends up to `max` records of the ring buffer to `out`, without blocking (a producer
+    /// as fast as the reader cannot keep it here). Returns how many records it took (records
+    /// of the wrong size are taken and skipped); fewer than `max` means the ring was empty.
+    pub fn drain_max(&mut self, out: &mut Vec<RingEvent>, max: usize) -> usize {
         let ring = self.fd.get_mut();
         let mut n = 0;
-        while let Some(item) = ring.next() {
+        while n < max {
+            let Some(item) = ring.next() else { break };
+            n += 1;
             if let Some(ev) = parse_ring_record(&item) {
                 out.push(ev);
-                n += 1;
             }
         }
         n

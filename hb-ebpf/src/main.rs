@@ -5,7 +5,10 @@
 //! is stamped with `bpf_ktime_get_ns()`, counted per (sender, interface) in `PEERS` (packets,
 //! bytes, last arrival, sequence gaps), and copied with its source address and interface into the
 //! `EVENTS` ring buffer for `hbd`. A delivered heartbeat is consumed (`XDP_DROP`) when the daemon
-//! asks for it; anything not delivered (not a heartbeat, malformed, ring buffer full) passes
+//! asks for it. hb owns the heartbeat port: a datagram to it that cannot be an hb message (too
+//! short or too long for one, truncated, wrong magic, version or length) is dropped and counted
+//! (`counter::DROPPED`), so a flood of junk never reaches the daemon's socket. Everything else
+//! (other ports, other protocols, IP fragments, heartbeats the ring buffer cannot take) passes
 //! untouched and is counted. The program never writes to a packet.
 #![no_std]
 #![no_main]
@@ -260,6 +263,13 @@ fn rearm_deadline(key: &PeerKey) {
     }
 }
 
+/// A datagram to the heartbeat port that is no hb message: counted and dropped.
+#[inline(always)]
+fn not_a_heartbeat() -> u32 {
+    bump(counter::DROPPED);
+    xdp_action::XDP_DROP
+}
+
 #[inline(always)]
 fn try_hb_xdp(ctx: &XdpContext) -> Result<u32, ()> {
     let (port, consume) = match CONFIG.get(0) {
@@ -278,23 +288,25 @@ fn try_hb_xdp(ctx: &XdpContext) -> Result<u32, ()> {
     }
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
-    // From here on the datagram is addressed to the heartbeat port: anything that is not a
-    // well-formed hb message passes to the socket as a parse failure.
+    // From here on the datagram is addressed to the heartbeat port (and is no IP fragment:
+    // parse_l3 leaves those to the stack): anything that cannot be an hb message is dropped.
     let payload = udp.offset + UDP_HLEN;
-    let udp_len = u16::from_be(read::<u16>(ctx, udp.offset + 4)?) as usize;
+    let Ok(udp_len) = read::<u16>(ctx, udp.offset + 4) else {
+        return Ok(not_a_heartbeat());
+    };
+    let udp_len = u16::from_be(udp_len) as usize;
     let total = ctx.data_end() - ctx.data();
     if udp_len < UDP_HLEN + wire::HEADER_LEN
         || udp_len - UDP_HLEN > RING_DATA_LEN
         || udp.offset + udp_len > total
     {
-        // Too short, too long, or truncated (an IP fragment).
-        bump(counter::PARSE_FAIL);
-        return Ok(xdp_action::XDP_PASS);
+        // Too short or too long for an hb message (RING_DATA_LEN is wire::MAX_MESSAGE_LEN), or
+        // shorter than its UDP header says.
+        return Ok(not_a_heartbeat());
     }
     let len = udp_len - UDP_HLEN;
     let Ok(header) = read::<[u8; wire::HEADER_LEN]>(ctx, payload) else {
-        bump(counter::PARSE_FAIL);
-        return Ok(xdp_action::XDP_PASS);
+        return Ok(not_a_heartbeat());
     };
     let be16 = |o: usize| u16::from_be_bytes([header[o], header[o + 1]]);
     let be32 =
@@ -307,8 +319,7 @@ fn try_hb_xdp(ctx: &XdpContext) -> Result<u32, ()> {
         || header[wire::OFF_VERSION] != wire::VERSION
         || be16(wire::OFF_LENGTH) as usize != len
     {
-        bump(counter::PARSE_FAIL);
-        return Ok(xdp_action::XDP_PASS);
+        return Ok(not_a_heartbeat());
     }
     let sender = be32(wire::OFF_SENDER);
     // SAFETY: ctx.ctx is the kernel's xdp_md for this invocation.

@@ -83,6 +83,7 @@ mod liveness;
 mod ownership;
 mod ping_guard;
 mod receive;
+mod reload;
 mod status;
 mod transmit;
 
@@ -91,6 +92,7 @@ use std::{collections::VecDeque, net::IpAddr, time::Duration};
 pub use command::{Command, Scope};
 pub use event::{DeathCause, Event, EventFields, Level, TakeoverTimes};
 pub use receive::{Reception, Rejection};
+pub use reload::{SHUTDOWN_STOP_ATTEMPTS, SHUTDOWN_STOP_RETRY};
 pub use status::{
     ClusterStatus, Counters, GroupView, HoldingState, LinkState, LinkView, NodeState, NodeView,
     PeerState,
@@ -171,6 +173,13 @@ pub enum Output {
     Event(Event),
     /// What became of one received datagram, for metrics: the driver records it, nothing more.
     Received(Reception),
+    /// A group's stop failed and fencing is configured: fence this node
+    /// (`self_fence_command`, by default a forced reboot); report with
+    /// [`Node::handle_self_fence_result`].
+    SelfFence {
+        /// The group that could not be stopped.
+        group: usize,
+    },
 }
 
 /// Why a configuration cannot run a node.
@@ -304,6 +313,9 @@ struct Peer {
     /// In that message: its echo of our heartbeat.
     echo_of_us: Option<Timestamp>,
     groups: Vec<RemoteGroup>,
+    /// After a reload shortened `deadtime`: the previous one, in force for this peer until its
+    /// heartbeats come at the new pace (see `reload`).
+    deadtime_floor: Option<Duration>,
     /// Its haresources digest, while it differs from ours.
     config_mismatch: Option<u32>,
     /// When the mismatch is logged again.
@@ -365,6 +377,16 @@ pub struct Node {
     ping: PingMonitor,
     /// The dead peer whose takeover the ping guard holds back (reported once).
     takeover_held: Option<usize>,
+    /// Fencing configured: a failed stop fences this node (see `reload`).
+    self_fence_configured: bool,
+    /// An [`Output::SelfFence`] is out, its result not yet in.
+    self_fence_pending: bool,
+    /// The node fenced itself.
+    self_fenced: bool,
+    /// Groups a clean stop gave up on.
+    left_running: Vec<String>,
+    /// Each group's failed stops when the clean stop began.
+    stop_failures_before_shutdown: Vec<u32>,
 }
 
 impl Node {
@@ -446,6 +468,7 @@ impl Node {
             state_send_time: None,
             echo_of_us: None,
             groups: vec![RemoteGroup::NONE; groups.len()],
+            deadtime_floor: None,
             config_mismatch: None,
             mismatch_next_report: None,
             ping: None,
@@ -496,6 +519,11 @@ impl Node {
             ),
             ping: PingMonitor::from_ha_cf(ha, now),
             takeover_held: None,
+            self_fence_configured: ha.self_fence().is_some(),
+            self_fence_pending: false,
+            self_fenced: false,
+            left_running: Vec::new(),
+            stop_failures_before_shutdown: Vec::new(),
         };
         node.peers[local].state = PeerState::Up;
         node.peers[local].generation = Some(generation);
@@ -604,9 +632,10 @@ impl Node {
             if i == self.local || p.state != PeerState::Up {
                 continue;
             }
+            let deadtime = self.peer_deadtime(i);
             for l in &p.links {
                 if let (LinkState::Up, Some(a)) = (l.state, l.last_arrival) {
-                    t = t.min(a + self.deadtime);
+                    t = t.min(a + deadtime);
                 }
             }
         }

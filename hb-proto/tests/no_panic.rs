@@ -60,6 +60,7 @@ const HA_CF_WORDS: &[&str] = &[
     "garp_interval",
     "metrics_listen",
     "control_socket",
+    "control_group",
     "crm",
     "pacemaker",
     "serial",

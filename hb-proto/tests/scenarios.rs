@@ -533,11 +533,20 @@ fn stop_failure_is_retried_with_backoff_and_logged_at_error_level() {
     b.command(ms(46), Command::Standby(Scope::All));
     let outs = b.result(ms(48), ResourceOp::Stop, Err("umount: busy".into()));
     let ev = events(&outs);
-    assert_eq!(ev.len(), 1);
+    assert_eq!(ev.len(), 2);
     assert_eq!(ev[0].level(), hb_proto::node::Level::Error);
     assert_eq!(
         ev[0].to_string(),
         format!("Resource group stop failed: {LINE}: umount: busy; retrying in 50 ms")
+    );
+    // Heartbeat's line; no fencing configured: the group is kept and its stop retried.
+    assert_eq!(ev[1].level(), hb_proto::node::Level::Error);
+    assert_eq!(
+        ev[1].to_string(),
+        format!(
+            "Resource STOP failure. Reboot required! ({LINE}; no fencing configured: keeping \
+             the group and retrying its stop)"
+        )
     );
     assert!(actions(&outs).is_empty());
     assert_eq!(b.node.holding(0), Some(Holding::Stopping));

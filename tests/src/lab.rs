@@ -187,6 +187,14 @@ pub struct LabSpec {
     pub xdp: XdpSetting,
     /// How the resource script behaves.
     pub resource: ResourceBehaviour,
+    /// Extra resources appended to the group's `haresources` line (both nodes), e.g.
+    /// `Filesystem::tmpfs::/mnt/x::tmpfs` or the name of a script in [`LabSpec::scripts`].
+    #[serde(default)]
+    pub extra_resources: Vec<String>,
+    /// Extra resource scripts, `(name, body)`, written executable to both nodes'
+    /// `resource.d/`.
+    #[serde(default)]
+    pub scripts: Vec<(String, String)>,
 }
 
 impl LabSpec {
@@ -209,6 +217,8 @@ impl LabSpec {
             extra_ha_cf: Vec::new(),
             xdp: XdpSetting::Auto,
             resource: ResourceBehaviour::Ok,
+            extra_resources: Vec::new(),
+            scripts: Vec::new(),
         }
     }
 
@@ -744,10 +754,20 @@ impl Lab {
         } else {
             " httpd"
         };
+        let mut extra = String::new();
+        for r in &self.rec.spec.extra_resources {
+            extra.push(' ');
+            extra.push_str(r);
+        }
         fs::write(
             conf.join("haresources"),
-            format!("n1 IPaddr::{}/24/eth1{resources}\n", self.vip()),
+            format!("n1 IPaddr::{}/24/eth1{resources}{extra}\n", self.vip()),
         )?;
+        for (name, body) in &self.rec.spec.scripts {
+            let p = conf.join("resource.d").join(name);
+            fs::write(&p, body)?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755))?;
+        }
         let authkeys = conf.join("authkeys");
         let mut f = File::create(&authkeys)?;
         f.set_permissions(fs::Permissions::from_mode(0o600))?;
@@ -993,7 +1013,8 @@ esac
     }
 
     /// Sets link `link` (1 or 2) of `node` down or up at the bridge (the cable is pulled or
-    /// plugged back: the node's `ethN` loses or regains carrier). Returns the time it was done.
+    /// plugged back: the node's `ethN` loses or regains carrier). Returns the time just before
+    /// the `ip` command (the change takes effect inside it).
     pub fn set_link(&self, node: Node, link: u8, up: bool) -> Result<u64> {
         let port = format!("{}-e{link}", node.name());
         cmd(

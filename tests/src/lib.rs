@@ -235,4 +235,6 @@ pub fn neighbour_mac(ns: &Netns, addr: &str) -> Result<Option<String>> {
     }
     Ok(None)
 }
+pub mod flood;
 pub mod lab;
+pub mod package;

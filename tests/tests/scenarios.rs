@@ -406,12 +406,40 @@ impl Scenario {
                 logs()
             );
         }
-        match probes.last().map(|s| s.outcome.clone()) {
-            Some(Outcome::Served(n)) if n == owner => {}
-            other => bail!(
-                "{name}: last probe {other:?}, expected served by {owner}\n{}",
+        // The client is served by the owner alone at the end: over the final settle window the
+        // owner answers and no other node does. A single probe may still time out there (its
+        // 20 ms read timeout, `os error 11`, when Apache on this loaded 2-core machine is slow
+        // to answer): that is the web server's latency, not a second owner or an outage, so the
+        // last *answered* probe is what must name the owner.
+        let tail_from = end.saturating_sub(250_000_000);
+        let tail: Vec<&Outcome> = probes
+            .samples
+            .iter()
+            .filter(|s| s.at_ns >= tail_from)
+            .map(|s| &s.outcome)
+            .collect();
+        let last_answer = probes.samples.iter().rev().find_map(|s| match s.outcome {
+            Outcome::Served(n) => Some(n),
+            _ => None,
+        });
+        let served_tail = tail
+            .iter()
+            .filter(|o| matches!(o, Outcome::Served(n) if *n == owner))
+            .count();
+        if last_answer != Some(owner)
+            || served_tail == 0
+            || tail
+                .iter()
+                .any(|o| matches!(o, Outcome::Served(n) if *n != owner))
+        {
+            bail!(
+                "{name}: at the end the client was not served by {owner} alone (last answer \
+                 {last_answer:?}; {served_tail} of {} probes in the last 250 ms served by \
+                 {owner}; last probe {:?})\n{}",
+                tail.len(),
+                probes.last().map(|s| &s.outcome),
                 logs()
-            ),
+            );
         }
         for (node, text, after) in &e.absent {
             if let Some(l) = self
@@ -659,10 +687,15 @@ fn both_nodes_start_at_once() {
 #[test]
 fn one_of_two_links_cut_no_failover() {
     let s = scenario!(one_of_two_links_cut_no_failover, |sp| sp.links = 2, false);
-    let t = check(s.lab.set_link(Node::N1, 2, false));
+    // Times taken before the cable is pulled or plugged: the change takes effect inside the
+    // `ip` command, and on a loaded machine hbd may log its effect before `set_link` returns
+    // (one run failed waiting for `Link n1:eth2 up.` after a `t_up` taken after the command).
+    let t = monotonic_ns();
+    check(s.lab.set_link(Node::N1, 2, false));
     check(s.must_log(Node::N2, "Link n1:eth2 dead.", t));
     s.sleep(Duration::from_secs(1));
-    let t_up = check(s.lab.set_link(Node::N1, 2, true));
+    let t_up = monotonic_ns();
+    check(s.lab.set_link(Node::N1, 2, true));
     let mut e = Expect::new(Node::N1, t)
         .log(Node::N2, "Link n1:eth2 up.", t_up)
         .no_log(Node::N1, "is dead", t)

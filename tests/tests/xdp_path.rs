@@ -1,7 +1,8 @@
 //! The XDP fast path (issue 5) end to end, in network namespaces: hb's XDP program delivers
 //! heartbeats over IPv4, IPv6 and VLAN with kernel timestamps through the ring buffer (read with
-//! `RingReader` on tokio), consumes them only when asked, lets everything else through to the
-//! socket, counts sequence gaps per peer, isolates loaders in different namespaces, detaches when
+//! `RingReader` on tokio), consumes them only when asked, drops (and counts) what arrives on the
+//! heartbeat port and cannot be an hb message, lets everything else through untouched, counts
+//! sequence gaps per peer, isolates loaders in different namespaces, detaches when
 //! its holder is killed, and applies the `xdp auto|on|off` policy.
 // Test code: helpers outside #[test] functions panic on failure too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -19,6 +20,8 @@ use hb_daemon::xdp::{AttachMode, PeerCounters, XdpError, XdpHandle, XdpMode, sta
 use hb_tests::{Netns, monotonic_ns, require_root, run, veth_pair};
 
 const PORT: u16 = 694;
+/// A port next to it, for traffic the program must leave alone.
+const OTHER_PORT: u16 = 695;
 
 /// A well-formed hb message prefix (`len` bytes, length field set), as the XDP program checks it.
 fn hb_msg(sender: u32, generation: u64, seq: u64, len: usize) -> Vec<u8> {
@@ -70,6 +73,8 @@ struct Outcome {
     counters: Vec<(&'static str, u64)>,
     peers: Vec<PeerCounters>,
     socket: Vec<(Vec<u8>, SocketAddr)>,
+    /// What a socket on [`OTHER_PORT`] received.
+    other: Vec<(Vec<u8>, SocketAddr)>,
     ifindex: u32,
 }
 
@@ -109,6 +114,9 @@ impl Receiver {
                 rt.block_on(async move {
                     let sock = UdpSocket::bind(("::", PORT)).expect("bind heartbeat socket");
                     sock.set_nonblocking(true).unwrap();
+                    let other_sock = UdpSocket::bind(("::", OTHER_PORT)).expect("bind other");
+                    other_sock.set_nonblocking(true).unwrap();
+                    let mut other = Vec::new();
                     let mut handle = XdpHandle::load(PORT, consume).expect("load XDP");
                     handle.attach(&iface).expect("attach XDP");
                     let mut reader = handle.ring_reader().expect("ring reader");
@@ -125,6 +133,9 @@ impl Receiver {
                         while let Ok((n, from)) = sock.recv_from(&mut buf) {
                             socket.push((buf[..n].to_vec(), from));
                         }
+                        while let Ok((n, from)) = other_sock.recv_from(&mut buf) {
+                            other.push((buf[..n].to_vec(), from));
+                        }
                         if stop_at.is_none() && stop_rx.try_recv().is_ok() {
                             // Let the last packets through the stack before the final drain.
                             stop_at = Some(Instant::now() + Duration::from_millis(200));
@@ -139,11 +150,15 @@ impl Receiver {
                     while let Ok((n, from)) = sock.recv_from(&mut buf) {
                         socket.push((buf[..n].to_vec(), from));
                     }
+                    while let Ok((n, from)) = other_sock.recv_from(&mut buf) {
+                        other.push((buf[..n].to_vec(), from));
+                    }
                     Outcome {
                         events,
                         counters: handle.counters().unwrap(),
                         peers: handle.peer_counters().unwrap(),
                         socket,
+                        other,
                         ifindex,
                     }
                 })
@@ -400,8 +415,10 @@ fn without_consume_heartbeats_reach_both_the_ring_and_the_socket() {
 }
 
 #[test]
-fn malformed_and_non_heartbeat_udp_to_the_port_reach_the_socket_untouched() {
-    if !require_root("malformed_and_non_heartbeat_udp_to_the_port_reach_the_socket_untouched") {
+fn junk_on_the_heartbeat_port_is_dropped_and_counted_and_other_ports_are_untouched() {
+    if !require_root(
+        "junk_on_the_heartbeat_port_is_dropped_and_counted_and_other_ports_are_untouched",
+    ) {
         return;
     }
     let (s, r) = pair();
@@ -414,38 +431,57 @@ fn malformed_and_non_heartbeat_udp_to_the_port_reach_the_socket_untouched() {
     wrong_magic[0] = b'X';
     let short = hb_msg(5, 1, 5, 64)[..20].to_vec();
     let not_hb = b"GET / HTTP/1.0 -- not a heartbeat, just UDP to the port".to_vec();
-    let bad = vec![
+    // What cannot be an hb message: XDP drops it.
+    let junk = vec![
         not_hb,
         wrong_version,
         wrong_length,
         wrong_magic,
         short,
-        hb_msg(5, 1, 1, 1200), // longer than RING_DATA_LEN, one frame
-        hb_msg(5, 1, 1, 3000), // IPv4 fragments: left to the stack to reassemble
+        vec![],
+        hb_msg(5, 1, 1, 1200), // longer than any hb message (wire::MAX_MESSAGE_LEN), one frame
     ];
-    let mut msgs: Vec<(Vec<u8>, String)> = bad
+    // IPv4 fragments carry no ports past the first: left to the stack to reassemble.
+    let fragmented = hb_msg(5, 1, 1, 3000);
+    let mut msgs: Vec<(Vec<u8>, String)> = junk
         .iter()
-        .map(|m| (m.clone(), "10.77.0.2:694".to_owned()))
+        .map(|m| (m.clone(), format!("10.77.0.2:{PORT}")))
         .collect();
-    msgs.push((hb_msg(5, 1, 1, 64), "10.77.0.2:694".to_owned()));
+    msgs.push((fragmented.clone(), format!("10.77.0.2:{PORT}")));
+    msgs.push((hb_msg(5, 1, 1, 64), format!("10.77.0.2:{PORT}")));
+    // The same bytes to another port, and a heartbeat-looking one: none of the program's
+    // business.
+    let mut elsewhere = junk.clone();
+    elsewhere.push(fragmented.clone());
+    elsewhere.push(hb_msg(5, 1, 9, 64));
+    msgs.extend(
+        elsewhere
+            .iter()
+            .map(|m| (m.clone(), format!("10.77.0.2:{OTHER_PORT}"))),
+    );
     assert_eq!(
         send_from(&s, "10.77.0.1:0", msgs, Duration::from_millis(1)),
         0
     );
     let out = rx.finish();
-    let got: Vec<Vec<u8>> = out.socket.iter().map(|(d, _)| d.clone()).collect();
-    let lens = |v: &[Vec<u8>]| v.iter().map(Vec::len).collect::<Vec<_>>();
+    let lens = |v: &[(Vec<u8>, SocketAddr)]| v.iter().map(|(d, _)| d.len()).collect::<Vec<_>>();
     assert!(
-        got == bad,
-        "each malformed or foreign datagram reaches the socket as sent, in order: got lengths {:?}, sent {:?}",
-        lens(&got),
-        lens(&bad)
+        out.socket.len() == 1 && out.socket[0].0 == fragmented,
+        "only the reassembled fragments reach the heartbeat socket: got lengths {:?}",
+        lens(&out.socket)
     );
+    assert_eq!(out.counter("dropped"), junk.len() as u64);
     assert_eq!(out.events.len(), 1, "only the heartbeat is delivered");
     assert_eq!(seq_of(&out.events[0]), 1);
-    assert_eq!(out.counter("parse_fail"), bad.len() as u64 - 1);
     assert_eq!(out.counter("delivered"), 1);
     assert_eq!(out.counter("consumed"), 1);
+    assert_eq!(out.counter("parse_fail"), 0);
+    let got: Vec<Vec<u8>> = out.other.iter().map(|(d, _)| d.clone()).collect();
+    assert!(
+        got == elsewhere,
+        "everything sent to port {OTHER_PORT} arrives as sent, in order: got lengths {:?}",
+        lens(&out.other)
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod data;
+mod flood;
 mod plot;
 mod report;
 mod scale;
@@ -34,6 +35,9 @@ pub enum Which {
     Saturation,
     /// 2, 4, 8 and 16 hb nodes on one link: CPU per node and detection time per observer.
     Scale,
+    /// Junk datagrams flooding the heartbeat port at rising rates, XDP and `xdp off`: the rate
+    /// held with no false death.
+    Flood,
     /// Draw `docs/bench/*.svg` again from `docs/bench/*.json` (runs nothing, needs no root).
     Plots,
 }
@@ -272,6 +276,7 @@ pub fn bench(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
         Which::LongLoss,
         Which::Saturation,
         Which::Scale,
+        Which::Flood,
     ];
     if !lab_benches.iter().any(|w| opts.runs(*w)) {
         if opts.runs(Which::Plots) {
@@ -299,6 +304,9 @@ pub fn bench(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     }
     if opts.runs(Which::Scale) {
         scale::scale(root, bins, opts)?;
+    }
+    if opts.runs(Which::Flood) {
+        flood::flood(root, bins, opts)?;
     }
     if opts.runs(Which::Plots) {
         plots(root)?;

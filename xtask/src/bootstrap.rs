@@ -3,7 +3,8 @@
 //! exactly what to install.
 //!
 //! Checked, in order: Debian packages (LLVM 22 for bpf-linker, iproute2, iptables, the lab's web
-//! server), the pinned eBPF nightly with `rust-src`, and `bpf-linker` built against LLVM 22.
+//! server, lintian and man-db for the package test), the pinned eBPF nightly with `rust-src`,
+//! `bpf-linker` built against LLVM 22, and cargo-deb (pinned) for `cargo xtask package`.
 //! With everything present this costs a few tens of milliseconds.
 
 use std::{
@@ -34,6 +35,11 @@ pub const BASE_PACKAGES: &[&str] = &[
     // STONITH: `/usr/sbin/stonith` and its external-plugin directory, for `stonith_host` and
     // the fencing lab tests.
     "cluster-glue",
+    // The package test: cargo-deb's dependency detection (dpkg-shlibdeps), lintian on the
+    // .deb, `man -w` after installing it.
+    "dpkg-dev",
+    "lintian",
+    "man-db",
 ];
 
 /// Prints a progress line.
@@ -247,6 +253,24 @@ pub fn ensure(extra_packages: &[&str]) -> Result<()> {
                     .env("LLVM_PREFIX", &llvm_prefix))?;
             }
         }
+    }
+
+    // 4. cargo-deb (the Debian package), pinned.
+    let deb_version = hb_tests::package::CARGO_DEB_VERSION;
+    if hb_tests::package::cargo_deb_ready() {
+        step(&format!("bootstrap: cargo-deb {deb_version} present"));
+    } else {
+        step(&format!(
+            "bootstrap: installing cargo-deb {deb_version} (the Debian package), about 2 minutes"
+        ));
+        run(Command::new("cargo").args([
+            "install",
+            "cargo-deb",
+            "--locked",
+            "--force",
+            "--version",
+            deb_version,
+        ]))?;
     }
 
     if !manual.is_empty() {

@@ -4,8 +4,8 @@
 //!
 //! The campaign starts from the kept corpus (`fuzz/corpus/TARGET`, in the repository) and
 //! writes what it finds to `target/fuzz-corpus/TARGET`, so a run leaves the repository alone;
-//! `--save-corpus` merges both into a minimized `fuzz/corpus/TARGET` (libFuzzer's `-merge=1`:
-//! the fewest inputs with the same coverage). CI replays the kept corpus on stable instead
+//! `--save-corpus` merges both into a minimized `fuzz/corpus/TARGET` (libFuzzer's
+//! `-set_cover_merge=1` over edges: few inputs reaching the same code). CI replays the kept corpus on stable instead
 //! (`hb-proto/tests/fuzz_corpus.rs`).
 
 use std::{
@@ -172,7 +172,10 @@ fn save_corpus(root: &Path, target: &str, kept: &Path, found: &Path) -> Result<(
         .arg(&merged)
         .arg(kept)
         .arg(found)
-        .args(["--", "-merge=1"])
+        // The fewest inputs that keep every edge: set cover over edges (counters off). For
+        // ha_cf this kept 82 of 1355 inputs with 867 of 869 edges; a plain -merge=1 keeps
+        // every input with a new feature (hit counts included): 1355.
+        .args(["--", "-set_cover_merge=1", "-use_counters=0"])
         .stderr(Stdio::null())
         .status()?;
     if !status.success() {

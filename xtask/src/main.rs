@@ -38,7 +38,9 @@ enum Cmd {
     Soak(soak::SoakOptions),
     /// The failover lab: two nodes and a client in network namespaces.
     Lab(LabOptions),
-    /// Only install what is missing (toolchain, bpf-linker, system packages).
+    /// Build the Debian package: target/debian/hb_<version>_amd64.deb (cargo-deb).
+    Package,
+    /// Only install what is missing (toolchain, bpf-linker, cargo-deb, system packages).
     Bootstrap,
 }
 
@@ -230,6 +232,13 @@ fn lab(opts: &LabOptions) -> Result<()> {
     }
 }
 
+fn package() -> Result<()> {
+    bootstrap::ensure(&[])?;
+    let deb = hb_tests::package::build(&workspace_root()?)?;
+    println!("{}", deb.display());
+    Ok(())
+}
+
 fn workspace_root() -> Result<std::path::PathBuf> {
     let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest
@@ -247,6 +256,7 @@ fn main() -> Result<()> {
         Cmd::Lab(o) => lab(o),
         Cmd::Fuzz(o) => fuzz::fuzz(&workspace_root()?, o),
         Cmd::Soak(o) => soak_cmd(o),
+        Cmd::Package => package(),
         Cmd::Bootstrap => bootstrap::ensure(&[]),
     }
 }

@@ -576,19 +576,13 @@ impl Soak {
                 let at = monotonic_ns();
                 self.hbctl(&mut w, owner, &["standby"])?;
                 self.standby[idx(owner)] = true;
-                // Both in standby: the group stays where it is (standby is a last resort).
-                let expect = if self.standby[idx(other)] {
-                    owner
-                } else {
-                    other
-                };
+                // With both nodes in standby neither is preferred for being awake: the
+                // haresources node (n1) gets the group, as auto_failback has it.
+                let both = self.standby[idx(other)];
+                let expect = if both { Node::N1 } else { other };
                 w.notes.push(format!(
                     "hbctl standby on {owner}{}",
-                    if expect == owner {
-                        " (the other node is in standby too)"
-                    } else {
-                        ""
-                    }
+                    if both { " (both nodes in standby)" } else { "" }
                 ));
                 self.recover(&mut w, at, bound, Some(expect), "after standby")?;
             }
@@ -676,6 +670,12 @@ impl Soak {
                 self.recover(&mut w, at, bound, Some(owner), "after the failed start")?;
                 self.lab
                     .set_resource_fault(other, ResourceOp::Start, false)?;
+                // The failed node is a candidate again once its failure mark expires (at most
+                // 16 x deadtime): the group may move then (to it, if the owner is in standby
+                // or it is the preferred node). Wait for that inside this step.
+                interrupt::sleep(self.deadtime * 16)?;
+                let at = monotonic_ns();
+                self.recover(&mut w, at, bound, None, "after the failure mark expired")?;
             }
             Kind::FailStop => {
                 w.resource_errors = true;
@@ -694,7 +694,9 @@ impl Soak {
                     "{owner}'s stop fails for {} ms during hbctl takeover on {other}",
                     since_ms(at, fixed)
                 ));
-                if self.count_log(&mut w, "Resource group stop failed", at)? == 0 {
+                // hbd's agent retries a stop (3 attempts) before the group's stop fails: any
+                // failed attempt shows the fault was hit.
+                if self.count_log(&mut w, "stop failed", at)? == 0 {
                     w.failures
                         .push(format!("{owner} never reported its failed stop"));
                 }

@@ -211,10 +211,11 @@ pub(crate) async fn holders(handle: &Handle, addr: IpAddr) -> Result<Vec<u32>, r
 /// cancelled when the address is released or announced afresh.
 #[derive(Debug)]
 pub(crate) struct Announcer {
-    /// Announcements per address (each an ARP request and reply, or one NA).
-    pub count: u32,
-    /// Pause between announcements.
-    pub interval: Duration,
+    /// Announcements per address (each an ARP request and reply, or one NA); changed live by
+    /// a reload ([`Announcer::set`]).
+    count: std::sync::atomic::AtomicU32,
+    /// Pause between announcements, in nanoseconds.
+    interval_ns: std::sync::atomic::AtomicU64,
     /// Running repeat tasks by address, with a generation number so a finishing task removes
     /// only its own entry.
     repeats: Arc<Mutex<HashMap<IpAddr, (u64, tokio::task::AbortHandle)>>>,
@@ -318,12 +319,35 @@ fn send_frames(tx: &mut Sender, frames: &[Vec<u8>]) -> std::io::Result<()> {
 impl Announcer {
     /// An announcer sending `count` announcements `interval` apart (at least one).
     pub fn new(count: u32, interval: Duration) -> Self {
-        Self {
-            count,
-            interval,
+        let a = Self {
+            count: std::sync::atomic::AtomicU32::new(1),
+            interval_ns: std::sync::atomic::AtomicU64::new(0),
             repeats: Arc::default(),
             generation: std::sync::atomic::AtomicU64::new(0),
-        }
+        };
+        a.set(count, interval);
+        a
+    }
+
+    /// From now on, `count` announcements per address (at least one), `interval` apart.
+    /// Repeats already running keep their settings.
+    pub fn set(&self, count: u32, interval: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.count.store(count.max(1), Relaxed);
+        self.interval_ns.store(
+            u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
+    }
+
+    /// Announcements per address.
+    pub fn count(&self) -> u32 {
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Pause between announcements.
+    pub fn interval(&self) -> Duration {
+        Duration::from_nanos(self.interval_ns.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Stops the pending repeats for `addr`, if any.
@@ -372,11 +396,11 @@ impl Announcer {
         tracing::debug!(
             resource = label,
             "announced {addr} on {name} (1/{})",
-            self.count
+            self.count()
         );
-        if self.count > 1 {
-            let count = self.count;
-            let interval = self.interval;
+        let count = self.count();
+        if count > 1 {
+            let interval = self.interval();
             let label = label.to_owned();
             let name = name.to_owned();
             let repeats = self.repeats.clone();

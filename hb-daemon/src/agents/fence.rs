@@ -96,6 +96,7 @@ pub async fn fence(devices: &[FenceDevice], node: &str, timeout: Duration) -> Re
             program.display(),
             args.join(" ")
         );
+        // Fence devices get hbd's environment only (stonith reads its own parameters).
         match script::run(&label, Path::new(&program), &args, &[], left).await {
             Ok(f) if f.status.success() => return Ok(()),
             Ok(f) => errors.push(format!(

@@ -329,6 +329,27 @@ impl Agents {
         })
     }
 
+    /// Runs the self-fence command (`fence_command`, default a forced reboot), supervised
+    /// like a script; `Ok` when it exited 0.
+    pub async fn fence(&self, command: &[String]) -> Result<(), AgentError> {
+        let Some((program, args)) = command.split_first() else {
+            return Err(AgentError::Failed {
+                resource: "fence".into(),
+                action: "fence".into(),
+                status: "no command".into(),
+                output: String::new(),
+            });
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run_checked("fence", Path::new(program), &args, "fence")
+            .await
+    }
+
+    /// Gratuitous ARP settings for addresses acquired or re-announced from now on (a reload).
+    pub fn set_garp(&self, garp_count: u32, garp_interval: Duration) {
+        self.announcer.set(garp_count, garp_interval);
+    }
+
     /// Gives every script and mount command `env` (see [`script_env`]) on top of hbd's own
     /// environment, and creates [`HA_RSCTMP`] when `env` names it.
     pub fn with_script_env(mut self, env: Vec<(String, String)>) -> Self {

@@ -4,6 +4,7 @@
 //! hbctl standby [all|foreign|local|failback]    give groups to the peer (default all)
 //! hbctl takeover [all|foreign|local|failback]   take groups from the peer (default all)
 //! hbctl status [--json]                         nodes, links and group owners
+//! hbctl reload                                  re-read ha.cf, haresources, authkeys (SIGHUP)
 //! ```
 //!
 //! Exit status: 0 on success, 1 when hbd refuses the request or answers badly, 3 when hbd is
@@ -26,7 +27,7 @@ use hb_daemon::{
 /// Operate a running hbd.
 #[derive(Debug, Parser)]
 #[command(name = "hbctl", version, about)]
-struct Cli {
+pub(crate) struct Cli {
     /// hbd's run directory (holds hbd.sock).
     #[arg(long, default_value = control::DEFAULT_RUN_DIR, global = true)]
     run_dir: PathBuf,
@@ -54,6 +55,9 @@ enum Command {
         #[arg(default_value = "all")]
         scope: Scope,
     },
+    /// Re-read ha.cf, haresources and authkeys, as SIGHUP does: what can change live is
+    /// applied, a configuration with errors is refused (hbd runs on as before).
+    Reload,
     /// Show nodes, their links, and which node owns each group (Heartbeat's cl_status).
     Status {
         /// Print JSON instead of a table.
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
         Command::Standby { scope } => Request::Standby { scope: *scope },
         Command::Takeover { scope } => Request::Takeover { scope: *scope },
         Command::Status { .. } => Request::Status,
+        Command::Reload => Request::Reload,
     };
     let timeout = Duration::try_from_secs_f64(cli.timeout).unwrap_or(Duration::from_secs(10));
     let response = match control::call(&path, &request, timeout) {

@@ -13,7 +13,7 @@ use hb_daemon::{
 /// hb: a Heartbeat-compatible high-availability failover daemon.
 #[derive(Debug, Parser)]
 #[command(name = "hbd", version, about)]
-struct Args {
+pub(crate) struct Args {
     /// Validate the configuration, print the effective configuration and warnings, and exit
     /// (0 when valid, 1 with every problem listed as PATH:LINE: message).
     #[arg(long)]
@@ -33,6 +33,10 @@ struct Args {
     /// Stay in the foreground and log to stderr.
     #[arg(long)]
     foreground: bool,
+    /// Log to the systemd journal with structured fields (EVENT, PEER, LINK, GROUP, RESOURCE).
+    /// The default under systemd, when JOURNAL_STREAM names hbd's stderr.
+    #[arg(long)]
+    journald: bool,
 }
 
 fn main() -> ExitCode {
@@ -71,7 +75,8 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let log_config = logging::LogConfig::from_ha_cf(&config.ha_cf, args.foreground);
+    let mut log_config = logging::LogConfig::from_ha_cf(&config.ha_cf, args.foreground);
+    log_config.journald = args.journald || logging::stderr_is_journal();
     let guard = match logging::init(&log_config) {
         Ok(g) => g,
         Err(e) => {

@@ -24,7 +24,7 @@ use hb_daemon::{
 /// Link latency and loss statistics of a running hbd.
 #[derive(Debug, Parser)]
 #[command(name = "hbstat", version, about)]
-struct Cli {
+pub(crate) struct Cli {
     /// hbd's run directory (holds hbd.sock).
     #[arg(long, default_value = control::DEFAULT_RUN_DIR)]
     run_dir: PathBuf,

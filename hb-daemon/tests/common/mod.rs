@@ -137,6 +137,17 @@ pub fn answer(m: &mut Metrics, request: &Request) -> Response {
         Request::Shutdown => Response::Ack {
             message: "shutting down".into(),
         },
+        Request::Reload => Response::Ack {
+            message: "configuration reloaded: no change".into(),
+        },
+        Request::Parameter { name } => match name.as_str() {
+            "keepalive" => Response::Ack {
+                message: "1".into(),
+            },
+            _ => Response::Error {
+                message: format!("{name} is not set in ha.cf"),
+            },
+        },
     }
 }
 

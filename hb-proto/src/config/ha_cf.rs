@@ -213,6 +213,7 @@ struct Raw {
     syslog_ident: Option<String>,
     self_fence_command: Option<Vec<String>>,
     control_group: Option<String>,
+    parameters: Vec<(String, String)>,
     /// First line of each single-valued directive, to warn when one is repeated.
     seen: HashMap<String, usize>,
 }
@@ -249,6 +250,10 @@ pub(crate) fn parse_ha_cf_inner(path: &Path, bytes: &[u8]) -> HaCfParse {
             Some(i) => (&text[..i], text[i..].trim_start_matches(super::diag::is_ws)),
             None => (text, ""),
         };
+        raw.parameters.push((
+            directive.to_owned(),
+            super::diag::words(rest).collect::<Vec<_>>().join(" "),
+        ));
         directive_line(&mut raw, &mut d, n, directive, rest);
     }
     finish(raw, d)
@@ -1324,6 +1329,7 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
         syslog_ident: setting(raw.syslog_ident, DEFAULT_SYSLOG_IDENT.to_string()),
         self_fence_command: raw.self_fence_command,
         control_group: raw.control_group,
+        parameters: raw.parameters,
     };
     HaCfParse {
         ha_cf,

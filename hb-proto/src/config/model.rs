@@ -246,6 +246,10 @@ pub struct HaCf {
     pub ipfail_settle: Option<Duration>,
     /// hb: `ping_interval T` between ICMP echo requests to each ping node (default `keepalive`).
     pub ping_interval: Option<Duration>,
+    /// Every directive line as written, in file order: the name and its value with blanks
+    /// collapsed (Heartbeat's parameter table, what `cl_status hbparameter -p NAME` reads; see
+    /// [`HaCf::parameter`]).
+    pub parameters: Vec<(String, String)>,
     /// Directives present in the file that hb accepts but does not act on (each also a named
     /// warning), in file order: what `hbd --check` lists as not acted on.
     pub ignored: Vec<Ignored>,
@@ -334,6 +338,17 @@ pub const DEFAULT_SELF_FENCE_COMMAND: &[&str] = &["reboot", "-f", "-f"];
 pub const DEFAULT_CONTROL_GROUP: &str = "haclient";
 
 impl HaCf {
+    /// The value of directive `name` as written in `ha.cf` (the last line naming it), as
+    /// Heartbeat's `hbparameter` gives it (`keepalive` -> `200ms`); `None` when the file does
+    /// not set it.
+    pub fn parameter(&self, name: &str) -> Option<&str> {
+        self.parameters
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The `stonith_host` lines, parsed.
     pub fn stonith_devices(&self) -> Vec<StonithHost> {
         self.stonith_hosts
@@ -390,10 +405,10 @@ impl HaCf {
         self.ping.len() + self.ping_groups.len()
     }
 
-    /// The self-fence command when the admin configured fencing (`self_fence_command`, or
-    /// `stonith_host`/`fence_command` lines or a `watchdog`, which use
-    /// [`DEFAULT_SELF_FENCE_COMMAND`]); `None`
-    /// when nothing is configured: then a group whose stop fails is kept and retried.
+    /// The command this node fences itself with when a group cannot be stopped:
+    /// `self_fence_command`, or [`DEFAULT_SELF_FENCE_COMMAND`] when fencing is configured
+    /// otherwise (`stonith_host`, `fence_command` or a `watchdog`); `None` when nothing is
+    /// configured: then a group whose stop fails is kept and retried.
     pub fn self_fence(&self) -> Option<Vec<String>> {
         if let Some(c) = &self.self_fence_command {
             return Some(c.clone());

@@ -10,10 +10,11 @@
 //! `Node::set_timings`), `authkeys` (key rotation), ping nodes (`ping`, `ping_group`,
 //! `deadping`), logging (`logfile`, `debugfile`, `logfacility`, `debug`, `log_format`,
 //! `syslog_ident`), gratuitous ARP settings (`garp_count`, `garp_interval`), `metrics_listen`,
-//! `xdp`, `respawn` lines and fencing (`stonith_host`, `fence_command`, `watchdog`, `self_fence_command`).
+//! `xdp`, `respawn` lines and `self_fence_command`.
 //! Left for the next start: `node` lines, heartbeat media (`bcast`, `ucast`, `mcast`),
 //! `udpport`, the resource groups (`haresources`), `auto_failback`, `autojoin`,
-//! `control_socket`, `realtime`, `hopfudge`.
+//! `control_socket`, `realtime`, `hopfudge`, `watchdog` (the device is opened at start) and
+//! the fencing of peers (`stonith_host`, `fence_command`, `fence_delay`, `fence_timeout`).
 
 use std::time::Duration;
 
@@ -38,8 +39,7 @@ pub enum LiveChange {
     Xdp,
     /// `respawn` lines: children of removed lines are stopped, new lines started.
     Respawn,
-    /// `stonith_host`, `fence_command`, `watchdog` or `self_fence_command`: what a stop failure
-    /// leads to.
+    /// `self_fence_command`: how a stop failure fences this node.
     Fencing,
 }
 
@@ -55,7 +55,7 @@ impl LiveChange {
             LiveChange::MetricsListen => "metrics_listen",
             LiveChange::Xdp => "xdp",
             LiveChange::Respawn => "respawn",
-            LiveChange::Fencing => "stonith_host/fence_command/watchdog/self_fence_command",
+            LiveChange::Fencing => "self_fence_command",
         }
     }
 }
@@ -151,10 +151,7 @@ pub fn plan_reload(old: &Config, new: Config) -> ReloadPlan {
     add(LiveChange::Respawn, o.respawn != n.respawn);
     add(
         LiveChange::Fencing,
-        o.stonith_hosts != n.stonith_hosts
-            || o.watchdog != n.watchdog
-            || o.fence_commands != n.fence_commands
-            || o.self_fence_command != n.self_fence_command,
+        o.self_fence_command != n.self_fence_command,
     );
 
     let mut restart = Vec::new();
@@ -175,6 +172,14 @@ pub fn plan_reload(old: &Config, new: Config) -> ReloadPlan {
     keep("control_socket", o.control_socket != n.control_socket);
     keep("realtime", o.realtime.value != n.realtime.value);
     keep("hopfudge", o.hopfudge.value != n.hopfudge.value);
+    keep("watchdog", o.watchdog != n.watchdog);
+    keep("stonith_host", o.stonith_hosts != n.stonith_hosts);
+    keep("fence_command", o.fence_commands != n.fence_commands);
+    keep("fence_delay", o.fence_delay.value != n.fence_delay.value);
+    keep(
+        "fence_timeout",
+        o.fence_timeout.value != n.fence_timeout.value,
+    );
 
     // Run on the new file, except what only a restart can change.
     let mut config = new;
@@ -187,6 +192,11 @@ pub fn plan_reload(old: &Config, new: Config) -> ReloadPlan {
     h.control_socket.clone_from(&o.control_socket);
     h.realtime = o.realtime.clone();
     h.hopfudge = o.hopfudge.clone();
+    h.watchdog.clone_from(&o.watchdog);
+    h.stonith_hosts.clone_from(&o.stonith_hosts);
+    h.fence_commands.clone_from(&o.fence_commands);
+    h.fence_delay = o.fence_delay.clone();
+    h.fence_timeout = o.fence_timeout.clone();
     config.groups.clone_from(&old.groups);
     ReloadPlan {
         live,

@@ -571,6 +571,14 @@ fn hb_additions() {
     ))
     .value;
     assert_eq!(c.control_group.as_deref(), Some("monitoring"));
+    assert_eq!(c.parameter("garp_interval"), Some("100ms"));
+    assert_eq!(
+        c.parameter("keepalive"),
+        Some("2"),
+        "as written: {:?}",
+        c.parameters
+    );
+    assert_eq!(c.parameter("warntime"), None);
     assert_eq!(
         ha_cf(&format!("{BASE}control_group none\n"))
             .value
@@ -1100,7 +1108,7 @@ fn log_format_syslog_ident_and_self_fence_command() {
             "now".to_string()
         ])
     );
-    // A watchdog or stonith_host without self_fence_command: the forced reboot.
+    // A watchdog (or stonith_host, fence_command) without self_fence_command: the forced reboot.
     let h = ha_cf(&format!("{BASE}watchdog /dev/watchdog\n")).value;
     assert_eq!(
         h.self_fence(),

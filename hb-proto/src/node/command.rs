@@ -103,6 +103,7 @@ impl Node {
             Command::Shutdown => {
                 self.phase = Phase::ShuttingDown;
                 self.dirty = true;
+                self.shutdown_began(now);
                 self.event(Event::ShuttingDown);
             }
         }

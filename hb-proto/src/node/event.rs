@@ -256,6 +256,43 @@ pub enum Event {
     /// The clean stop completed: groups released, shutdown notice sent.
     /// `Heartbeat shutdown complete.`
     Stopped,
+    /// A reload changed the failure-detector timings.
+    TimingsChanged {
+        /// New `keepalive`.
+        keepalive: Duration,
+        /// New `deadtime`.
+        deadtime: Duration,
+        /// New `warntime`.
+        warntime: Duration,
+        /// Peers whose heartbeats still come too slowly for the shorter `deadtime`: the
+        /// previous one stays in force for them until their pace fits.
+        kept_for: Vec<String>,
+    },
+    /// A group's stop failed after every attempt: its resources may still be up.
+    /// Heartbeat's `Resource STOP failure. Reboot required!`
+    StopFailureRebootRequired {
+        /// Group index.
+        group: usize,
+        /// The `haresources` line.
+        line: String,
+        /// Whether this node fences itself now (fencing configured); otherwise it keeps the
+        /// group and keeps retrying.
+        fencing: bool,
+    },
+    /// The self-fence command failed; the group is kept and its stop retried.
+    SelfFenceFailed {
+        /// The driver's error text.
+        error: String,
+    },
+    /// The self-fence command ran: this node stops heartbeating so a peer takes over once it
+    /// is declared dead.
+    SelfFenced,
+    /// A clean stop gave up on groups whose stop kept failing: hbd stops with their resources
+    /// possibly still running (no fencing configured).
+    ShutdownIncomplete {
+        /// The `haresources` lines left running.
+        lines: Vec<String>,
+    },
 }
 
 impl Event {
@@ -270,9 +307,13 @@ impl Event {
             | Event::LateWakeup { .. }
             | Event::TakeoverHeld { .. } => Level::Warn,
             Event::Ping(p) if p.is_warning() => Level::Warn,
-            Event::StartFailed { .. } | Event::StopFailed { .. } | Event::ConfigMismatch { .. } => {
-                Level::Error
-            }
+            Event::StartFailed { .. }
+            | Event::StopFailed { .. }
+            | Event::ConfigMismatch { .. }
+            | Event::StopFailureRebootRequired { .. }
+            | Event::SelfFenceFailed { .. }
+            | Event::SelfFenced
+            | Event::ShutdownIncomplete { .. } => Level::Error,
             Event::Fence(e) if e.is_error() => Level::Error,
             Event::Fence(e) if !e.is_info() => Level::Warn,
             _ => Level::Info,
@@ -407,6 +448,14 @@ impl Event {
             }
             Event::ShuttingDown => f.event = "shutting_down",
             Event::Stopped => f.event = "stopped",
+            Event::TimingsChanged { .. } => f.event = "timings_changed",
+            Event::StopFailureRebootRequired { group, line, .. } => {
+                f.event = "stop_failure_reboot_required";
+                group_line(&mut f, *group, line);
+            }
+            Event::SelfFenceFailed { .. } => f.event = "self_fence_failed",
+            Event::SelfFenced => f.event = "self_fenced",
+            Event::ShutdownIncomplete { .. } => f.event = "shutdown_incomplete",
         }
         f
     }
@@ -521,6 +570,54 @@ impl fmt::Display for Event {
             ),
             Event::ShuttingDown => write!(f, "Heartbeat shutdown in progress."),
             Event::Stopped => write!(f, "Heartbeat shutdown complete."),
+            Event::TimingsChanged {
+                keepalive,
+                deadtime,
+                warntime,
+                kept_for,
+            } => {
+                write!(
+                    f,
+                    "hb: timings now keepalive {} ms, deadtime {} ms, warntime {} ms",
+                    ms(*keepalive),
+                    ms(*deadtime),
+                    ms(*warntime)
+                )?;
+                if !kept_for.is_empty() {
+                    write!(
+                        f,
+                        "; the previous deadtime stays in force for {} until their heartbeats \
+                         come at least twice per deadtime",
+                        kept_for.join(", ")
+                    )?;
+                }
+                Ok(())
+            }
+            Event::StopFailureRebootRequired { line, fencing, .. } => {
+                write!(f, "Resource STOP failure. Reboot required! ({line}; ")?;
+                if *fencing {
+                    write!(f, "fencing this node)")
+                } else {
+                    write!(
+                        f,
+                        "no fencing configured: keeping the group and retrying its stop)"
+                    )
+                }
+            }
+            Event::SelfFenceFailed { error } => write!(
+                f,
+                "hb: self-fence failed: {error}; keeping the group and retrying its stop"
+            ),
+            Event::SelfFenced => write!(
+                f,
+                "hb: self-fence done: heartbeats stop so the peer takes over once it declares \
+                 this node dead"
+            ),
+            Event::ShutdownIncomplete { lines } => write!(
+                f,
+                "hb: shutdown incomplete: resources left running: {}",
+                lines.join("; ")
+            ),
         }
     }
 }

@@ -78,7 +78,7 @@ impl Node {
 
         // Liveness. A message whose arrival is already `deadtime` old (a late drained backlog)
         // updates arrival times but brings no link or node back.
-        let fresh = arrival + self.deadtime > now;
+        let fresh = arrival + self.peer_deadtime(i) > now;
         let p = &mut self.peers[i];
         if p.state == PeerState::Up
             && let Some(prev) = p.last_arrival
@@ -92,6 +92,13 @@ impl Node {
                     interval,
                 });
             }
+        }
+        let link_gap = self.peers[i].links[link.0]
+            .last_arrival
+            .filter(|a| arrival > *a)
+            .map(|a| arrival.saturating_since(a));
+        if let Some(gap) = link_gap {
+            self.note_pace(i, gap);
         }
         let p = &mut self.peers[i];
         p.last_arrival = Some(p.last_arrival.map_or(arrival, |a| a.max(arrival)));
@@ -245,10 +252,10 @@ impl Node {
             if i == self.local || self.peers[i].state != PeerState::Up {
                 continue;
             }
+            let deadtime = self.peer_deadtime(i);
             for l in 0..self.links.len() {
                 let pl = &mut self.peers[i].links[l];
-                if pl.state == LinkState::Up
-                    && pl.last_arrival.is_none_or(|a| now >= a + self.deadtime)
+                if pl.state == LinkState::Up && pl.last_arrival.is_none_or(|a| now >= a + deadtime)
                 {
                     pl.state = LinkState::Dead;
                     let (node, link) = (self.names[i].clone(), self.links[l].clone());

@@ -92,6 +92,7 @@ impl Node {
                     error,
                     retry_in,
                 });
+                self.stop_failed(now, group);
             }
             _ => {
                 self.counters.stale_results += 1;
@@ -293,10 +294,13 @@ impl Node {
         }
         self.clear_takeover_held();
         self.mach_down_check();
-        if self.phase == Phase::ShuttingDown
-            && self.local_groups.iter().all(|g| g.holding == Holding::None)
-        {
-            self.finish_shutdown(now);
+        if self.phase == Phase::ShuttingDown {
+            if self.local_groups.iter().all(|g| g.holding == Holding::None) {
+                self.finish_shutdown(now);
+            } else {
+                // Groups whose stop keeps failing: a clean stop is bounded.
+                self.give_up_if_done(now);
+            }
         }
     }
 

@@ -80,6 +80,33 @@ impl Node {
         if self.phase == Phase::Stopped {
             return;
         }
+        // Cheap checks before the digest is computed (a flood of junk or of forged senders must
+        // cost little): the fixed header (size, magic, version, length, type), then the sender
+        // id it names. Our own broadcast looped back, or a node not in ha.cf, costs no HMAC.
+        let header = match packet::peek_header(bytes) {
+            Ok(h) => h,
+            Err(e) => {
+                self.report(Reception::Rejected {
+                    link,
+                    reason: Rejection::Decode(e),
+                });
+                return;
+            }
+        };
+        if header.sender == self.ids[self.local] {
+            return;
+        }
+        if !self.ids.contains(&header.sender) {
+            self.counters.ignored_unknown_sender += 1;
+            self.report(Reception::Rejected {
+                link,
+                reason: Rejection::Replay {
+                    sender: header.sender,
+                    reason: RejectReason::UnknownNode(header.sender),
+                },
+            });
+            return;
+        }
         match packet::decode(bytes, &self.keys) {
             Ok(msg) => self.receive(now, link, arrival, read_at, msg),
             Err(e) => self.report(Reception::Rejected {

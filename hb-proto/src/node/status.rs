@@ -100,6 +100,9 @@ pub enum HoldingState {
     Stopping,
     /// Failed to start it.
     Failed,
+    /// Its stop failed: kept (resources may be up) while the stop is retried; Heartbeat's
+    /// `Resource STOP failure. Reboot required!` was logged.
+    StopFailed,
 }
 
 impl HoldingState {
@@ -111,6 +114,7 @@ impl HoldingState {
             HoldingState::Held => "held",
             HoldingState::Stopping => "stopping",
             HoldingState::Failed => "failed",
+            HoldingState::StopFailed => "stop failed, retrying (reboot required)",
         }
     }
 }
@@ -167,6 +171,9 @@ pub struct GroupView {
     pub local: Holding,
     /// Failed to start here; not retried until the back-off ends.
     pub failed: bool,
+    /// Failed stops since it last stopped cleanly (its resources may still be up; the stop is
+    /// being retried).
+    pub stop_failures: u32,
     /// The local node is in standby for it.
     pub standby: bool,
     /// The local node asked to take it over.
@@ -183,6 +190,7 @@ impl GroupView {
             Holding::None => HoldingState::None,
             Holding::Starting => HoldingState::Starting,
             Holding::Held => HoldingState::Held,
+            Holding::Stopping if self.stop_failures > 0 => HoldingState::StopFailed,
             Holding::Stopping => HoldingState::Stopping,
         }
     }
@@ -330,6 +338,7 @@ impl Node {
                     holders,
                     local: lg.holding,
                     failed: lg.failed_until.is_some(),
+                    stop_failures: lg.stop_failures,
                     standby: lg.standby,
                     wants: lg.wants,
                 }

@@ -555,6 +555,8 @@ impl Sim {
                 Output::Event(e) => self.hosts[h].events.push((now, e)),
                 Output::Received(Reception::Rejected { .. }) => self.rejected += 1,
                 Output::Received(Reception::Heard { .. }) => {}
+                // The simulation's resources always stop.
+                Output::SelfFence { .. } => {}
             }
         }
     }

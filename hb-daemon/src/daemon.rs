@@ -696,7 +696,6 @@ impl Driver {
                     plan.config.authkeys.active,
                     plan.config.authkeys.keys.keys().collect::<Vec<_>>()
                 ),
-                LiveChange::Ping => self.reload_ping(&plan.config),
                 LiveChange::Logging => reopen_logs(&plan.config),
                 LiveChange::Garp => {
                     let h = &plan.config.ha_cf;
@@ -747,19 +746,6 @@ impl Driver {
         if let Some(h) = self.xdp.as_mut() {
             set_xdp_deadlines(h, new, &self.ifindex_link);
         }
-    }
-
-    /// `ping`, `ping_group` or `deadping` changed (the [`LiveChange::Ping`] of the reload
-    /// plan): the place where ping-node monitoring takes its new targets and `deadping`.
-    /// `self.config` still holds the old configuration here, `new` the new one.
-    fn reload_ping(&mut self, new: &Config) {
-        let h = &new.ha_cf;
-        tracing::info!(
-            "hb: reload: ping nodes now {:?}, ping groups {:?}, deadping {} ms",
-            h.ping,
-            h.ping_groups.iter().map(|g| &g.name).collect::<Vec<_>>(),
-            h.effective_deadping().as_millis()
-        );
     }
 
     /// Fencing changed: what a stop failure leads to from now on.

@@ -7,14 +7,15 @@
 //! no I/O, no clock.
 //!
 //! Applied live: timings (`keepalive`, `deadtime`, `warntime`, `initdead`, through
-//! `Node::set_timings`), `authkeys` (key rotation), ping nodes (`ping`, `ping_group`,
-//! `deadping`), logging (`logfile`, `debugfile`, `logfacility`, `debug`, `log_format`,
+//! `Node::set_timings`), `authkeys` (key rotation), logging (`logfile`, `debugfile`, `logfacility`, `debug`, `log_format`,
 //! `syslog_ident`), gratuitous ARP settings (`garp_count`, `garp_interval`), `metrics_listen`,
 //! `xdp`, `respawn` lines and `self_fence_command`.
 //! Left for the next start: `node` lines, heartbeat media (`bcast`, `ucast`, `mcast`),
 //! `udpport`, the resource groups (`haresources`), `auto_failback`, `autojoin`,
 //! `control_socket`, `realtime`, `hopfudge`, `watchdog` (the device is opened at start) and
-//! the fencing of peers (`stonith_host`, `fence_command`, `fence_delay`, `fence_timeout`).
+//! the fencing of peers (`stonith_host`, `fence_command`, `fence_delay`, `fence_timeout`), and
+//! ping nodes and ipfail (`ping`, `ping_group`, `deadping`, `ping_interval`, `ipfail`,
+//! `ipfail_settle`: the raw ICMP socket and the ping-node monitor are set up at start).
 
 use std::time::Duration;
 
@@ -27,8 +28,6 @@ pub enum LiveChange {
     Timings,
     /// `authkeys`: the new active key signs from now on, every listed key verifies.
     AuthKeys,
-    /// `ping`, `ping_group`, `deadping`, `ping_interval`, `ipfail` or `ipfail_settle`.
-    Ping,
     /// `logfile`, `debugfile`, `logfacility`, `debug`, `log_format` or `syslog_ident`.
     Logging,
     /// `garp_count` or `garp_interval` (for addresses acquired from now on).
@@ -49,7 +48,6 @@ impl LiveChange {
         match self {
             LiveChange::Timings => "keepalive/deadtime/warntime/initdead",
             LiveChange::AuthKeys => "authkeys",
-            LiveChange::Ping => "ping/ping_group/deadping/ping_interval/ipfail/ipfail_settle",
             LiveChange::Logging => "logfile/debugfile/logfacility/debug/log_format/syslog_ident",
             LiveChange::Garp => "garp_count/garp_interval",
             LiveChange::MetricsListen => "metrics_listen",
@@ -121,15 +119,12 @@ pub fn plan_reload(old: &Config, new: Config) -> ReloadPlan {
     };
     add(LiveChange::Timings, Timings::of(o) != Timings::of(n));
     add(LiveChange::AuthKeys, old.authkeys != new.authkeys);
-    add(
-        LiveChange::Ping,
-        o.ping != n.ping
-            || o.ping_groups != n.ping_groups
-            || o.deadping != n.deadping
-            || o.ping_interval != n.ping_interval
-            || o.ipfail != n.ipfail
-            || o.ipfail_settle != n.ipfail_settle,
-    );
+    let ping_changed = o.ping != n.ping
+        || o.ping_groups != n.ping_groups
+        || o.deadping != n.deadping
+        || o.ping_interval != n.ping_interval
+        || o.ipfail != n.ipfail
+        || o.ipfail_settle != n.ipfail_settle;
     add(
         LiveChange::Logging,
         o.logfile != n.logfile
@@ -169,6 +164,10 @@ pub fn plan_reload(old: &Config, new: Config) -> ReloadPlan {
         o.auto_failback.value != n.auto_failback.value,
     );
     keep("autojoin", o.autojoin.value != n.autojoin.value);
+    keep(
+        "ping/ping_group/deadping/ping_interval/ipfail/ipfail_settle",
+        ping_changed,
+    );
     keep("control_socket", o.control_socket != n.control_socket);
     keep("realtime", o.realtime.value != n.realtime.value);
     keep("hopfudge", o.hopfudge.value != n.hopfudge.value);
@@ -189,6 +188,12 @@ pub fn plan_reload(old: &Config, new: Config) -> ReloadPlan {
     h.udpport = o.udpport.clone();
     h.auto_failback = o.auto_failback.clone();
     h.autojoin = o.autojoin.clone();
+    h.ping.clone_from(&o.ping);
+    h.ping_groups.clone_from(&o.ping_groups);
+    h.deadping = o.deadping;
+    h.ping_interval = o.ping_interval;
+    h.ipfail = o.ipfail.clone();
+    h.ipfail_settle = o.ipfail_settle;
     h.control_socket.clone_from(&o.control_socket);
     h.realtime = o.realtime.clone();
     h.hopfudge = o.hopfudge.clone();
@@ -273,14 +278,13 @@ mod tests {
     fn key_rotation_logging_garp_metrics_xdp_respawn_fencing_apply_live() {
         let extra = "logfile /var/log/ha-log\nlog_format hb\nsyslog_ident hb\ngarp_count 3\n\
                      metrics_listen 127.0.0.1:9694\nxdp off\nrespawn hacluster /bin/true\n\
-                     self_fence_command /bin/true\nping 10.0.0.1\n";
+                     self_fence_command /bin/true\n";
         let new = config(&format!("{BASE}{extra}"), "n1 10.0.0.100 httpd\n", "other");
         let plan = plan_reload(&base(), new);
         assert_eq!(
             plan.live,
             vec![
                 LiveChange::AuthKeys,
-                LiveChange::Ping,
                 LiveChange::Logging,
                 LiveChange::Garp,
                 LiveChange::MetricsListen,
@@ -315,5 +319,26 @@ mod tests {
         assert_eq!(c.ha_cf.media, old.ha_cf.media);
         assert_eq!(c.groups, old.groups);
         assert_eq!(c.ha_cf.auto_failback.value, old.ha_cf.auto_failback.value);
+    }
+
+    #[test]
+    fn ping_nodes_and_ipfail_wait_for_a_restart() {
+        // The raw ICMP socket and the ping-node monitor are set up at start: a reload names the
+        // change and runs on the old ping nodes rather than claiming to apply it.
+        let extra = "ping 10.0.0.1\ndeadping 200ms\nipfail on\n";
+        let old = base();
+        let plan = plan_reload(
+            &old,
+            config(&format!("{BASE}{extra}"), "n1 10.0.0.100 httpd\n", "secret"),
+        );
+        assert_eq!(
+            plan.restart,
+            vec!["ping/ping_group/deadping/ping_interval/ipfail/ipfail_settle"]
+        );
+        assert!(plan.live.is_empty(), "{:?}", plan.live);
+        let h = &plan.config.ha_cf;
+        assert_eq!(h.ping, old.ha_cf.ping);
+        assert_eq!(h.deadping, old.ha_cf.deadping);
+        assert_eq!(h.ipfail.value, old.ha_cf.ipfail.value);
     }
 }

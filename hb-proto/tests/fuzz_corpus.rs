@@ -59,10 +59,9 @@ fn cluster_corpus() {
     replay("cluster", fuzz::cluster);
 }
 
-/// A finding of the cluster target not fixed yet (fuzz/findings/README.md): stale shutdown
-/// notices from both nodes' previous generations make both new incarnations start group 0.
+/// Regression test for the cluster target's finding (fuzz/findings/README.md): stale shutdown
+/// notices from both nodes' previous generations made both new incarnations start group 0.
 #[test]
-#[ignore = "open bug found by the cluster fuzz target (issue 17): see fuzz/findings/README.md"]
 fn cluster_finding_stale_shutdown_notice() {
     fuzz::cluster(include_bytes!(
         "../../fuzz/findings/cluster/stale-shutdown-notice"

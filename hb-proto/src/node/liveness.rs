@@ -66,6 +66,15 @@ impl Node {
             self.counters.ignored_config_mismatch += 1;
         }
 
+        if msg.kind == MessageKind::Shutdown && p.state == PeerState::Unknown {
+            // A notice from a peer this run has not heard alive yet: it can be a previous
+            // incarnation's, still in flight while both nodes restart at once. Taken as the peer
+            // leaving, it would let each node start the other's groups (the cluster fuzz
+            // target's finding). It is counted and set aside: the peer's own heartbeats, or
+            // initdead, decide.
+            self.counters.ignored_stale += 1;
+            return false;
+        }
         if msg.kind == MessageKind::Shutdown {
             p.shutdown_generation = Some(msg.generation);
             self.event(Event::ShutdownNotice {

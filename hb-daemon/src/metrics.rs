@@ -907,62 +907,15 @@ mod tests {
 
     #[test]
     fn from_config_takes_peers_and_distinct_interfaces() {
-        use hb_proto::config::{AuthKeys, Config, HaCf, Media, Setting, XdpMode};
-        let d = |ms| Setting::default_value(Duration::from_millis(ms));
-        let ha_cf = HaCf {
-            keepalive: d(10),
-            deadtime: d(50),
-            warntime: d(30),
-            initdead: d(100),
-            udpport: Setting::default_value(694),
-            media: vec![
-                Media::Bcast {
-                    iface: "eth1".into(),
-                },
-                Media::Ucast {
-                    iface: "eth2".into(),
-                    addr: "10.0.1.2".parse().unwrap(),
-                },
-                Media::Ucast {
-                    iface: "eth1".into(),
-                    addr: "10.0.0.3".parse().unwrap(),
-                },
-            ],
-            nodes: vec!["node1".into(), "node2".into(), "node3".into()],
-            auto_failback: Setting::default_value(hb_proto::config::AutoFailback::On),
-            logfile: None,
-            debugfile: None,
-            logfacility: None,
-            debug: Setting::default_value(0),
-            ping: vec![],
-            ping_groups: vec![],
-            deadping: None,
-            respawn: vec![],
-            stonith_hosts: vec![],
-            fence_commands: vec![],
-            fence_delay: Setting::default_value(hb_proto::config::ha_cf::DEFAULT_FENCE_DELAY),
-            fence_timeout: Setting::default_value(hb_proto::config::ha_cf::DEFAULT_FENCE_TIMEOUT),
-            watchdog: None,
-            realtime: Setting::default_value(true),
-            hopfudge: Setting::default_value(1),
-            autojoin: Setting::default_value("none".into()),
-            xdp: Setting::default_value(XdpMode::Auto),
-            garp_count: Setting::default_value(5),
-            garp_interval: d(200),
-            metrics_listen: None,
-            control_socket: None,
-            ipfail: Setting::default_value(false),
-            ipfail_settle: None,
-            ping_interval: None,
-            ignored: vec![],
-            log_format: hb_proto::config::Setting::default_value(
-                hb_proto::config::LogFormat::Heartbeat,
-            ),
-            syslog_ident: hb_proto::config::Setting::default_value("heartbeat".into()),
-            self_fence_command: None,
-            control_group: None,
-            parameters: vec![],
-        };
+        use hb_proto::config::{AuthKeys, Config, parse_ha_cf};
+        // Parsed from ha.cf text, so the test does not restate every HaCf field (each new
+        // directive used to have to be added here by hand).
+        let text = "keepalive 10ms\ndeadtime 50ms\nwarntime 30ms\ninitdead 100ms\n\
+                    bcast eth1\nucast eth2 10.0.1.2\nucast eth1 10.0.0.3\n\
+                    node node1 node2 node3\n";
+        let ha_cf = parse_ha_cf(std::path::Path::new("ha.cf"), text.as_bytes())
+            .unwrap()
+            .value;
         let config = Config {
             config_dir: "/etc/ha.d".into(),
             local_node: "node2".into(),

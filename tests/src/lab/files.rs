@@ -140,7 +140,12 @@ start)
         exit 1
     fi
     running && exit 0
-    exec /usr/sbin/apache2 -f "$CONF" -k start
+    /usr/sbin/apache2 -f "$CONF" -k start || exit $?
+    # `apache2 -k start` returns once it has forked; the server writes its pid file a moment
+    # later. Return when it has (up to 5 s), so a `status` right after `start` sees it.
+    i=0
+    while ! running && [ $i -lt 1000 ]; do sleep 0.005; i=$((i+1)); done
+    running
     ;;
 stop)
     if [ -e "$FAULTS/fail-stop" ]; then

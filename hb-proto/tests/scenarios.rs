@@ -536,6 +536,33 @@ fn the_rightful_owner_does_not_abandon_its_start_for_a_claimant() {
 }
 
 #[test]
+fn a_peer_seen_only_releasing_our_group_makes_us_announce_again() {
+    // The soak's loss burst: node2 declared node1 dead (one-sided, 50% loss), started the
+    // group, sent its gratuitous ARP, heard node1 keep it and released; node1 lost every
+    // heartbeat that showed node2 claiming it and saw only `Stopping`. The client points at
+    // node2 by then: node1 announces at once, and again when node2 shows it released.
+    let mut b = node1_holding();
+    let outs = b.peer_beats(55, 55, Holding::Stopping);
+    assert_eq!(
+        lines(&outs),
+        [format!("Re-announcing resource group: {LINE}")]
+    );
+    assert_eq!(actions(&outs), [Output::Reannounce { group: 0 }]);
+    let outs = b.peer_beats(65, 85, Holding::Stopping);
+    assert!(actions(&outs).is_empty(), "once while it stops");
+    let outs = b.peer_beats(95, 95, Holding::None);
+    assert_eq!(actions(&outs), [Output::Reannounce { group: 0 }]);
+    let outs = b.peer_beats(105, 200, Holding::None);
+    assert!(actions(&outs).is_empty());
+    assert_eq!(b.node.holding(0), Some(Holding::Held));
+    assert_eq!(
+        b.node.counters().dual_ownerships,
+        0,
+        "not a dual claim it saw"
+    );
+}
+
+#[test]
 fn heal_after_the_loser_already_released_still_reannounces() {
     // node1 holds; node2 was declared dead (partition), took the group and released it again
     // before node1 heard it (the heal reached node2 first): node1 never sees a claim, yet

@@ -93,7 +93,14 @@ pub(crate) async fn dump_addresses(
     let _one_at_a_time = DUMP.lock().await;
     let mut tries = 1;
     loop {
-        match dump_addresses_once(handle).await {
+        // Bounded, so that one dump that never ends cannot hold every later one (a stop's).
+        let attempt = tokio::time::timeout(DUMP_TIMEOUT, dump_addresses_once(handle))
+            .await
+            .unwrap_or_else(|_| {
+                tracing::warn!("address dump: no answer in {DUMP_TIMEOUT:?}");
+                Err(rtnetlink::Error::RequestFailed)
+            });
+        match attempt {
             // A dump still running on the socket (one begun elsewhere, or cut short): again.
             Err(e) if errno(&e) == Some(libc::EBUSY) && tries < DUMP_TRIES => {
                 tries += 1;
@@ -107,6 +114,8 @@ pub(crate) async fn dump_addresses(
 /// Tries of an address dump the kernel refuses with `EBUSY`, [`DUMP_PAUSE`] apart.
 const DUMP_TRIES: u32 = 5;
 const DUMP_PAUSE: Duration = Duration::from_millis(5);
+/// Longest wait for one address dump.
+const DUMP_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn dump_addresses_once(
     handle: &Handle,

@@ -123,7 +123,8 @@ impl Lab {
 CONF={conf}
 PIDFILE={run}/httpd.pid
 FAIL_START={fail}
-# Lab::set_resource_fault: fail-start / fail-stop here make the next actions fail.
+# Lab::set_resource_fault: fail-start / fail-stop here make the next actions fail;
+# Lab::set_slow_start: slow-start holds the seconds a start waits before Apache starts.
 FAULTS={faults}
 running() {{
     [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
@@ -140,6 +141,7 @@ start)
         exit 1
     fi
     running && exit 0
+    [ -s "$FAULTS/slow-start" ] && sleep "$(cat "$FAULTS/slow-start")"
     /usr/sbin/apache2 -f "$CONF" -k start || exit $?
     # `apache2 -k start` returns once it has forked; the server writes its pid file a moment
     # later. Return when it has (up to 5 s), so a `status` right after `start` sees it.

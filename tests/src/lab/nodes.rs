@@ -211,6 +211,22 @@ impl Lab {
         Ok(monotonic_ns())
     }
 
+    /// Makes `node`'s resource script wait `delay` before it starts Apache (a slow start, as
+    /// a database's), or not (`None`).
+    pub fn set_slow_start(&self, node: Node, delay: Option<Duration>) -> Result<()> {
+        let flag = self.node_dir(node).join("slow-start");
+        match delay {
+            Some(d) => fs::write(&flag, format!("{:.3}\n", d.as_secs_f64()))
+                .with_context(|| format!("writing {}", flag.display())),
+            None => match fs::remove_file(&flag) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(e).with_context(|| format!("removing {}", flag.display()))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
     /// Runs `resource.d/httpd ACTION` on `node` (as hbd would) and returns its output; exit status
     /// 0 is success (`status`: 0 running, 3 stopped).
     pub fn httpd(&self, node: Node, action: &str) -> Result<Output> {

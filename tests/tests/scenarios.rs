@@ -1233,9 +1233,8 @@ fn stonith_heartbeat_only_partition_one_survivor() {
     let e = Expect::new(Node::N1, t)
         .no_log(Node::N2, "Resetting node n1", t)
         .no_log(Node::N2, "Acquiring resource group", t)
-        .no_log(Node::N1, "Releasing resource group", t);
-    let mut e = e;
-    e.never_moved = true;
+        .no_log(Node::N1, "Releasing resource group", t)
+        .never_moved();
     check(s.finish(e));
     drop(plugin);
 }

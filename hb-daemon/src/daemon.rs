@@ -759,6 +759,14 @@ impl Driver {
                     }
                 }
                 LiveChange::Fencing => self.reload_fencing(&plan.config),
+                LiveChange::Ping => {
+                    if !self.reload_ping(now, &plan.config) {
+                        hb_proto::config::keep_running_ping(
+                            &mut plan.config.ha_cf,
+                            &self.config.ha_cf,
+                        );
+                    }
+                }
             }
         }
         let h = &plan.config.ha_cf;
@@ -789,6 +797,51 @@ impl Driver {
         if let Some(h) = self.xdp.as_mut() {
             set_xdp_deadlines(h, new, &self.ifindex_link);
         }
+    }
+
+    /// Ping nodes or ipfail changed: the raw ICMP socket is opened when the first ping node
+    /// comes and closed when the last goes, the core's monitor is rebuilt (addresses that stay
+    /// keep their state, see [`Node::set_ping`]) and the requests in flight and the per-address
+    /// metrics follow. `false` (nothing changed, the old ping nodes kept) when the socket
+    /// cannot be opened.
+    fn reload_ping(&mut self, now: Timestamp, new: &Config) -> bool {
+        let count = new.ha_cf.ping_node_count();
+        if count > 0 && self.pinger.is_none() {
+            match Pinger::open() {
+                Ok(p) => {
+                    self.pinger = Some(p);
+                    tracing::info!("hb: reload: ping nodes: raw ICMP socket opened");
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "hb: reload: ping nodes: raw ICMP socket: {e} (hbd needs CAP_NET_RAW);                          running on the previous ping nodes"
+                    );
+                    return false;
+                }
+            }
+        }
+        // Replies already queued belong to the old addresses.
+        self.drain_pings();
+        let map = self.node.set_ping(now, &new.ha_cf);
+        if count == 0 {
+            if self.pinger.take().is_some() {
+                tracing::info!("hb: reload: no ping nodes left: raw ICMP socket closed");
+            }
+        } else if let Some(p) = self.pinger.as_mut() {
+            p.remap(&map);
+        }
+        self.metrics
+            .set_ping_links(&crate::metrics::ping_links(new));
+        let names: Vec<String> = hb_proto::ping::ping_targets(&new.ha_cf)
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        tracing::info!(
+            "hb: reload: ping nodes now [{}] (addresses that stay keep their state, new ones              start unknown)",
+            names.join(", ")
+        );
+        announce_ipfail(new);
+        true
     }
 
     /// Fencing changed: what a stop failure leads to from now on.

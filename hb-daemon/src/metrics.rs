@@ -397,6 +397,14 @@ pub struct Metrics {
 /// Label under which events naming a peer or link not in the configuration are counted.
 pub const UNKNOWN_PEER_OR_LINK: &str = "unknown_peer_or_link";
 
+/// The ping-node addresses of `config`, as `(ping node, address)` in the core's link order.
+pub fn ping_links(config: &hb_proto::config::Config) -> Vec<(String, std::net::IpAddr)> {
+    hb_proto::ping::ping_targets(&config.ha_cf)
+        .into_iter()
+        .flat_map(|t| t.addrs.into_iter().map(move |a| (t.name.clone(), a)))
+        .collect()
+}
+
 impl Metrics {
     /// Metrics for `local_node` and its `peers`, each reachable over every one of `links`
     /// (interface names), all in configuration order. `now` starts the window.
@@ -434,19 +442,33 @@ impl Metrics {
 
     /// Adds ping-node addresses, as `(ping node, address)` in the core's link order.
     pub fn with_ping_links<N: AsRef<str>, A: ToString>(mut self, links: &[(N, A)]) -> Self {
+        self.set_ping_links(links);
+        self
+    }
+
+    /// The ping-node addresses after a reload, as `(ping node, address)` in the core's link
+    /// order: an address of the same ping node that stays keeps its state and figures, a new
+    /// one starts empty (dead until its first reply), a removed one is dropped.
+    pub fn set_ping_links<N: AsRef<str>, A: ToString>(&mut self, links: &[(N, A)]) {
+        let mut old = std::mem::take(&mut self.ping);
         self.ping = links
             .iter()
-            .map(|(n, a)| PingMetrics {
-                node: n.as_ref().to_owned(),
-                addr: a.to_string(),
-                state: LinkState::Dead,
-                sent: 0,
-                received: 0,
-                send_errors: 0,
-                rtt: LatencyHistogram::new(),
+            .map(|(n, a)| {
+                let (node, addr) = (n.as_ref(), a.to_string());
+                match old.iter().position(|p| p.node == node && p.addr == addr) {
+                    Some(i) => old.swap_remove(i),
+                    None => PingMetrics {
+                        node: node.to_owned(),
+                        addr,
+                        state: LinkState::Dead,
+                        sent: 0,
+                        received: 0,
+                        send_errors: 0,
+                        rtt: LatencyHistogram::new(),
+                    },
+                }
             })
             .collect();
-        self
     }
 
     /// An echo request to ping-node address `link` was sent (`ok`) or refused by the kernel.
@@ -496,12 +518,7 @@ impl Metrics {
                 links.push(m.iface());
             }
         }
-        let ping = hb_proto::ping::ping_targets(&config.ha_cf);
-        let ping_links: Vec<(&str, std::net::IpAddr)> = ping
-            .iter()
-            .flat_map(|t| t.addrs.iter().map(move |a| (t.name.as_str(), *a)))
-            .collect();
-        Self::new(&config.local_node, &peers, &links, now).with_ping_links(&ping_links)
+        Self::new(&config.local_node, &peers, &links, now).with_ping_links(&ping_links(config))
     }
 
     fn peer_mut(&mut self, peer: &str) -> Option<&mut PeerMetrics> {
@@ -742,6 +759,26 @@ mod tests {
 
     fn metrics() -> Metrics {
         Metrics::new("node1", &["node2"], &["eth1", "eth2"], Timestamp(0))
+    }
+
+    #[test]
+    fn reloaded_ping_links_keep_the_figures_of_addresses_that_stay() {
+        let mut m = metrics().with_ping_links(&[("10.0.0.1", "10.0.0.1"), ("gw", "10.0.0.2")]);
+        m.record_ping_sent(1, true);
+        m.set_ping_state("gw", "10.0.0.2", LinkState::Up);
+        m.set_ping_links(&[("gw", "10.0.0.2"), ("10.0.0.3", "10.0.0.3")]);
+        let p = m.snapshot_at(Timestamp(0)).ping;
+        let rows: Vec<_> = p
+            .iter()
+            .map(|p| (p.node.as_str(), p.addr.as_str(), p.state, p.sent))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("gw", "10.0.0.2", LinkState::Up, 1),
+                ("10.0.0.3", "10.0.0.3", LinkState::Dead, 0)
+            ]
+        );
     }
 
     #[test]

@@ -332,6 +332,9 @@ struct Peer {
     mismatch_next_report: Option<Timestamp>,
     /// Ping-node counts in the message whose state is applied.
     ping: Option<PingCounts>,
+    /// Dead, its takeover held by the ping guard, when a reload removed every ping node: still
+    /// held until it comes back (a reload never lifts the guard, see `reload`).
+    ping_hold: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -485,6 +488,7 @@ impl Node {
             config_mismatch: None,
             mismatch_next_report: None,
             ping: None,
+            ping_hold: false,
         };
         let local_group = LocalGroup {
             holding: Holding::None,

@@ -318,6 +318,10 @@ pub struct StatsReport {
     /// Ping-node counts and ipfail (`None` without ping nodes).
     #[serde(default)]
     pub ping_summary: Option<PingSummary>,
+    /// Send jitter of the periodic heartbeats, one entry per link in configuration order
+    /// (filled in by the daemon from [`crate::sender::SendStats`]).
+    #[serde(default)]
+    pub send: Vec<crate::sender::SendLinkStats>,
 }
 
 #[derive(Debug, Clone)]
@@ -701,6 +705,7 @@ impl Metrics {
                 })
                 .collect(),
             ping_summary: None,
+            send: Vec::new(),
         }
     }
 

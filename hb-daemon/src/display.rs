@@ -358,6 +358,20 @@ pub fn stats(r: &StatsReport, histogram: bool) -> String {
             link_block(&mut out, l, &r.bucket_bounds_ns, histogram);
         }
     }
+    if !r.send.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nsending (periodic heartbeats; jitter = handed to the kernel - scheduled):"
+        );
+        for l in &r.send {
+            let _ = writeln!(out, "  link {}: sent {}", l.link, l.sent);
+            percentile_table(&mut out, "    ", &[("jitter", &l.jitter)]);
+            if histogram && l.jitter.count > 0 {
+                let _ = writeln!(out, "    jitter distribution:");
+                out.push_str(&bar_chart(&l.jitter, &r.bucket_bounds_ns, "      "));
+            }
+        }
+    }
     if let Some(sum) = &r.ping_summary {
         let peers = sum
             .peers
@@ -641,6 +655,21 @@ mod tests {
             ]
         );
         assert!(s.contains("rejected packets: bad_auth 1"), "{s}");
+        assert!(
+            !s.contains("sending"),
+            "no send section without send statistics: {s}"
+        );
+        let mut send = crate::sender::SendStats::new(&["eth1"]);
+        send.record(0, Timestamp(0), Timestamp(40_000));
+        let mut r2 = r.clone();
+        r2.send = send.report();
+        let s2 = stats(&r2, false);
+        assert!(s2.contains("  link eth1: sent 1\n"), "{s2}");
+        let jitter = s2
+            .lines()
+            .find(|l| l.trim_start().starts_with("jitter "))
+            .unwrap();
+        assert_eq!(jitter.split_whitespace().nth(2), Some("40.0us"), "{s2}");
         // The chart: 999 gaps in (5 ms, 10 ms], none in (10, 20], one in (20, 50]: the full
         // bar, an empty one and a sliver.
         let chart = bar_chart(&r.peers[0].links[0].gap, &BUCKET_BOUNDS_NS, "");

@@ -367,6 +367,8 @@ struct Driver {
     receivers: Vec<(Receiver, usize)>,
     xdp: Option<XdpHandle>,
     ring: Option<RingReader>,
+    /// Why each interface not on the XDP path is on the socket path.
+    socket_why: xdp::SocketReasons,
     ifindex_link: HashMap<u32, usize>,
     control_rx: mpsc::Receiver<ControlCall>,
     agent_tx: mpsc::UnboundedSender<AgentJob>,
@@ -455,7 +457,7 @@ impl Driver {
         }
 
         // XDP fast path (socket path above stays open for what XDP passes on).
-        let (xdp_handle, ring) = attach_xdp(&config, &ifindex_link)?;
+        let (xdp_handle, ring, socket_why) = attach_xdp(&config, &ifindex_link)?;
 
         // Ping nodes: the admin asked for them, so no raw socket means no start.
         let pinger = if ha.ping_node_count() > 0 {
@@ -513,6 +515,7 @@ impl Driver {
             receivers,
             xdp: xdp_handle,
             ring,
+            socket_why,
             ifindex_link,
             control_rx,
             agent_tx,
@@ -611,6 +614,7 @@ impl Driver {
                             self.metrics.record_socket_error("ring_read");
                             self.ring = None;
                             self.xdp = None;
+                            self.set_socket_why(&format!("XDP ring buffer read failed: {e}"));
                         }
                     }
                 }
@@ -828,6 +832,7 @@ impl Driver {
                     self.drain_ring();
                     self.ring = None;
                     self.xdp = None;
+                    self.set_socket_why("xdp off in ha.cf (reload)");
                     tracing::info!("hb: reload: XDP detached; heartbeats on the socket path");
                 }
             }
@@ -836,12 +841,16 @@ impl Driver {
                     return;
                 }
                 match attach_xdp(new, &self.ifindex_link) {
-                    Ok((Some(h), Some(r))) => {
+                    Ok((Some(h), Some(r), why)) => {
                         self.xdp = Some(h);
                         self.ring = Some(r);
+                        self.socket_why = why;
                         tracing::info!("hb: reload: XDP attached");
                     }
-                    Ok(_) => tracing::info!("hb: reload: XDP not available; socket path kept"),
+                    Ok((_, _, why)) => {
+                        self.socket_why = why;
+                        tracing::info!("hb: reload: XDP not available; socket path kept");
+                    }
                     Err(e) => tracing::error!("hb: reload: {e}; socket path kept"),
                 }
             }
@@ -1209,6 +1218,7 @@ impl Driver {
                         dropped.saturating_sub(self.xdp_dropped_base),
                     );
                 }
+                report.delivery = self.delivery();
                 Response::Stats(Box::new(report))
             }
             Request::ResetStats => {
@@ -1256,7 +1266,22 @@ impl Driver {
 
     fn status_report(&self, now: Timestamp) -> control::StatusReport {
         let status = self.node().status();
-        status_report(&status, now, self.started)
+        let mut report = status_report(&status, now, self.started);
+        report.delivery = self.delivery();
+        report
+    }
+
+    /// Per heartbeat interface: XDP or socket path, why, and the XDP program's counters.
+    fn delivery(&self) -> Vec<control::DeliveryStatus> {
+        delivery_status(&self.config, self.xdp.as_ref(), &self.socket_why)
+    }
+
+    /// Every heartbeat interface is on the socket path now, for `why`.
+    fn set_socket_why(&mut self, why: &str) {
+        self.socket_why = xdp::media_ifaces(&self.config.ha_cf.media)
+            .into_iter()
+            .map(|i| (i, why.to_owned()))
+            .collect();
     }
 }
 
@@ -1358,6 +1383,7 @@ pub fn status_report(
         groups,
         haresources_mismatch: s.haresources_mismatch.clone(),
         fence_pending: s.fence_pending.clone(),
+        delivery: Vec::new(),
         ping: ping_status(s, now),
     }
 }
@@ -1499,20 +1525,21 @@ fn reopen_logs(config: &Config) {
     }
 }
 
+/// What [`attach_xdp`] set up: the program and its ring (`None`, `None` when it is off or
+/// unavailable in `auto` mode), and why each interface left on the socket path is there.
+type XdpSetup = (Option<XdpHandle>, Option<RingReader>, xdp::SocketReasons);
+
 /// Loads and attaches the XDP fast path as `config` says, with a kernel deadline per peer and
-/// interface; `(None, None)` when it is off or unavailable in `auto` mode.
+/// interface.
 fn attach_xdp(
     config: &Config,
     ifindex_link: &HashMap<u32, usize>,
-) -> Result<(Option<XdpHandle>, Option<RingReader>), DaemonError> {
+) -> Result<XdpSetup, DaemonError> {
     let ha = &config.ha_cf;
-    let mut handle = xdp::start_xdp(
-        ha.xdp.value,
-        &xdp::media_ifaces(&ha.media),
-        ha.udpport.value,
-        true,
-    )
-    .map_err(setup("XDP"))?;
+    let ifaces = xdp::media_ifaces(&ha.media);
+    let (mut handle, mut why) =
+        xdp::start_xdp_explained(ha.xdp.value, &ifaces, ha.udpport.value, true)
+            .map_err(setup("XDP"))?;
     let mut ring = None;
     if let Some(h) = handle.as_mut() {
         match h.ring_reader() {
@@ -1520,14 +1547,93 @@ fn attach_xdp(
             Err(e) if ha.xdp.value == XdpMode::On => {
                 return Err(DaemonError::Setup(format!("XDP ring buffer: {e}")));
             }
-            Err(e) => tracing::warn!("XDP ring buffer: {e}; using the socket path"),
+            Err(e) => {
+                tracing::warn!("XDP ring buffer: {e}; using the socket path");
+                why = ifaces
+                    .iter()
+                    .map(|i| (i.clone(), format!("XDP ring buffer: {e}")))
+                    .collect();
+            }
         }
         set_xdp_deadlines(h, config, ifindex_link);
     }
     if ring.is_none() {
         handle = None;
     }
-    Ok((handle, ring))
+    Ok((handle, ring, why))
+}
+
+/// Per heartbeat interface: the XDP path (mode and the program's counters) or the socket path
+/// and why. `socket_why` holds the reasons recorded when XDP was set up or given up.
+fn delivery_status(
+    config: &Config,
+    handle: Option<&XdpHandle>,
+    socket_why: &[(String, String)],
+) -> Vec<control::DeliveryStatus> {
+    let attached = handle.map(XdpHandle::attached).unwrap_or_default();
+    let global = handle.map(|h| {
+        let c = |i| h.counter(i).unwrap_or(0);
+        let ring_full = c(hb_common::counter::RING_FULL);
+        let parse_failures = c(hb_common::counter::PARSE_FAIL);
+        control::XdpCounters {
+            delivered: c(hb_common::counter::DELIVERED),
+            passed: ring_full.saturating_add(parse_failures),
+            ring_full,
+            parse_failures,
+            dropped: c(hb_common::counter::DROPPED),
+            peers: Vec::new(),
+        }
+    });
+    let peer_counters = handle
+        .and_then(|h| h.peer_counters().ok())
+        .unwrap_or_default();
+    let name_of = |id: u32| {
+        config
+            .ha_cf
+            .nodes
+            .iter()
+            .find(|n| node_id(n) == id)
+            .cloned()
+            .unwrap_or_else(|| format!("?{id:#010x}"))
+    };
+    xdp::media_ifaces(&config.ha_cf.media)
+        .into_iter()
+        .map(|iface| match attached.iter().find(|(i, _)| *i == iface) {
+            Some((_, mode)) => {
+                let ix = ifindex(&iface);
+                let mut counters = global.clone().unwrap_or_default();
+                counters.peers = peer_counters
+                    .iter()
+                    .filter(|p| Some(p.key.ifindex) == ix)
+                    .map(|p| control::XdpPeerCounters {
+                        peer: name_of(p.key.sender),
+                        heartbeats: p.stats.packets,
+                        sequence_gaps: p.stats.seq_gaps,
+                    })
+                    .collect();
+                control::DeliveryStatus {
+                    iface,
+                    path: "xdp".to_owned(),
+                    mode: Some(mode.to_string()),
+                    reason: None,
+                    xdp: Some(counters),
+                }
+            }
+            None => {
+                let reason = socket_why
+                    .iter()
+                    .find(|(i, _)| *i == iface)
+                    .map_or_else(|| "XDP not attached".to_owned(), |(_, r)| r.clone());
+                control::DeliveryStatus {
+                    iface,
+                    path: "socket".to_owned(),
+                    mode: None,
+                    reason: Some(reason),
+                    xdp: None,
+                }
+            }
+        })
+        .collect()
 }
 
 /// Kernel-side deadline per peer and interface: wakes the loop when a peer goes quiet.

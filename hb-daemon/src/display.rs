@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::{
-    control::{PingStatus, StatusReport},
+    control::{DeliveryStatus, PingStatus, StatusReport},
     metrics::{HistogramSummary, LinkStats, StatsReport},
 };
 
@@ -144,6 +144,10 @@ pub fn status(r: &StatusReport) -> String {
     if !r.haresources_mismatch.is_empty() || !r.fence_pending.is_empty() {
         out.push('\n');
     }
+    if !r.delivery.is_empty() {
+        delivery_section(&mut out, &r.delivery);
+        out.push('\n');
+    }
     if let Some(p) = &r.ping {
         ping_section(&mut out, p);
     }
@@ -169,6 +173,42 @@ pub fn status(r: &StatusReport) -> String {
     }
     out.push_str(&pad_table(&rows));
     out
+}
+
+/// One line per heartbeat interface: the XDP path (mode, the program's counters) or the
+/// socket path and why. Empty when the report has none (an older hbd).
+pub fn delivery_section(out: &mut String, delivery: &[DeliveryStatus]) {
+    if delivery.is_empty() {
+        return;
+    }
+    out.push_str("Heartbeat delivery:\n");
+    for d in delivery {
+        match (&d.mode, &d.xdp) {
+            (Some(mode), Some(c)) => {
+                let _ = writeln!(
+                    out,
+                    "  {}: XDP ({mode} mode); program: delivered {}, passed {} (ring full {}, \
+                     parse failures {}), dropped {}",
+                    d.iface, c.delivered, c.passed, c.ring_full, c.parse_failures, c.dropped
+                );
+                for p in &c.peers {
+                    let _ = writeln!(
+                        out,
+                        "    from {}: {} heartbeats, {} sequence gaps",
+                        p.peer, p.heartbeats, p.sequence_gaps
+                    );
+                }
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "  {}: socket path ({})",
+                    d.iface,
+                    d.reason.as_deref().unwrap_or("XDP not attached")
+                );
+            }
+        }
+    }
 }
 
 fn ping_section(out: &mut String, p: &PingStatus) {
@@ -343,6 +383,10 @@ pub fn stats(r: &StatsReport, histogram: bool) -> String {
         r.local_node,
         uptime(r.window_ns / 1_000_000_000)
     );
+    if !r.delivery.is_empty() {
+        out.push('\n');
+        delivery_section(&mut out, &r.delivery);
+    }
     if r.peers.is_empty() {
         out.push_str("\nNo peers configured.\n");
     }
@@ -534,6 +578,7 @@ mod tests {
             }],
             haresources_mismatch: vec!["node2".into()],
             fence_pending: vec![],
+            delivery: vec![],
         };
         let s = status(&r);
         assert!(
@@ -571,6 +616,7 @@ mod tests {
             uptime_secs: 5,
             haresources_mismatch: vec![],
             fence_pending: vec![],
+            delivery: vec![],
             ping: Some(Box::new(PingStatus {
                 reachable: 0,
                 configured: 1,
@@ -625,6 +671,51 @@ mod tests {
         assert!(
             s.contains("Takeover of node1's groups held: no ping node answered"),
             "{s}"
+        );
+    }
+
+    #[test]
+    fn delivery_says_xdp_mode_and_counters_or_socket_and_why() {
+        use crate::control::{XdpCounters, XdpPeerCounters};
+        let delivery = vec![
+            DeliveryStatus {
+                iface: "eth1".into(),
+                path: "xdp".into(),
+                mode: Some("native".into()),
+                reason: None,
+                xdp: Some(XdpCounters {
+                    delivered: 900,
+                    passed: 3,
+                    ring_full: 2,
+                    parse_failures: 1,
+                    dropped: 7,
+                    peers: vec![XdpPeerCounters {
+                        peer: "node2".into(),
+                        heartbeats: 903,
+                        sequence_gaps: 4,
+                    }],
+                }),
+            },
+            DeliveryStatus {
+                iface: "eth2".into(),
+                path: "socket".into(),
+                mode: None,
+                reason: Some("attach failed: no such device".into()),
+                xdp: None,
+            },
+        ];
+        let mut out = String::new();
+        delivery_section(&mut out, &delivery);
+        assert_eq!(
+            out,
+            "Heartbeat delivery:\n  eth1: XDP (native mode); program: delivered 900, passed 3 \
+             (ring full 2, parse failures 1), dropped 7\n    from node2: 903 heartbeats, 4 \
+             sequence gaps\n  eth2: socket path (attach failed: no such device)\n"
+        );
+        let json = serde_json::to_string(&delivery[1]).unwrap();
+        assert_eq!(
+            json,
+            r#"{"iface":"eth2","path":"socket","reason":"attach failed: no such device"}"#
         );
     }
 

@@ -322,6 +322,10 @@ pub struct StatsReport {
     /// (filled in by the daemon from [`crate::sender::SendStats`]).
     #[serde(default)]
     pub send: Vec<crate::sender::SendLinkStats>,
+    /// Per heartbeat interface: the XDP or the socket path, and why (filled in by the
+    /// daemon).
+    #[serde(default)]
+    pub delivery: Vec<crate::control::DeliveryStatus>,
 }
 
 #[derive(Debug, Clone)]
@@ -706,6 +710,7 @@ impl Metrics {
                 .collect(),
             ping_summary: None,
             send: Vec::new(),
+            delivery: Vec::new(),
         }
     }
 

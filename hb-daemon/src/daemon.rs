@@ -847,7 +847,7 @@ impl Driver {
                 }
                 Err(e) => {
                     tracing::error!(
-                        "hb: reload: ping nodes: raw ICMP socket: {e} (hbd needs CAP_NET_RAW);                          running on the previous ping nodes"
+                        "hb: reload: ping nodes: raw ICMP socket: {e} (hbd needs CAP_NET_RAW); running on the previous ping nodes"
                     );
                     return false;
                 }
@@ -855,7 +855,7 @@ impl Driver {
         }
         // Replies already queued belong to the old addresses.
         self.drain_pings();
-        let map = self.node.set_ping(now, &new.ha_cf);
+        let map = self.node().set_ping(now, &new.ha_cf);
         if count == 0 {
             if self.pinger.take().is_some() {
                 tracing::info!("hb: reload: no ping nodes left: raw ICMP socket closed");

@@ -473,6 +473,40 @@ fn abandoned_start_removes_the_address_at_once_and_stops_what_it_started() {
     );
 }
 
+/// A start abandoned before it began (the stop came first) touches nothing: no address, no
+/// script call; its clean-up is empty and succeeds.
+#[test]
+fn start_abandoned_before_it_began_touches_nothing() {
+    if !require_root("start_abandoned_before_it_began_touches_nothing") {
+        return;
+    }
+    let dir = TempDir::new();
+    let log = dir.0.join("calls");
+    let log_s = log.display().to_string();
+    let svc = script(
+        &dir.0,
+        "svc",
+        &format!("echo \"svc $1\" >> {log_s}\nexit 0"),
+    );
+    let ns = Netns::new("ab0").unwrap();
+    local_link(&ns);
+    let g = group(vec![
+        ip_resource("10.91.1.5", Some(24), Some("d0")),
+        script_resource("svc", &svc),
+    ]);
+    let (handle, abandon) = abandon_pair();
+    handle.abandon();
+    let t = agents_in(&ns, ONE_GARP, async move |agents| {
+        agents.start_group_abandonable(&g, abandon).await
+    });
+    match t.join().unwrap().unwrap() {
+        StartOutcome::Abandoned(Ok(report)) => assert!(report.resources.is_empty()),
+        other => panic!("unexpected outcome {other:?}"),
+    }
+    assert!(!has_addr(&ns, "10.91.1.5"));
+    assert!(!log.exists(), "no script was called");
+}
+
 /// Heartbeat's ResourceManager asks `status` before `start`: a script whose status output says
 /// `running` (whatever its exit code) is not started again, so an init script whose `start`
 /// fails when already running does not fail the group; one that says `stopped` (or nothing)

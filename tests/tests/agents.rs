@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hb_daemon::agents::{AgentError, Agents, ResourceStatus};
+use hb_daemon::agents::{AgentError, Agents, ResourceStatus, StartOutcome, abandon_pair};
 use hb_proto::config::{IpAddrAgent, Resource, ResourceGroup};
 use hb_tests::{Lan, Netns, neighbour_mac, require_root, unique_name};
 
@@ -365,6 +365,100 @@ fn failed_start_rolls_back_the_group() {
             "broken stop",
             "first stop"
         ]
+    );
+}
+
+/// An abandoned start (the core heard a live peer keep the group mid-start) removes the
+/// address it added at once, while the slow script in progress runs on; then the script's
+/// start finishes, nothing after it starts, and what was started is stopped right to left.
+#[test]
+fn abandoned_start_removes_the_address_at_once_and_stops_what_it_started() {
+    if !require_root("abandoned_start_removes_the_address_at_once_and_stops_what_it_started") {
+        return;
+    }
+    let dir = TempDir::new();
+    let log = dir.0.join("calls");
+    let log_s = log.display().to_string();
+    let slow = script(
+        &dir.0,
+        "slow",
+        &format!(
+            "echo \"slow $1\" >> {log_s}\n[ \"$1\" = start ] && sleep 0.6\necho \"slow $1 done\" >> {log_s}\nexit 0"
+        ),
+    );
+    let after = script(
+        &dir.0,
+        "after",
+        &format!("echo \"after $1\" >> {log_s}\nexit 0"),
+    );
+    let ns = Netns::new("ab").unwrap();
+    local_link(&ns);
+    let g = group(vec![
+        ip_resource("10.91.0.5", Some(24), Some("d0")),
+        script_resource("slow", &slow),
+        script_resource("after", &after),
+    ]);
+    let (handle, abandon) = abandon_pair();
+    let (tx, rx) = mpsc::channel();
+    let t = ns
+        .run_in(move || {
+            runtime().block_on(async {
+                let agents = Agents::new(1, Duration::from_millis(10), Duration::from_secs(5))
+                    .await
+                    .expect("agents");
+                let outcome = agents.start_group_abandonable(&g, abandon).await;
+                tx.send(Instant::now()).unwrap();
+                outcome
+            })
+        })
+        .unwrap();
+    // Wait until the slow script's start runs (the address is up by then).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("slow start")
+    {
+        assert!(Instant::now() < deadline, "the slow start never ran");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(has_addr(&ns, "10.91.0.5"));
+    let abandoned_at = Instant::now();
+    handle.abandon();
+    let mut removed_after = None;
+    while Instant::now() < abandoned_at + Duration::from_millis(400) {
+        if !has_addr(&ns, "10.91.0.5") {
+            removed_after = Some(abandoned_at.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let removed_after = removed_after.expect("the address stayed while the script ran");
+    assert!(
+        !std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("slow start done"),
+        "the address went before the script finished ({removed_after:?})"
+    );
+    let outcome = t.join().unwrap().unwrap();
+    let ended = rx.recv().unwrap();
+    assert!(ended > abandoned_at);
+    match outcome {
+        StartOutcome::Abandoned(Ok(_)) => {}
+        other => panic!("unexpected outcome {other:?}"),
+    }
+    assert!(!has_addr(&ns, "10.91.0.5"));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        [
+            "slow status",
+            "slow status done",
+            "slow start",
+            "slow start done",
+            "slow stop",
+            "slow stop done",
+        ],
+        "nothing after the slow script starts; the slow one is stopped"
     );
 }
 

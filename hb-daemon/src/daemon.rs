@@ -42,7 +42,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{
     agents::{
-        AbandonHandle, Agents, GroupReport, StartOutcome, abandon_pair,
+        AbandonHandle, Agents, GroupReport, Prepared, StartOutcome, abandon_pair,
         fence::{self, FenceDevice},
     },
     control::{self, ControlCall, Request, Response},
@@ -145,6 +145,14 @@ enum AgentJob {
     Reannounce {
         group: usize,
     },
+    /// Run the checks of the group's next start now (a peer is releasing it to us).
+    Prepare {
+        group: usize,
+    },
+    /// What `Prepare` found is void.
+    Unprepare {
+        group: usize,
+    },
     /// Fence (reset) a peer with this node's devices.
     Fence {
         peer: String,
@@ -161,7 +169,9 @@ enum AgentJob {
     },
 }
 
-/// A finished job.
+/// What `AgentJob::Prepare` found for a group, filled in when its checks are done.
+type PreparedSlot = Arc<tokio::sync::Mutex<Option<Prepared>>>;
+
 /// A group start on the agents' runtime: the handle to abandon it, and its task, which yields
 /// the clean-up's result when it was abandoned.
 type RunningStart = (
@@ -169,6 +179,7 @@ type RunningStart = (
     JoinHandle<Option<Result<GroupReport, String>>>,
 );
 
+/// A finished job.
 #[derive(Debug)]
 enum AgentDone {
     Group {
@@ -230,10 +241,36 @@ fn spawn_agents(
                 // Starts by group, so that a stop can abandon a start still running: each
                 // yields the clean-up's result when it was abandoned.
                 let mut starts: HashMap<usize, RunningStart> = HashMap::new();
+                // Prepared starts by group (see AgentJob::Prepare): locked while the checks
+                // run, so a start that comes meanwhile waits for them instead of running them
+                // again.
+                let mut prepared: HashMap<usize, PreparedSlot> = HashMap::new();
                 while let Some(job) = job_rx.recv().await {
-                    if let AgentJob::Garp { count, interval } = job {
-                        agents.set_garp(count, interval);
-                        continue;
+                    match job {
+                        AgentJob::Garp { count, interval } => {
+                            agents.set_garp(count, interval);
+                            continue;
+                        }
+                        AgentJob::Prepare { group } => {
+                            let Some(g) = groups.get(group).cloned() else {
+                                continue;
+                            };
+                            let slot = PreparedSlot::default();
+                            let Ok(mut guard) = Arc::clone(&slot).try_lock_owned() else {
+                                continue;
+                            };
+                            prepared.insert(group, slot);
+                            let agents = Arc::clone(&agents);
+                            tokio::spawn(async move {
+                                *guard = Some(agents.prepare_group(&g).await);
+                            });
+                            continue;
+                        }
+                        AgentJob::Unprepare { group } => {
+                            prepared.remove(&group);
+                            continue;
+                        }
+                        _ => {}
                     }
                     let agents = Arc::clone(&agents);
                     let groups = Arc::clone(&groups);
@@ -246,8 +283,13 @@ fn spawn_agents(
                         match op {
                             ResourceOp::Start => {
                                 let (handle, abandon) = abandon_pair();
+                                let slot = prepared.remove(&group);
                                 let task = tokio::spawn(async move {
-                                    match agents.start_group_abandonable(&g, abandon).await {
+                                    let pre = match slot {
+                                        Some(s) => s.lock().await.take().unwrap_or_default(),
+                                        None => Prepared::default(),
+                                    };
+                                    match agents.start_group_prepared(&g, abandon, pre).await {
                                         StartOutcome::Completed(result) => {
                                             let _ = done_tx.send(AgentDone::Group {
                                                 group,
@@ -264,6 +306,7 @@ fn spawn_agents(
                                 starts.insert(group, (handle, task));
                             }
                             ResourceOp::Stop => {
+                                prepared.remove(&group);
                                 let running = starts.remove(&group);
                                 tokio::spawn(async move {
                                     // A start still running is abandoned; its clean-up is
@@ -285,7 +328,10 @@ fn spawn_agents(
                     }
                     tokio::spawn(async move {
                         match job {
-                            AgentJob::Run { .. } => {}
+                            AgentJob::Run { .. }
+                            | AgentJob::Garp { .. }
+                            | AgentJob::Prepare { .. }
+                            | AgentJob::Unprepare { .. } => {}
                             AgentJob::Fence { peer, timeout } => {
                                 let result = fence::fence(&fence_devices, &peer, timeout).await;
                                 let _ = done_tx.send(AgentDone::Fence { peer, result });
@@ -302,7 +348,6 @@ fn spawn_agents(
                                     result: result.map_err(|e| e.to_string()),
                                 });
                             }
-                            AgentJob::Garp { .. } => {}
                         }
                     });
                 }
@@ -1057,6 +1102,12 @@ impl Driver {
                 }
                 Output::Reannounce { group } => {
                     let _ = self.agent_tx.send(AgentJob::Reannounce { group });
+                }
+                Output::Prepare { group } => {
+                    let _ = self.agent_tx.send(AgentJob::Prepare { group });
+                }
+                Output::Unprepare { group } => {
+                    let _ = self.agent_tx.send(AgentJob::Unprepare { group });
                 }
                 Output::Fence { peer, timeout, .. } => {
                     if self

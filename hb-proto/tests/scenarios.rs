@@ -397,8 +397,19 @@ fn preparations(outputs: &[Output]) -> Vec<Output> {
         .collect()
 }
 
-#[test]
-fn a_handover_prepares_the_start_while_the_peer_releases() {
+impl Bench {
+    /// A heartbeat from the peer in standby for group 0, showing `holding`, delivered at `at`.
+    fn standby_peer_beat(&mut self, at: u64, holding: Holding) -> Vec<Output> {
+        let m = self
+            .peer_hb_at(ms(at), holding)
+            .flags(0, false, true, false);
+        self.deliver(ms(at), m)
+    }
+}
+
+/// node2 seeing node1 hold group 0 (5 ms), then go standby and announce `Stopping` (15 ms):
+/// node2 prepares the start, once, and does not start.
+fn node2_with_node1_releasing() -> Bench {
     let (mut b, _) = Bench::new("node2", AutoFailback::On, Timing::FAST);
     let m = b.peer_hb_at(ms(5), Holding::Held);
     let outs = b.deliver(ms(5), m);
@@ -406,40 +417,29 @@ fn a_handover_prepares_the_start_while_the_peer_releases() {
         preparations(&outs).is_empty(),
         "nothing to prepare while node1 keeps it"
     );
-    // node1 goes standby: it announces Stopping; node2 prepares, once, but does not start.
-    let m = b
-        .peer_hb_at(ms(15), Holding::Stopping)
-        .flags(0, false, true, false);
-    let outs = b.deliver(ms(15), m);
+    let outs = b.standby_peer_beat(15, Holding::Stopping);
     assert_eq!(preparations(&outs), [Output::Prepare { group: 0 }]);
     assert!(
         actions(&outs).is_empty(),
         "never start before the release is confirmed"
     );
-    let m = b
-        .peer_hb_at(ms(17), Holding::Stopping)
-        .flags(0, false, true, false);
-    let outs = b.deliver(ms(17), m);
+    b
+}
+
+#[test]
+fn a_handover_prepares_the_start_while_the_peer_releases() {
+    let mut b = node2_with_node1_releasing();
+    let outs = b.standby_peer_beat(17, Holding::Stopping);
     assert!(preparations(&outs).is_empty(), "prepared once");
     // The release confirmed: the start, which uses the preparation (no Unprepare).
-    let m = b
-        .peer_hb_at(ms(19), Holding::None)
-        .flags(0, false, true, false);
-    let outs = b.deliver(ms(19), m);
+    let outs = b.standby_peer_beat(19, Holding::None);
     assert_eq!(actions(&outs), [start(0)]);
     assert!(preparations(&outs).is_empty());
 }
 
 #[test]
 fn a_handover_that_does_not_happen_voids_the_preparation() {
-    let (mut b, _) = Bench::new("node2", AutoFailback::On, Timing::FAST);
-    let m = b.peer_hb_at(ms(5), Holding::Held);
-    b.deliver(ms(5), m);
-    let m = b
-        .peer_hb_at(ms(15), Holding::Stopping)
-        .flags(0, false, true, false);
-    let outs = b.deliver(ms(15), m);
-    assert_eq!(preparations(&outs), [Output::Prepare { group: 0 }]);
+    let mut b = node2_with_node1_releasing();
     // node1 takes it back (`hbctl takeover` on node1 while its stop runs): no longer ours.
     let m = b
         .peer_hb_at(ms(17), Holding::Stopping)

@@ -1,5 +1,4 @@
-//! Resource agents: how a resource group is started, stopped and checked (the core decides
-//! when).
+//! Resource agents: how a resource group is started and stopped (the core decides when).
 //! Owns how resources are run; never decides when (the core does) and never blocks the
 //! heartbeat thread (it runs on its own runtime).
 //!
@@ -14,8 +13,8 @@
 //! - Init-style scripts (`resource.d/NAME`, else `/etc/init.d/NAME`, resolved by the config
 //!   parser) are called as `PATH ARGS... start|stop|status`, supervised: own process group,
 //!   stdin null, output logged line by line, SIGKILL to the group at the timeout, counted as
-//!   finished when the script exits even if a daemon it started keeps its stdout; `status`
-//!   follows [`parse_status`]. As Heartbeat's ResourceManager does, `start` is preceded by
+//!   finished when the script exits even if a daemon it started keeps its stdout. As
+//!   Heartbeat's ResourceManager does, `start` is preceded by
 //!   `status`, and a script whose status output says it runs
 //!   ([`heartbeat_says_running`]) is not started again. Scripts (and mount commands) get the
 //!   `HA_*` environment of [`script_env`].
@@ -46,7 +45,7 @@ use hb_proto::{
     node::ResourceTimes,
 };
 
-pub use script::{heartbeat_says_running, parse_status};
+pub use script::heartbeat_says_running;
 
 /// How often a failing stop is tried before giving up on that resource.
 pub const STOP_ATTEMPTS: u32 = 3;
@@ -236,17 +235,6 @@ impl AgentError {
             | AgentError::MountTable { resource, .. } => resource,
         }
     }
-}
-
-/// State of one resource as its agent sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResourceStatus {
-    /// Started (address present, file system mounted, script says running).
-    Running,
-    /// Not started.
-    Stopped,
-    /// The agent could not tell; the reason in words.
-    Unknown(String),
 }
 
 /// Timings of one resource in a start or stop (CLOCK_MONOTONIC).
@@ -625,20 +613,6 @@ impl Agents {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Asks each resource's agent for its state, in group order.
-    pub async fn status_group(
-        &self,
-        group: &ResourceGroup,
-    ) -> Result<Vec<(String, ResourceStatus)>, AgentError> {
-        let mut out = Vec::with_capacity(group.resources.len());
-        for res in &group.resources {
-            let name = res.describe();
-            let status = self.status_resource(res, &name).await?;
-            out.push((name, status));
-        }
-        Ok(out)
-    }
-
     async fn reannounce_one(
         &self,
         name: &str,
@@ -940,53 +914,6 @@ impl Agents {
         }
     }
 
-    async fn status_resource(
-        &self,
-        res: &Resource,
-        name: &str,
-    ) -> Result<ResourceStatus, AgentError> {
-        match res {
-            Resource::IpAddr { addr, .. } => {
-                let holders = addr::holders(&self.handle, *addr).await.map_err(|source| {
-                    AgentError::Netlink {
-                        resource: name.to_owned(),
-                        source,
-                    }
-                })?;
-                Ok(if holders.is_empty() {
-                    ResourceStatus::Stopped
-                } else {
-                    ResourceStatus::Running
-                })
-            }
-            Resource::Filesystem { mountpoint, .. } => Ok(if self.mounted(name, mountpoint)? {
-                ResourceStatus::Running
-            } else {
-                ResourceStatus::Stopped
-            }),
-            Resource::Script { args, path, .. } => {
-                let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
-                all.push("status");
-                match script::run(name, path, &all, &self.script_env, self.script_timeout).await {
-                    Ok(done) => Ok(parse_status(done.status.code(), &done.output)),
-                    Err(script::RunError::Timeout(_)) => Err(AgentError::Timeout {
-                        resource: name.to_owned(),
-                        action: "status".into(),
-                        timeout: self.script_timeout,
-                    }),
-                    Err(script::RunError::Spawn(source) | script::RunError::Wait(source)) => {
-                        Err(AgentError::Spawn {
-                            resource: name.to_owned(),
-                            program: path.clone(),
-                            action: "status".into(),
-                            source,
-                        })
-                    }
-                }
-            }
-        }
-    }
-
     /// `SCRIPT ARGS status` before a start, judged as Heartbeat's ResourceManager does
     /// ([`script::heartbeat_says_running`] on its stdout, exit code ignored). A status that
     /// cannot be run or times out counts as not running (Heartbeat's backquotes give an empty
@@ -1083,7 +1010,6 @@ mod tests {
         is_send(agents.start_group(group));
         is_send(agents.stop_group(group));
         is_send(agents.reannounce(group));
-        is_send(agents.status_group(group));
     }
 
     #[test]

@@ -183,7 +183,7 @@ fn failback_debug(
     Ok(())
 }
 
-fn run_trials(c: &mut Cluster, fault: Fault, n: usize) -> Result<Trials> {
+pub(super) fn run_trials(c: &mut Cluster, fault: Fault, n: usize) -> Result<Trials> {
     let mut t = Trials::default();
     let arp = if std::env::var_os("HB_BENCH_FAILBACK_DEBUG").is_some() {
         Some(hb_tests::lab::probe::ArpWatch::start(&c.lab)?)

@@ -317,12 +317,28 @@ pub fn run(opts: &DaemonOptions, config: Config) -> Result<(), DaemonError> {
     let (agent_tx, agent_rx) = spawn_agents(&config)?;
     let respawner =
         Respawner::start(respawn::lines_of(&config.ha_cf)).map_err(setup("respawn thread"))?;
+    let arbiter = match &config.ha_cf.arbiter {
+        Some(a) => {
+            tracing::info!(
+                "hb: arbiter etcd {} (keys {}, lease TTL {} s)",
+                a.endpoints.join(","),
+                format!("{}/group/N", a.prefix.value.trim_end_matches('/')),
+                a.ttl.value.as_secs()
+            );
+            Some(
+                crate::arbiter::spawn(a, &config.local_node, config.groups.len())
+                    .map_err(DaemonError::Setup)?,
+            )
+        }
+        None => None,
+    };
     if config.ha_cf.realtime.value {
         go_realtime();
     }
     let result = rt.block_on(async {
         let mut d = Driver::new(opts, config, generation, agent_tx, agent_rx).await?;
         d.respawn = Some(respawner);
+        d.arbiter = arbiter;
         d.run(signals).await
     });
     drop(pid_file);
@@ -382,6 +398,8 @@ struct Driver {
     status_dirty: bool,
     /// `watchdog DEVICE`, fed from this loop.
     watchdog: Option<Watchdog>,
+    /// The etcd arbiter's thread (`arbiter etcd ...`).
+    arbiter: Option<crate::arbiter::ArbiterLink>,
 }
 
 fn ifindex(iface: &str) -> Option<u32> {
@@ -507,6 +525,7 @@ impl Driver {
             notify: Notifier::from_env(now),
             status_dirty: true,
             watchdog,
+            arbiter: None,
         })
     }
 
@@ -616,8 +635,12 @@ impl Driver {
                 }
                 Some(call) = self.control_rx.recv() => self.handle_control(call, &mut stopping),
                 Some(done) = self.agent_rx.recv() => self.handle_agent_done(done),
+                Some(input) = arbiter_result(self.arbiter.as_mut()), if self.arbiter.is_some() => {
+                    self.node.handle_arbiter(monotonic_now(), input);
+                }
             }
         }
+        self.finish_arbiter().await;
         tracing::info!("hb: node {} stopped", self.config.local_node);
         let _ = std::fs::remove_file(&self.control_path);
         if let Some(r) = self.respawn.take() {
@@ -630,6 +653,24 @@ impl Driver {
             [] => Ok(()),
             left => Err(DaemonError::LeftRunning(left.to_vec())),
         }
+    }
+
+    /// After the loop: the key releases and the lease revoke of a clean stop are sent before
+    /// hbd exits (so peers need not wait for the lease's TTL); at most one renewal interval.
+    async fn finish_arbiter(&mut self) {
+        let Some(mut link) = self.arbiter.take() else {
+            return;
+        };
+        let wait = self
+            .config
+            .ha_cf
+            .arbiter
+            .as_ref()
+            .map_or(Duration::ZERO, |a| {
+                hb_proto::arbiter::renew_interval(a.ttl.value)
+            });
+        link.close();
+        let _ = tokio::time::timeout(wait, async { while link.rx.recv().await.is_some() {} }).await;
     }
 
     /// Re-reads ha.cf, haresources and authkeys (SIGHUP, `hbctl reload`) and applies what can
@@ -1012,6 +1053,11 @@ impl Driver {
                 Output::Ping { link, addr } => self.send_ping(link, addr),
                 Output::Event(ev) => self.handle_event(ev),
                 Output::Received(r) => self.record_reception(r),
+                Output::Arbiter(req) => {
+                    if let Some(failed) = self.arbiter.as_ref().and_then(|a| a.send(req)) {
+                        self.node.handle_arbiter(monotonic_now(), failed);
+                    }
+                }
                 Output::SelfFence { group } => {
                     let command = self.config.ha_cf.self_fence().unwrap_or_default();
                     tracing::error!(
@@ -1428,6 +1474,15 @@ fn ping_send_error_label(e: &std::io::Error) -> &'static str {
         Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) => "ping_send_unreachable",
         Some(libc::ENOBUFS) | Some(libc::EAGAIN) => "ping_send_busy",
         _ => "ping_send_other",
+    }
+}
+
+async fn arbiter_result(
+    a: Option<&mut crate::arbiter::ArbiterLink>,
+) -> Option<hb_proto::arbiter::ArbiterInput> {
+    match a {
+        Some(a) => a.rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

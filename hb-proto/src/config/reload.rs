@@ -14,6 +14,7 @@
 //! `udpport`, the resource groups (`haresources`), `auto_failback`, `autojoin`,
 //! `control_socket`, `realtime`, `hopfudge`, `watchdog` (the device is opened at start) and
 //! the fencing of peers (`stonith_host`, `fence_command`, `fence_delay`, `fence_timeout`), and
+//! the arbiter (`arbiter`, `arbiter_*`: its etcd thread and lease are set up at start), and
 //! ping nodes and ipfail (`ping`, `ping_group`, `deadping`, `ping_interval`, `ipfail`,
 //! `ipfail_settle`: the raw ICMP socket and the ping-node monitor are set up at start).
 
@@ -179,6 +180,7 @@ pub fn plan_reload(old: &Config, new: Config) -> ReloadPlan {
         "fence_timeout",
         o.fence_timeout.value != n.fence_timeout.value,
     );
+    keep("arbiter", o.arbiter != n.arbiter);
 
     // Run on the new file, except what only a restart can change.
     let mut config = new;
@@ -198,6 +200,7 @@ pub fn plan_reload(old: &Config, new: Config) -> ReloadPlan {
     h.realtime = o.realtime.clone();
     h.hopfudge = o.hopfudge.clone();
     h.watchdog.clone_from(&o.watchdog);
+    h.arbiter.clone_from(&o.arbiter);
     h.stonith_hosts.clone_from(&o.stonith_hosts);
     h.fence_commands.clone_from(&o.fence_commands);
     h.fence_delay = o.fence_delay.clone();

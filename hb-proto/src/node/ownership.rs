@@ -112,7 +112,9 @@ impl Node {
                 match self.local_groups[g].holding {
                     Holding::Starting | Holding::Stopping => false,
                     Holding::Held => mine,
-                    Holding::None => !mine,
+                    // The arbiter declining it (etcd unreachable, key held elsewhere) settles
+                    // it as not held here.
+                    Holding::None => !mine || self.arbiter_declines(g),
                 }
             })
     }
@@ -226,6 +228,7 @@ impl Node {
             return;
         }
         self.fence_step(now);
+        self.arbiter_step(now);
         let frozen = self.groups_frozen_by_mismatch();
         for g in 0..self.groups.len() {
             let others_want = (0..self.peers.len()).any(|i| {
@@ -268,16 +271,22 @@ impl Node {
             match holding {
                 Holding::None => {
                     if mine && self.phase == Phase::Active && !frozen {
-                        if self.can_start(g) {
+                        if !self.can_start(g) {
+                            self.note_takeover_held();
+                        } else if self.arbiter_allows(g, now) {
                             self.start(g);
                         } else {
-                            self.note_takeover_held();
+                            self.arbiter_want(g, now);
                         }
+                    } else {
+                        self.arbiter_release(g, now);
                     }
                 }
                 Holding::Held => {
-                    // A clean stop releases even while frozen.
-                    if !mine && (!frozen || self.phase == Phase::ShuttingDown) {
+                    // A clean stop releases even while frozen; a lost arbiter key (lease not
+                    // renewed in time) stops it at once, whoever should own it.
+                    let lost = !self.arbiter_allows(g, now);
+                    if lost || (!mine && (!frozen || self.phase == Phase::ShuttingDown)) {
                         self.local_groups[g].holding = Holding::Stopping;
                         self.dirty = true;
                         let line = self.groups[g].line.clone();

@@ -38,11 +38,11 @@ use hb_proto::{
     ping::PingEvent,
 };
 use thiserror::Error;
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{
     agents::{
-        Agents, GroupReport,
+        AbandonHandle, Agents, GroupReport, StartOutcome, abandon_pair,
         fence::{self, FenceDevice},
     },
     control::{self, ControlCall, Request, Response},
@@ -152,6 +152,13 @@ enum AgentJob {
 }
 
 /// A finished job.
+/// A group start on the agents' runtime: the handle to abandon it, and its task, which yields
+/// the clean-up's result when it was abandoned.
+type RunningStart = (
+    AbandonHandle,
+    JoinHandle<Option<Result<GroupReport, String>>>,
+);
+
 #[derive(Debug)]
 enum AgentDone {
     Group {
@@ -210,6 +217,9 @@ fn spawn_agents(
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
+                // Starts by group, so that a stop can abandon a start still running: each
+                // yields the clean-up's result when it was abandoned.
+                let mut starts: HashMap<usize, RunningStart> = HashMap::new();
                 while let Some(job) = job_rx.recv().await {
                     if let AgentJob::Garp { count, interval } = job {
                         agents.set_garp(count, interval);
@@ -219,20 +229,53 @@ fn spawn_agents(
                     let groups = Arc::clone(&groups);
                     let fence_devices = Arc::clone(&fence_devices);
                     let done_tx = done_tx.clone();
-                    tokio::spawn(async move {
-                        match job {
-                            AgentJob::Run { group, op } => {
-                                let Some(g) = groups.get(group) else { return };
-                                let result = match op {
-                                    ResourceOp::Start => agents.start_group(g).await,
-                                    ResourceOp::Stop => agents.stop_group(g).await,
-                                };
-                                let _ = done_tx.send(AgentDone::Group {
-                                    group,
-                                    op,
-                                    result: result.map_err(|e| e.to_string()),
+                    if let AgentJob::Run { group, op } = job {
+                        let Some(g) = groups.get(group).cloned() else {
+                            continue;
+                        };
+                        match op {
+                            ResourceOp::Start => {
+                                let (handle, abandon) = abandon_pair();
+                                let task = tokio::spawn(async move {
+                                    match agents.start_group_abandonable(&g, abandon).await {
+                                        StartOutcome::Completed(result) => {
+                                            let _ = done_tx.send(AgentDone::Group {
+                                                group,
+                                                op,
+                                                result: result.map_err(|e| e.to_string()),
+                                            });
+                                            None
+                                        }
+                                        StartOutcome::Abandoned(cleanup) => {
+                                            Some(cleanup.map_err(|e| e.to_string()))
+                                        }
+                                    }
+                                });
+                                starts.insert(group, (handle, task));
+                            }
+                            ResourceOp::Stop => {
+                                let running = starts.remove(&group);
+                                tokio::spawn(async move {
+                                    // A start still running is abandoned; its clean-up is
+                                    // the stop when it succeeded.
+                                    let mut cleaned = None;
+                                    if let Some((handle, task)) = running {
+                                        handle.abandon();
+                                        cleaned = task.await.ok().flatten();
+                                    }
+                                    let result = match cleaned {
+                                        Some(Ok(report)) => Ok(report),
+                                        _ => agents.stop_group(&g).await.map_err(|e| e.to_string()),
+                                    };
+                                    let _ = done_tx.send(AgentDone::Group { group, op, result });
                                 });
                             }
+                        }
+                        continue;
+                    }
+                    tokio::spawn(async move {
+                        match job {
+                            AgentJob::Run { .. } => {}
                             AgentJob::Fence { peer, timeout } => {
                                 let result = fence::fence(&fence_devices, &peer, timeout).await;
                                 let _ = done_tx.send(AgentDone::Fence { peer, result });

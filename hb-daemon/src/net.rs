@@ -218,17 +218,6 @@ pub fn iface_broadcast(iface: &str) -> Option<Ipv4Addr> {
     })
 }
 
-/// Counters of one sender.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SendCounters {
-    /// Datagrams handed to the kernel.
-    pub sent: u64,
-    /// Sends refused with `EPERM` (a local firewall rule dropped them).
-    pub eperm: u64,
-    /// Other send errors.
-    pub other_errors: u64,
-}
-
 /// A failed send: what happened, and a fixed label for metrics.
 #[derive(Debug, Error)]
 #[error("sending on {iface} to {dest}: {source}")]
@@ -265,7 +254,6 @@ pub struct MediumSender {
     iface: String,
     socket: UdpSocket,
     dest: SocketAddr,
-    counters: SendCounters,
 }
 
 impl MediumSender {
@@ -316,31 +304,20 @@ impl MediumSender {
             iface: iface.to_owned(),
             socket: UdpSocket::from(fd),
             dest: SocketAddr::V4(dest),
-            counters: SendCounters::default(),
         })
     }
 
-    /// Sends one datagram without waiting. An error is counted and returned; it is never a
-    /// reason to stop.
+    /// Sends one datagram without waiting. An error is returned with its fixed label (the
+    /// daemon counts it under that label in the metrics); it is never a reason to stop.
     pub fn send(&mut self, datagram: &[u8]) -> Result<(), SendError> {
         match self.socket.send_to(datagram, self.dest) {
-            Ok(_) => {
-                self.counters.sent += 1;
-                Ok(())
-            }
-            Err(source) => {
-                if source.raw_os_error() == Some(libc::EPERM) {
-                    self.counters.eperm += 1;
-                } else {
-                    self.counters.other_errors += 1;
-                }
-                Err(SendError {
-                    iface: self.iface.clone(),
-                    dest: self.dest,
-                    label: send_error_label(&source),
-                    source,
-                })
-            }
+            Ok(_) => Ok(()),
+            Err(source) => Err(SendError {
+                iface: self.iface.clone(),
+                dest: self.dest,
+                label: send_error_label(&source),
+                source,
+            }),
         }
     }
 
@@ -352,11 +329,6 @@ impl MediumSender {
     /// Where datagrams go.
     pub fn destination(&self) -> SocketAddr {
         self.dest
-    }
-
-    /// Counters since open.
-    pub fn counters(&self) -> SendCounters {
-        self.counters
     }
 }
 

@@ -23,6 +23,11 @@
 //! - A node that cannot fence (fencing is configured for the cluster, but no `stonith_host`
 //!   line names this node or `*`, and there is no `fence_command`) never takes over from a peer
 //!   dead by silence: it says so and waits for the peer to return or for an operator.
+//! - With ping nodes configured, a peer is fenced only when this node could take its groups
+//!   (the ping guard: a ping node answered a request sent after the peer went silent). An
+//!   isolated node (its own link or switch failed) would otherwise power off the healthy
+//!   holder and then not take over: the attempt waits instead
+//!   ([`FenceEvent::HeldIsolated`], once), and is made as soon as a ping answer clears it.
 //! - With no fencing configured at all the gate never blocks; the node warns at each takeover
 //!   from a silent peer (`No STONITH device configured.`, `Shared disks are not protected.`).
 
@@ -137,6 +142,12 @@ pub enum FenceEvent {
         /// Peer name.
         node: String,
     },
+    /// The attempt waits: no ping node answered since the peer went silent, so this node may
+    /// be the isolated one (see the module documentation).
+    HeldIsolated {
+        /// Peer name.
+        node: String,
+    },
     /// Fencing is configured but this node has no device: it will not take over.
     NoLocalDevice {
         /// Peer name.
@@ -201,6 +212,11 @@ impl fmt::Display for FenceEvent {
             ),
             FenceEvent::NotConfigured => write!(f, "No STONITH device configured."),
             FenceEvent::DisksUnprotected => write!(f, "Shared disks are not protected."),
+            FenceEvent::HeldIsolated { node } => write!(
+                f,
+                "hb: not fencing node {node} yet: no ping node answered since it went silent \
+                 (this node may be the isolated one)"
+            ),
             FenceEvent::NoLocalDevice { node } => write!(
                 f,
                 "hb: node {node} is dead but this node has no STONITH device (no stonith_host \
@@ -232,6 +248,8 @@ pub struct FenceGate {
     setup: FenceSetup,
     names: Vec<String>,
     state: Vec<State>,
+    /// Per peer: a due attempt waits for the caller's leave (said once).
+    held: Vec<bool>,
     fenced: u64,
     failures: u64,
 }
@@ -240,10 +258,12 @@ impl FenceGate {
     /// A gate for the nodes named in `names` (ha.cf's `node` order).
     pub fn new(setup: FenceSetup, names: Vec<String>) -> Self {
         let state = vec![State::Clear; names.len()];
+        let held = vec![false; names.len()];
         Self {
             setup,
             names,
             state,
+            held,
             fenced: 0,
             failures: 0,
         }
@@ -279,6 +299,7 @@ impl FenceGate {
             failed: 0,
             at: now + self.setup.delay,
         };
+        self.held[i] = false;
         if !self.setup.delay.is_zero() {
             ev.push(FenceEvent::Delayed {
                 node: self.names[i].clone(),
@@ -294,6 +315,7 @@ impl FenceGate {
             return Vec::new();
         };
         let was = std::mem::replace(s, State::Clear);
+        self.held[i] = false;
         match was {
             State::Waiting { .. } | State::Running { .. } | State::Stuck => {
                 vec![FenceEvent::Abandoned {
@@ -304,14 +326,30 @@ impl FenceGate {
         }
     }
 
-    /// Attempts due at `now`.
-    pub fn poll(&mut self, now: Timestamp) -> (Vec<FenceRequest>, Vec<FenceEvent>) {
+    /// Attempts due at `now` on the peers `may_fence` allows. A due attempt it does not allow
+    /// waits without a timer ([`FenceGate::next_timeout`] leaves it out): poll again when the
+    /// answer may have changed.
+    pub fn poll(
+        &mut self,
+        now: Timestamp,
+        may_fence: impl Fn(usize) -> bool,
+    ) -> (Vec<FenceRequest>, Vec<FenceEvent>) {
         let mut reqs = Vec::new();
         let mut ev = Vec::new();
         for (i, s) in self.state.iter_mut().enumerate() {
             if let State::Waiting { since, failed, at } = *s
                 && now >= at
             {
+                if !may_fence(i) {
+                    if !self.held[i] {
+                        self.held[i] = true;
+                        ev.push(FenceEvent::HeldIsolated {
+                            node: self.names[i].clone(),
+                        });
+                    }
+                    continue;
+                }
+                self.held[i] = false;
                 let attempt = failed + 1;
                 *s = State::Running { since, attempt };
                 reqs.push(FenceRequest {
@@ -385,8 +423,9 @@ impl FenceGate {
     pub fn next_timeout(&self) -> Option<Timestamp> {
         self.state
             .iter()
-            .filter_map(|s| match s {
-                State::Waiting { at, .. } => Some(*at),
+            .zip(&self.held)
+            .filter_map(|(s, held)| match s {
+                State::Waiting { at, .. } if !held => Some(*at),
                 _ => None,
             })
             .min()
@@ -430,12 +469,15 @@ mod tests {
         let mut g = gate(Duration::ZERO);
         assert!(g.peer_dead(1, t(100), true).is_empty());
         assert!(g.takeover_blocked());
-        let (reqs, ev) = g.poll(t(100));
+        let (reqs, ev) = g.poll(t(100), |_| true);
         assert_eq!(reqs.len(), 1);
         assert_eq!(reqs[0].peer, 1);
         assert_eq!(reqs[0].attempt, 1);
         assert!(matches!(&ev[0], FenceEvent::Resetting { node, attempt: 1 } if node == "b"));
-        assert!(g.poll(t(150)).0.is_empty(), "one attempt at a time");
+        assert!(
+            g.poll(t(150), |_| true).0.is_empty(),
+            "one attempt at a time"
+        );
         assert!(g.takeover_blocked());
         let (e, after) = g.result(1, t(350), Ok(())).unwrap();
         assert!(matches!(e, FenceEvent::Reset { .. }));
@@ -449,7 +491,7 @@ mod tests {
         let mut g = gate(Duration::ZERO);
         g.peer_dead(1, t(100), false);
         assert!(!g.takeover_blocked());
-        assert!(g.poll(t(100)).0.is_empty());
+        assert!(g.poll(t(100), |_| true).0.is_empty());
     }
 
     #[test]
@@ -457,7 +499,7 @@ mod tests {
         let mut g = FenceGate::new(FenceSetup::NONE, vec!["a".into(), "b".into()]);
         g.peer_dead(1, t(100), true);
         assert!(!g.takeover_blocked());
-        assert!(g.poll(t(100)).0.is_empty());
+        assert!(g.poll(t(100), |_| true).0.is_empty());
     }
 
     #[test]
@@ -467,7 +509,7 @@ mod tests {
         let mut now = t(0);
         let mut waits = Vec::new();
         for _ in 0..8 {
-            let (reqs, _) = g.poll(now);
+            let (reqs, _) = g.poll(now, |_| true);
             assert_eq!(reqs.len(), 1);
             let (e, after) = g.result(1, now, Err("exit status 1".into())).unwrap();
             assert_eq!(after, None);
@@ -477,7 +519,7 @@ mod tests {
             waits.push(retry_in.as_secs());
             assert!(g.takeover_blocked());
             assert!(
-                g.poll(now + (retry_in - MS)).0.is_empty(),
+                g.poll(now + (retry_in - MS), |_| true).0.is_empty(),
                 "not before back-off"
             );
             assert_eq!(g.next_timeout(), Some(now + retry_in));
@@ -491,7 +533,7 @@ mod tests {
     fn peer_return_ends_attempt_and_ignores_late_result() {
         let mut g = gate(Duration::ZERO);
         g.peer_dead(1, t(0), true);
-        g.poll(t(0));
+        g.poll(t(0), |_| true);
         let ev = g.peer_alive(1);
         assert!(matches!(&ev[0], FenceEvent::Abandoned { node } if node == "b"));
         assert!(!g.takeover_blocked());
@@ -505,12 +547,27 @@ mod tests {
         let mut g = gate(500 * MS);
         let ev = g.peer_dead(1, t(0), true);
         assert!(matches!(&ev[0], FenceEvent::Delayed { .. }));
-        assert!(g.poll(t(499)).0.is_empty());
+        assert!(g.poll(t(499), |_| true).0.is_empty());
         assert_eq!(g.next_timeout(), Some(t(500)));
-        assert_eq!(g.poll(t(500)).0.len(), 1);
+        assert_eq!(g.poll(t(500), |_| true).0.len(), 1);
         g.result(1, t(600), Err("no".into()));
         // The retry waits for the back-off, not the delay again.
         assert_eq!(g.next_timeout(), Some(t(1600)));
+    }
+
+    #[test]
+    fn a_due_attempt_the_caller_holds_waits_without_a_timer_and_is_said_once() {
+        let mut g = gate(Duration::ZERO);
+        g.peer_dead(1, t(0), true);
+        let (reqs, ev) = g.poll(t(0), |_| false);
+        assert!(reqs.is_empty());
+        assert!(matches!(&ev[..], [FenceEvent::HeldIsolated { node }] if node == "b"));
+        assert_eq!(g.next_timeout(), None, "no busy timer while held");
+        assert!(g.takeover_blocked());
+        let (reqs, ev) = g.poll(t(5), |_| false);
+        assert!(reqs.is_empty() && ev.is_empty(), "said once");
+        let (reqs, _) = g.poll(t(9), |_| true);
+        assert_eq!(reqs.len(), 1, "made as soon as allowed");
     }
 
     #[test]
@@ -526,7 +583,7 @@ mod tests {
         );
         let ev = g.peer_dead(1, t(0), true);
         assert!(matches!(&ev[0], FenceEvent::NoLocalDevice { .. }));
-        assert!(g.poll(t(100_000)).0.is_empty());
+        assert!(g.poll(t(100_000), |_| true).0.is_empty());
         assert!(g.takeover_blocked());
         g.peer_alive(1);
         assert!(!g.takeover_blocked());

@@ -44,6 +44,12 @@
 //! see [`crate::fence`]), and no group starts or is released (but by a clean stop) while a live
 //! peer announces a different `haresources` digest ([`groups_digest`]).
 //!
+//! A node `Starting` a group that is not rightfully its own while a live peer claims it (the
+//! peer it took over from was only late, not dead, or a partition healed mid-start) does not
+//! wait for its start to finish: it abandons the start at once ([`Event::StartAbandoned`]) and
+//! asks for a stop in its place, so the address it may already have added goes away within one
+//! heartbeat of hearing the holder instead of after the rest of the start.
+//!
 //! A `Held` group that a live peer also claims (partition healed, false takeover) emits
 //! [`Event::DualOwnership`]; the node that keeps it emits [`Output::Reannounce`] at once, and
 //! again when the peer shows it released (`None`: its gratuitous ARPs, sent while it held the
@@ -75,6 +81,10 @@
 //!   boot-independent clock): peers ignore older generations and count replays.
 //! - Report every `Resource` output exactly once with [`Node::handle_resource_result`]; run
 //!   resources supervised with timeouts (a start that times out is an `Err`).
+//! - A `Stop` may come while the group's `Start` still runs (an abandoned start): the driver
+//!   then starts no further resource of the group, removes the addresses the start added at
+//!   once, lets the resource in progress finish, stops what the start started, and reports the
+//!   `Stop` (reporting the abandoned `Start` too is allowed; it is ignored).
 
 mod arbiter;
 mod command;
@@ -343,6 +353,9 @@ struct LocalGroup {
     orphaned_from: Option<usize>,
     /// Being started as a takeover from this dead peer.
     takeover_from: Option<usize>,
+    /// The start in progress was abandoned (a live peer holds the group): its result, if the
+    /// driver still reports one, is ignored; the stop asked in its place decides.
+    start_abandoned: bool,
 }
 
 /// One node's state machine. See the module documentation.
@@ -490,6 +503,7 @@ impl Node {
             conflict: false,
             orphaned_from: None,
             takeover_from: None,
+            start_abandoned: false,
         };
         let replay = ReplayGuard::new(ids[local], ids.iter().copied());
         let mut node = Self {

@@ -256,3 +256,47 @@ fn a_node_shutting_down_starts_no_fence() {
     assert!(sim.holders(1).is_empty(), "{:?}", sim.holders(1));
     assert_eq!(sim.held_by(0), ["node1"]);
 }
+
+#[test]
+fn an_isolated_node_does_not_fence_the_healthy_one() {
+    // node1 (first in the node list: it would fence at once) loses its links AND its ping
+    // node: it is the isolated one. Fencing node2 would power off the node that can still
+    // serve and leave only a node nobody reaches. It waits; node2, which still reaches the
+    // ping node, fences node1 after its fence_delay and takes both groups.
+    for seed in 0..30 {
+        let fence = SimFence {
+            duration: 80 * MS,
+            delay: 300 * MS,
+            fail: false,
+        };
+        let mut spec = fenced_spec(seed, fence);
+        spec.ping = Some(common::sim::PingSpec {
+            deadping: 60 * MS,
+            settle: 100 * MS,
+            ipfail: false,
+            rtt: Duration::from_micros(300),
+        });
+        let mut sim = settled(spec);
+        let cut = sim.now;
+        sim.hosts[0].ping_ok = false;
+        sim.partition(&[&[0], &[1]]);
+        sim.run_for(Duration::from_millis(1500));
+        assert!(sim.hosts[0].node.is_none(), "seed {seed}: node1 was fenced");
+        assert!(sim.hosts[1].node.is_some(), "seed {seed}: node2 survives");
+        assert_eq!(sim.held_by(0), ["node2"], "seed {seed}");
+        assert_eq!(sim.held_by(1), ["node2"], "seed {seed}");
+        assert!(
+            sim.hosts[0].fences.is_empty(),
+            "seed {seed}: the isolated node fenced {:?}",
+            sim.hosts[0].fences
+        );
+        assert_eq!(
+            sim.count_events(0, cut, |e| matches!(
+                e,
+                Event::Fence(FenceEvent::HeldIsolated { node }) if node == "node2"
+            )),
+            1,
+            "seed {seed}: said once"
+        );
+    }
+}

@@ -466,6 +466,76 @@ fn heal_after_partition_preferred_keeps_and_reannounces() {
 }
 
 #[test]
+fn a_late_holder_heard_mid_takeover_makes_the_start_abandoned_at_once() {
+    // The soak's finding (BENCHMARKS.md, soak): node1 woke 42 ms late, node2 declared it dead at
+    // deadtime and began the takeover; node1's next heartbeat (same generation, still holding)
+    // came while node2's start was running. node2 must not finish a start of a group node1
+    // keeps: it gives it up at once and stops, instead of holding the address beside node1
+    // until its scripts are done.
+    let mut b = node2_watching_node1_hold(AutoFailback::On);
+    let outs = b.run_until(ms(95));
+    assert_eq!(actions(&outs), [start(0)]);
+    assert_eq!(b.node.holding(0), Some(Holding::Starting));
+    let outs = b.peer_beats(96, 96, Holding::Held);
+    assert_eq!(
+        lines(&outs),
+        [
+            "Link node1:eth1 up.".to_owned(),
+            "Cluster node node1 returning after partition.".to_owned(),
+            format!("Resource group held by this node and node1: {LINE}; node1 keeps it"),
+            format!(
+                "Resource group start abandoned: node1 is alive and holds {LINE}; releasing it here"
+            ),
+            format!("Releasing resource group: {LINE}"),
+        ]
+    );
+    assert_eq!(
+        actions(&outs),
+        [stop(0)],
+        "a stop replaces the start at once"
+    );
+    assert_eq!(b.node.holding(0), Some(Holding::Stopping));
+    assert!(
+        sent(&outs)
+            .iter()
+            .any(|m| m.groups[0].holding == Holding::Stopping)
+    );
+    assert_eq!(b.node.counters().abandoned_starts, 1);
+    // node1 keeps beating while node2's scripts finish.
+    let outs = b.peer_beats(106, 296, Holding::Held);
+    assert!(actions(&outs).is_empty());
+    // The abandoned start's result (a driver may still report it) changes nothing.
+    let outs = b.result(ms(297), ResourceOp::Start, Ok(()));
+    assert!(actions(&outs).is_empty());
+    assert_eq!(b.node.holding(0), Some(Holding::Stopping));
+    assert_eq!(b.node.counters().stale_results, 0);
+    let outs = b.result(ms(298), ResourceOp::Stop, Ok(()));
+    assert_eq!(
+        lines(&outs),
+        [format!("Resource release completed: {LINE}")]
+    );
+    assert_eq!(b.node.holding(0), Some(Holding::None));
+    // No second takeover while node1 keeps it.
+    let outs = b.peer_beats(305, 400, Holding::Held);
+    assert!(actions(&outs).is_empty());
+}
+
+#[test]
+fn the_rightful_owner_does_not_abandon_its_start_for_a_claimant() {
+    // node1 (preferred, auto_failback on) starting its group while node2, back from a
+    // partition, still claims it: node1 keeps starting; node2 is the one to yield.
+    let (mut b, _) = Bench::new("node1", AutoFailback::On, Timing::FAST);
+    b.peer_beats(5, 15, Holding::None);
+    assert_eq!(b.node.holding(0), Some(Holding::Starting));
+    let outs = b.peer_beats(16, 16, Holding::Held);
+    assert!(actions(&outs).is_empty(), "{:?}", lines(&outs));
+    assert_eq!(b.node.holding(0), Some(Holding::Starting));
+    assert_eq!(b.node.counters().abandoned_starts, 0);
+    b.result(ms(17), ResourceOp::Start, Ok(()));
+    assert_eq!(b.node.holding(0), Some(Holding::Held));
+}
+
+#[test]
 fn heal_after_the_loser_already_released_still_reannounces() {
     // node1 holds; node2 was declared dead (partition), took the group and released it again
     // before node1 heard it (the heal reached node2 first): node1 never sees a claim, yet

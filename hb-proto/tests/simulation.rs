@@ -580,3 +580,63 @@ fn four_nodes_with_partitions_pauses_and_churn_converge_to_one_holder_per_group(
         }
     }
 }
+
+#[test]
+fn a_holder_back_from_a_stall_mid_takeover_ends_the_second_claim_within_a_keepalive() {
+    // The soak's finding: the holder stalls for more than deadtime, the peer declares it dead
+    // and starts the group (slow scripts: 300 ms), then the holder's heartbeats come again. The
+    // peer gives the start up when it hears the holder keep the group (preferred, auto_failback
+    // on), so two claims last at most about one keepalive plus the link's delay after the
+    // holder's first heartbeat, not the rest of the start.
+    for seed in seeds().take(50) {
+        let mut spec = SimSpec::new(2, seed);
+        spec.groups = vec![0];
+        spec.resource_delay = Duration::from_millis(300);
+        let mut sim = Sim::new(spec);
+        let t = sim.spec.timing;
+        sim.run_until(Sim::ms(1500));
+        assert_eq!(sim.held_by(0), ["node1"], "seed {seed}");
+        let stall = t.deadtime + t.deadtime / 2 + Duration::from_micros(sim.rng.below(20_000));
+        let stalled_at = sim.now;
+        sim.pause(0, stall);
+        let resumed = stalled_at + stall;
+        let mut dual_since = None;
+        let mut longest = Duration::ZERO;
+        let mut took = false;
+        while sim.now < resumed + Duration::from_millis(700) {
+            sim.run_for(Duration::from_micros(200));
+            // While node1 is frozen its claim is a stale one (a stall is a partition).
+            let both = sim.now >= resumed && sim.holders(0).len() > 1;
+            took |= sim.hosts[1]
+                .node
+                .as_ref()
+                .is_some_and(|n| n.holding(0) == Some(Holding::Starting));
+            match (both, dual_since) {
+                (true, None) => dual_since = Some(sim.now),
+                (false, Some(s)) => {
+                    longest = longest.max(sim.now.saturating_since(s));
+                    dual_since = None;
+                }
+                _ => {}
+            }
+        }
+        assert!(took, "seed {seed}: node2 never started the takeover");
+        assert!(
+            dual_since.is_none(),
+            "seed {seed}: still two claims at the end"
+        );
+        // The claim overlaps from the holder's resume (it was frozen, its claim stands) until
+        // node2 hears it: one keepalive and the link, plus the 200 us sampling step.
+        let bound = t.keepalive + Duration::from_millis(3);
+        assert!(
+            longest <= bound,
+            "seed {seed}: two claims for {longest:?} (bound {bound:?})"
+        );
+        assert_eq!(sim.held_by(0), ["node1"], "seed {seed}");
+        let n2 = sim.hosts[1]
+            .node
+            .as_ref()
+            .map(|n| n.counters().abandoned_starts);
+        assert_eq!(n2, Some(1), "seed {seed}");
+    }
+}

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hb_daemon::agents::{AgentError, Agents, ResourceStatus};
+use hb_daemon::agents::{AgentError, Agents, StartOutcome, abandon_pair};
 use hb_proto::config::{IpAddrAgent, Resource, ResourceGroup};
 use hb_tests::{Lan, Netns, neighbour_mac, require_root, unique_name};
 
@@ -51,6 +51,34 @@ fn has_addr(ns: &Netns, addr: &str) -> bool {
     let text = String::from_utf8_lossy(&out.stdout);
     text.split_whitespace()
         .any(|w| w.split('/').next() == Some(addr))
+}
+
+/// Which of `addrs` are configured in the calling thread's network namespace (a thread that
+/// entered a node's namespace with `Netns::run_in`): what the address agent did, read from the
+/// system.
+fn held_here(addrs: &[&str]) -> Vec<bool> {
+    let out = std::process::Command::new("ip")
+        .args(["-br", "addr", "show"])
+        .output()
+        .expect("ip addr show");
+    let text = String::from_utf8_lossy(&out.stdout);
+    addrs
+        .iter()
+        .map(|a| {
+            text.split_whitespace()
+                .any(|w| w.split('/').next() == Some(*a))
+        })
+        .collect()
+}
+
+/// Whether `mountpoint` is mounted in the calling thread's mount namespace.
+fn mounted_here(mountpoint: &Path) -> bool {
+    let table = std::fs::read_to_string("/proc/thread-self/mountinfo").expect("mountinfo");
+    let want = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
+    table
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|p| Path::new(p) == want)
 }
 
 /// Polls the client's neighbour entry for `addr` until it is `want`, for at most `limit`.
@@ -253,45 +281,36 @@ fn address_add_and_remove_are_idempotent() {
         ip_resource("10.89.0.5", Some(24), Some("d0")),
         ip_resource("fd00:89::5", Some(64), Some("d0")),
     ]);
+    let name = g.resources[0].describe();
+    let addrs = ["10.89.0.5", "fd00:89::5"];
     let t = ns
         .run_in(move || {
             runtime().block_on(async {
                 let agents = Agents::new(1, Duration::from_millis(10), Duration::from_secs(5))
                     .await
                     .expect("agents");
-                let before = agents.status_group(&g).await.expect("status");
+                let before = held_here(&addrs);
                 agents.start_group(&g).await.expect("first start");
                 agents
                     .start_group(&g)
                     .await
                     .expect("second start (already present)");
-                let during = agents.status_group(&g).await.expect("status");
+                let during = held_here(&addrs);
                 agents.stop_group(&g).await.expect("first stop");
                 agents
                     .stop_group(&g)
                     .await
                     .expect("second stop (already absent)");
-                let after = agents.status_group(&g).await.expect("status");
+                let after = held_here(&addrs);
                 (before, during, after)
             })
         })
         .unwrap();
     let (before, during, after) = t.join().unwrap().unwrap();
-    let states =
-        |v: &[(String, ResourceStatus)]| v.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>();
-    assert_eq!(
-        states(&before),
-        [ResourceStatus::Stopped, ResourceStatus::Stopped]
-    );
-    assert_eq!(
-        states(&during),
-        [ResourceStatus::Running, ResourceStatus::Running]
-    );
-    assert_eq!(
-        states(&after),
-        [ResourceStatus::Stopped, ResourceStatus::Stopped]
-    );
-    assert_eq!(before[0].0, "IPaddr2::10.89.0.5/24/d0");
+    assert_eq!(before, [false, false], "stopped before the first start");
+    assert_eq!(during, [true, true], "running after the second start");
+    assert_eq!(after, [false, false], "stopped after the second stop");
+    assert_eq!(name, "IPaddr2::10.89.0.5/24/d0");
     assert!(!has_addr(&ns, "10.89.0.5"));
 }
 
@@ -365,6 +384,100 @@ fn failed_start_rolls_back_the_group() {
             "broken stop",
             "first stop"
         ]
+    );
+}
+
+/// An abandoned start (the core heard a live peer keep the group mid-start) removes the
+/// address it added at once, while the slow script in progress runs on; then the script's
+/// start finishes, nothing after it starts, and what was started is stopped right to left.
+#[test]
+fn abandoned_start_removes_the_address_at_once_and_stops_what_it_started() {
+    if !require_root("abandoned_start_removes_the_address_at_once_and_stops_what_it_started") {
+        return;
+    }
+    let dir = TempDir::new();
+    let log = dir.0.join("calls");
+    let log_s = log.display().to_string();
+    let slow = script(
+        &dir.0,
+        "slow",
+        &format!(
+            "echo \"slow $1\" >> {log_s}\n[ \"$1\" = start ] && sleep 0.6\necho \"slow $1 done\" >> {log_s}\nexit 0"
+        ),
+    );
+    let after = script(
+        &dir.0,
+        "after",
+        &format!("echo \"after $1\" >> {log_s}\nexit 0"),
+    );
+    let ns = Netns::new("ab").unwrap();
+    local_link(&ns);
+    let g = group(vec![
+        ip_resource("10.91.0.5", Some(24), Some("d0")),
+        script_resource("slow", &slow),
+        script_resource("after", &after),
+    ]);
+    let (handle, abandon) = abandon_pair();
+    let (tx, rx) = mpsc::channel();
+    let t = ns
+        .run_in(move || {
+            runtime().block_on(async {
+                let agents = Agents::new(1, Duration::from_millis(10), Duration::from_secs(5))
+                    .await
+                    .expect("agents");
+                let outcome = agents.start_group_abandonable(&g, abandon).await;
+                tx.send(Instant::now()).unwrap();
+                outcome
+            })
+        })
+        .unwrap();
+    // Wait until the slow script's start runs (the address is up by then).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("slow start")
+    {
+        assert!(Instant::now() < deadline, "the slow start never ran");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(has_addr(&ns, "10.91.0.5"));
+    let abandoned_at = Instant::now();
+    handle.abandon();
+    let mut removed_after = None;
+    while Instant::now() < abandoned_at + Duration::from_millis(400) {
+        if !has_addr(&ns, "10.91.0.5") {
+            removed_after = Some(abandoned_at.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let removed_after = removed_after.expect("the address stayed while the script ran");
+    assert!(
+        !std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("slow start done"),
+        "the address went before the script finished ({removed_after:?})"
+    );
+    let outcome = t.join().unwrap().unwrap();
+    let ended = rx.recv().unwrap();
+    assert!(ended > abandoned_at);
+    match outcome {
+        StartOutcome::Abandoned(Ok(_)) => {}
+        other => panic!("unexpected outcome {other:?}"),
+    }
+    assert!(!has_addr(&ns, "10.91.0.5"));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        [
+            "slow status",
+            "slow status done",
+            "slow start",
+            "slow start done",
+            "slow stop",
+            "slow stop done",
+        ],
+        "nothing after the slow script starts; the slow one is stopped"
     );
 }
 
@@ -511,7 +624,7 @@ fn ipaddr_label_is_set_on_the_address() {
                     .await
                     .expect("agents");
                 agents.start_group(&g).await.expect("start");
-                let during = agents.status_group(&g).await.expect("status");
+                let during = held_here(&["10.93.0.5"]);
                 // This thread is in the namespace: so is the `ip` it runs.
                 let shown = std::process::Command::new("ip")
                     .args(["-4", "addr", "show", "dev", "d0"])
@@ -523,7 +636,7 @@ fn ipaddr_label_is_set_on_the_address() {
         })
         .unwrap();
     let (during, text) = t.join().unwrap().unwrap();
-    assert_eq!(during[0].1, ResourceStatus::Running);
+    assert_eq!(during, [true], "the labelled address is configured");
     let line = text
         .lines()
         .find(|l| l.contains("inet 10.93.0.5/24"))
@@ -680,21 +793,21 @@ fn filesystem_mounts_and_unmounts_idempotently() {
                 .start_group(&g)
                 .await
                 .expect("mount again (already mounted)");
-            let during = agents.status_group(&g).await.expect("status");
+            let during = mounted_here(&mp2);
             std::fs::write(mp2.join("probe"), b"x").expect("write into the mount");
             agents.stop_group(&g).await.expect("umount");
             agents
                 .stop_group(&g)
                 .await
                 .expect("umount again (not mounted)");
-            let after = agents.status_group(&g).await.expect("status");
+            let after = mounted_here(&mp2);
             let probe_gone = !mp2.join("probe").exists();
             (during, after, probe_gone)
         })
     });
     let (during, after, probe_gone) = t.join().unwrap();
-    assert_eq!(during[0].1, ResourceStatus::Running);
-    assert_eq!(after[0].1, ResourceStatus::Stopped);
+    assert!(during, "mounted after the second start");
+    assert!(!after, "unmounted after the second stop");
     assert!(probe_gone, "the file lived on the tmpfs, gone after umount");
 }
 

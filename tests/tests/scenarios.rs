@@ -760,6 +760,67 @@ fn partition_and_heal() {
     );
 }
 
+/// The soak's two owners: the holder's hbd stalls past deadtime (SIGSTOP), the peer declares
+/// it dead and starts the group (a slow start: the script waits 1 s before Apache starts), and
+/// the holder resumes mid-start, still holding. The peer abandons its start when it hears the
+/// holder and removes the VIP at once instead of keeping it beside the holder's until its
+/// script is done.
+#[test]
+fn stalled_holder_resumes_mid_takeover_the_start_is_abandoned() {
+    let mut s = scenario!(
+        stalled_holder_resumes_mid_takeover_the_start_is_abandoned,
+        |_| {},
+        false
+    );
+    check(s.lab.set_slow_start(Node::N2, Some(Duration::from_secs(1))));
+    let t = check(
+        s.lab
+            .signal_hbd(Node::N1, nix::sys::signal::Signal::SIGSTOP),
+    );
+    let taking = s.must_log(Node::N2, "Taking over resource group", t);
+    if taking.is_ok() {
+        // Into n2's start: the VIP is up there, the script waits.
+        s.sleep(Duration::from_millis(20));
+    }
+    // Thaw n1 whatever happened, so that a failure does not leave it frozen.
+    let t_cont = check(
+        s.lab
+            .signal_hbd(Node::N1, nix::sys::signal::Signal::SIGCONT),
+    );
+    check(taking);
+    let abandoned = check(s.must_log(
+        Node::N2,
+        "Resource group start abandoned: n1 is alive and holds",
+        t,
+    ));
+    check(s.must_log(Node::N2, "Resource release completed", abandoned));
+    check(s.lab.set_slow_start(Node::N2, None));
+    let mut e = Expect::new(Node::N1, t)
+        .log(Node::N1, "Re-announcing resource group", t)
+        .no_log(Node::N2, "Resource acquisition completed", t)
+        .no_log(Node::N1, "Releasing resource group", t);
+    // n1 frozen is a partition: both may hold the VIP from the stall until n2 heard n1 again
+    // and removed its copy (n1's first heartbeat after the thaw, n2's turn, one netlink call,
+    // the 2 ms sampler), with 60 ms for this loaded machine. Before the fix n2 kept it until its
+    // 1 s start was done.
+    e.dual_window = Some(DualWindow {
+        from_ns: t,
+        to_ns: t_cont + 60_000_000,
+        why: "n1 stalled (SIGSTOP) past deadtime: both may hold the VIP from the stall until \
+              60 ms after SIGCONT"
+            .to_owned(),
+    });
+    let gap = check(s.finish(e));
+    println!(
+        "scenario stalled_holder: start abandoned {:.1} ms after SIGCONT",
+        ms(Duration::from_nanos(abandoned.saturating_sub(t_cont)))
+    );
+    assert!(
+        gap < Duration::from_secs(2),
+        "longest gap in answers {gap:?}"
+    );
+}
+
 #[test]
 fn flapping_link() {
     let s = scenario!(flapping_link, |sp| sp.links = 2, false);

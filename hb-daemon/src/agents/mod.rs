@@ -1,5 +1,4 @@
-//! Resource agents: how a resource group is started, stopped and checked (the core decides
-//! when).
+//! Resource agents: how a resource group is started and stopped (the core decides when).
 //! Owns how resources are run; never decides when (the core does) and never blocks the
 //! heartbeat thread (it runs on its own runtime).
 //!
@@ -14,8 +13,8 @@
 //! - Init-style scripts (`resource.d/NAME`, else `/etc/init.d/NAME`, resolved by the config
 //!   parser) are called as `PATH ARGS... start|stop|status`, supervised: own process group,
 //!   stdin null, output logged line by line, SIGKILL to the group at the timeout, counted as
-//!   finished when the script exits even if a daemon it started keeps its stdout; `status`
-//!   follows [`parse_status`]. As Heartbeat's ResourceManager does, `start` is preceded by
+//!   finished when the script exits even if a daemon it started keeps its stdout. As
+//!   Heartbeat's ResourceManager does, `start` is preceded by
 //!   `status`, and a script whose status output says it runs
 //!   ([`heartbeat_says_running`]) is not started again. Scripts (and mount commands) get the
 //!   `HA_*` environment of [`script_env`].
@@ -46,7 +45,7 @@ use hb_proto::{
     node::ResourceTimes,
 };
 
-pub use script::{heartbeat_says_running, parse_status};
+pub use script::heartbeat_says_running;
 
 /// How often a failing stop is tried before giving up on that resource.
 pub const STOP_ATTEMPTS: u32 = 3;
@@ -55,6 +54,59 @@ pub const STOP_RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// CLOCK_MONOTONIC now (the daemon's one clock read, [`crate::net::monotonic_now`]).
 pub(crate) use crate::net::monotonic_now as now;
+
+/// How [`Agents::start_group_abandonable`] ended.
+#[derive(Debug)]
+pub enum StartOutcome {
+    /// The start ran to its end (a failure included: what it started is stopped).
+    Completed(Result<GroupReport, AgentError>),
+    /// The start was abandoned; the result is that of stopping what it had started.
+    Abandoned(Result<GroupReport, AgentError>),
+}
+
+/// Tells a running start to give up; made with [`abandon_pair`].
+#[derive(Debug)]
+pub struct Abandon(tokio::sync::watch::Receiver<bool>);
+
+/// The sending side of an [`Abandon`].
+#[derive(Debug)]
+pub struct AbandonHandle(tokio::sync::watch::Sender<bool>);
+
+/// A handle to abandon a start and the receiver the start watches.
+pub fn abandon_pair() -> (AbandonHandle, Abandon) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    (AbandonHandle(tx), Abandon(rx))
+}
+
+impl AbandonHandle {
+    /// Abandons the start (no effect once it ended).
+    pub fn abandon(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Abandon {
+    /// One that is never set.
+    pub fn never() -> Self {
+        abandon_pair().1
+    }
+
+    fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Returns once set; never when the handle is gone unset.
+    async fn wait(&mut self) {
+        loop {
+            if *self.0.borrow_and_update() {
+                return;
+            }
+            if self.0.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
 
 /// What went wrong with a resource. Every variant names the resource in Heartbeat's spelling
 /// (`IPaddr::10.0.0.100/24/eth1`, `httpd`).
@@ -169,17 +221,6 @@ impl AgentError {
             | AgentError::MountTable { resource, .. } => resource,
         }
     }
-}
-
-/// State of one resource as its agent sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResourceStatus {
-    /// Started (address present, file system mounted, script says running).
-    Running,
-    /// Not started.
-    Stopped,
-    /// The agent could not tell; the reason in words.
-    Unknown(String),
 }
 
 /// Timings of one resource in a start or stop (CLOCK_MONOTONIC).
@@ -366,12 +407,54 @@ impl Agents {
     /// (right to left, the failed resource included since it may be half started) and returns
     /// the error. Returns per-resource timings (for the takeover timeline / hbstat).
     pub async fn start_group(&self, group: &ResourceGroup) -> Result<GroupReport, AgentError> {
+        match self.start_group_abandonable(group, Abandon::never()).await {
+            StartOutcome::Completed(result) | StartOutcome::Abandoned(result) => result,
+        }
+    }
+
+    /// [`Agents::start_group`] that gives up when `abandon` is set (the core abandoned the
+    /// start: a live peer holds the group). Then no further resource is started, the addresses
+    /// the start already added are removed at once (while a script in progress runs on), the
+    /// resource in progress is let finish, and what was started is stopped right to left;
+    /// [`StartOutcome::Abandoned`] carries that clean-up's result.
+    pub async fn start_group_abandonable(
+        &self,
+        group: &ResourceGroup,
+        mut abandon: Abandon,
+    ) -> StartOutcome {
         let mut report = GroupReport::default();
         for (i, res) in group.resources.iter().enumerate() {
+            if abandon.is_set() {
+                return StartOutcome::Abandoned(self.stop_started(group, i, &[]).await);
+            }
             let name = res.describe();
             tracing::info!(resource = %name, "starting");
             let started = now();
-            match self.start_resource(res, &name).await {
+            let start = self.start_resource(res, &name);
+            tokio::pin!(start);
+            let outcome = tokio::select! {
+                biased;
+                r = &mut start => Some(r),
+                () = abandon.wait() => None,
+            };
+            let Some(outcome) = outcome else {
+                tracing::warn!(
+                    resource = %name,
+                    "start abandoned: removing the group's addresses now, then stopping what was started"
+                );
+                let mut removed = vec![];
+                for (j, prev) in group.resources[..i].iter().enumerate().rev() {
+                    if matches!(prev, Resource::IpAddr { .. }) {
+                        if let Err(e) = self.stop_with_retry(prev, &prev.describe()).await {
+                            tracing::error!(resource = %prev.describe(), "{e}");
+                        }
+                        removed.push(j);
+                    }
+                }
+                let _ = start.await;
+                return StartOutcome::Abandoned(self.stop_started(group, i + 1, &removed).await);
+            };
+            match outcome {
                 Ok((address_added, first_announce)) => {
                     let finished = now();
                     tracing::info!(
@@ -380,7 +463,7 @@ impl Agents {
                         finished.saturating_since(started)
                     );
                     report.resources.push(ResourceReport {
-                        name,
+                        name: name.clone(),
                         started,
                         finished,
                         address_added,
@@ -399,19 +482,33 @@ impl Agents {
                             );
                         }
                     }
-                    return Err(e);
+                    return StartOutcome::Completed(Err(e));
                 }
             }
         }
-        Ok(report)
+        StartOutcome::Completed(Ok(report))
     }
 
     /// Stops a whole group right to left, continuing past failures (each stop tried
     /// [`STOP_ATTEMPTS`] times); returns the first error.
     pub async fn stop_group(&self, group: &ResourceGroup) -> Result<GroupReport, AgentError> {
+        self.stop_started(group, group.resources.len(), &[]).await
+    }
+
+    /// Stops the first `count` resources of `group` right to left, but those in `skip`
+    /// (already stopped), continuing past failures; returns the first error.
+    async fn stop_started(
+        &self,
+        group: &ResourceGroup,
+        count: usize,
+        skip: &[usize],
+    ) -> Result<GroupReport, AgentError> {
         let mut report = GroupReport::default();
         let mut first_error = None;
-        for res in group.resources.iter().rev() {
+        for (j, res) in group.resources[..count].iter().enumerate().rev() {
+            if skip.contains(&j) {
+                continue;
+            }
             let name = res.describe();
             tracing::info!(resource = %name, "stopping");
             let started = now();
@@ -465,20 +562,6 @@ impl Agents {
             }
         }
         first_error.map_or(Ok(()), Err)
-    }
-
-    /// Asks each resource's agent for its state, in group order.
-    pub async fn status_group(
-        &self,
-        group: &ResourceGroup,
-    ) -> Result<Vec<(String, ResourceStatus)>, AgentError> {
-        let mut out = Vec::with_capacity(group.resources.len());
-        for res in &group.resources {
-            let name = res.describe();
-            let status = self.status_resource(res, &name).await?;
-            out.push((name, status));
-        }
-        Ok(out)
     }
 
     async fn reannounce_one(
@@ -776,53 +859,6 @@ impl Agents {
         }
     }
 
-    async fn status_resource(
-        &self,
-        res: &Resource,
-        name: &str,
-    ) -> Result<ResourceStatus, AgentError> {
-        match res {
-            Resource::IpAddr { addr, .. } => {
-                let holders = addr::holders(&self.handle, *addr).await.map_err(|source| {
-                    AgentError::Netlink {
-                        resource: name.to_owned(),
-                        source,
-                    }
-                })?;
-                Ok(if holders.is_empty() {
-                    ResourceStatus::Stopped
-                } else {
-                    ResourceStatus::Running
-                })
-            }
-            Resource::Filesystem { mountpoint, .. } => Ok(if self.mounted(name, mountpoint)? {
-                ResourceStatus::Running
-            } else {
-                ResourceStatus::Stopped
-            }),
-            Resource::Script { args, path, .. } => {
-                let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
-                all.push("status");
-                match script::run(name, path, &all, &self.script_env, self.script_timeout).await {
-                    Ok(done) => Ok(parse_status(done.status.code(), &done.output)),
-                    Err(script::RunError::Timeout(_)) => Err(AgentError::Timeout {
-                        resource: name.to_owned(),
-                        action: "status".into(),
-                        timeout: self.script_timeout,
-                    }),
-                    Err(script::RunError::Spawn(source) | script::RunError::Wait(source)) => {
-                        Err(AgentError::Spawn {
-                            resource: name.to_owned(),
-                            program: path.clone(),
-                            action: "status".into(),
-                            source,
-                        })
-                    }
-                }
-            }
-        }
-    }
-
     /// `SCRIPT ARGS status` before a start, judged as Heartbeat's ResourceManager does
     /// ([`script::heartbeat_says_running`] on its stdout, exit code ignored). A status that
     /// cannot be run or times out counts as not running (Heartbeat's backquotes give an empty
@@ -919,7 +955,6 @@ mod tests {
         is_send(agents.start_group(group));
         is_send(agents.stop_group(group));
         is_send(agents.reannounce(group));
-        is_send(agents.status_group(group));
     }
 
     #[test]

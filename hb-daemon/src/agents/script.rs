@@ -20,8 +20,6 @@ use std::{
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-use super::ResourceStatus;
-
 /// How long to keep collecting output after the command exited (output still in the pipe).
 const OUTPUT_GRACE: Duration = Duration::from_millis(20);
 /// Most output kept for error messages and status parsing (everything is logged).
@@ -165,33 +163,6 @@ async fn read_lines(
     }
 }
 
-/// Interprets the result of `SCRIPT status`, accepting both LSB scripts and the old
-/// Heartbeat-style ones that always exit 0 and say what they are doing:
-///
-/// 1. output mentioning `stopped` or `not running` (any case) means [`ResourceStatus::Stopped`]
-///    (old-style scripts print `... is stopped` and exit 0);
-/// 2. otherwise exit 0 means [`ResourceStatus::Running`] and exit 3 (LSB "program is not
-///    running") means [`ResourceStatus::Stopped`];
-/// 3. otherwise output matching Heartbeat's `*[Rr]unning*|*OK*` means
-///    [`ResourceStatus::Running`];
-/// 4. anything else is [`ResourceStatus::Unknown`] with the exit code and output.
-pub fn parse_status(code: Option<i32>, output: &str) -> ResourceStatus {
-    let lower = output.to_ascii_lowercase();
-    if lower.contains("stopped") || lower.contains("not running") {
-        return ResourceStatus::Stopped;
-    }
-    match code {
-        Some(0) => return ResourceStatus::Running,
-        Some(3) => return ResourceStatus::Stopped,
-        _ => {}
-    }
-    if lower.contains("running") || output.contains("OK") {
-        return ResourceStatus::Running;
-    }
-    let code = code.map_or_else(|| "killed by a signal".to_owned(), |c| format!("exit {c}"));
-    ResourceStatus::Unknown(format!("{code}: {}", output.trim()))
-}
-
 /// Heartbeat's ResourceManager rule for "is this resource already running?" (`we_own_resource`),
 /// applied to what `SCRIPT status` printed on stdout, whatever its exit code:
 ///
@@ -258,39 +229,5 @@ mod tests {
         assert!(heartbeat_says_running("nothing running"));
         // A "not ... running" anywhere wins over an earlier "running".
         assert!(!heartbeat_says_running("running check: daemon not running"));
-    }
-
-    #[test]
-    fn lsb_exit_codes() {
-        assert_eq!(parse_status(Some(0), ""), ResourceStatus::Running);
-        assert_eq!(parse_status(Some(3), ""), ResourceStatus::Stopped);
-        assert_eq!(
-            parse_status(Some(0), "httpd (pid 42) is running..."),
-            ResourceStatus::Running
-        );
-        assert_eq!(
-            parse_status(Some(3), "httpd is not running"),
-            ResourceStatus::Stopped
-        );
-    }
-
-    #[test]
-    fn old_style_text() {
-        assert_eq!(
-            parse_status(Some(0), "httpd is stopped"),
-            ResourceStatus::Stopped
-        );
-        assert_eq!(parse_status(Some(1), "Running"), ResourceStatus::Running);
-        assert_eq!(parse_status(Some(1), "OK"), ResourceStatus::Running);
-        assert_eq!(parse_status(Some(0), "STOPPED"), ResourceStatus::Stopped);
-    }
-
-    #[test]
-    fn anything_else_is_unknown() {
-        assert_eq!(
-            parse_status(Some(4), "cannot tell\n"),
-            ResourceStatus::Unknown("exit 4: cannot tell".into())
-        );
-        assert!(matches!(parse_status(None, ""), ResourceStatus::Unknown(_)));
     }
 }

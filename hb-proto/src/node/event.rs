@@ -186,6 +186,17 @@ pub enum Event {
         /// Who keeps it.
         keeper: String,
     },
+    /// A start in progress was given up because a live peer holds the group and keeps it (it
+    /// had been taken over from a peer that was only late, or a partition healed mid-start); a
+    /// stop follows at once.
+    StartAbandoned {
+        /// Group index.
+        group: usize,
+        /// The `haresources` line.
+        line: String,
+        /// The live peer that holds it.
+        holder: String,
+    },
     /// The holder re-sends gratuitous ARPs for the group (after a conflicting claim).
     Reannounce {
         /// Group index.
@@ -306,6 +317,7 @@ impl Event {
             | Event::NodeDead { .. }
             | Event::NodeReturned { .. }
             | Event::DualOwnership { .. }
+            | Event::StartAbandoned { .. }
             | Event::LateWakeup { .. }
             | Event::TakeoverHeld { .. } => Level::Warn,
             Event::Ping(p) if p.is_warning() => Level::Warn,
@@ -428,6 +440,15 @@ impl Event {
                 f.peer = Some(peer);
                 group_line(&mut f, *group, line);
             }
+            Event::StartAbandoned {
+                group,
+                line,
+                holder,
+            } => {
+                f.event = "start_abandoned";
+                f.peer = Some(holder);
+                group_line(&mut f, *group, line);
+            }
             Event::Reannounce { group, line } => {
                 f.event = "reannounce";
                 group_line(&mut f, *group, line);
@@ -534,6 +555,10 @@ impl fmt::Display for Event {
             } => write!(
                 f,
                 "Resource group held by this node and {peer}: {line}; {keeper} keeps it"
+            ),
+            Event::StartAbandoned { line, holder, .. } => write!(
+                f,
+                "Resource group start abandoned: {holder} is alive and holds {line}; releasing it here"
             ),
             Event::Reannounce { line, .. } => {
                 write!(f, "Re-announcing resource group: {line}")

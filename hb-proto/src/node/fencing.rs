@@ -81,7 +81,12 @@ impl Node {
         if self.phase == Phase::ShuttingDown {
             return;
         }
-        let (reqs, evs) = self.fencing.gate.poll(now);
+        // Not while the ping guard would keep this node from taking the peer's groups: it may
+        // be the isolated one.
+        let may_fence: Vec<bool> = (0..self.peers.len())
+            .map(|i| i == self.local || self.may_take_from_dead(i))
+            .collect();
+        let (reqs, evs) = self.fencing.gate.poll(now, |i| may_fence[i]);
         for ev in evs {
             self.event(Event::Fence(ev));
         }

@@ -74,7 +74,11 @@ impl Node {
                     op: ResourceOp::Stop,
                 });
             }
+            // The result of a start abandoned for a live holder: the stop asked in its place
+            // decides.
+            (ResourceOp::Start, Holding::Stopping, _) if lg.start_abandoned => {}
             (ResourceOp::Stop, Holding::Stopping, Ok(_)) => {
+                lg.start_abandoned = false;
                 lg.holding = Holding::None;
                 lg.stop_failures = 0;
                 lg.stop_retry_at = None;
@@ -297,8 +301,16 @@ impl Node {
                         });
                     }
                 }
-                // A start cannot be cancelled: its result decides; a stop finishes or retries.
-                Holding::Starting | Holding::Stopping => {}
+                // Another node rightfully keeps the group and a live peer holds it: the start
+                // in progress would only prolong two owners (the driver removes the addresses
+                // it added at once and stops what it started).
+                Holding::Starting => {
+                    if let (false, Some(holder)) = (mine, claimant) {
+                        self.abandon_start(g, holder);
+                    }
+                }
+                // A stop finishes or retries.
+                Holding::Stopping => {}
             }
         }
         self.clear_takeover_held();
@@ -341,6 +353,38 @@ impl Node {
         self.outputs.push_back(Output::Resource {
             group: g,
             op: ResourceOp::Start,
+        });
+    }
+
+    /// Gives up the start of `g` in progress because live peer `holder` claims the group and
+    /// is not to yield it: a stop replaces it.
+    fn abandon_start(&mut self, g: usize, holder: usize) {
+        let lg = &mut self.local_groups[g];
+        lg.holding = Holding::Stopping;
+        lg.start_abandoned = true;
+        let from = lg.takeover_from.take();
+        // A takeover given up is not completed: no `mach_down` completion line for it.
+        if let Some(from) = from {
+            let busy = self
+                .local_groups
+                .iter()
+                .any(|g| g.takeover_from == Some(from) || g.orphaned_from == Some(from));
+            if !busy {
+                self.mach_down_pending.retain(|(p, _)| *p != from);
+            }
+        }
+        self.dirty = true;
+        self.counters.abandoned_starts += 1;
+        let line = self.groups[g].line.clone();
+        self.event(Event::StartAbandoned {
+            group: g,
+            line: line.clone(),
+            holder: self.names[holder].clone(),
+        });
+        self.event(Event::Releasing { group: g, line });
+        self.outputs.push_back(Output::Resource {
+            group: g,
+            op: ResourceOp::Stop,
         });
     }
 

@@ -221,6 +221,8 @@ pub struct Counters {
     pub returns: u64,
     /// Dual ownerships seen.
     pub dual_ownerships: u64,
+    /// Starts abandoned because a live peer held the group.
+    pub abandoned_starts: u64,
     /// Re-announcements asked of the driver.
     pub reannounces: u64,
     /// Failed group starts.

@@ -10,8 +10,9 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::{
-    CellResult, Fault, Trials,
     cluster::{Kind, Timing},
+    failover::{Fault, Trials},
+    loss::CellResult,
 };
 
 /// Directory (relative to the workspace root) of the JSON files and plots.

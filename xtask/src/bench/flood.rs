@@ -17,8 +17,10 @@ use serde::Serialize;
 use super::{
     BenchOptions, Binaries,
     cluster::{Cluster, HbOpts, Kind, Timing},
-    data, header, loadavg, publish, step,
+    data,
+    report::{header, loadavg, publish},
 };
+use crate::bootstrap::step;
 
 /// One step of the flood.
 #[derive(Debug, Clone, Serialize)]

@@ -1,8 +1,17 @@
-//! Figures and the `BENCHMARKS.md` writer shared by the lab benchmarks.
+//! Figures and the `BENCHMARKS.md` writer shared by the lab benchmarks: summaries, the machine
+//! line, a section's header and publication (BENCHMARKS.md, JSON, plot), the probe method text
+//! and the hb / keepalived timings the benchmarks use.
 
-use std::{fmt::Write as _, path::Path};
+use std::{fmt::Write as _, path::Path, time::Duration};
 
 use anyhow::{Context as _, Result};
+
+use super::{
+    BenchOptions,
+    cluster::{self, Timing},
+    data, plot,
+};
+use crate::bootstrap::step;
 
 /// min, median, p90 and max of a set of samples (nearest rank), in the samples' unit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -134,6 +143,84 @@ pub fn write_section(root: &Path, title: &str, body: &str) -> Result<()> {
         }
     };
     std::fs::write(&path, new).with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn header(opts: &BenchOptions, what: &str) -> String {
+    format!(
+        "Command (as root, from the workspace root, after `cargo build --release -p hb-daemon`): \
+         `{}`{}; {what}.\n\nMachine: {}.\n",
+        opts.command(),
+        opts.quick_note(),
+        machine()
+    )
+}
+
+/// Prints a section; unless `--no-write`, writes it to BENCHMARKS.md, its raw figures to
+/// `docs/bench/<name>.json` and its plot (when there is one) to `docs/bench/<name>.svg`.
+pub fn publish<T: serde::Serialize>(
+    root: &Path,
+    opts: &BenchOptions,
+    title: &str,
+    body: &str,
+    (name, raw): (&str, &T),
+) -> Result<()> {
+    let mut body = body.trim_end().to_owned();
+    let plotted = plot::PLOTS.contains(&name);
+    if plotted {
+        let _ = write!(body, "\n\n![{title}]({}/{name}.svg)\n", data::DIR);
+    }
+    let _ = writeln!(
+        body,
+        "\nRaw figures: [`{0}/{name}.json`]({0}/{name}.json).",
+        data::DIR
+    );
+    println!("\n## {title}\n\n{body}");
+    if !opts.no_write {
+        write_section(root, title, &body)?;
+        step(&format!("BENCHMARKS.md: section \"{title}\" written"));
+        let path = data::save(root, name, raw)?;
+        step(&format!("{} written", path.display()));
+        if plotted && let Some(svg) = plot::render(root, name)? {
+            step(&format!("{} written", svg.display()));
+        }
+    }
+    Ok(())
+}
+
+/// The method text of the client's probes (written into BENCHMARKS.md).
+pub fn probe_method() -> String {
+    let n = cluster::PROBERS as u32;
+    let period = cluster::PROBE_PERIOD.as_millis();
+    format!(
+        "\nMethod: the client probes `http://VIP/` from its own namespace: {n} prober threads, \
+         each starting a probe every {period} ms on a fixed grid staggered by {step} ms, so one \
+         probe starts every {step} ms ({rate}/s) whatever earlier probes are doing (a probe ends \
+         within its {timeout} ms timeout, before its prober's next start). A probe is a new TCP \
+         connection (connect, `GET / HTTP/1.0`, read to the end; the server closes first, so \
+         the client keeps no TIME_WAIT for answered probes) with {timeout} ms for connect and \
+         answer together; it ends at the answer, or fails at its timeout (the socket is then \
+         dropped).",
+        step = cluster::PROBE_PERIOD.as_secs_f64() * 1e3 / f64::from(n),
+        rate = (f64::from(n) / cluster::PROBE_PERIOD.as_secs_f64()).round(),
+        timeout = cluster::PROBE_TIMEOUT.as_millis(),
+    )
+}
+
+/// Timing used for an hb deadtime: keepalive a fifth of it.
+pub fn hb_timing(deadtime_ms: u64) -> Timing {
+    Timing {
+        keepalive: Duration::from_millis((deadtime_ms / 5).max(1)),
+        deadtime: Duration::from_millis(deadtime_ms),
+    }
+}
+
+/// keepalived at its smallest accepted advert interval (10 ms).
+pub fn ka_timing(advert_ms: u64) -> Timing {
+    let advert = Duration::from_millis(advert_ms);
+    Timing {
+        keepalive: advert,
+        deadtime: Timing::keepalived_down(advert),
+    }
 }
 
 #[cfg(test)]

@@ -27,8 +27,8 @@ use hb_tests::{
 };
 
 use super::{
-    BenchOptions, Binaries, header, publish,
-    report::{Summary, loadavg, machine, ms_between},
+    BenchOptions, Binaries,
+    report::{Summary, header, loadavg, machine, ms_between, publish},
 };
 use crate::bootstrap::step;
 

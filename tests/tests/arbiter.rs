@@ -1,0 +1,225 @@
+//! Issue 19 against the real hbd and a real etcd (Debian's etcd-server in the lab's client
+//! namespace, `arbiter_ttl 2`): a heartbeat partition with both nodes reaching etcd leaves the
+//! VIP on one node at every sample; the owner cut off from etcd and its peer drops the VIP
+//! within the TTL and the peer, still reaching etcd, takes it; with etcd killed no node takes
+//! a group over, the owner drops it (as documented) and both daemons keep running.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod daemon_common;
+
+use std::time::Duration;
+
+use daemon_common::{expect_log, lock, logged, logs, ms, spec, up_and_settled, wait_until};
+use hb_tests::{
+    lab::{LAB_ARBITER_TTL, Lab, LabSpec, Node, probe::OwnerSampler},
+    monotonic_ns, require_root,
+};
+
+fn arbiter_spec() -> LabSpec {
+    let mut s = spec();
+    s.arbiter = true;
+    s
+}
+
+fn settled() -> Lab {
+    let lab = up_and_settled(arbiter_spec());
+    expect_log(
+        &lab,
+        Node::N1,
+        "arbiter: group 0 held here, epoch",
+        0,
+        Duration::from_secs(5),
+    );
+    lab
+}
+
+fn assert_running(lab: &mut Lab) {
+    for node in Node::ALL {
+        assert!(
+            lab.hbd_pid(node).is_some(),
+            "hbd on {node} exited\n{}",
+            logs(lab, 40)
+        );
+    }
+}
+
+#[test]
+fn heartbeat_partition_with_both_nodes_reaching_etcd_keeps_one_owner() {
+    if !require_root("heartbeat_partition_with_both_nodes_reaching_etcd_keeps_one_owner") {
+        return;
+    }
+    let _g = lock();
+    let mut lab = settled();
+    let sampler = OwnerSampler::start(&lab, Duration::from_millis(2)).unwrap();
+    // Stamped before: the iptables commands take long enough on a loaded machine for n2 to
+    // declare n1 dead before the last one returns.
+    let cut = monotonic_ns();
+    lab.partition().unwrap();
+    // n2 declares n1 dead, asks etcd for the group's key and is told n1 holds it.
+    expect_log(
+        &lab,
+        Node::N2,
+        "node n1: is dead",
+        cut,
+        Duration::from_secs(5),
+    );
+    expect_log(
+        &lab,
+        Node::N2,
+        "arbiter: group 0 is held by n1",
+        cut,
+        Duration::from_secs(5),
+    );
+    // Several lease TTLs of partition.
+    std::thread::sleep(LAB_ARBITER_TTL * 3);
+    let healed = lab.heal().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let log = sampler.stop().unwrap();
+    let dual = log.dual_owner();
+    assert!(
+        dual.is_empty(),
+        "both nodes held the VIP in {} of {} samples, first: {}\n{}",
+        dual.len(),
+        log.samples.len(),
+        dual[0].describe(cut),
+        logs(&lab, 40)
+    );
+    assert!(log.samples.len() > 500, "{} samples", log.samples.len());
+    // n1 kept it all along.
+    let lost = log
+        .samples
+        .iter()
+        .filter(|s| s.at_ns > cut && !s.holds(Node::N1))
+        .count();
+    assert_eq!(lost, 0, "n1 lost the VIP\n{}", logs(&lab, 40));
+    assert!(!logged(&lab, Node::N2, "Acquiring resource group", cut));
+    assert!(lab.holds_vip(Node::N1).unwrap() && !lab.holds_vip(Node::N2).unwrap());
+    let _ = healed;
+    assert_running(&mut lab);
+}
+
+#[test]
+fn owner_cut_off_from_etcd_and_peer_stops_within_the_ttl_and_the_peer_takes_over() {
+    if !require_root(
+        "owner_cut_off_from_etcd_and_peer_stops_within_the_ttl_and_the_peer_takes_over",
+    ) {
+        return;
+    }
+    let _g = lock();
+    let mut lab = settled();
+    let sampler = OwnerSampler::start(&lab, Duration::from_millis(2)).unwrap();
+    // Stamped before the commands (see above): the real cut is a little later.
+    let cut = monotonic_ns();
+    lab.cut_etcd(Node::N1, true).unwrap();
+    lab.partition().unwrap();
+    let ok = wait_until(LAB_ARBITER_TTL * 4, || lab.holds_vip(Node::N2).unwrap());
+    let log = sampler.stop().unwrap();
+    assert!(ok, "n2 never took the VIP\n{}", logs(&lab, 40));
+    let dual = log.dual_owner();
+    assert!(
+        dual.is_empty(),
+        "both held the VIP: {}\n{}",
+        dual[0].describe(cut),
+        logs(&lab, 40)
+    );
+    let dropped = log
+        .samples
+        .iter()
+        .find(|s| s.at_ns > cut && !s.holds(Node::N1))
+        .map(|s| s.at_ns)
+        .expect("n1 dropped the VIP");
+    let taken = log
+        .samples
+        .iter()
+        .find(|s| s.at_ns > cut && s.holds(Node::N2))
+        .map(|s| s.at_ns)
+        .expect("n2 took the VIP");
+    let ttl_ms = LAB_ARBITER_TTL.as_secs_f64() * 1000.0;
+    let lapsed = expect_log(
+        &lab,
+        Node::N1,
+        "not renewed in time",
+        cut,
+        Duration::from_secs(1),
+    );
+    let released = expect_log(
+        &lab,
+        Node::N1,
+        "Resource release completed",
+        cut,
+        Duration::from_secs(1),
+    );
+    eprintln!(
+        "after the cut: n1's lease lapsed at {:.0} ms, its group was stopped at {:.0} ms, the \
+         sampler saw the VIP leave n1 at {:.0} ms and arrive on n2 at {:.0} ms (TTL {ttl_ms} ms)",
+        ms(cut, lapsed),
+        ms(cut, released),
+        ms(cut, dropped),
+        ms(cut, taken)
+    );
+    // The lease lapses TTL x 3/4 after the last successful renewal request (at most the cut);
+    // the group is stopped within the TTL.
+    assert!(
+        ms(cut, released) <= ttl_ms,
+        "stopped {:.0} ms after the cut",
+        ms(cut, released)
+    );
+    assert!(taken > dropped);
+    // n1, cut off, never takes anything back.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!lab.holds_vip(Node::N1).unwrap());
+    lab.heal().unwrap();
+    lab.cut_etcd(Node::N1, false).unwrap();
+    assert_running(&mut lab);
+}
+
+#[test]
+fn etcd_killed_nobody_takes_over_the_owner_drops_the_group_and_nothing_crashes() {
+    if !require_root("etcd_killed_nobody_takes_over_the_owner_drops_the_group_and_nothing_crashes")
+    {
+        return;
+    }
+    let _g = lock();
+    let mut lab = settled();
+    let sampler = OwnerSampler::start(&lab, Duration::from_millis(2)).unwrap();
+    let killed = lab.kill_etcd().unwrap();
+    let dropped = wait_until(LAB_ARBITER_TTL * 2, || !lab.holds_vip(Node::N1).unwrap());
+    assert!(dropped, "n1 kept the VIP without etcd\n{}", logs(&lab, 40));
+    // n2 sees n1 die and still takes nothing over.
+    let dead = monotonic_ns();
+    lab.kill_hbd(Node::N1).unwrap();
+    expect_log(
+        &lab,
+        Node::N2,
+        "node n1: is dead",
+        dead,
+        Duration::from_secs(5),
+    );
+    std::thread::sleep(LAB_ARBITER_TTL * 2);
+    let log = sampler.stop().unwrap();
+    assert!(
+        !log.samples
+            .iter()
+            .any(|s| s.at_ns > killed && s.holds(Node::N2)),
+        "n2 took the VIP without etcd\n{}",
+        logs(&lab, 40)
+    );
+    assert!(logged(&lab, Node::N2, "arbiter: etcd unreachable", killed));
+    assert!(
+        lab.hbd_pid(Node::N2).is_some(),
+        "hbd on n2 exited\n{}",
+        logs(&lab, 40)
+    );
+    // etcd back: n2 takes the group once n1's lease has expired.
+    let back = lab.start_etcd().unwrap();
+    let ok = wait_until(LAB_ARBITER_TTL * 4, || lab.holds_vip(Node::N2).unwrap());
+    assert!(
+        ok,
+        "n2 did not take the VIP after etcd came back\n{}",
+        logs(&lab, 40)
+    );
+    eprintln!(
+        "n2 took the VIP {:.0} ms after etcd came back",
+        ms(back, monotonic_ns())
+    );
+}

@@ -1261,6 +1261,7 @@ impl Driver {
             Request::Stats => {
                 let mut report = self.metrics.snapshot_at(now);
                 report.ping_summary = ping_summary(&self.node.status());
+                report.arbiter = self.arbiter_report(now);
                 if let Some(dropped) = self.xdp_dropped() {
                     report.rejects.insert(
                         XDP_DROPPED_REASON.to_owned(),
@@ -1312,7 +1313,16 @@ impl Driver {
     }
 
     fn status_report(&self, now: Timestamp) -> control::StatusReport {
-        status_report(&self.node.status(), now, self.started)
+        let mut r = status_report(&self.node.status(), now, self.started);
+        r.arbiter = self.arbiter_report(now);
+        r
+    }
+
+    /// The arbiter's state for `hbctl status`, hbstat and Prometheus.
+    fn arbiter_report(&self, now: Timestamp) -> Option<Box<control::ArbiterReport>> {
+        let a = self.config.ha_cf.arbiter.as_ref()?;
+        let st = self.node.arbiter_status(now)?;
+        Some(Box::new(arbiter_report(a, &st, &self.config.local_node)))
     }
 }
 
@@ -1415,6 +1425,56 @@ pub fn status_report(
         haresources_mismatch: s.haresources_mismatch.clone(),
         fence_pending: s.fence_pending.clone(),
         ping: ping_status(s, now),
+        arbiter: None,
+    }
+}
+
+/// The arbiter's state as reported (see [`control::ArbiterReport`]).
+pub fn arbiter_report(
+    a: &hb_proto::config::Arbiter,
+    st: &hb_proto::arbiter::ArbiterStatus,
+    local: &str,
+) -> control::ArbiterReport {
+    use hb_proto::arbiter::KeyState;
+    let keys = st
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(g, k)| {
+            let (state, holder, epoch) = match k {
+                KeyState::Held { epoch } => ("held", Some(local.to_owned()), Some(*epoch)),
+                other => {
+                    let word = match other {
+                        KeyState::Acquiring => "acquiring",
+                        KeyState::Releasing => "releasing",
+                        KeyState::Stale => "stale",
+                        _ => "free",
+                    };
+                    let taken = st.taken_by.get(g).cloned().flatten();
+                    (
+                        word,
+                        taken.as_ref().map(|t| t.0.clone()),
+                        taken.map(|t| t.1),
+                    )
+                }
+            };
+            control::ArbiterKeyReport {
+                group: g,
+                key: a.key_of(g),
+                state: state.to_owned(),
+                holder,
+                epoch,
+            }
+        })
+        .collect();
+    control::ArbiterReport {
+        endpoints: a.endpoints.clone(),
+        reachable: st.reachable,
+        lease: st.lease.map(|l| format!("{l:x}")),
+        lease_valid_ms: st.valid_for.map(|d| d.as_millis() as u64),
+        ttl_secs: st.ttl.map(|d| d.as_secs()),
+        lapses: st.lapses,
+        keys,
     }
 }
 

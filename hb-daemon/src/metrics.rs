@@ -318,6 +318,9 @@ pub struct StatsReport {
     /// Ping-node counts and ipfail (`None` without ping nodes).
     #[serde(default)]
     pub ping_summary: Option<PingSummary>,
+    /// The etcd arbiter (`None`: not configured).
+    #[serde(default)]
+    pub arbiter: Option<Box<crate::control::ArbiterReport>>,
 }
 
 #[derive(Debug, Clone)]
@@ -690,6 +693,7 @@ impl Metrics {
                 })
                 .collect(),
             ping_summary: None,
+            arbiter: None,
         }
     }
 

@@ -95,6 +95,37 @@ fn heartbeat_partition_with_both_nodes_reaching_etcd_keeps_one_owner() {
     assert!(!logged(&lab, Node::N2, "Acquiring resource group", cut));
     assert!(lab.holds_vip(Node::N1).unwrap() && !lab.holds_vip(Node::N2).unwrap());
     let _ = healed;
+    // The arbiter in hbctl status (--json and text) and hbstat: n1 holds the key, n2 saw it
+    // taken by n1 with the same epoch.
+    let json = |node| {
+        let out = lab.hbctl(node, &["status", "--json"]).unwrap();
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (j1, j2) = (json(Node::N1), json(Node::N2));
+    let a1 = &j1["arbiter"];
+    assert_eq!(a1["reachable"], true, "{j1}");
+    assert!(a1["lease"].is_string(), "{j1}");
+    assert_eq!(a1["keys"][0]["state"], "held", "{j1}");
+    assert_eq!(a1["keys"][0]["holder"], "n1", "{j1}");
+    let epoch = a1["keys"][0]["epoch"].as_i64().expect("epoch");
+    assert_eq!(j2["arbiter"]["keys"][0]["holder"], "n1", "{j2}");
+    assert_eq!(
+        j2["arbiter"]["keys"][0]["epoch"].as_i64(),
+        Some(epoch),
+        "{j2}"
+    );
+    let text =
+        String::from_utf8_lossy(&lab.hbctl(Node::N1, &["status"]).unwrap().stdout).into_owned();
+    assert!(
+        text.contains(&format!("held, holder n1, epoch {epoch}")),
+        "{text}"
+    );
+    let stat = String::from_utf8_lossy(&lab.hbstat(Node::N2, &[]).unwrap().stdout).into_owned();
+    assert!(
+        stat.contains("arbiter: etcd") && stat.contains("reachable"),
+        "{stat}"
+    );
     assert_running(&mut lab);
 }
 

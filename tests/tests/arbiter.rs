@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use daemon_common::{expect_log, lock, logged, logs, ms, spec, up_and_settled, wait_until};
 use hb_tests::{
-    lab::{LAB_ARBITER_TTL, Lab, LabSpec, Node, probe::OwnerSampler},
+    lab::{
+        LAB_ARBITER_TTL, Lab, LabSpec, Node,
+        probe::{OwnerSampler, ProbeConfig, Prober},
+    },
     monotonic_ns, require_root,
 };
 
@@ -252,5 +255,69 @@ fn etcd_killed_nobody_takes_over_the_owner_drops_the_group_and_nothing_crashes()
     eprintln!(
         "n2 took the VIP {:.0} ms after etcd came back",
         ms(back, monotonic_ns())
+    );
+}
+
+/// The client-observed outage when n1 dies (kill -9 and cables pulled), three trials each
+/// without and with the arbiter: without, n2 takes over once it declares n1 dead (deadtime
+/// 50 ms); with, only once etcd expired n1's lease (TTL 2 s, renewed every 500 ms). The medians
+/// are printed for BENCHMARKS.md ("Arbiter" section).
+#[test]
+fn owner_killed_takeover_time_with_and_without_the_arbiter() {
+    if !require_root("owner_killed_takeover_time_with_and_without_the_arbiter") {
+        return;
+    }
+    let _g = lock();
+    let mut medians = Vec::new();
+    for with in [false, true] {
+        let mut outages = Vec::new();
+        for _ in 0..3 {
+            let mut s = spec();
+            s.arbiter = with;
+            let mut lab = if with { settled() } else { up_and_settled(s) };
+            let prober = Prober::start(&lab, ProbeConfig::new(lab.vip())).unwrap();
+            assert!(
+                prober
+                    .wait_served_by(Node::N1, 0, Duration::from_secs(10))
+                    .is_some(),
+                "n1 never answered"
+            );
+            let killed = lab.kill_node(Node::N1).unwrap();
+            let served = prober.wait_served_by(Node::N2, killed, Duration::from_secs(10));
+            let log = prober.stop().unwrap();
+            assert!(served.is_some(), "n2 never answered\n{}", logs(&lab, 40));
+            let outage = log
+                .outage(Node::N1, Node::N2, killed)
+                .expect("an outage")
+                .duration()
+                .as_secs_f64()
+                * 1000.0;
+            outages.push(outage);
+        }
+        outages.sort_by(f64::total_cmp);
+        let label = if with { "with the arbiter" } else { "without" };
+        eprintln!(
+            "outage {label}: {outages:.0?} ms, median {:.0} ms",
+            outages[1]
+        );
+        medians.push(outages[1]);
+    }
+    let ttl_ms = LAB_ARBITER_TTL.as_secs_f64() * 1000.0;
+    assert!(
+        medians[0] < 1000.0,
+        "without the arbiter: {:.0} ms",
+        medians[0]
+    );
+    // n1's last renewal was at most TTL/4 before its death: etcd keeps its key TTL x 3/4 at
+    // least, and the takeover follows the expiry within a retry (TTL/10) and a start.
+    assert!(
+        medians[1] >= ttl_ms * 0.75 - 100.0,
+        "with the arbiter: {:.0} ms",
+        medians[1]
+    );
+    assert!(
+        medians[1] <= ttl_ms + 1500.0,
+        "with the arbiter: {:.0} ms",
+        medians[1]
     );
 }

@@ -196,6 +196,21 @@ impl Pinger {
         }
     }
 
+    /// After a reload changed the ping nodes: `map[old]` is the new index of ping-node address
+    /// `old` (`None`: removed), as [`hb_proto::node::Node::set_ping`] returns it. Requests in
+    /// flight follow their address; those to a removed address are forgotten (a late reply is
+    /// then dropped as ignored).
+    pub fn remap(&mut self, map: &[Option<usize>]) {
+        self.in_flight
+            .retain_mut(|f| match map.get(f.link).copied().flatten() {
+                Some(link) => {
+                    f.link = link;
+                    true
+                }
+                None => false,
+            });
+    }
+
     /// Requests in flight (bounded by [`IN_FLIGHT_MAX`]).
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()

@@ -321,6 +321,14 @@ pub struct StatsReport {
     /// The etcd arbiter (`None`: not configured).
     #[serde(default)]
     pub arbiter: Option<Box<crate::control::ArbiterReport>>,
+    /// Send jitter of the periodic heartbeats, one entry per link in configuration order
+    /// (filled in by the daemon from [`crate::sender::SendStats`]).
+    #[serde(default)]
+    pub send: Vec<crate::sender::SendLinkStats>,
+    /// Per heartbeat interface: the XDP or the socket path, and why (filled in by the
+    /// daemon).
+    #[serde(default)]
+    pub delivery: Vec<crate::control::DeliveryStatus>,
 }
 
 #[derive(Debug, Clone)]
@@ -400,6 +408,14 @@ pub struct Metrics {
 /// Label under which events naming a peer or link not in the configuration are counted.
 pub const UNKNOWN_PEER_OR_LINK: &str = "unknown_peer_or_link";
 
+/// The ping-node addresses of `config`, as `(ping node, address)` in the core's link order.
+pub fn ping_links(config: &hb_proto::config::Config) -> Vec<(String, std::net::IpAddr)> {
+    hb_proto::ping::ping_targets(&config.ha_cf)
+        .into_iter()
+        .flat_map(|t| t.addrs.into_iter().map(move |a| (t.name.clone(), a)))
+        .collect()
+}
+
 impl Metrics {
     /// Metrics for `local_node` and its `peers`, each reachable over every one of `links`
     /// (interface names), all in configuration order. `now` starts the window.
@@ -437,19 +453,33 @@ impl Metrics {
 
     /// Adds ping-node addresses, as `(ping node, address)` in the core's link order.
     pub fn with_ping_links<N: AsRef<str>, A: ToString>(mut self, links: &[(N, A)]) -> Self {
+        self.set_ping_links(links);
+        self
+    }
+
+    /// The ping-node addresses after a reload, as `(ping node, address)` in the core's link
+    /// order: an address of the same ping node that stays keeps its state and figures, a new
+    /// one starts empty (dead until its first reply), a removed one is dropped.
+    pub fn set_ping_links<N: AsRef<str>, A: ToString>(&mut self, links: &[(N, A)]) {
+        let mut old = std::mem::take(&mut self.ping);
         self.ping = links
             .iter()
-            .map(|(n, a)| PingMetrics {
-                node: n.as_ref().to_owned(),
-                addr: a.to_string(),
-                state: LinkState::Dead,
-                sent: 0,
-                received: 0,
-                send_errors: 0,
-                rtt: LatencyHistogram::new(),
+            .map(|(n, a)| {
+                let (node, addr) = (n.as_ref(), a.to_string());
+                match old.iter().position(|p| p.node == node && p.addr == addr) {
+                    Some(i) => old.swap_remove(i),
+                    None => PingMetrics {
+                        node: node.to_owned(),
+                        addr,
+                        state: LinkState::Dead,
+                        sent: 0,
+                        received: 0,
+                        send_errors: 0,
+                        rtt: LatencyHistogram::new(),
+                    },
+                }
             })
             .collect();
-        self
     }
 
     /// An echo request to ping-node address `link` was sent (`ok`) or refused by the kernel.
@@ -499,12 +529,7 @@ impl Metrics {
                 links.push(m.iface());
             }
         }
-        let ping = hb_proto::ping::ping_targets(&config.ha_cf);
-        let ping_links: Vec<(&str, std::net::IpAddr)> = ping
-            .iter()
-            .flat_map(|t| t.addrs.iter().map(move |a| (t.name.as_str(), *a)))
-            .collect();
-        Self::new(&config.local_node, &peers, &links, now).with_ping_links(&ping_links)
+        Self::new(&config.local_node, &peers, &links, now).with_ping_links(&ping_links(config))
     }
 
     fn peer_mut(&mut self, peer: &str) -> Option<&mut PeerMetrics> {
@@ -609,17 +634,28 @@ impl Metrics {
         });
     }
 
-    /// Sets the state reported for `peer`.
+    /// Sets the state reported for `peer`. A peer declared dead (or gone with a shutdown
+    /// notice) ends every gap series of its links: the silence until it is heard again is an
+    /// outage, not an inter-arrival gap.
     pub fn set_peer_state(&mut self, peer: &str, state: NodeState) {
         if let Some(p) = self.peer_mut(peer) {
             p.state = state;
+            if state == NodeState::Dead {
+                for l in &mut p.links {
+                    l.last_arrival = None;
+                }
+            }
         }
     }
 
-    /// Sets the state reported for `peer`'s `link`.
+    /// Sets the state reported for `peer`'s `link`. A dead link ends its gap series (the next
+    /// heartbeat on it starts a new one), so a gap never spans a death and a return.
     pub fn set_link_state(&mut self, peer: &str, link: &str, state: LinkState) {
         if let Some(l) = self.link_mut(peer, link) {
             l.state = state;
+            if state == LinkState::Dead {
+                l.last_arrival = None;
+            }
         }
     }
 
@@ -694,6 +730,8 @@ impl Metrics {
                 .collect(),
             ping_summary: None,
             arbiter: None,
+            send: Vec::new(),
+            delivery: Vec::new(),
         }
     }
 
@@ -746,6 +784,26 @@ mod tests {
 
     fn metrics() -> Metrics {
         Metrics::new("node1", &["node2"], &["eth1", "eth2"], Timestamp(0))
+    }
+
+    #[test]
+    fn reloaded_ping_links_keep_the_figures_of_addresses_that_stay() {
+        let mut m = metrics().with_ping_links(&[("10.0.0.1", "10.0.0.1"), ("gw", "10.0.0.2")]);
+        m.record_ping_sent(1, true);
+        m.set_ping_state("gw", "10.0.0.2", LinkState::Up);
+        m.set_ping_links(&[("gw", "10.0.0.2"), ("10.0.0.3", "10.0.0.3")]);
+        let p = m.snapshot_at(Timestamp(0)).ping;
+        let rows: Vec<_> = p
+            .iter()
+            .map(|p| (p.node.as_str(), p.addr.as_str(), p.state, p.sent))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("gw", "10.0.0.2", LinkState::Up, 1),
+                ("10.0.0.3", "10.0.0.3", LinkState::Dead, 0)
+            ]
+        );
     }
 
     #[test]
@@ -854,6 +912,32 @@ mod tests {
             m.snapshot_at(Timestamp(8 * MS)).peers[0].links[0].gap.count,
             0
         );
+    }
+
+    #[test]
+    fn a_gap_never_spans_a_death_and_a_return() {
+        let mut m = metrics();
+        m.set_peer_state("node2", NodeState::Up);
+        m.set_link_state("node2", "eth1", LinkState::Up);
+        m.record_heartbeat("node2", "eth1", Timestamp(MS), None, 0);
+        m.record_heartbeat("node2", "eth1", Timestamp(2 * MS), None, 0);
+        // The link dies, the peer with it; it comes back 500 ms later.
+        m.set_link_state("node2", "eth1", LinkState::Dead);
+        m.set_peer_state("node2", NodeState::Dead);
+        m.set_peer_state("node2", NodeState::Up);
+        m.set_link_state("node2", "eth1", LinkState::Up);
+        m.record_heartbeat("node2", "eth1", Timestamp(502 * MS), None, 0);
+        m.record_heartbeat("node2", "eth1", Timestamp(503 * MS), None, 0);
+        let gap = &m.snapshot_at(Timestamp(600 * MS)).peers[0].links[0].gap;
+        assert_eq!(gap.count, 2, "1 ms before the death, 1 ms after the return");
+        assert!(gap.max_ns < 2 * MS, "max gap {} ns", gap.max_ns);
+        // A peer declared dead ends the series of every link, even one whose own state the
+        // loop did not change (a shutdown notice).
+        m.record_heartbeat("node2", "eth2", Timestamp(504 * MS), None, 0);
+        m.set_peer_state("node2", NodeState::Dead);
+        m.record_heartbeat("node2", "eth2", Timestamp(900 * MS), None, 0);
+        let r = m.snapshot_at(Timestamp(901 * MS));
+        assert_eq!(r.peers[0].links[1].gap.count, 0);
     }
 
     #[test]

@@ -307,6 +307,8 @@ struct Link {
     last_reply: Option<Timestamp>,
     /// Send time of the newest request answered.
     last_answered: Option<Timestamp>,
+    /// Start of its `Unknown` period (the monitor's start, or the reload that added it).
+    since: Timestamp,
 }
 
 #[derive(Debug, Clone)]
@@ -322,7 +324,6 @@ pub struct PingMonitor {
     settings: PingSettings,
     targets: Vec<Target>,
     links: Vec<Link>,
-    started: Timestamp,
     next_ping: Timestamp,
     comparison: Comparison,
     since: Timestamp,
@@ -335,44 +336,112 @@ impl PingMonitor {
     /// A monitor for `targets` (see [`ping_targets`]) starting at `now`; the first requests
     /// are due at once. `ha.cf`'s parser refuses more than 255 ping nodes; more are cut here.
     pub fn new(targets: &[PingTarget], settings: PingSettings, now: Timestamp) -> Self {
-        let targets = &targets[..targets.len().min(usize::from(u8::MAX))];
-        let links = targets
-            .iter()
-            .enumerate()
-            .flat_map(|(i, t)| {
-                t.addrs.iter().map(move |&addr| Link {
-                    node: i,
-                    addr,
-                    state: PingState::Unknown,
-                    last_reply: None,
-                    last_answered: None,
-                })
-            })
-            .collect();
-        Self {
+        let mut m = Self {
             settings,
-            targets: targets
-                .iter()
-                .map(|t| Target {
-                    name: t.name.clone(),
-                    group: t.group,
-                    state: PingState::Unknown,
-                })
-                .collect(),
-            links,
-            started: now,
+            targets: Vec::new(),
+            links: Vec::new(),
             next_ping: now,
             comparison: Comparison::Unknown,
             since: now,
             yielding: false,
             announced_count: None,
             events: Vec::new(),
-        }
+        };
+        // Every address is new: unknown, dead `deadping` after `now`, pinged at once.
+        m.reconfigure(targets, settings, now);
+        m
     }
 
     /// A monitor for `ha.cf`'s ping nodes.
     pub fn from_ha_cf(ha: &HaCf, now: Timestamp) -> Self {
         Self::new(&ping_targets(ha), PingSettings::from_ha_cf(ha), now)
+    }
+
+    /// New ping nodes and settings (a configuration reload) at `now`. An address that stays
+    /// keeps its liveness, its last reply and the send time of its newest answered request (a
+    /// `ping` line's address or a `ping_group` member: matched by address, in the same ping node
+    /// first); a new address starts `Unknown` and is dead `deadping` after `now` without a reply;
+    /// a removed one stops counting. A ping node's state follows from its addresses (up while
+    /// any is up, dead once all are dead, else unknown). New addresses are pinged at once. With
+    /// ipfail off or no ping node left, this node stops yielding. Returns, for each previous
+    /// address index, its index now (`None`: removed), so the driver can re-address the
+    /// requests it has in flight.
+    pub fn reconfigure(
+        &mut self,
+        targets: &[PingTarget],
+        settings: PingSettings,
+        now: Timestamp,
+    ) -> Vec<Option<usize>> {
+        let targets = &targets[..targets.len().min(usize::from(u8::MAX))];
+        let old = std::mem::take(&mut self.links);
+        let old_names: Vec<String> = self.targets.iter().map(|t| t.name.clone()).collect();
+        let mut map = vec![None; old.len()];
+        let mut added = false;
+        for (i, t) in targets.iter().enumerate() {
+            for &addr in &t.addrs {
+                let free = |j: &usize| map[*j].is_none() && old[*j].addr == addr;
+                let kept = (0..old.len())
+                    .filter(free)
+                    .find(|&j| old_names[old[j].node] == t.name)
+                    .or_else(|| (0..old.len()).find(free));
+                let link = match kept {
+                    Some(j) => {
+                        map[j] = Some(self.links.len());
+                        Link {
+                            node: i,
+                            ..old[j].clone()
+                        }
+                    }
+                    None => {
+                        added = true;
+                        Link {
+                            node: i,
+                            addr,
+                            state: PingState::Unknown,
+                            last_reply: None,
+                            last_answered: None,
+                            since: now,
+                        }
+                    }
+                };
+                self.links.push(link);
+            }
+        }
+        self.targets = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut states = self.links.iter().filter(|l| l.node == i).map(|l| l.state);
+                let state = if states.clone().any(|s| s == PingState::Up) {
+                    PingState::Up
+                } else if states.all(|s| s == PingState::Dead) {
+                    PingState::Dead
+                } else {
+                    PingState::Unknown
+                };
+                Target {
+                    name: t.name.clone(),
+                    group: t.group,
+                    state,
+                }
+            })
+            .collect();
+        self.settings = settings;
+        self.next_ping = if added {
+            now
+        } else {
+            self.next_ping.min(now + settings.interval)
+        };
+        if !settings.ipfail || !self.is_configured() {
+            if self.yielding {
+                self.yielding = false;
+                self.events.push(PingEvent::Resumed);
+            }
+            self.comparison = Comparison::Unknown;
+            self.announced_count = None;
+            self.since = now;
+        }
+        map
     }
 
     /// Settings in use.
@@ -465,7 +534,7 @@ impl PingMonitor {
                         t = t.min(a + self.settings.deadping);
                     }
                 }
-                PingState::Unknown => t = t.min(self.started + self.settings.deadping),
+                PingState::Unknown => t = t.min(l.since + self.settings.deadping),
                 PingState::Dead => {}
             }
         }
@@ -533,7 +602,7 @@ impl PingMonitor {
             let l = &mut self.links[i];
             let expired = match l.state {
                 PingState::Up => l.last_reply.is_none_or(|a| now >= a + deadping),
-                PingState::Unknown => now >= self.started + deadping,
+                PingState::Unknown => now >= l.since + deadping,
                 PingState::Dead => false,
             };
             if !expired {

@@ -6,7 +6,11 @@ mod common;
 use std::time::Duration;
 
 use common::sim::{PingSpec, Sim, SimSpec};
-use hb_proto::{message::Holding, node::Event, ping::PingEvent};
+use hb_proto::{
+    message::Holding,
+    node::Event,
+    ping::{PingEvent, PingState},
+};
 
 const DEADPING: Duration = Duration::from_millis(60);
 const SETTLE: Duration = Duration::from_millis(100);
@@ -267,4 +271,141 @@ fn isolated_at_start_takes_nothing() {
     sim.hosts[1].ping_ok = true;
     sim.run_for(Duration::from_millis(100));
     assert_eq!(sim.holders(0), ["node2"]);
+}
+
+#[allow(clippy::unwrap_used)] // test helper
+fn ip(s: &str) -> std::net::IpAddr {
+    s.parse().unwrap()
+}
+
+/// A reload's ping nodes: the address that stays keeps its liveness, a new one starts unknown
+/// and comes up on its first answer, a removed one stops counting; nothing moves.
+#[test]
+fn reload_keeps_a_ping_node_that_stays_and_adds_the_new_one_unknown() {
+    for seed in 0..20 {
+        let mut sim = settled(seed, true);
+        let since = sim.now;
+        let map = sim.set_ping_nodes(0, &[ip("10.0.0.254"), ip("10.0.0.253")]);
+        assert_eq!(map, [Some(0)], "seed {seed}");
+        let st = sim.hosts[0].node.as_ref().unwrap().status();
+        let states: Vec<_> = st
+            .ping
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("10.0.0.254", PingState::Up),
+                ("10.0.0.253", PingState::Unknown)
+            ],
+            "seed {seed}"
+        );
+        assert_eq!((st.ping.reachable, st.ping.configured), (1, 2));
+        sim.run_for(Duration::from_millis(50));
+        let st = sim.hosts[0].node.as_ref().unwrap().status();
+        assert_eq!(
+            (st.ping.reachable, st.ping.configured),
+            (2, 2),
+            "seed {seed}"
+        );
+        // The peer reads the new counts in node1's heartbeats.
+        let peer = sim.hosts[1].node.as_ref().unwrap().status();
+        let c = peer.nodes[0].ping.expect("node1 announces its counts");
+        assert_eq!((c.reachable, c.configured), (2, 2), "seed {seed}");
+        // Out again: node1 then announces no ping nodes at all.
+        let map = sim.set_ping_nodes(0, &[]);
+        assert_eq!(map, [None, None]);
+        sim.run_for(Duration::from_millis(50));
+        let peer = sim.hosts[1].node.as_ref().unwrap().status();
+        assert_eq!(peer.nodes[0].ping, None, "seed {seed}");
+        assert_eq!(sim.held_by(0), ["node1"], "seed {seed}: nothing moved");
+        assert_eq!(
+            sim.count_events(0, since, |e| matches!(
+                e,
+                Event::Ping(PingEvent::NodeDead { .. })
+            )),
+            0,
+            "seed {seed}"
+        );
+        assert!(
+            sim.violations.is_empty(),
+            "seed {seed}: {:?}",
+            sim.violations
+        );
+    }
+}
+
+/// The isolation guard survives every reload: node2, cut from node1 and from the ping node,
+/// holds node1's takeover back; a reload to a new ping node that does not answer, or to no
+/// ping node at all, does not let it take the group; only an answer to a request sent after
+/// node1 went silent does.
+#[test]
+fn reload_never_lifts_the_isolation_guard() {
+    for seed in 0..30 {
+        let mut sim = settled(seed, false);
+        let since = sim.now;
+        sim.partition(&[&[0], &[1]]);
+        sim.hosts[1].ping_ok = false;
+        sim.run_for(Duration::from_millis(400));
+        assert!(sim.death_time(1, 0, since).is_some(), "seed {seed}");
+        let held = |sim: &Sim| {
+            sim.hosts[1]
+                .node
+                .as_ref()
+                .unwrap()
+                .status()
+                .takeover_held
+                .clone()
+        };
+        assert_eq!(held(&sim).as_deref(), Some("node1"), "seed {seed}");
+        // A new ping node that does not answer either.
+        sim.hosts[1].ping_ok = true;
+        sim.hosts[1].ping_silent = vec![ip("10.0.0.254"), ip("10.0.0.253")];
+        sim.set_ping_nodes(1, &[ip("10.0.0.253")]);
+        sim.run_for(Duration::from_millis(300));
+        assert_eq!(
+            sim.holders(0),
+            ["node1"],
+            "seed {seed}: new silent ping node"
+        );
+        // No ping node at all: still held, node1 never came back.
+        sim.set_ping_nodes(1, &[]);
+        sim.run_for(Duration::from_millis(300));
+        assert_eq!(sim.holders(0), ["node1"], "seed {seed}: ping nodes removed");
+        assert_eq!(held(&sim).as_deref(), Some("node1"), "seed {seed}");
+        assert_eq!(sim.max_holders, 1, "seed {seed}");
+        // A ping node configured again that answers: node2 reaches the network after node1
+        // went silent, so node1 is taken for dead.
+        sim.hosts[1].ping_silent.clear();
+        sim.set_ping_nodes(1, &[ip("10.0.0.254")]);
+        sim.run_for(Duration::from_millis(100));
+        assert_eq!(
+            sim.hosts[1].node.as_ref().unwrap().holding(0),
+            Some(Holding::Held),
+            "seed {seed}"
+        );
+    }
+}
+
+/// Without ping nodes at start, a reload that adds them turns the guard on for the next death:
+/// isolated node2 does not take node1's group.
+#[test]
+fn reload_adding_ping_nodes_guards_the_next_takeover() {
+    for seed in 0..20 {
+        let mut sim = settled(seed, false);
+        sim.set_ping_nodes(0, &[]);
+        sim.set_ping_nodes(1, &[]);
+        sim.run_for(Duration::from_millis(100));
+        sim.set_ping_nodes(1, &[ip("10.0.0.254")]);
+        sim.run_for(Duration::from_millis(100));
+        let since = sim.now;
+        sim.partition(&[&[0], &[1]]);
+        sim.hosts[1].ping_ok = false;
+        sim.run_for(Duration::from_millis(500));
+        assert!(sim.death_time(1, 0, since).is_some(), "seed {seed}");
+        assert_eq!(sim.holders(0), ["node1"], "seed {seed}");
+        assert_eq!(sim.max_holders, 1, "seed {seed}");
+    }
 }

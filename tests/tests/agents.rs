@@ -121,11 +121,32 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
-/// Agents as the unprivileged script tests use them: one announcement, a 5 s script timeout.
+/// Agents settings `(garp_count, garp_interval, script_timeout)` most tests use: one
+/// announcement, a 5 s script timeout.
+const ONE_GARP: (u32, Duration, Duration) = (1, Duration::from_millis(10), Duration::from_secs(5));
+
+/// Agents as the unprivileged script tests use them ([`ONE_GARP`]).
 async fn script_agents() -> Agents {
-    Agents::new(1, Duration::from_millis(10), Duration::from_secs(5))
-        .await
-        .expect("agents")
+    let (count, interval, timeout) = ONE_GARP;
+    Agents::new(count, interval, timeout).await.expect("agents")
+}
+
+/// Runs `f` with agents made with `settings` ([`ONE_GARP`]'s layout) on a current-thread
+/// runtime in a thread that entered `ns`, so the rtnetlink socket, the raw sockets and the
+/// scripts live in that namespace. Join the handle for what `f` returns.
+fn agents_in<T: Send + 'static>(
+    ns: &Netns,
+    settings: (u32, Duration, Duration),
+    f: impl AsyncFnOnce(Agents) -> T + Send + 'static,
+) -> std::thread::JoinHandle<anyhow::Result<T>> {
+    ns.run_in(move || {
+        runtime().block_on(async move {
+            let (count, interval, timeout) = settings;
+            let agents = Agents::new(count, interval, timeout).await.expect("agents");
+            f(agents).await
+        })
+    })
+    .unwrap()
 }
 
 fn script_resource(name: &str, path: &Path) -> Resource {
@@ -171,23 +192,19 @@ fn takeover_moves_client_neighbour_entry_to_new_owner() {
     let (started_tx, started_rx) = mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let g1 = g.clone();
-    let t1 = n1
-        .run_in(move || {
-            let rt = runtime();
-            rt.block_on(async {
-                let agents = Agents::new(5, Duration::from_millis(200), Duration::from_secs(5))
-                    .await
-                    .expect("agents");
-                let report = agents.start_group(&g1).await.expect("n1 start");
-                started_tx.send(report).expect("report");
-                stop_rx.await.expect("stop signal");
-                agents.stop_group(&g1).await.expect("n1 stop");
-                // Keep the agents (and any repeat task that was not cancelled) alive while n2
-                // announces, so a stale n1 GARP would be seen.
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-            });
-        })
-        .unwrap();
+    let t1 = agents_in(
+        &n1,
+        (5, Duration::from_millis(200), Duration::from_secs(5)),
+        async move |agents| {
+            let report = agents.start_group(&g1).await.expect("n1 start");
+            started_tx.send(report).expect("report");
+            stop_rx.await.expect("stop signal");
+            agents.stop_group(&g1).await.expect("n1 stop");
+            // Keep the agents (and any repeat task that was not cancelled) alive while n2
+            // announces, so a stale n1 GARP would be seen.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        },
+    );
     let report1 = started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(report1.resources.len(), 1);
     assert!(has_addr(&n1, VIP));
@@ -223,20 +240,16 @@ fn takeover_moves_client_neighbour_entry_to_new_owner() {
     assert!(!has_addr(&n1, VIP), "n1 released the VIP");
 
     let g2 = g.clone();
-    let report2 = n2
-        .run_in(move || {
-            let rt = runtime();
-            rt.block_on(async {
-                let agents = Agents::new(5, Duration::from_millis(200), Duration::from_secs(5))
-                    .await
-                    .expect("agents");
-                let report = agents.start_group(&g2).await.expect("n2 start");
-                // Let the repeats go out before the agents are dropped.
-                tokio::time::sleep(Duration::from_millis(1000)).await;
-                report
-            })
-        })
-        .unwrap();
+    let report2 = agents_in(
+        &n2,
+        (5, Duration::from_millis(200), Duration::from_secs(5)),
+        async move |agents| {
+            let report = agents.start_group(&g2).await.expect("n2 start");
+            // Let the repeats go out before the agents are dropped.
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            report
+        },
+    );
 
     let seen = wait_for_neighbour(&client, VIP, &mac2, Duration::from_secs(2));
     assert_eq!(
@@ -283,29 +296,22 @@ fn address_add_and_remove_are_idempotent() {
     ]);
     let name = g.resources[0].describe();
     let addrs = ["10.89.0.5", "fd00:89::5"];
-    let t = ns
-        .run_in(move || {
-            runtime().block_on(async {
-                let agents = Agents::new(1, Duration::from_millis(10), Duration::from_secs(5))
-                    .await
-                    .expect("agents");
-                let before = held_here(&addrs);
-                agents.start_group(&g).await.expect("first start");
-                agents
-                    .start_group(&g)
-                    .await
-                    .expect("second start (already present)");
-                let during = held_here(&addrs);
-                agents.stop_group(&g).await.expect("first stop");
-                agents
-                    .stop_group(&g)
-                    .await
-                    .expect("second stop (already absent)");
-                let after = held_here(&addrs);
-                (before, during, after)
-            })
-        })
-        .unwrap();
+    let t = agents_in(&ns, ONE_GARP, async move |agents| {
+        let before = held_here(&addrs);
+        agents.start_group(&g).await.expect("first start");
+        agents
+            .start_group(&g)
+            .await
+            .expect("second start (already present)");
+        let during = held_here(&addrs);
+        agents.stop_group(&g).await.expect("first stop");
+        agents
+            .stop_group(&g)
+            .await
+            .expect("second stop (already absent)");
+        let after = held_here(&addrs);
+        (before, during, after)
+    });
     let (before, during, after) = t.join().unwrap().unwrap();
     assert_eq!(before, [false, false], "stopped before the first start");
     assert_eq!(during, [true, true], "running after the second start");
@@ -343,16 +349,9 @@ fn failed_start_rolls_back_the_group() {
         script_resource("first", &first),
         script_resource("broken", &broken),
     ]);
-    let t = ns
-        .run_in(move || {
-            runtime().block_on(async {
-                let agents = Agents::new(1, Duration::from_millis(10), Duration::from_secs(5))
-                    .await
-                    .expect("agents");
-                agents.start_group(&g).await
-            })
-        })
-        .unwrap();
+    let t = agents_in(&ns, ONE_GARP, async move |agents| {
+        agents.start_group(&g).await
+    });
     let err = t.join().unwrap().unwrap().expect_err("start must fail");
     assert_eq!(err.resource(), "broken");
     match &err {
@@ -419,18 +418,11 @@ fn abandoned_start_removes_the_address_at_once_and_stops_what_it_started() {
     ]);
     let (handle, abandon) = abandon_pair();
     let (tx, rx) = mpsc::channel();
-    let t = ns
-        .run_in(move || {
-            runtime().block_on(async {
-                let agents = Agents::new(1, Duration::from_millis(10), Duration::from_secs(5))
-                    .await
-                    .expect("agents");
-                let outcome = agents.start_group_abandonable(&g, abandon).await;
-                tx.send(Instant::now()).unwrap();
-                outcome
-            })
-        })
-        .unwrap();
+    let t = agents_in(&ns, ONE_GARP, async move |agents| {
+        let outcome = agents.start_group_abandonable(&g, abandon).await;
+        tx.send(Instant::now()).unwrap();
+        outcome
+    });
     // Wait until the slow script's start runs (the address is up by then).
     let deadline = Instant::now() + Duration::from_secs(5);
     while !std::fs::read_to_string(&log)
@@ -479,6 +471,40 @@ fn abandoned_start_removes_the_address_at_once_and_stops_what_it_started() {
         ],
         "nothing after the slow script starts; the slow one is stopped"
     );
+}
+
+/// A start abandoned before it began (the stop came first) touches nothing: no address, no
+/// script call; its clean-up is empty and succeeds.
+#[test]
+fn start_abandoned_before_it_began_touches_nothing() {
+    if !require_root("start_abandoned_before_it_began_touches_nothing") {
+        return;
+    }
+    let dir = TempDir::new();
+    let log = dir.0.join("calls");
+    let log_s = log.display().to_string();
+    let svc = script(
+        &dir.0,
+        "svc",
+        &format!("echo \"svc $1\" >> {log_s}\nexit 0"),
+    );
+    let ns = Netns::new("ab0").unwrap();
+    local_link(&ns);
+    let g = group(vec![
+        ip_resource("10.91.1.5", Some(24), Some("d0")),
+        script_resource("svc", &svc),
+    ]);
+    let (handle, abandon) = abandon_pair();
+    handle.abandon();
+    let t = agents_in(&ns, ONE_GARP, async move |agents| {
+        agents.start_group_abandonable(&g, abandon).await
+    });
+    match t.join().unwrap().unwrap() {
+        StartOutcome::Abandoned(Ok(report)) => assert!(report.resources.is_empty()),
+        other => panic!("unexpected outcome {other:?}"),
+    }
+    assert!(!has_addr(&ns, "10.91.1.5"));
+    assert!(!log.exists(), "no script was called");
 }
 
 /// Heartbeat's ResourceManager asks `status` before `start`: a script whose status output says
@@ -617,24 +643,17 @@ fn ipaddr_label_is_set_on_the_address() {
         label: Some("d0:web".into()),
     }]);
     assert_eq!(g.resources[0].describe(), "IPaddr::10.93.0.5/24/d0:web");
-    let t = ns
-        .run_in(move || {
-            runtime().block_on(async {
-                let agents = Agents::new(1, Duration::from_millis(10), Duration::from_secs(5))
-                    .await
-                    .expect("agents");
-                agents.start_group(&g).await.expect("start");
-                let during = held_here(&["10.93.0.5"]);
-                // This thread is in the namespace: so is the `ip` it runs.
-                let shown = std::process::Command::new("ip")
-                    .args(["-4", "addr", "show", "dev", "d0"])
-                    .output()
-                    .expect("ip addr show");
-                agents.stop_group(&g).await.expect("stop");
-                (during, String::from_utf8_lossy(&shown.stdout).to_string())
-            })
-        })
-        .unwrap();
+    let t = agents_in(&ns, ONE_GARP, async move |agents| {
+        agents.start_group(&g).await.expect("start");
+        let during = held_here(&["10.93.0.5"]);
+        // This thread is in the namespace: so is the `ip` it runs.
+        let shown = std::process::Command::new("ip")
+            .args(["-4", "addr", "show", "dev", "d0"])
+            .output()
+            .expect("ip addr show");
+        agents.stop_group(&g).await.expect("stop");
+        (during, String::from_utf8_lossy(&shown.stdout).to_string())
+    });
     let (during, text) = t.join().unwrap().unwrap();
     assert_eq!(during, [true], "the labelled address is configured");
     let line = text
@@ -728,18 +747,15 @@ fn ipv6_address_is_added_nodad_and_announced() {
     assert_eq!(neighbour_mac(&client, VIP6).unwrap().as_deref(), Some(old));
 
     let g = group(vec![ip_resource(VIP6, None, None)]);
-    let t = n2
-        .run_in(move || {
-            runtime().block_on(async {
-                let agents = Agents::new(3, Duration::from_millis(100), Duration::from_secs(5))
-                    .await
-                    .expect("agents");
-                let report = agents.start_group(&g).await.expect("start");
-                tokio::time::sleep(Duration::from_millis(400)).await;
-                report
-            })
-        })
-        .unwrap();
+    let t = agents_in(
+        &n2,
+        (3, Duration::from_millis(100), Duration::from_secs(5)),
+        async move |agents| {
+            let report = agents.start_group(&g).await.expect("start");
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            report
+        },
+    );
     let seen = wait_for_neighbour(&client, VIP6, &mac2, Duration::from_secs(2));
     let report = t.join().unwrap().unwrap();
     assert_eq!(
@@ -971,16 +987,13 @@ fn scripts_inherit_no_sockets() {
         ip_resource("10.92.0.5", Some(24), Some("d0")),
         script_resource("lister", &lister),
     ]);
-    let t = ns
-        .run_in(move || {
-            runtime().block_on(async {
-                let agents = Agents::new(5, Duration::from_millis(200), Duration::from_secs(5))
-                    .await
-                    .expect("agents");
-                agents.start_group(&g).await.expect("start");
-            })
-        })
-        .unwrap();
+    let t = agents_in(
+        &ns,
+        (5, Duration::from_millis(200), Duration::from_secs(5)),
+        async move |agents| {
+            agents.start_group(&g).await.expect("start");
+        },
+    );
     t.join().unwrap().unwrap();
     let listing = std::fs::read_to_string(&fds).unwrap();
     assert!(listing.lines().count() >= 3, "{listing}");
@@ -988,4 +1001,79 @@ fn scripts_inherit_no_sockets() {
         !listing.contains("socket:"),
         "inherited sockets:\n{listing}"
     );
+}
+
+/// Re-announcements and releases of several groups at once share the agents' one netlink
+/// connection: their address dumps must not meet (the kernel answers a second dump on a socket
+/// with `EBUSY`, which the soak saw as `reannounce: ... Device or resource busy`).
+#[test]
+fn concurrent_reannounces_and_stops_all_succeed() {
+    if !require_root("concurrent_reannounces_and_stops_all_succeed") {
+        return;
+    }
+    let ns = Netns::new("cc").unwrap();
+    local_link(&ns);
+    // Enough addresses that one dump spans several netlink messages (a dump still running
+    // when the next request arrives is what the kernel refuses).
+    let batch: String = (0..600)
+        .map(|i| format!("address add 10.93.{}.{}/32 dev d1\n", i / 200, i % 200 + 1))
+        .collect();
+    let path = std::env::temp_dir().join(format!("{}.batch", unique_name("cc")));
+    std::fs::write(&path, batch).unwrap();
+    ns.ip(&["-batch", &path.display().to_string()]).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let groups: Vec<ResourceGroup> = (1..=8)
+        .map(|i| {
+            group(vec![ip_resource(
+                &format!("10.92.0.{i}"),
+                Some(24),
+                Some("d0"),
+            )])
+        })
+        .collect();
+    let t = ns
+        .run_in(move || {
+            runtime().block_on(async {
+                let agents = std::rc::Rc::new(
+                    Agents::new(1, Duration::from_millis(10), Duration::from_secs(5))
+                        .await
+                        .expect("agents"),
+                );
+                for g in &groups {
+                    agents.start_group(g).await.expect("start");
+                }
+                let local = tokio::task::LocalSet::new();
+                local
+                    .run_until(async {
+                        let mut tasks = Vec::new();
+                        for round in 0..4 {
+                            for g in &groups {
+                                let (a, g) = (agents.clone(), g.clone());
+                                tasks.push(tokio::task::spawn_local(async move {
+                                    if round == 3 {
+                                        a.stop_group(&g).await.map(|_| ())
+                                    } else {
+                                        a.reannounce(&g).await
+                                    }
+                                }));
+                            }
+                        }
+                        let mut errors = Vec::new();
+                        for t in tasks {
+                            if let Err(e) = t.await.expect("task") {
+                                errors.push(e.to_string());
+                            }
+                        }
+                        errors
+                    })
+                    .await
+            })
+        })
+        .unwrap();
+    let errors = t.join().unwrap().unwrap();
+    // The stops of round 3 may run before some re-announcements of the same group: those fail
+    // as `not configured on this node`, never with a netlink error.
+    let netlink: Vec<_> = errors.iter().filter(|e| e.contains("netlink")).collect();
+    assert!(netlink.is_empty(), "{netlink:?}");
+    assert!(!has_addr(&ns, "10.92.0.1"));
 }

@@ -84,6 +84,97 @@ fn no_move_since(lab: &Lab, t0: u64) {
     }
 }
 
+/// SIGHUP to `node`'s hbd, and its `Configuration reloaded.` (logged after `after_ns`).
+fn sighup_reloaded(lab: &mut Lab, node: Node, after_ns: u64) {
+    signal(lab, node, Signal::SIGHUP);
+    expect_log(
+        lab,
+        node,
+        "Configuration reloaded.",
+        after_ns,
+        Duration::from_secs(5),
+    );
+}
+
+/// `hbctl status --json` on `node`.
+fn status_json(lab: &Lab, node: Node) -> serde_json::Value {
+    let out = lab.hbctl(node, &["status", "--json"]).unwrap();
+    assert!(out.status.success(), "hbctl status --json on {node}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn sighup_adds_and_removes_a_ping_node_live() {
+    if !require_root("sighup_adds_and_removes_a_ping_node_live") {
+        return;
+    }
+    let _g = lock();
+    let mut lab = up_and_settled(spec());
+    let ha_cf = lab.config_dir(Node::N1).join("ha.cf");
+    let original = std::fs::read_to_string(&ha_cf).unwrap();
+    // The client's namespace answers ICMP echo: it serves as the ping node.
+    let client = lab.client_addr().to_string();
+    assert!(status_json(&lab, Node::N1).get("ping").is_none());
+    let t0 = monotonic_ns();
+
+    // In: the raw socket is opened, the ping node comes up, n1 announces its count.
+    set_line(&ha_cf, "ping", &format!("ping {client}"));
+    sighup_reloaded(&mut lab, Node::N1, t0);
+    expect_log(
+        &lab,
+        Node::N1,
+        "raw ICMP socket opened",
+        t0,
+        Duration::from_secs(1),
+    );
+    assert!(!logged(&lab, Node::N1, "needs a restart", t0));
+    let up = wait_until(Duration::from_secs(3), || {
+        let j = status_json(&lab, Node::N1);
+        j["ping"]["reachable"] == 1 && j["ping"]["nodes"][0]["state"] == "up"
+    });
+    let j = status_json(&lab, Node::N1);
+    assert!(up, "n1's ping node after the reload: {j}");
+    assert_eq!(j["ping"]["nodes"][0]["name"], client.as_str(), "{j}");
+    let text = lab.hbctl(Node::N1, &["status"]).unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&client),
+        "hbctl status shows the ping node:\n{text}"
+    );
+    let seen = wait_until(Duration::from_secs(3), || {
+        status_json(&lab, Node::N2)["nodes"][0]["ping"]["reachable"] == 1
+    });
+    assert!(seen, "n2 reads n1's count: {}", status_json(&lab, Node::N2));
+
+    // Out: the socket is closed and n1 announces no ping nodes again.
+    std::fs::write(&ha_cf, &original).unwrap();
+    let t1 = monotonic_ns();
+    sighup_reloaded(&mut lab, Node::N1, t1);
+    expect_log(
+        &lab,
+        Node::N1,
+        "raw ICMP socket closed",
+        t1,
+        Duration::from_secs(1),
+    );
+    let j = status_json(&lab, Node::N1);
+    assert!(
+        j.get("ping").is_none(),
+        "no ping nodes after the reload: {j}"
+    );
+    let gone = wait_until(Duration::from_secs(3), || {
+        status_json(&lab, Node::N2)["nodes"][0]["ping"].is_null()
+    });
+    assert!(
+        gone,
+        "n2 still reads a count: {}",
+        status_json(&lab, Node::N2)
+    );
+    assert!(lab.hbd_pid(Node::N1).is_some(), "hbd ended by SIGHUP");
+    assert!(vip_on_n1_only(&lab), "{}", lab.status());
+    no_move_since(&lab, t0);
+}
+
 #[test]
 fn sighup_refuses_a_broken_ha_cf_and_applies_a_new_keepalive_live() {
     if !require_root("sighup_refuses_a_broken_ha_cf_and_applies_a_new_keepalive_live") {
@@ -136,14 +227,7 @@ fn sighup_refuses_a_broken_ha_cf_and_applies_a_new_keepalive_live() {
     std::fs::write(&ha_cf, &original).unwrap();
     set_line(&ha_cf, "keepalive", "keepalive 20ms");
     let t1 = monotonic_ns();
-    signal(&mut lab, Node::N1, Signal::SIGHUP);
-    expect_log(
-        &lab,
-        Node::N1,
-        "Configuration reloaded.",
-        t1,
-        Duration::from_secs(5),
-    );
+    sighup_reloaded(&mut lab, Node::N1, t1);
     let after = gaps_over(&lab, Node::N2, Node::N1, Duration::from_secs(1));
     assert!(
         after.iter().all(|g| (18.0..24.0).contains(g)),

@@ -149,6 +149,18 @@ impl Expect {
         self.absent.push((node, text.to_owned(), after));
         self
     }
+
+    /// The scenario moves the group from `from` to `to`, caused at `at` (see [`Expect::moved`]).
+    fn moved(mut self, from: Node, to: Node, at: u64) -> Self {
+        self.moved = Some((from, to, at));
+        self
+    }
+
+    /// The VIP never leaves the owner (see [`Expect::never_moved`]).
+    fn never_moved(mut self) -> Self {
+        self.never_moved = true;
+        self
+    }
 }
 
 /// The longest stretch after `after_ns` from an answered probe (or, before any answer, the
@@ -366,6 +378,14 @@ impl Scenario {
         out
     }
 
+    /// [`Scenario::finish`], and the figure it returns (the move's outage, or the longest gap
+    /// in answers) must stay under `limit`; `what` names that figure in the failure.
+    fn finish_under(self, e: Expect, limit: Duration, what: &str) -> Duration {
+        let d = check(self.finish(e));
+        assert!(d < limit, "{what} {d:?}");
+        d
+    }
+
     /// Runs the common assertions and prints the scenario's figures. Returns the outage.
     fn finish(mut self, e: Expect) -> Result<Duration> {
         let name = self.name;
@@ -561,27 +581,25 @@ fn check<T>(r: Result<T>) -> T {
 fn kill9_and_link_down_of_active() {
     let mut s = scenario!(kill9_and_link_down_of_active, |_| {}, false);
     let t = check(s.lab.kill_node(Node::N1));
-    let mut e = Expect::new(Node::N2, t)
+    let e = Expect::new(Node::N2, t)
         .log(Node::N2, "node n1: is dead", t)
         .log(Node::N2, "Taking over resource group", t)
-        .log(Node::N2, "mach_down takeover complete for node n1.", t);
-    e.moved = Some((Node::N1, Node::N2, t));
-    let outage = check(s.finish(e));
-    assert!(outage < Duration::from_secs(2), "outage {outage:?}");
+        .log(Node::N2, "mach_down takeover complete for node n1.", t)
+        .moved(Node::N1, Node::N2, t);
+    s.finish_under(e, Duration::from_secs(2), "outage");
 }
 
 #[test]
 fn clean_stop_of_active() {
     let mut s = scenario!(clean_stop_of_active, |_| {}, false);
     let t = check(s.lab.stop_hbd(Node::N1, Duration::from_secs(10)));
-    let mut e = Expect::new(Node::N2, t)
+    let e = Expect::new(Node::N2, t)
         .log(Node::N1, "Releasing resource group", t)
         .log(Node::N1, "Heartbeat shutdown complete.", t)
         .log(Node::N2, "Received shutdown notice from n1.", t)
-        .log(Node::N2, "Acquiring resource group", t);
-    e.moved = Some((Node::N1, Node::N2, t));
-    let outage = check(s.finish(e));
-    assert!(outage < Duration::from_secs(2), "outage {outage:?}");
+        .log(Node::N2, "Acquiring resource group", t)
+        .moved(Node::N1, Node::N2, t);
+    s.finish_under(e, Duration::from_secs(2), "outage");
 }
 
 #[test]
@@ -600,48 +618,39 @@ fn failback_when_active_returns() {
     println!("scenario failback_when_active_returns: failover outage {failover:?}");
     s.sleep(Duration::from_millis(300));
     let t = check(s.lab.restart_node(Node::N1));
-    let mut e = Expect::new(Node::N1, t)
+    let e = Expect::new(Node::N1, t)
         .log(Node::N2, "Releasing resource group", t)
         .log(Node::N2, "Resource release completed", t)
-        .log(Node::N1, "Acquiring resource group", t);
-    e.moved = Some((Node::N2, Node::N1, t));
-    let outage = check(s.finish(e));
-    assert!(
-        outage < Duration::from_secs(2),
-        "failback outage {outage:?}"
-    );
+        .log(Node::N1, "Acquiring resource group", t)
+        .moved(Node::N2, Node::N1, t);
+    s.finish_under(e, Duration::from_secs(2), "failback outage");
+}
+
+/// `hbctl CMD` on `on` (`standby` on n1, `takeover` on n2) hands the group from n1 to n2
+/// without a death: n1 releases, n2 acquires.
+fn hbctl_hands_the_group_to_n2(s: Scenario, on: Node, cmd: &str) {
+    let t = monotonic_ns();
+    check(s.hbctl(on, &[cmd]));
+    let e = Expect::new(Node::N2, t)
+        .log(on, &format!("HA resources ({cmd})"), t)
+        .log(Node::N1, "Releasing resource group", t)
+        .log(Node::N2, "Acquiring resource group", t)
+        .no_log(Node::N1, "is dead", t)
+        .no_log(Node::N2, "is dead", t)
+        .moved(Node::N1, Node::N2, t);
+    s.finish_under(e, Duration::from_secs(2), "outage");
 }
 
 #[test]
 fn hbctl_standby_gives_the_group_away() {
     let s = scenario!(hbctl_standby_gives_the_group_away, |_| {}, false);
-    let t = monotonic_ns();
-    check(s.hbctl(Node::N1, &["standby"]));
-    let mut e = Expect::new(Node::N2, t)
-        .log(Node::N1, "HA resources (standby)", t)
-        .log(Node::N1, "Releasing resource group", t)
-        .log(Node::N2, "Acquiring resource group", t)
-        .no_log(Node::N1, "is dead", t)
-        .no_log(Node::N2, "is dead", t);
-    e.moved = Some((Node::N1, Node::N2, t));
-    let outage = check(s.finish(e));
-    assert!(outage < Duration::from_secs(2), "outage {outage:?}");
+    hbctl_hands_the_group_to_n2(s, Node::N1, "standby");
 }
 
 #[test]
 fn hbctl_takeover_takes_the_group() {
     let s = scenario!(hbctl_takeover_takes_the_group, |_| {}, false);
-    let t = monotonic_ns();
-    check(s.hbctl(Node::N2, &["takeover"]));
-    let mut e = Expect::new(Node::N2, t)
-        .log(Node::N2, "HA resources (takeover)", t)
-        .log(Node::N1, "Releasing resource group", t)
-        .log(Node::N2, "Acquiring resource group", t)
-        .no_log(Node::N1, "is dead", t)
-        .no_log(Node::N2, "is dead", t);
-    e.moved = Some((Node::N1, Node::N2, t));
-    let outage = check(s.finish(e));
-    assert!(outage < Duration::from_secs(2), "outage {outage:?}");
+    hbctl_hands_the_group_to_n2(s, Node::N2, "takeover");
 }
 
 #[test]
@@ -652,20 +661,16 @@ fn restart_of_standby_does_not_disturb() {
     s.sleep(Duration::from_millis(300));
     let t_start = monotonic_ns();
     check(s.lab.start_hbd(Node::N2));
-    let mut e = Expect::new(Node::N1, t)
+    let e = Expect::new(Node::N1, t)
         .log(Node::N1, "Link n2:eth1 up.", t_start)
         .log(Node::N2, "Link n1:eth1 up.", t_start)
         .no_log(Node::N1, "Releasing resource group", t)
         .no_log(Node::N2, "Acquiring resource group", t)
-        .no_log(Node::N2, "is dead", t_start);
-    e.never_moved = true;
+        .no_log(Node::N2, "is dead", t_start)
+        .never_moved();
     // Give the restarted standby time to finish initdead and settle.
     s.sleep(s.lab.spec().initdead + Duration::from_millis(300));
-    let gap = check(s.finish(e));
-    assert!(
-        gap < Duration::from_secs(1),
-        "longest gap in answers {gap:?}"
-    );
+    s.finish_under(e, Duration::from_secs(1), "longest gap in answers");
 }
 
 #[test]
@@ -696,17 +701,13 @@ fn one_of_two_links_cut_no_failover() {
     s.sleep(Duration::from_secs(1));
     let t_up = monotonic_ns();
     check(s.lab.set_link(Node::N1, 2, true));
-    let mut e = Expect::new(Node::N1, t)
+    let e = Expect::new(Node::N1, t)
         .log(Node::N2, "Link n1:eth2 up.", t_up)
         .no_log(Node::N1, "is dead", t)
         .no_log(Node::N2, "is dead", t)
-        .no_log(Node::N2, "Taking over", t);
-    e.never_moved = true;
-    let gap = check(s.finish(e));
-    assert!(
-        gap < Duration::from_secs(1),
-        "longest gap in answers {gap:?}"
-    );
+        .no_log(Node::N2, "Taking over", t)
+        .never_moved();
+    s.finish_under(e, Duration::from_secs(1), "longest gap in answers");
 }
 
 #[test]
@@ -753,11 +754,7 @@ fn partition_and_heal() {
             .to_owned(),
     });
     e.any_node_serves = true;
-    let gap = check(s.finish(e));
-    assert!(
-        gap < Duration::from_secs(2),
-        "longest gap in answers {gap:?}"
-    );
+    s.finish_under(e, Duration::from_secs(2), "longest gap in answers");
 }
 
 /// The soak's two owners: the holder's hbd stalls past deadtime (SIGSTOP), the peer declares
@@ -831,23 +828,19 @@ fn flapping_link() {
         check(s.lab.set_link(Node::N1, 2, true));
         s.sleep(Duration::from_millis(150));
     }
-    let mut e = Expect::new(Node::N1, t)
+    let e = Expect::new(Node::N1, t)
         .log(Node::N2, "Link n1:eth2 dead.", t)
         .log(Node::N2, "Link n1:eth2 up.", t)
         .no_log(Node::N1, "is dead", t)
         .no_log(Node::N2, "is dead", t)
-        .no_log(Node::N2, "Taking over", t);
-    e.never_moved = true;
+        .no_log(Node::N2, "Taking over", t)
+        .never_moved();
     let flaps = check(s.lab.log(Node::N2))
         .iter()
         .filter(|l| l.mono_ns >= t && l.message.contains("Link n1:eth2 dead."))
         .count();
     println!("scenario flapping_link: n2 logged eth2 dead {flaps} times for 8 cable pulls");
-    let gap = check(s.finish(e));
-    assert!(
-        gap < Duration::from_secs(1),
-        "longest gap in answers {gap:?}"
-    );
+    s.finish_under(e, Duration::from_secs(1), "longest gap in answers");
 }
 
 #[test]
@@ -921,17 +914,13 @@ fn heartbeat_loss_20_percent_for_30s_no_failover() {
     println!(
         "scenario heartbeat_loss_20_percent_for_30s_no_failover: {late} late-heartbeat warnings"
     );
-    let mut e = Expect::new(Node::N1, t)
+    let e = Expect::new(Node::N1, t)
         .no_log(Node::N1, "is dead", t)
         .no_log(Node::N2, "is dead", t)
         .no_log(Node::N2, "Taking over", t)
-        .no_log(Node::N1, "Releasing resource group", t);
-    e.never_moved = true;
-    let gap = check(s.finish(e));
-    assert!(
-        gap < Duration::from_secs(1),
-        "longest gap in answers {gap:?}"
-    );
+        .no_log(Node::N1, "Releasing resource group", t)
+        .never_moved();
+    s.finish_under(e, Duration::from_secs(1), "longest gap in answers");
 }
 
 /// `ha.cf` lines for ping nodes in a lab: the client's namespace answers ICMP echo, so it
@@ -1031,18 +1020,14 @@ fn ipfail_active_loses_the_ping_node() {
 
     // The ping node answers n1 again: balanced for the settle delay, then failback.
     let t_back = check(cut_ping(&s.lab, Node::N1, false));
-    let mut e = Expect::new(Node::N1, t_back)
+    let e = Expect::new(Node::N1, t_back)
         .log(Node::N1, "Ping node count is balanced.", t_back)
         .log(Node::N2, "Releasing resource group", t_back)
         .log(Node::N1, "Acquiring resource group", t_back)
         .no_log(Node::N1, "node n2: is dead", t0)
-        .no_log(Node::N2, "node n1: is dead", t0);
-    e.moved = Some((Node::N2, Node::N1, t_back));
-    let outage = check(s.finish(e));
-    assert!(
-        outage < Duration::from_secs(2),
-        "failback outage {outage:?}"
-    );
+        .no_log(Node::N2, "node n1: is dead", t0)
+        .moved(Node::N2, Node::N1, t_back);
+    s.finish_under(e, Duration::from_secs(2), "failback outage");
 }
 
 #[test]
@@ -1073,16 +1058,12 @@ fn isolated_standby_does_not_acquire() {
         text.contains("Takeover of n1's groups held") && text.contains("(isolated)"),
         "hbctl status on n2:\n{text}"
     );
-    let mut e = Expect::new(Node::N1, t)
+    let e = Expect::new(Node::N1, t)
         .no_log(Node::N2, "Acquiring resource group", t)
         .no_log(Node::N2, "Taking over resource group", t)
-        .no_log(Node::N1, "Releasing resource group", t);
-    e.never_moved = true;
-    let gap = check(s.finish(e));
-    assert!(
-        gap < Duration::from_secs(1),
-        "longest gap in answers {gap:?}"
-    );
+        .no_log(Node::N1, "Releasing resource group", t)
+        .never_moved();
+    s.finish_under(e, Duration::from_secs(1), "longest gap in answers");
 }
 
 /// A cluster-glue external STONITH plugin written by a test into
@@ -1252,9 +1233,8 @@ fn stonith_heartbeat_only_partition_one_survivor() {
     let e = Expect::new(Node::N1, t)
         .no_log(Node::N2, "Resetting node n1", t)
         .no_log(Node::N2, "Acquiring resource group", t)
-        .no_log(Node::N1, "Releasing resource group", t);
-    let mut e = e;
-    e.never_moved = true;
+        .no_log(Node::N1, "Releasing resource group", t)
+        .never_moved();
     check(s.finish(e));
     drop(plugin);
 }
@@ -1302,13 +1282,13 @@ fn stonith_failing_nobody_takes_over() {
         calls.contains(" reset n1") && calls.contains(" reset n2"),
         "{calls}"
     );
-    let mut e = Expect::new(Node::N1, t)
+    let e = Expect::new(Node::N1, t)
         .no_log(Node::N2, "Acquiring resource group", t)
         .no_log(Node::N2, "Taking over resource group", t)
         .no_log(Node::N1, "Releasing resource group", t)
         .no_log(Node::N1, "now reset.", t)
-        .no_log(Node::N2, "now reset.", t);
-    e.never_moved = true;
+        .no_log(Node::N2, "now reset.", t)
+        .never_moved();
     check(s.finish(e));
     drop(plugin);
 }
@@ -1358,12 +1338,12 @@ fn haresources_differ_between_nodes_no_dual_owner() {
         let json = String::from_utf8_lossy(&out.stdout);
         assert!(json.contains("\"haresources_mismatch\""), "{json}");
     }
-    let mut e = Expect::new(Node::N1, t)
+    let e = Expect::new(Node::N1, t)
         .no_log(Node::N1, "is dead", t)
         .no_log(Node::N2, "is dead", t)
         .no_log(Node::N2, "Acquiring resource group", t)
-        .no_log(Node::N1, "Releasing resource group", t);
-    e.never_moved = true;
+        .no_log(Node::N1, "Releasing resource group", t)
+        .never_moved();
     check(s.finish(e));
 }
 
@@ -1440,7 +1420,6 @@ fn watchdog_fed_not_fed_when_stopped_magic_close() {
     );
     check(fs::write(&ha_cf, base).context("ha.cf"));
     check(s.lab.start_hbd(Node::N2));
-    let mut e = Expect::new(Node::N1, t);
-    e.never_moved = true;
+    let e = Expect::new(Node::N1, t).never_moved();
     check(s.finish(e));
 }

@@ -429,6 +429,9 @@ impl Soak {
                         "start failed",
                         "stop failed",
                         "could not stop",
+                        // Heartbeat's line for a stop that keeps failing (no fencing: the
+                        // group is kept and its stop retried).
+                        "Resource STOP failure",
                         "Cannot start",
                     ]
                     .iter()

@@ -21,7 +21,7 @@ pub use diag::Parsed;
 pub use ha_cf::parse_ha_cf;
 pub use haresources::{find_script, parse_haresources, parse_haresources_with};
 pub use model::*;
-pub use reload::{LiveChange, ReloadPlan, Timings, plan_reload};
+pub use reload::{LiveChange, ReloadPlan, Timings, keep_running_ping, plan_reload};
 pub use time::{TimeError, TimeValue, parse_time};
 
 /// The default configuration directory.

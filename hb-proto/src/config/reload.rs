@@ -9,14 +9,15 @@
 //! Applied live: timings (`keepalive`, `deadtime`, `warntime`, `initdead`, through
 //! `Node::set_timings`), `authkeys` (key rotation), logging (`logfile`, `debugfile`, `logfacility`, `debug`, `log_format`,
 //! `syslog_ident`), gratuitous ARP settings (`garp_count`, `garp_interval`), `metrics_listen`,
-//! `xdp`, `respawn` lines and `self_fence_command`.
+//! `xdp`, `respawn` lines, `self_fence_command`, and ping nodes and ipfail (`ping`,
+//! `ping_group`, `deadping`, `ping_interval`, `ipfail`, `ipfail_settle`, through
+//! `Node::set_ping`; the driver opens or closes the raw ICMP socket as the set becomes
+//! non-empty or empty).
 //! Left for the next start: `node` lines, heartbeat media (`bcast`, `ucast`, `mcast`),
 //! `udpport`, the resource groups (`haresources`), `auto_failback`, `autojoin`,
 //! `control_socket`, `realtime`, `hopfudge`, `watchdog` (the device is opened at start) and
 //! the fencing of peers (`stonith_host`, `fence_command`, `fence_delay`, `fence_timeout`), and
-//! the arbiter (`arbiter`, `arbiter_*`: its etcd thread and lease are set up at start), and
-//! ping nodes and ipfail (`ping`, `ping_group`, `deadping`, `ping_interval`, `ipfail`,
-//! `ipfail_settle`: the raw ICMP socket and the ping-node monitor are set up at start).
+//! the arbiter (`arbiter`, `arbiter_*`: its etcd thread and lease are set up at start).
 
 use std::time::Duration;
 
@@ -41,6 +42,9 @@ pub enum LiveChange {
     Respawn,
     /// `self_fence_command`: how a stop failure fences this node.
     Fencing,
+    /// `ping`, `ping_group`, `deadping`, `ping_interval`, `ipfail` or `ipfail_settle`: the
+    /// ping-node monitor is rebuilt (addresses that stay keep their state).
+    Ping,
 }
 
 impl LiveChange {
@@ -55,6 +59,7 @@ impl LiveChange {
             LiveChange::Xdp => "xdp",
             LiveChange::Respawn => "respawn",
             LiveChange::Fencing => "self_fence_command",
+            LiveChange::Ping => "ping/ping_group/deadping/ping_interval/ipfail/ipfail_settle",
         }
     }
 }
@@ -149,6 +154,7 @@ pub fn plan_reload(old: &Config, new: Config) -> ReloadPlan {
         LiveChange::Fencing,
         o.self_fence_command != n.self_fence_command,
     );
+    add(LiveChange::Ping, ping_changed);
 
     let mut restart = Vec::new();
     let mut keep = |directive: &'static str, changed: bool| {
@@ -165,10 +171,6 @@ pub fn plan_reload(old: &Config, new: Config) -> ReloadPlan {
         o.auto_failback.value != n.auto_failback.value,
     );
     keep("autojoin", o.autojoin.value != n.autojoin.value);
-    keep(
-        "ping/ping_group/deadping/ping_interval/ipfail/ipfail_settle",
-        ping_changed,
-    );
     keep("control_socket", o.control_socket != n.control_socket);
     keep("realtime", o.realtime.value != n.realtime.value);
     keep("hopfudge", o.hopfudge.value != n.hopfudge.value);
@@ -190,12 +192,6 @@ pub fn plan_reload(old: &Config, new: Config) -> ReloadPlan {
     h.udpport = o.udpport.clone();
     h.auto_failback = o.auto_failback.clone();
     h.autojoin = o.autojoin.clone();
-    h.ping.clone_from(&o.ping);
-    h.ping_groups.clone_from(&o.ping_groups);
-    h.deadping = o.deadping;
-    h.ping_interval = o.ping_interval;
-    h.ipfail = o.ipfail.clone();
-    h.ipfail_settle = o.ipfail_settle;
     h.control_socket.clone_from(&o.control_socket);
     h.realtime = o.realtime.clone();
     h.hopfudge = o.hopfudge.clone();
@@ -211,6 +207,17 @@ pub fn plan_reload(old: &Config, new: Config) -> ReloadPlan {
         restart,
         config,
     }
+}
+
+/// Puts `from`'s ping nodes and ipfail settings back into `to`: what the driver runs on when
+/// it cannot apply a [`LiveChange::Ping`] (the raw ICMP socket cannot be opened).
+pub fn keep_running_ping(to: &mut HaCf, from: &HaCf) {
+    to.ping.clone_from(&from.ping);
+    to.ping_groups.clone_from(&from.ping_groups);
+    to.deadping = from.deadping;
+    to.ping_interval = from.ping_interval;
+    to.ipfail = from.ipfail.clone();
+    to.ipfail_settle = from.ipfail_settle;
 }
 
 #[cfg(test)]
@@ -325,23 +332,33 @@ mod tests {
     }
 
     #[test]
-    fn ping_nodes_and_ipfail_wait_for_a_restart() {
-        // The raw ICMP socket and the ping-node monitor are set up at start: a reload names the
-        // change and runs on the old ping nodes rather than claiming to apply it.
+    fn ping_nodes_and_ipfail_apply_live() {
+        // The core rebuilds its ping-node monitor (Node::set_ping) and the driver opens the raw
+        // ICMP socket: the plan runs on the new ping nodes.
         let extra = "ping 10.0.0.1\ndeadping 200ms\nipfail on\n";
         let old = base();
         let plan = plan_reload(
             &old,
             config(&format!("{BASE}{extra}"), "n1 10.0.0.100 httpd\n", "secret"),
         );
-        assert_eq!(
-            plan.restart,
-            vec!["ping/ping_group/deadping/ping_interval/ipfail/ipfail_settle"]
-        );
-        assert!(plan.live.is_empty(), "{:?}", plan.live);
+        assert_eq!(plan.live, vec![LiveChange::Ping]);
+        assert!(plan.restart.is_empty(), "{:?}", plan.restart);
         let h = &plan.config.ha_cf;
-        assert_eq!(h.ping, old.ha_cf.ping);
-        assert_eq!(h.deadping, old.ha_cf.deadping);
-        assert_eq!(h.ipfail.value, old.ha_cf.ipfail.value);
+        assert_eq!(
+            h.ping,
+            vec!["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(h.deadping, Some(Duration::from_millis(200)));
+        assert!(h.ipfail.value);
+        // When the driver cannot apply it, it runs on the old ones.
+        let mut kept = plan.config.ha_cf.clone();
+        keep_running_ping(&mut kept, &old.ha_cf);
+        assert_eq!(kept.ping, old.ha_cf.ping);
+        assert_eq!(kept.deadping, old.ha_cf.deadping);
+        assert_eq!(kept.ipfail.value, old.ha_cf.ipfail.value);
+        // And back out: removing them is live too.
+        let back = plan_reload(&plan.config, base());
+        assert_eq!(back.live, vec![LiveChange::Ping]);
+        assert!(back.config.ha_cf.ping.is_empty());
     }
 }

@@ -169,6 +169,7 @@ impl Node {
         if fresh && prev_state != PeerState::Up {
             relevant = true;
             self.peers[i].state = PeerState::Up;
+            self.peers[i].ping_hold = false;
             self.fence_peer_alive(i);
             if returned {
                 self.counters.returns += 1;

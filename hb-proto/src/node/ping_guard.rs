@@ -10,12 +10,15 @@ impl Node {
     /// least one `keepalive` after the peer's last heartbeat arrived (when the next one was
     /// due): proof that it was still on the network while the peer was silent, so the silence
     /// is not its own isolation. A peer that sent a shutdown notice released its groups itself.
+    /// Without ping nodes there is no guard, except for a peer whose takeover the guard held
+    /// when a reload removed the last ping node: held until that peer comes back.
     pub(super) fn may_take_from_dead(&self, i: usize) -> bool {
         let p = &self.peers[i];
-        if !self.ping.is_configured()
-            || (p.shutdown_generation.is_some() && p.shutdown_generation == p.dead_generation)
-        {
+        if p.shutdown_generation.is_some() && p.shutdown_generation == p.dead_generation {
             return true;
+        }
+        if !self.ping.is_configured() {
+            return !p.ping_hold;
         }
         let silent_since = p.last_arrival.unwrap_or(self.started) + self.keepalive;
         !self.ping.isolated() && self.ping.answered_since(silent_since)

@@ -10,6 +10,17 @@
 //! within half the new `deadtime` of the one before (the peer's pace fits the new value, by
 //! Heartbeat's rule `deadtime > 2 x keepalive`). A longer `deadtime` applies at once.
 //!
+//! # New ping nodes
+//! [`Node::set_ping`] rebuilds the ping-node monitor (see
+//! [`crate::ping::PingMonitor::reconfigure`]): an
+//! address that stays keeps its liveness and the evidence it gave, a new one starts unknown, a
+//! removed one stops counting. A reload never lets this node take a group the guard on dead
+//! peers would not let it take without the reload: the guard still asks for an answer, from a
+//! ping node configured now, to a request sent after the peer went silent (a new address has
+//! none until it answers such a request), and a peer whose takeover the guard holds when the
+//! reload removes the last ping node stays held until it comes back. With ipfail off (or no
+//! ping node left) the node stops yielding, as it would after a restart.
+//!
 //! # Stop failures
 //! A group whose stop failed (the driver already retried it) is logged with Heartbeat's
 //! `Resource STOP failure. Reboot required!`. With fencing configured ([`Node::set_self_fencing`]:
@@ -26,7 +37,12 @@
 use std::time::Duration;
 
 use super::{Event, Node, Output, PeerState, Phase};
-use crate::{Timestamp, config::Timings, message::Holding};
+use crate::{
+    Timestamp,
+    config::{HaCf, Timings},
+    message::Holding,
+    ping::{PingSettings, ping_targets},
+};
 
 /// During a clean stop: failed stops of one group before the node gives up on it.
 pub const SHUTDOWN_STOP_ATTEMPTS: u32 = 3;
@@ -71,6 +87,44 @@ impl Node {
             kept_for,
         });
         self.handle_timeout(now);
+    }
+
+    /// New ping nodes (`ping`, `ping_group`) and their settings (`deadping`, `ping_interval`,
+    /// `ipfail`, `ipfail_settle`) from `ha` (a reload). See the module documentation. Returns,
+    /// for each previous ping-node address index (as in [`Output::Ping`]), its index now
+    /// (`None`: removed): the driver re-addresses the requests it has in flight with it.
+    pub fn set_ping(&mut self, now: Timestamp, ha: &HaCf) -> Vec<Option<usize>> {
+        let targets = ping_targets(ha);
+        if targets.is_empty() && self.ping.is_configured() {
+            for i in 0..self.peers.len() {
+                if i != self.local
+                    && self.peers[i].state == PeerState::Dead
+                    && !self.may_take_from_dead(i)
+                {
+                    self.peers[i].ping_hold = true;
+                }
+            }
+        }
+        let map = self
+            .ping
+            .reconfigure(&targets, PingSettings::from_ha_cf(ha), now);
+        // Requests not yet handed to the driver follow their address too.
+        self.outputs.retain_mut(|o| match o {
+            Output::Ping { link, .. } => match map.get(*link).copied().flatten() {
+                Some(new) => {
+                    *link = new;
+                    true
+                }
+                None => false,
+            },
+            _ => true,
+        });
+        // The counts in our heartbeats change.
+        self.dirty = true;
+        if self.phase != Phase::Stopped {
+            self.handle_timeout(now);
+        }
+        map
     }
 
     /// The `deadtime` in force for peer `i` (see the module documentation).

@@ -331,3 +331,101 @@ fn ping_targets_from_ha_cf() {
     assert_eq!(s.deadping, c.deadtime.value);
     assert_eq!(s.settle, s.deadping);
 }
+
+fn target(name: &str, addrs: &[&str]) -> PingTarget {
+    PingTarget {
+        name: name.into(),
+        addrs: addrs.iter().map(|a| addr(a)).collect(),
+        group: addrs.len() > 1 || name.parse::<IpAddr>().is_err(),
+    }
+}
+
+fn state_of(m: &PingMonitor, a: &str) -> PingState {
+    let v = m.view();
+    v.nodes
+        .iter()
+        .flat_map(|n| n.links.iter())
+        .find(|l| l.addr == addr(a))
+        .map(|l| l.state)
+        .unwrap_or_else(|| panic!("{a} not configured: {v:?}"))
+}
+
+#[test]
+fn reconfigure_keeps_addresses_that_stay_and_starts_new_ones_unknown() {
+    let mut m = one_node(false);
+    run(&mut m, 0, 30, |_| true, |_| None);
+    assert_eq!(state_of(&m, "10.0.0.254"), PingState::Up);
+    let answered = m.links[0].last_answered;
+    // A reload at 30 ms: the address stays, one is added, in a group.
+    let map = m.reconfigure(
+        &[
+            target("10.0.0.254", &["10.0.0.254"]),
+            target("gw", &["10.0.0.1", "10.0.0.2"]),
+        ],
+        settings(false),
+        at(30),
+    );
+    assert_eq!(map, [Some(0)], "the old address keeps index 0");
+    assert_eq!(state_of(&m, "10.0.0.254"), PingState::Up);
+    assert_eq!(m.links[0].last_answered, answered, "its evidence stays");
+    assert_eq!(state_of(&m, "10.0.0.1"), PingState::Unknown);
+    assert_eq!((m.reachable(), m.configured()), (1, 2));
+    // New addresses are pinged at once.
+    assert_eq!(m.due(at(30)), [0, 1, 2]);
+    // Never answered: dead deadping after the reload (not after the start).
+    m.handle_timeout(at(79));
+    assert_eq!(state_of(&m, "10.0.0.1"), PingState::Unknown);
+    m.handle_timeout(at(80));
+    assert_eq!(state_of(&m, "10.0.0.1"), PingState::Dead);
+    assert_eq!(m.view().nodes[1].state, PingState::Dead);
+}
+
+#[test]
+fn reconfigure_removes_addresses_and_remaps_the_rest() {
+    let mut m = PingMonitor::new(
+        &[
+            target("10.0.0.1", &["10.0.0.1"]),
+            target("10.0.0.2", &["10.0.0.2"]),
+        ],
+        settings(false),
+        at(0),
+    );
+    run(&mut m, 0, 30, |_| true, |_| None);
+    assert_eq!(m.reachable(), 2);
+    let map = m.reconfigure(
+        &[target("10.0.0.2", &["10.0.0.2"])],
+        settings(false),
+        at(30),
+    );
+    assert_eq!(map, [None, Some(0)]);
+    assert_eq!((m.reachable(), m.configured()), (1, 1));
+    assert_eq!(state_of(&m, "10.0.0.2"), PingState::Up);
+    // No new address: the schedule goes on (no burst of requests).
+    assert!(m.due(at(30)).is_empty());
+    // Everything removed: nothing configured, nothing due, no timeout.
+    let map = m.reconfigure(&[], settings(false), at(31));
+    assert_eq!(map, [None]);
+    assert!(!m.is_configured());
+    assert!(m.poll_timeout().is_none());
+    assert!(m.counts().is_none());
+}
+
+#[test]
+fn reconfigure_with_ipfail_off_stops_yielding() {
+    let mut m = one_node(true);
+    // Never answers, the peer reaches one: gives up after deadping + settle.
+    run(&mut m, 0, 200, |_| false, |_| Some(1));
+    assert!(m.yielding());
+    m.reconfigure(
+        &[target("10.0.0.254", &["10.0.0.254"])],
+        settings(false),
+        at(200),
+    );
+    assert!(!m.yielding());
+    assert_eq!(m.comparison(), Comparison::Unknown);
+    assert!(
+        lines(&mut m)
+            .iter()
+            .any(|l| l.contains("taking part in group ownership again"))
+    );
+}

@@ -321,6 +321,8 @@ enum Ev {
     PingReply {
         host: usize,
         incarnation: u64,
+        /// Index into the host's `ping_maps` when the request went out.
+        epoch: usize,
         link: usize,
         sent: Timestamp,
     },
@@ -366,6 +368,11 @@ pub struct Host {
     pub fences: Vec<(Timestamp, String)>,
     /// The ping node answers this host (requests and replies both pass).
     pub ping_ok: bool,
+    /// Ping-node addresses that never answer this host (with `ping_ok`, the others do).
+    pub ping_silent: Vec<std::net::IpAddr>,
+    /// The address-index maps of every ping reload, oldest first (as a driver re-addresses
+    /// its requests in flight).
+    ping_maps: Vec<Vec<Option<usize>>>,
     ping_backlog: Vec<(usize, Timestamp, Timestamp)>,
     /// The host reaches etcd (requests and answers both pass).
     pub etcd_ok: bool,
@@ -454,6 +461,8 @@ impl Sim {
                 actions: vec![],
                 fences: vec![],
                 ping_ok: true,
+                ping_silent: vec![],
+                ping_maps: vec![],
                 ping_backlog: vec![],
                 etcd_ok: true,
             })
@@ -518,6 +527,43 @@ impl Sim {
 
     /// Starts (or restarts) host `h` in a new generation with its own `haresources`.
     pub fn start_with(&mut self, h: usize, groups: Vec<ResourceGroup>) {
+        let cfg = self.host_config(h, groups);
+        let host = &mut self.hosts[h];
+        host.paused = false;
+        host.generation += 1;
+        host.incarnation += 1;
+        host.backlog.clear();
+        host.pending_results.clear();
+        host.ping_backlog.clear();
+        host.node = Some(
+            Node::new(&cfg, host.generation, self.now).expect("the simulation's config is valid"),
+        );
+        self.drain(h);
+    }
+
+    /// A reload on host `h` that sets its ping nodes to `addrs` (one `ping` line each; the
+    /// spec's `deadping`, `ipfail` and settle), through [`Node::set_ping`]. Returns the map of
+    /// old to new ping-address indices.
+    pub fn set_ping_nodes(&mut self, h: usize, addrs: &[std::net::IpAddr]) -> Vec<Option<usize>> {
+        let mut cfg = self.host_config(h, self.group_defs.clone());
+        cfg.ha_cf.ping = addrs.to_vec();
+        let now = self.now;
+        let Some(node) = self.hosts[h].node.as_mut() else {
+            return Vec::new();
+        };
+        let map = node.set_ping(now, &cfg.ha_cf);
+        let host = &mut self.hosts[h];
+        host.ping_backlog = std::mem::take(&mut host.ping_backlog)
+            .into_iter()
+            .filter_map(|(l, sent, arrival)| Some((map.get(l).copied().flatten()?, sent, arrival)))
+            .collect();
+        host.ping_maps.push(map.clone());
+        self.drain(h);
+        map
+    }
+
+    /// Host `h`'s configuration in this simulation, with `groups` as its `haresources`.
+    fn host_config(&self, h: usize, groups: Vec<ResourceGroup>) -> crate::config::Config {
         let refs: Vec<&str> = self.names.iter().map(String::as_str).collect();
         let mut cfg = config(
             &refs,
@@ -548,17 +594,7 @@ impl Sim {
             });
         }
         cfg.authkeys = self.keys.clone();
-        let host = &mut self.hosts[h];
-        host.paused = false;
-        host.generation += 1;
-        host.incarnation += 1;
-        host.backlog.clear();
-        host.pending_results.clear();
-        host.ping_backlog.clear();
-        host.node = Some(
-            Node::new(&cfg, host.generation, self.now).expect("the simulation's config is valid"),
-        );
-        self.drain(h);
+        cfg
     }
 
     /// Kills host `h` (power off: its resources vanish with it).
@@ -697,17 +733,19 @@ impl Sim {
                         },
                     );
                 }
-                Output::Ping { link, .. } => {
+                Output::Ping { link, addr } => {
                     let Some(p) = self.spec.ping else { continue };
-                    if !self.hosts[h].ping_ok {
+                    if !self.hosts[h].ping_ok || self.hosts[h].ping_silent.contains(&addr) {
                         continue;
                     }
                     let incarnation = self.hosts[h].incarnation;
+                    let epoch = self.hosts[h].ping_maps.len();
                     self.schedule(
                         now + p.rtt,
                         Ev::PingReply {
                             host: h,
                             incarnation,
+                            epoch,
                             link,
                             sent: now,
                         },
@@ -880,6 +918,7 @@ impl Sim {
             Ev::PingReply {
                 host: h,
                 incarnation,
+                epoch,
                 link,
                 sent,
             } => {
@@ -887,6 +926,13 @@ impl Sim {
                 if host.incarnation != incarnation || !host.ping_ok {
                     return;
                 }
+                // Re-addressed through every ping reload since it was sent.
+                let Some(link) = host.ping_maps[epoch.min(host.ping_maps.len())..]
+                    .iter()
+                    .try_fold(link, |l, map| map.get(l).copied().flatten())
+                else {
+                    return;
+                };
                 if host.paused {
                     host.ping_backlog.push((link, sent, now));
                     return;

@@ -97,6 +97,12 @@ pub const ACTED_ON: &[&str] = &[
     "syslog_ident",
     "self_fence_command",
     "control_group",
+    "arbiter",
+    "arbiter_prefix",
+    "arbiter_ttl",
+    "arbiter_ca",
+    "arbiter_cert",
+    "arbiter_key",
 ];
 
 fn ms(d: Duration) -> String {
@@ -226,6 +232,41 @@ pub fn effective_config(c: &Config) -> String {
             )
         }),
     );
+
+    match &h.arbiter {
+        None => row("arbiter", "none (default)".to_string()),
+        Some(a) => {
+            row("arbiter", format!("etcd {}", a.endpoints.join(",")));
+            row(
+                "arbiter_prefix",
+                mark(
+                    &a.prefix,
+                    format!("{} (keys {})", a.prefix.value, a.key_of(0)),
+                ),
+            );
+            row(
+                "arbiter_ttl",
+                mark(&a.ttl, format!("{} s", a.ttl.value.as_secs())),
+            );
+            let file = |p: &Option<std::path::PathBuf>| {
+                p.as_ref()
+                    .map_or_else(|| "none".to_string(), |p| p.display().to_string())
+            };
+            row(
+                "arbiter_tls",
+                if a.tls() {
+                    format!(
+                        "ca {}, cert {}, key {}",
+                        file(&a.ca),
+                        file(&a.cert),
+                        file(&a.key)
+                    )
+                } else {
+                    "off".to_string()
+                },
+            );
+        }
+    }
 
     let _ = writeln!(o, "\nmedia:");
     for m in &h.media {

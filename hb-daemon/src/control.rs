@@ -289,6 +289,46 @@ pub struct GroupStatus {
     pub local: HoldingState,
 }
 
+/// One group's key on the arbiter, as this node knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArbiterKeyReport {
+    /// Group index.
+    pub group: usize,
+    /// The etcd key.
+    pub key: String,
+    /// `held` (ours under the valid lease), `free`, `acquiring`, `releasing`, `stale` (a
+    /// release failed: maybe still ours, not used).
+    pub state: String,
+    /// Who holds it as last seen: this node while held, else the other holder etcd reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// The fencing epoch (`create_revision`) of that holding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<i64>,
+}
+
+/// The etcd arbiter (`arbiter etcd ...`), as reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArbiterReport {
+    /// The endpoints from ha.cf.
+    pub endpoints: Vec<String>,
+    /// The last lease grant or renewal succeeded.
+    pub reachable: bool,
+    /// The lease, hex, while valid here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
+    /// How long the lease stays valid here without another renewal, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_valid_ms: Option<u64>,
+    /// The lease's TTL as granted, s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<u64>,
+    /// Times the lease lapsed here (groups stopped for it) since start.
+    pub lapses: u64,
+    /// Every group's key.
+    pub keys: Vec<ArbiterKeyReport>,
+}
+
 /// The answer to [`Request::Status`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReport {
@@ -312,6 +352,9 @@ pub struct StatusReport {
     /// Peers dead by silence waiting for a fence (their groups are not taken meanwhile).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fence_pending: Vec<String>,
+    /// The etcd arbiter (`None`: not configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arbiter: Option<Box<ArbiterReport>>,
     /// Per heartbeat interface: the XDP or the socket path, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delivery: Vec<DeliveryStatus>,

@@ -421,12 +421,28 @@ pub fn run(opts: &DaemonOptions, config: Config) -> Result<(), DaemonError> {
     let (agent_tx, agent_rx) = spawn_agents(&config)?;
     let respawner =
         Respawner::start(respawn::lines_of(&config.ha_cf)).map_err(setup("respawn thread"))?;
+    let arbiter = match &config.ha_cf.arbiter {
+        Some(a) => {
+            tracing::info!(
+                "hb: arbiter etcd {} (keys {}, lease TTL {} s)",
+                a.endpoints.join(","),
+                format!("{}/group/N", a.prefix.value.trim_end_matches('/')),
+                a.ttl.value.as_secs()
+            );
+            Some(
+                crate::arbiter::spawn(a, &config.local_node, config.groups.len())
+                    .map_err(DaemonError::Setup)?,
+            )
+        }
+        None => None,
+    };
     if config.ha_cf.realtime.value {
         go_realtime();
     }
     let result = rt.block_on(async {
         let mut d = Driver::new(opts, config, generation, agent_tx, agent_rx).await?;
         d.respawn = Some(respawner);
+        d.arbiter = arbiter;
         d.run(signals).await
     });
     drop(pid_file);
@@ -490,6 +506,8 @@ struct Driver {
     status_dirty: bool,
     /// `watchdog DEVICE`, fed from this loop.
     watchdog: Option<Watchdog>,
+    /// The etcd arbiter's thread (`arbiter etcd ...`).
+    arbiter: Option<crate::arbiter::ArbiterLink>,
 }
 
 fn ifindex(iface: &str) -> Option<u32> {
@@ -632,6 +650,7 @@ impl Driver {
             notify: Notifier::from_env(now),
             status_dirty: true,
             watchdog,
+            arbiter: None,
         })
     }
 
@@ -753,10 +772,14 @@ impl Driver {
                 _ = shared.wake.notified() => {}
                 Some(call) = self.control_rx.recv() => self.handle_control(call, &mut stopping),
                 Some(done) = self.agent_rx.recv() => self.handle_agent_done(done),
+                Some(input) = arbiter_result(self.arbiter.as_mut()), if self.arbiter.is_some() => {
+                    self.node().handle_arbiter(monotonic_now(), input);
+                }
             }
         }
         // The core is stopped: the send thread has ended or ends within its next sleep.
         drop(self.send_path.take());
+        self.finish_arbiter().await;
         tracing::info!("hb: node {} stopped", self.config.local_node);
         let _ = std::fs::remove_file(&self.control_path);
         if let Some(r) = self.respawn.take() {
@@ -769,6 +792,24 @@ impl Driver {
             [] => Ok(()),
             left => Err(DaemonError::LeftRunning(left.to_vec())),
         }
+    }
+
+    /// After the loop: the key releases and the lease revoke of a clean stop are sent before
+    /// hbd exits (so peers need not wait for the lease's TTL); at most one renewal interval.
+    async fn finish_arbiter(&mut self) {
+        let Some(mut link) = self.arbiter.take() else {
+            return;
+        };
+        let wait = self
+            .config
+            .ha_cf
+            .arbiter
+            .as_ref()
+            .map_or(Duration::ZERO, |a| {
+                hb_proto::arbiter::renew_interval(a.ttl.value)
+            });
+        link.close();
+        let _ = tokio::time::timeout(wait, async { while link.rx.recv().await.is_some() {} }).await;
     }
 
     /// Re-reads ha.cf, haresources and authkeys (SIGHUP, `hbctl reload`) and applies what can
@@ -1221,6 +1262,11 @@ impl Driver {
                 Output::Ping { link, addr } => self.send_ping(link, addr),
                 Output::Event(ev) => self.handle_event(ev),
                 Output::Received(r) => self.record_reception(r),
+                Output::Arbiter(req) => {
+                    if let Some(failed) = self.arbiter.as_ref().and_then(|a| a.send(req)) {
+                        self.node().handle_arbiter(monotonic_now(), failed);
+                    }
+                }
                 Output::SelfFence { group } => {
                     let command = self.config.ha_cf.self_fence().unwrap_or_default();
                     tracing::error!(
@@ -1371,6 +1417,7 @@ impl Driver {
                 let mut report = self.metrics.snapshot_at(now);
                 let status = self.node().status();
                 report.ping_summary = ping_summary(&status);
+                report.arbiter = self.arbiter_report(now);
                 {
                     let send = sender::lock(&self.shared.stats);
                     report.send = send.report();
@@ -1434,6 +1481,7 @@ impl Driver {
         let status = self.node().status();
         let mut report = status_report(&status, now, self.started);
         report.delivery = self.delivery();
+        report.arbiter = self.arbiter_report(now);
         report
     }
 
@@ -1448,6 +1496,13 @@ impl Driver {
             .into_iter()
             .map(|i| (i, why.to_owned()))
             .collect();
+    }
+
+    /// The arbiter's state for `hbctl status`, hbstat and Prometheus.
+    fn arbiter_report(&self, now: Timestamp) -> Option<Box<control::ArbiterReport>> {
+        let a = self.config.ha_cf.arbiter.as_ref()?;
+        let st = self.node().arbiter_status(now)?;
+        Some(Box::new(arbiter_report(a, &st, &self.config.local_node)))
     }
 }
 
@@ -1551,6 +1606,56 @@ pub fn status_report(
         fence_pending: s.fence_pending.clone(),
         delivery: Vec::new(),
         ping: ping_status(s, now),
+        arbiter: None,
+    }
+}
+
+/// The arbiter's state as reported (see [`control::ArbiterReport`]).
+pub fn arbiter_report(
+    a: &hb_proto::config::Arbiter,
+    st: &hb_proto::arbiter::ArbiterStatus,
+    local: &str,
+) -> control::ArbiterReport {
+    use hb_proto::arbiter::KeyState;
+    let keys = st
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(g, k)| {
+            let (state, holder, epoch) = match k {
+                KeyState::Held { epoch } => ("held", Some(local.to_owned()), Some(*epoch)),
+                other => {
+                    let word = match other {
+                        KeyState::Acquiring => "acquiring",
+                        KeyState::Releasing => "releasing",
+                        KeyState::Stale => "stale",
+                        _ => "free",
+                    };
+                    let taken = st.taken_by.get(g).cloned().flatten();
+                    (
+                        word,
+                        taken.as_ref().map(|t| t.0.clone()),
+                        taken.map(|t| t.1),
+                    )
+                }
+            };
+            control::ArbiterKeyReport {
+                group: g,
+                key: a.key_of(g),
+                state: state.to_owned(),
+                holder,
+                epoch,
+            }
+        })
+        .collect();
+    control::ArbiterReport {
+        endpoints: a.endpoints.clone(),
+        reachable: st.reachable,
+        lease: st.lease.map(|l| format!("{l:x}")),
+        lease_valid_ms: st.valid_for.map(|d| d.as_millis() as u64),
+        ttl_secs: st.ttl.map(|d| d.as_secs()),
+        lapses: st.lapses,
+        keys,
     }
 }
 
@@ -1653,6 +1758,15 @@ fn ping_send_error_label(e: &std::io::Error) -> &'static str {
         Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) => "ping_send_unreachable",
         Some(libc::ENOBUFS) | Some(libc::EAGAIN) => "ping_send_busy",
         _ => "ping_send_other",
+    }
+}
+
+async fn arbiter_result(
+    a: Option<&mut crate::arbiter::ArbiterLink>,
+) -> Option<hb_proto::arbiter::ArbiterInput> {
+    match a {
+        Some(a) => a.rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -151,6 +151,9 @@ pub fn status(r: &StatusReport) -> String {
     if let Some(p) = &r.ping {
         ping_section(&mut out, p);
     }
+    if let Some(a) = &r.arbiter {
+        arbiter_section(&mut out, a);
+    }
     if r.groups.is_empty() {
         out.push_str("No resource groups.\n");
         return out;
@@ -173,6 +176,37 @@ pub fn status(r: &StatusReport) -> String {
     }
     out.push_str(&pad_table(&rows));
     out
+}
+
+/// The arbiter: reachability, lease, and each group's key holder and epoch.
+fn arbiter_section(out: &mut String, a: &crate::control::ArbiterReport) {
+    let lease = match (&a.lease, a.lease_valid_ms) {
+        (Some(l), Some(ms)) => format!("lease {l} valid here for {ms} ms"),
+        _ => "no valid lease: no group is started or kept here".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "arbiter: etcd {} {}, {lease}, {} lapse(s)",
+        a.endpoints.join(","),
+        if a.reachable {
+            "reachable"
+        } else {
+            "UNREACHABLE"
+        },
+        a.lapses
+    );
+    for k in &a.keys {
+        let holder = match (&k.holder, k.epoch) {
+            (Some(h), Some(e)) => format!(", holder {h}, epoch {e}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  group {} key {}: {}{holder}",
+            k.group, k.key, k.state
+        );
+    }
+    out.push('\n');
 }
 
 /// One line per heartbeat interface: the XDP path (mode, the program's counters) or the
@@ -445,6 +479,10 @@ pub fn stats(r: &StatsReport, histogram: bool) -> String {
             }
         );
     }
+    if let Some(a) = &r.arbiter {
+        out.push('\n');
+        arbiter_section(&mut out, a);
+    }
     for p in &r.ping {
         let _ = writeln!(
             out,
@@ -578,6 +616,7 @@ mod tests {
             }],
             haresources_mismatch: vec!["node2".into()],
             fence_pending: vec![],
+            arbiter: None,
             delivery: vec![],
         };
         let s = status(&r);
@@ -616,6 +655,7 @@ mod tests {
             uptime_secs: 5,
             haresources_mismatch: vec![],
             fence_pending: vec![],
+            arbiter: None,
             delivery: vec![],
             ping: Some(Box::new(PingStatus {
                 reachable: 0,

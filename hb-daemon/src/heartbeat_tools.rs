@@ -826,6 +826,7 @@ mod tests {
             ],
             haresources_mismatch: vec![],
             fence_pending: vec![],
+            arbiter: None,
             delivery: vec![],
             ping: None,
         }

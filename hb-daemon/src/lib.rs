@@ -4,6 +4,7 @@
 //! resource scripts and the control socket.
 
 pub mod agents;
+pub mod arbiter;
 pub mod check;
 pub mod control;
 pub mod daemon;

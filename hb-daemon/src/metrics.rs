@@ -318,6 +318,9 @@ pub struct StatsReport {
     /// Ping-node counts and ipfail (`None` without ping nodes).
     #[serde(default)]
     pub ping_summary: Option<PingSummary>,
+    /// The etcd arbiter (`None`: not configured).
+    #[serde(default)]
+    pub arbiter: Option<Box<crate::control::ArbiterReport>>,
     /// Send jitter of the periodic heartbeats, one entry per link in configuration order
     /// (filled in by the daemon from [`crate::sender::SendStats`]).
     #[serde(default)]
@@ -726,6 +729,7 @@ impl Metrics {
                 })
                 .collect(),
             ping_summary: None,
+            arbiter: None,
             send: Vec::new(),
             delivery: Vec::new(),
         }

@@ -254,6 +254,7 @@ pub fn render(report: &StatsReport) -> String {
     }
 
     ping(&mut f, report);
+    arbiter(&mut f, report);
 
     let t = &report.takeovers;
     f.header(
@@ -309,6 +310,65 @@ pub fn render(report: &StatsReport) -> String {
         f.sample("hb_errors_total", &[("kind", kind)], *n as f64);
     }
     out
+}
+
+/// The etcd arbiter (nothing without `arbiter`).
+fn arbiter(f: &mut Family<'_>, report: &StatsReport) {
+    let Some(a) = &report.arbiter else { return };
+    f.header(
+        "hb_arbiter_reachable",
+        "gauge",
+        "1 when the last etcd lease grant or renewal succeeded.",
+    );
+    f.sample(
+        "hb_arbiter_reachable",
+        &[],
+        f64::from(u8::from(a.reachable)),
+    );
+    f.header(
+        "hb_arbiter_lease_valid_seconds",
+        "gauge",
+        "How long this node's etcd lease stays valid here without another renewal (0: none).",
+    );
+    f.sample(
+        "hb_arbiter_lease_valid_seconds",
+        &[],
+        a.lease_valid_ms.unwrap_or(0) as f64 / 1000.0,
+    );
+    f.header(
+        "hb_arbiter_lease_lapses_total",
+        "counter",
+        "Times the lease was not renewed in time and this node stopped its groups.",
+    );
+    f.sample("hb_arbiter_lease_lapses_total", &[], a.lapses as f64);
+    f.header(
+        "hb_arbiter_group_held",
+        "gauge",
+        "1 when this node holds the group's etcd key under its valid lease.",
+    );
+    for k in &a.keys {
+        let g = k.group.to_string();
+        f.sample(
+            "hb_arbiter_group_held",
+            &[("group", &g)],
+            f64::from(u8::from(k.state == "held")),
+        );
+    }
+    f.header(
+        "hb_arbiter_group_epoch",
+        "gauge",
+        "The fencing epoch (etcd create_revision) of the group's key, by holder, as last seen.",
+    );
+    for k in &a.keys {
+        if let (Some(h), Some(e)) = (&k.holder, k.epoch) {
+            let g = k.group.to_string();
+            f.sample(
+                "hb_arbiter_group_epoch",
+                &[("group", &g), ("holder", h)],
+                e as f64,
+            );
+        }
+    }
 }
 
 /// Ping nodes and the built-in ipfail (nothing without ping nodes).

@@ -217,10 +217,37 @@ fn every_metric_in_the_exposition_is_in_docs_metrics_md() {
         peers: [("node2".to_owned(), 1)].into_iter().collect(),
         ..Default::default()
     });
+    report.arbiter = Some(Box::new(hb_daemon::control::ArbiterReport {
+        endpoints: vec!["http://10.0.0.9:2379".into()],
+        reachable: true,
+        lease: Some("7".into()),
+        lease_valid_ms: Some(1500),
+        ttl_secs: Some(2),
+        lapses: 1,
+        keys: vec![hb_daemon::control::ArbiterKeyReport {
+            group: 0,
+            key: "/hb/group/0".into(),
+            state: "held".into(),
+            holder: Some("node1".into()),
+            epoch: Some(42),
+        }],
+    }));
     let mut send = hb_daemon::sender::SendStats::new(&["eth1"]);
     send.record(0, hb_proto::Timestamp(0), hb_proto::Timestamp(30_000));
     report.send = send.report();
     let text = hb_daemon::prometheus::render(&report);
+    assert!(
+        text.contains("hb_arbiter_lease_valid_seconds 1.5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hb_arbiter_group_held{group=\"0\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hb_arbiter_group_epoch{group=\"0\",holder=\"node1\"} 42"),
+        "{text}"
+    );
     assert!(
         text.contains("hb_heartbeats_sent_total{link=\"eth1\"} 1"),
         "{text}"

@@ -11,6 +11,7 @@
 //! - [`replay`]: the replay rule (generation, per-link sequence numbers) for every message.
 //! - [`generation`]: the rule giving each start of the daemon a higher generation.
 //! - [`auth`]: the `authkeys` digest (HMAC-SHA256/SHA1/MD5 or CRC32) in every message.
+//! - [`arbiter`]: the arbiter gate (a group starts only under an etcd lease on its key).
 //! - [`fence`]: the fencing gate (no takeover from a silent peer until it is fenced).
 //! - [`node`]: the node state machine: membership, failure detection, resource-group
 //!   ownership.
@@ -18,6 +19,7 @@
 //!   for tests and the fuzz targets.
 //! - `fuzz` (feature `fuzz`): the bodies of the cargo-fuzz targets under `fuzz/`.
 
+pub mod arbiter;
 pub mod auth;
 pub mod config;
 pub mod fence;

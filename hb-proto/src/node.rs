@@ -92,6 +92,7 @@
 //!   once, lets the resource in progress finish, stops what the start started, and reports the
 //!   `Stop` (reporting the abandoned `Start` too is allowed; it is ignored).
 
+mod arbiter;
 mod command;
 mod event;
 mod fencing;
@@ -211,6 +212,9 @@ pub enum Output {
         /// The group that could not be stopped.
         group: usize,
     },
+    /// An etcd request for the arbiter (`arbiter etcd ...` configured); report its result with
+    /// [`Node::handle_arbiter`]. Run it off the heartbeat path.
+    Arbiter(crate::arbiter::ArbiterRequest),
 }
 
 /// Why a configuration cannot run a node.
@@ -428,6 +432,8 @@ pub struct Node {
     left_running: Vec<String>,
     /// Each group's failed stops when the clean stop began.
     stop_failures_before_shutdown: Vec<u32>,
+    /// The arbiter gate (`arbiter etcd ...` configured).
+    arbiter: Option<crate::arbiter::ArbiterGate>,
 }
 
 impl Node {
@@ -569,6 +575,10 @@ impl Node {
             self_fenced: false,
             left_running: Vec::new(),
             stop_failures_before_shutdown: Vec::new(),
+            arbiter: ha
+                .arbiter
+                .as_ref()
+                .map(|a| crate::arbiter::ArbiterGate::new(a.ttl.value, config.groups.len())),
         };
         node.peers[local].state = PeerState::Up;
         node.peers[local].generation = Some(generation);
@@ -761,6 +771,9 @@ impl Node {
         }
         if let Some(f) = self.fencing.next_timeout() {
             t = t.min(f);
+        }
+        if let Some(a) = self.arbiter_next_timeout() {
+            t = t.min(a);
         }
         Some(t)
     }

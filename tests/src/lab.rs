@@ -21,9 +21,10 @@
 //! This file holds the lab's vocabulary (nodes, spec, record) and the command helpers; `impl Lab`
 //! is split by concern: `setup` (up, down, cleanup, state file), `files` (each node's config and
 //! scripts), `layout` (names, addresses, paths, journal), `nodes` (processes on the nodes),
-//! `links` (cables, partitions, loss), `vip` (the address by hand) and `status` (logs and the
-//! lab's state read from the system).
+//! `links` (cables, partitions, loss), `vip` (the address by hand), `arbiter` (etcd in the
+//! client's namespace) and `status` (logs and the lab's state read from the system).
 
+mod arbiter;
 mod files;
 mod layout;
 mod links;
@@ -57,6 +58,10 @@ pub const HB_OCTET: u8 = 214;
 pub const VIP_HOST: u8 = 100;
 /// Host part of the client's address in the LAN subnet.
 pub const CLIENT_HOST: u8 = 10;
+/// `arbiter_ttl` of a lab with [`LabSpec::arbiter`] (etcd 3.4's floor is about 2 s).
+pub const LAB_ARBITER_TTL: Duration = Duration::from_secs(2);
+/// etcd's client port in the lab.
+pub const ETCD_PORT: u16 = 2379;
 /// Where state files of labs are kept (one per prefix).
 pub const STATE_DIR: &str = "/run/hb-lab";
 /// The text every node's `index.html` starts with, followed by the node's name.
@@ -207,6 +212,10 @@ pub struct LabSpec {
     /// `resource.d/`.
     #[serde(default)]
     pub scripts: Vec<(String, String)>,
+    /// Run etcd in the client's namespace and configure both nodes with it as their arbiter
+    /// (`arbiter etcd http://CLIENT:2379`, `arbiter_ttl 2`, see [`Lab::start_etcd`]).
+    #[serde(default)]
+    pub arbiter: bool,
 }
 
 impl LabSpec {
@@ -231,6 +240,7 @@ impl LabSpec {
             resource: ResourceBehaviour::Ok,
             extra_resources: Vec::new(),
             scripts: Vec::new(),
+            arbiter: false,
         }
     }
 
@@ -280,6 +290,8 @@ pub struct LabEvent {
 pub struct Lab {
     rec: LabRecord,
     children: [Option<Child>; 2],
+    /// etcd, when [`LabSpec::arbiter`] is set.
+    etcd: Option<Child>,
     torn_down: bool,
     events: std::sync::Mutex<Vec<LabEvent>>,
 }

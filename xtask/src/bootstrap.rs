@@ -3,7 +3,8 @@
 //! exactly what to install.
 //!
 //! Checked, in order: Debian packages (LLVM 22 for bpf-linker, iproute2, iptables, the lab's web
-//! server, lintian and man-db for the package test), the pinned eBPF nightly with `rust-src`,
+//! server, lintian and man-db for the package test, protoc for etcd-client's build and etcd for the
+//! arbiter tests), the pinned eBPF nightly with `rust-src`,
 //! `bpf-linker` built against LLVM 22, and cargo-deb (pinned) for `cargo xtask package`.
 //! With everything present this costs a few tens of milliseconds.
 
@@ -40,6 +41,12 @@ pub const BASE_PACKAGES: &[&str] = &[
     "dpkg-dev",
     "lintian",
     "man-db",
+    // The etcd arbiter: etcd-client's build generates its gRPC code with `protoc`, which needs
+    // the well-known types (google/protobuf/descriptor.proto, struct.proto: libprotobuf-dev);
+    // the arbiter lab tests start Debian's etcd (3.4) in a namespace.
+    "protobuf-compiler",
+    "libprotobuf-dev",
+    "etcd-server",
 ];
 
 /// Prints a progress line.

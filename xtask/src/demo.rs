@@ -325,3 +325,84 @@ pub fn demo(bins: &Binaries, by_hand: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// `cargo xtask run --arbiter`: the same heartbeat partition (both nodes still reach the client
+/// network, and so etcd) twice: without an arbiter both nodes take the VIP; with `arbiter etcd`
+/// (etcd in the client's namespace, TTL 2 s) only n1 keeps it. Sampled every 2 ms.
+pub fn arbiter_demo(bins: &Binaries) -> Result<()> {
+    crate::interrupt::install();
+    if bins.hbd.is_none() {
+        bail!("target/release/hbd was not built");
+    }
+    let mut results = Vec::new();
+    for with in [false, true] {
+        let mut spec = bins.spec(true);
+        spec.arbiter = with;
+        let label = if with {
+            "with arbiter etcd (TTL 2 s)"
+        } else {
+            "without an arbiter"
+        };
+        step(&format!("{label}: bringing the lab up"));
+        let mut lab = Lab::up(spec)?;
+        for node in Node::ALL {
+            if lab.hbd_pid(node).is_none() {
+                bail!("hbd is not running on {node}\n{}", log_tail(&lab, node, 20));
+            }
+        }
+        let end = Instant::now() + Duration::from_secs(20);
+        while !lab.holds_vip(Node::N1)? || lab.holds_vip(Node::N2)? {
+            if Instant::now() >= end {
+                bail!(
+                    "the VIP did not settle on n1\n{}",
+                    log_tail(&lab, Node::N1, 20)
+                );
+            }
+            crate::interrupt::sleep(Duration::from_millis(20))?;
+        }
+        // Let the holder's key and lease settle too.
+        crate::interrupt::sleep(Duration::from_millis(500))?;
+        let owners = OwnerSampler::start(&lab, Duration::from_millis(2))?;
+        let t0 = hb_tests::monotonic_ns();
+        step(&format!(
+            "{label}: heartbeat partition between n1 and n2 for 4 s"
+        ));
+        lab.partition()?;
+        crate::interrupt::sleep(Duration::from_secs(4))?;
+        lab.heal()?;
+        crate::interrupt::sleep(Duration::from_secs(1))?;
+        let log = owners.stop()?;
+        let dual = log.dual_owner().len();
+        let line = format!(
+            "{label}: {dual} of {} samples with both nodes holding {}; VIP now on {}",
+            log.samples.len(),
+            lab.vip(),
+            match (lab.holds_vip(Node::N1)?, lab.holds_vip(Node::N2)?) {
+                (true, true) => "both",
+                (true, false) => "n1",
+                (false, true) => "n2",
+                (false, false) => "nobody",
+            }
+        );
+        if let Some(first) = log.dual_owner().first() {
+            println!("first dual-owner sample: {}", first.describe(t0));
+        }
+        if with {
+            for node in Node::ALL {
+                let out = lab.hbctl(node, &["status"])?;
+                println!(
+                    "hbctl status on {node}:\n{}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
+            }
+        }
+        println!("{line}");
+        results.push(line);
+        lab.down()?;
+    }
+    println!("\nsummary:");
+    for r in results {
+        println!("  {r}");
+    }
+    Ok(())
+}

@@ -50,6 +50,10 @@ struct RunOptions {
     /// the client's view without the daemon).
     #[arg(long)]
     by_hand: bool,
+    /// Run the partition demo instead: a heartbeat partition without an arbiter (both nodes
+    /// take the VIP) and with `arbiter etcd` (etcd in the lab, only one node holds it).
+    #[arg(long, conflicts_with = "by_hand")]
+    arbiter: bool,
     /// Arguments for `hbd`; when present, runs the daemon on this host instead of the demo.
     #[arg(last = true)]
     hbd_args: Vec<String>,
@@ -195,6 +199,9 @@ fn run(opts: &RunOptions) -> Result<()> {
         cargo().args(["build", "--release", "-p", "hb-daemon"]),
     )?;
     let root = workspace_root()?;
+    if opts.hbd_args.is_empty() && opts.arbiter {
+        return demo::arbiter_demo(&demo::Binaries::find(&root));
+    }
     if opts.hbd_args.is_empty() {
         return demo::demo(&demo::Binaries::find(&root), opts.by_hand);
     }

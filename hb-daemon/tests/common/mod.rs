@@ -75,6 +75,7 @@ pub fn status_report() -> StatusReport {
         ],
         haresources_mismatch: vec![],
         fence_pending: vec![],
+        arbiter: None,
         delivery: vec![],
     }
 }

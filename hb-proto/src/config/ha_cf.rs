@@ -15,8 +15,9 @@ use std::{
 use super::{
     diag::{Diags, IFACE_RULE, Parsed, is_delim, lines, parse_bool, plausible_iface, words},
     model::{
-        AutoFailback, DEFAULT_SYSLOG_IDENT, Diagnostic, HaCf, Ignored, LogFormat, Media, PingGroup,
-        Respawn, Setting, XdpMode, node_id,
+        Arbiter, AutoFailback, DEFAULT_ARBITER_PREFIX, DEFAULT_ARBITER_TTL, DEFAULT_SYSLOG_IDENT,
+        Diagnostic, HaCf, Ignored, LogFormat, MAX_ARBITER_TTL_SECS, Media, PingGroup, Respawn,
+        Setting, XdpMode, node_id,
     },
     time::{TimeError, parse_time},
 };
@@ -213,6 +214,12 @@ struct Raw {
     syslog_ident: Option<String>,
     self_fence_command: Option<Vec<String>>,
     control_group: Option<String>,
+    arbiter: Option<(Vec<String>, usize)>,
+    arbiter_prefix: Option<(String, usize)>,
+    arbiter_ttl: Option<(Duration, usize)>,
+    arbiter_ca: Option<(PathBuf, usize)>,
+    arbiter_cert: Option<(PathBuf, usize)>,
+    arbiter_key: Option<(PathBuf, usize)>,
     parameters: Vec<(String, String)>,
     /// First line of each single-valued directive, to warn when one is repeated.
     seen: HashMap<String, usize>,
@@ -469,6 +476,16 @@ const DIRECTIVES: &[Directive] = &[
         single: Some("self_fence_command"),
     },
     one("control_group", control_group),
+    Directive {
+        name: "arbiter",
+        form: Form::Words(arbiter),
+        single: Some("arbiter"),
+    },
+    one("arbiter_prefix", arbiter_prefix),
+    one("arbiter_ttl", arbiter_ttl),
+    one("arbiter_ca", arbiter_file),
+    one("arbiter_cert", arbiter_file),
+    one("arbiter_key", arbiter_file),
     // Heartbeat directives whose meaning depends on the value.
     Directive {
         name: "crm",
@@ -1020,6 +1037,169 @@ fn control_group(raw: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
     }
 }
 
+/// `arbiter etcd ENDPOINT[,ENDPOINT...]`.
+fn arbiter(raw: &mut Raw, d: &mut Diags, n: usize, values: &[&str]) {
+    let Some((kind, endpoints)) = values.split_first() else {
+        d.error(n, "arbiter: expected 'arbiter etcd ENDPOINT[,ENDPOINT...]'");
+        return;
+    };
+    if *kind != "etcd" {
+        d.error(
+            n,
+            format!("arbiter: '{kind}' is not a supported arbiter (hb supports etcd)"),
+        );
+        return;
+    }
+    if endpoints.is_empty() {
+        d.error(
+            n,
+            "arbiter etcd: no endpoint (etcd client URL, e.g. http://10.0.0.9:2379)",
+        );
+        return;
+    }
+    let mut ok = true;
+    for e in endpoints {
+        if let Err(why) = check_endpoint(e) {
+            d.error(n, format!("arbiter etcd: '{e}' {why}"));
+            ok = false;
+        }
+    }
+    let schemes = |p: &str| endpoints.iter().any(|e| e.starts_with(p));
+    if ok && schemes("http://") && schemes("https://") {
+        d.error(n, "arbiter etcd: endpoints mix http:// and https://");
+        ok = false;
+    }
+    if ok {
+        raw.arbiter = Some((endpoints.iter().map(|e| e.to_string()).collect(), n));
+    }
+}
+
+/// An etcd client endpoint: `[http://|https://]HOST:PORT`, port 1..65535, nothing after it.
+fn check_endpoint(e: &str) -> Result<(), &'static str> {
+    let rest = e
+        .strip_prefix("http://")
+        .or_else(|| e.strip_prefix("https://"))
+        .unwrap_or(e);
+    if rest.contains("://") {
+        return Err("is not an http:// or https:// URL");
+    }
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let Some((host, port)) = rest.rsplit_once(':') else {
+        return Err("has no port (HOST:PORT, e.g. 10.0.0.9:2379)");
+    };
+    let host_ok = !host.is_empty()
+        && (host.starts_with('[') && host.ends_with(']')
+            || host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')));
+    if !host_ok {
+        return Err("has no valid host name or address before the port");
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && port.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+        _ => Err("has no valid port (1..65535)"),
+    }
+}
+
+fn arbiter_prefix(raw: &mut Raw, d: &mut Diags, n: usize, _: &str, v: &str) {
+    if v.starts_with('/') && v.len() > 1 && v.bytes().all(|b| b.is_ascii_graphic()) {
+        raw.arbiter_prefix = Some((v.to_string(), n));
+    } else {
+        d.error(
+            n,
+            format!("arbiter_prefix: '{v}' is not a key prefix ('/' then printable characters, e.g. /hb/web)"),
+        );
+    }
+}
+
+fn arbiter_ttl(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, v: &str) {
+    let range = format!("1..{MAX_ARBITER_TTL_SECS} seconds");
+    match parse_uint::<u64>(d, n, directive, v, &range) {
+        Some(s) if (1..=MAX_ARBITER_TTL_SECS).contains(&s) => {
+            raw.arbiter_ttl = Some((Duration::from_secs(s), n));
+        }
+        Some(s) => d.error(n, format!("arbiter_ttl: {s} is out of range ({range})")),
+        None => {}
+    }
+}
+
+/// `arbiter_ca`, `arbiter_cert`, `arbiter_key`.
+fn arbiter_file(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, v: &str) {
+    if !v.starts_with('/') {
+        d.error(n, format!("{directive}: '{v}' is not an absolute path"));
+        return;
+    }
+    let slot = match directive {
+        "arbiter_ca" => &mut raw.arbiter_ca,
+        "arbiter_cert" => &mut raw.arbiter_cert,
+        _ => &mut raw.arbiter_key,
+    };
+    *slot = Some((PathBuf::from(v), n));
+}
+
+/// The `arbiter_*` directives need `arbiter`; a client certificate needs its key; TLS files
+/// do not go with `http://` endpoints.
+fn check_arbiter(raw: &Raw, d: &mut Diags) -> Option<Arbiter> {
+    let lines = [
+        (
+            "arbiter_prefix",
+            raw.arbiter_prefix.as_ref().map(|(_, l)| *l),
+        ),
+        ("arbiter_ttl", raw.arbiter_ttl.as_ref().map(|(_, l)| *l)),
+        ("arbiter_ca", raw.arbiter_ca.as_ref().map(|(_, l)| *l)),
+        ("arbiter_cert", raw.arbiter_cert.as_ref().map(|(_, l)| *l)),
+        ("arbiter_key", raw.arbiter_key.as_ref().map(|(_, l)| *l)),
+    ];
+    let Some((endpoints, line)) = &raw.arbiter else {
+        for (name, l) in lines {
+            if let Some(l) = l {
+                d.error(
+                    l,
+                    format!("{name} needs an 'arbiter etcd ENDPOINT[,ENDPOINT...]' line"),
+                );
+            }
+        }
+        return None;
+    };
+    let mut ok = true;
+    match (&raw.arbiter_cert, &raw.arbiter_key) {
+        (Some((_, l)), None) => {
+            d.error(
+                *l,
+                "arbiter_cert needs arbiter_key (the certificate's private key)",
+            );
+            ok = false;
+        }
+        (None, Some((_, l))) => {
+            d.error(
+                *l,
+                "arbiter_key needs arbiter_cert (the client certificate)",
+            );
+            ok = false;
+        }
+        _ => {}
+    }
+    let tls_files = raw.arbiter_ca.is_some() || raw.arbiter_cert.is_some();
+    if tls_files && endpoints.iter().any(|e| e.starts_with("http://")) {
+        d.error(
+            *line,
+            "arbiter etcd: http:// endpoints with arbiter_ca/arbiter_cert: use https:// (or HOST:PORT)",
+        );
+        ok = false;
+    }
+    ok.then(|| Arbiter {
+        endpoints: endpoints.clone(),
+        prefix: setting(
+            raw.arbiter_prefix.as_ref().map(|(p, _)| p.clone()),
+            DEFAULT_ARBITER_PREFIX.to_string(),
+        ),
+        ttl: setting(raw.arbiter_ttl.map(|(t, _)| t), DEFAULT_ARBITER_TTL),
+        ca: raw.arbiter_ca.as_ref().map(|(p, _)| p.clone()),
+        cert: raw.arbiter_cert.as_ref().map(|(p, _)| p.clone()),
+        key: raw.arbiter_key.as_ref().map(|(p, _)| p.clone()),
+    })
+}
+
 /// `crm` and `pacemaker`.
 fn crm(raw: &mut Raw, d: &mut Diags, n: usize, directive: &str, v: &str) {
     match parse_bool(v) {
@@ -1291,6 +1471,7 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
              set auto_failback on or off",
         );
     }
+    let arbiter = check_arbiter(&raw, &mut d);
     let ha_cf = HaCf {
         keepalive: setting(raw.keepalive.map(|(v, _)| v), keepalive),
         deadtime: setting(raw.deadtime.map(|(v, _)| v), deadtime),
@@ -1329,6 +1510,7 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
         syslog_ident: setting(raw.syslog_ident, DEFAULT_SYSLOG_IDENT.to_string()),
         self_fence_command: raw.self_fence_command,
         control_group: raw.control_group,
+        arbiter,
         parameters: raw.parameters,
     };
     HaCfParse {

@@ -267,6 +267,53 @@ pub struct HaCf {
     /// root-only. `None`: not set, meaning [`DEFAULT_CONTROL_GROUP`] when that group exists;
     /// `Some("none")`: root only.
     pub control_group: Option<String>,
+    /// hb: `arbiter etcd ENDPOINT[,ENDPOINT...]` and its `arbiter_*` directives: groups are
+    /// started only under a lease on an etcd key (see `hb_proto::arbiter`). `None`: no arbiter,
+    /// heartbeats alone decide.
+    pub arbiter: Option<Arbiter>,
+}
+
+/// hb's default `arbiter_prefix`.
+pub const DEFAULT_ARBITER_PREFIX: &str = "/hb";
+/// hb's default `arbiter_ttl`.
+pub const DEFAULT_ARBITER_TTL: Duration = Duration::from_secs(5);
+/// Largest `arbiter_ttl` accepted, in seconds.
+pub const MAX_ARBITER_TTL_SECS: u64 = 3600;
+
+/// The etcd arbiter (`arbiter etcd ...` and the `arbiter_*` directives).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arbiter {
+    /// `arbiter etcd ENDPOINT[,ENDPOINT...]`: etcd client URLs, as written (`http://IP:PORT`,
+    /// `https://IP:PORT`, or `HOST:PORT`, which etcd-client reads as `http://`, or `https://`
+    /// when TLS files are given).
+    pub endpoints: Vec<String>,
+    /// hb: `arbiter_prefix PREFIX`: the keys are `PREFIX/group/N` for the N-th haresources
+    /// group, counted from 0 (default `/hb`; give each cluster sharing an etcd its own).
+    pub prefix: Setting<String>,
+    /// hb: `arbiter_ttl SECONDS`: the lease's TTL, whole seconds (default 5; the server may
+    /// grant a longer one, which is then used).
+    pub ttl: Setting<Duration>,
+    /// hb: `arbiter_ca FILE`: PEM CA certificate the etcd server's certificate must chain to.
+    pub ca: Option<PathBuf>,
+    /// hb: `arbiter_cert FILE`: PEM client certificate (with `arbiter_key`).
+    pub cert: Option<PathBuf>,
+    /// hb: `arbiter_key FILE`: PEM private key of `arbiter_cert`.
+    pub key: Option<PathBuf>,
+}
+
+impl Arbiter {
+    /// Whether the client speaks TLS (any of the TLS files is given, or an `https://`
+    /// endpoint).
+    pub fn tls(&self) -> bool {
+        self.ca.is_some()
+            || self.cert.is_some()
+            || self.endpoints.iter().any(|e| e.starts_with("https://"))
+    }
+
+    /// The etcd key of the `group`-th haresources group (from 0).
+    pub fn key_of(&self, group: usize) -> String {
+        format!("{}/group/{group}", self.prefix.value.trim_end_matches('/'))
+    }
 }
 
 /// A directive hb accepts and does not act on.

@@ -16,7 +16,8 @@
 //! Left for the next start: `node` lines, heartbeat media (`bcast`, `ucast`, `mcast`),
 //! `udpport`, the resource groups (`haresources`), `auto_failback`, `autojoin`,
 //! `control_socket`, `realtime`, `hopfudge`, `watchdog` (the device is opened at start) and
-//! the fencing of peers (`stonith_host`, `fence_command`, `fence_delay`, `fence_timeout`).
+//! the fencing of peers (`stonith_host`, `fence_command`, `fence_delay`, `fence_timeout`), and
+//! the arbiter (`arbiter`, `arbiter_*`: its etcd thread and lease are set up at start).
 
 use std::time::Duration;
 
@@ -181,6 +182,7 @@ pub fn plan_reload(old: &Config, new: Config) -> ReloadPlan {
         "fence_timeout",
         o.fence_timeout.value != n.fence_timeout.value,
     );
+    keep("arbiter", o.arbiter != n.arbiter);
 
     // Run on the new file, except what only a restart can change.
     let mut config = new;
@@ -194,6 +196,7 @@ pub fn plan_reload(old: &Config, new: Config) -> ReloadPlan {
     h.realtime = o.realtime.clone();
     h.hopfudge = o.hopfudge.clone();
     h.watchdog.clone_from(&o.watchdog);
+    h.arbiter.clone_from(&o.arbiter);
     h.stonith_hosts.clone_from(&o.stonith_hosts);
     h.fence_commands.clone_from(&o.fence_commands);
     h.fence_delay = o.fence_delay.clone();

@@ -1145,3 +1145,108 @@ fn ipfail_respawn_lines_are_recognised() {
     assert_eq!(children, ["/usr/local/bin/watcher -v", "/opt/notipfail"]);
     assert_eq!(h.respawn[1].argv(), ["/usr/local/bin/watcher", "-v"]);
 }
+
+#[test]
+fn no_arbiter_line_means_no_arbiter() {
+    let c = ha_cf(BASE).value;
+    assert_eq!(c.arbiter, None);
+}
+
+#[test]
+fn arbiter_etcd_with_its_directives() {
+    let c = ha_cf(&format!(
+        "{BASE}arbiter etcd http://10.0.0.9:2379,http://10.0.0.10:2379 http://[fd00::1]:2379\n"
+    ))
+    .value;
+    let a = c.arbiter.expect("arbiter");
+    assert_eq!(
+        a.endpoints,
+        [
+            "http://10.0.0.9:2379",
+            "http://10.0.0.10:2379",
+            "http://[fd00::1]:2379"
+        ]
+    );
+    assert_eq!(a.prefix.value, "/hb");
+    assert!(a.prefix.is_default);
+    assert_eq!(a.ttl.value, Duration::from_secs(5));
+    assert!(a.ttl.is_default);
+    assert!(!a.tls());
+    assert_eq!(a.key_of(3), "/hb/group/3");
+
+    let c = ha_cf(&format!(
+        "{BASE}arbiter etcd etcd1:2379\narbiter_prefix /hb/web/\narbiter_ttl 2\n\
+         arbiter_ca /etc/hb/ca.pem\narbiter_cert /etc/hb/me.pem\narbiter_key /etc/hb/me.key\n"
+    ))
+    .value;
+    let a = c.arbiter.expect("arbiter");
+    assert_eq!(a.endpoints, ["etcd1:2379"]);
+    assert_eq!(a.key_of(0), "/hb/web/group/0");
+    assert_eq!(a.ttl.value, Duration::from_secs(2));
+    assert!(!a.ttl.is_default);
+    assert!(a.tls());
+    assert_eq!(a.ca.as_deref(), Some(Path::new("/etc/hb/ca.pem")));
+    assert_eq!(a.cert.as_deref(), Some(Path::new("/etc/hb/me.pem")));
+    assert_eq!(a.key.as_deref(), Some(Path::new("/etc/hb/me.key")));
+}
+
+#[test]
+fn invalid_arbiter_lines_are_refused_with_line_and_reason() {
+    let e = |extra: &str| ha_cf_errors(format!("{BASE}{extra}").as_bytes());
+    assert_eq!(
+        e("arbiter\n"),
+        ["ha.cf:6: arbiter: expected 'arbiter etcd ENDPOINT[,ENDPOINT...]'"]
+    );
+    assert_eq!(
+        e("arbiter consul 10.0.0.9:8500\n"),
+        ["ha.cf:6: arbiter: 'consul' is not a supported arbiter (hb supports etcd)"]
+    );
+    assert_eq!(
+        e("arbiter etcd\n"),
+        ["ha.cf:6: arbiter etcd: no endpoint (etcd client URL, e.g. http://10.0.0.9:2379)"]
+    );
+    assert_eq!(
+        e("arbiter etcd 10.0.0.9\n"),
+        ["ha.cf:6: arbiter etcd: '10.0.0.9' has no port (HOST:PORT, e.g. 10.0.0.9:2379)"]
+    );
+    assert_eq!(
+        e("arbiter etcd 10.0.0.9:0,unix://x:1\n"),
+        [
+            "ha.cf:6: arbiter etcd: '10.0.0.9:0' has no valid port (1..65535)",
+            "ha.cf:6: arbiter etcd: 'unix://x:1' is not an http:// or https:// URL",
+        ]
+    );
+    assert_eq!(
+        e("arbiter etcd http://a:1,https://b:1\n"),
+        ["ha.cf:6: arbiter etcd: endpoints mix http:// and https://"]
+    );
+    assert_eq!(
+        e("arbiter etcd a:1\narbiter_ttl 0\narbiter_ttl x\narbiter_prefix hb\n"),
+        [
+            "ha.cf:7: arbiter_ttl: 0 is out of range (1..3600 seconds)",
+            "ha.cf:8: arbiter_ttl: 'x' is not a number",
+            "ha.cf:9: arbiter_prefix: 'hb' is not a key prefix ('/' then printable characters, e.g. /hb/web)",
+        ]
+    );
+    assert_eq!(
+        e("arbiter etcd a:1\narbiter_cert /c.pem\narbiter_ca ca.pem\n"),
+        [
+            "ha.cf:8: arbiter_ca: 'ca.pem' is not an absolute path",
+            "ha.cf:7: arbiter_cert needs arbiter_key (the certificate's private key)",
+        ]
+    );
+    assert_eq!(
+        e("arbiter etcd http://a:1\narbiter_ca /ca.pem\n"),
+        [
+            "ha.cf:6: arbiter etcd: http:// endpoints with arbiter_ca/arbiter_cert: use https:// (or HOST:PORT)"
+        ]
+    );
+    // The arbiter's directives without the arbiter: refused (an arbiter was meant).
+    assert_eq!(
+        e("arbiter_ttl 3\narbiter_key /k.pem\n"),
+        [
+            "ha.cf:6: arbiter_ttl needs an 'arbiter etcd ENDPOINT[,ENDPOINT...]' line",
+            "ha.cf:7: arbiter_key needs an 'arbiter etcd ENDPOINT[,ENDPOINT...]' line",
+        ]
+    );
+}

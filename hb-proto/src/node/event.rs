@@ -262,6 +262,8 @@ pub enum Event {
     },
     /// The fencing gate acted (see [`crate::fence`]).
     Fence(crate::fence::FenceEvent),
+    /// The arbiter gate acted (see [`crate::arbiter`]).
+    Arbiter(crate::arbiter::ArbiterEvent),
     /// A clean stop began.
     ShuttingDown,
     /// The clean stop completed: groups released, shutdown notice sent.
@@ -328,6 +330,8 @@ impl Event {
             | Event::ShutdownIncomplete { .. } => Level::Error,
             Event::Fence(e) if e.is_error() => Level::Error,
             Event::Fence(e) if !e.is_info() => Level::Warn,
+            Event::Arbiter(e) if e.is_error() => Level::Error,
+            Event::Arbiter(e) if e.is_warning() => Level::Warn,
             _ => Level::Info,
         }
     }
@@ -460,6 +464,10 @@ impl Event {
             Event::Takeover { .. } => f.event = "takeover",
             Event::Joined { .. } => f.event = "joined",
             Event::Fence(_) => f.event = "fence",
+            Event::Arbiter(e) => {
+                f.event = e.kind();
+                f.group = e.group();
+            }
             Event::Ping(p) => {
                 f.event = p.kind();
                 f.peer = p.node();
@@ -491,6 +499,7 @@ impl fmt::Display for Event {
         match self {
             Event::LinkUp { node, link } => write!(f, "Link {node}:{link} up."),
             Event::Fence(e) => write!(f, "{e}"),
+            Event::Arbiter(e) => write!(f, "{e}"),
             Event::LinkDead { node, link } => write!(f, "Link {node}:{link} dead."),
             Event::LateHeartbeat { node, interval } => {
                 write!(

@@ -116,7 +116,9 @@ impl Node {
                 match self.local_groups[g].holding {
                     Holding::Starting | Holding::Stopping => false,
                     Holding::Held => mine,
-                    Holding::None => !mine,
+                    // The arbiter declining it (etcd unreachable, key held elsewhere) settles
+                    // it as not held here.
+                    Holding::None => !mine || self.arbiter_declines(g),
                 }
             })
     }
@@ -230,6 +232,7 @@ impl Node {
             return;
         }
         self.fence_step(now);
+        self.arbiter_step(now);
         let frozen = self.groups_frozen_by_mismatch();
         for g in 0..self.groups.len() {
             let others_want = (0..self.peers.len()).any(|i| {
@@ -283,10 +286,16 @@ impl Node {
                 Holding::None => {
                     let eligible = mine && self.phase == Phase::Active && !frozen;
                     if eligible && self.can_start(g) {
-                        self.start(g);
+                        if self.arbiter_allows(g, now) {
+                            self.start(g);
+                        } else {
+                            self.arbiter_want(g, now);
+                        }
                     } else {
                         if eligible {
                             self.note_takeover_held();
+                        } else {
+                            self.arbiter_release(g, now);
                         }
                         // A live peer releasing the group to us: the start follows its
                         // confirmation; its checks can run meanwhile.
@@ -295,8 +304,10 @@ impl Node {
                     }
                 }
                 Holding::Held => {
-                    // A clean stop releases even while frozen.
-                    if !mine && (!frozen || self.phase == Phase::ShuttingDown) {
+                    // A clean stop releases even while frozen; a lost arbiter key (lease not
+                    // renewed in time) stops it at once, whoever should own it.
+                    let lost = !self.arbiter_allows(g, now);
+                    if lost || (!mine && (!frozen || self.phase == Phase::ShuttingDown)) {
                         self.local_groups[g].holding = Holding::Stopping;
                         self.dirty = true;
                         let line = self.groups[g].line.clone();

@@ -16,6 +16,7 @@ impl Node {
         }
         self.dirty = false;
         self.phase = Phase::Stopped;
+        self.arbiter_shut_down();
         self.event(Event::Stopped);
     }
 

@@ -27,6 +27,7 @@ use std::{
 
 use crate::{
     Timestamp,
+    arbiter::{ArbiterInput, ArbiterRequest, KeyOutcome},
     config::{AuthKey, AuthKeys, AuthMethod, AutoFailback, ResourceGroup},
     message::{Holding, Message, MessageKind},
     node::{Command, Event, LinkId, Node, Output, PeerState, Reception, ResourceOp, ResourceTimes},
@@ -132,6 +133,130 @@ pub struct SimSpec {
     pub wire: bool,
     /// A ping node, if any.
     pub ping: Option<PingSpec>,
+    /// An etcd arbiter every node is configured with, if any.
+    pub arbiter: Option<SimArbiter>,
+}
+
+/// The simulated etcd (one member): leases expire on ITS clock (the simulation's), keys are
+/// created by transaction on their absence, each with the next revision as `create_revision`.
+#[derive(Debug, Clone, Copy)]
+pub struct SimArbiter {
+    /// `arbiter_ttl`.
+    pub ttl: Duration,
+    /// Round trip from a node to etcd (the request is processed half-way).
+    pub rtt: Duration,
+}
+
+/// The simulated etcd's state.
+#[derive(Debug, Default)]
+struct SimEtcd {
+    /// Lease id -> (expiry, ttl).
+    leases: BTreeMap<i64, (Timestamp, Duration)>,
+    /// Per group: (lease, holder, create_revision).
+    keys: Vec<Option<(i64, String, i64)>>,
+    revision: i64,
+    next_lease: i64,
+    /// etcd is running.
+    up: bool,
+}
+
+impl SimEtcd {
+    fn expire(&mut self, now: Timestamp) {
+        let dead: Vec<i64> = self
+            .leases
+            .iter()
+            .filter(|(_, (exp, _))| *exp <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in dead {
+            self.revoke(id);
+        }
+    }
+
+    fn revoke(&mut self, id: i64) {
+        self.leases.remove(&id);
+        for k in &mut self.keys {
+            if k.as_ref().is_some_and(|(l, _, _)| *l == id) {
+                *k = None;
+                self.revision += 1;
+            }
+        }
+    }
+
+    /// Carries out `req` from `holder` at `now` (etcd's processing time).
+    fn process(
+        &mut self,
+        now: Timestamp,
+        holder: &str,
+        req: ArbiterRequest,
+    ) -> Option<ArbiterInput> {
+        self.expire(now);
+        match req {
+            ArbiterRequest::Grant { ttl, at } => {
+                self.next_lease += 1;
+                let id = self.next_lease;
+                self.leases.insert(id, (now + ttl, ttl));
+                Some(ArbiterInput::Granted { at, lease: id, ttl })
+            }
+            ArbiterRequest::KeepAlive { lease, at } => {
+                let ttl = match self.leases.get_mut(&lease) {
+                    Some((exp, ttl)) => {
+                        *exp = now + *ttl;
+                        *ttl
+                    }
+                    None => Duration::ZERO,
+                };
+                Some(ArbiterInput::Renewed { at, lease, ttl })
+            }
+            ArbiterRequest::Revoke { lease } => {
+                self.revoke(lease);
+                None
+            }
+            ArbiterRequest::Acquire { group, lease, seq } => {
+                let outcome = match &self.keys[group] {
+                    None if self.leases.contains_key(&lease) => {
+                        self.revision += 1;
+                        self.keys[group] = Some((lease, holder.to_owned(), self.revision));
+                        KeyOutcome::Held {
+                            epoch: self.revision,
+                        }
+                    }
+                    None => KeyOutcome::Failed {
+                        error: "etcdserver: requested lease not found".into(),
+                    },
+                    Some((l, _, rev)) if *l == lease => KeyOutcome::Held { epoch: *rev },
+                    Some((_, h, rev)) => KeyOutcome::Taken {
+                        holder: h.clone(),
+                        epoch: *rev,
+                    },
+                };
+                Some(ArbiterInput::Key {
+                    group,
+                    seq,
+                    outcome,
+                })
+            }
+            ArbiterRequest::Release { group, lease, seq } => {
+                if self.keys[group]
+                    .as_ref()
+                    .is_some_and(|(l, _, _)| *l == lease)
+                {
+                    self.keys[group] = None;
+                    self.revision += 1;
+                }
+                Some(ArbiterInput::Key {
+                    group,
+                    seq,
+                    outcome: KeyOutcome::Released,
+                })
+            }
+        }
+    }
+}
+
+/// The answer a driver gives when etcd does not answer `req` in time.
+fn arbiter_timeout(req: &ArbiterRequest) -> Option<ArbiterInput> {
+    req.failed("etcd request timed out (simulated)")
 }
 
 /// The simulated fencing device.
@@ -160,6 +285,7 @@ impl SimSpec {
             fence: None,
             wire: false,
             ping: None,
+            arbiter: None,
         }
     }
 }
@@ -200,6 +326,18 @@ enum Ev {
         link: usize,
         sent: Timestamp,
     },
+    /// A request reaches etcd.
+    EtcdProcess {
+        host: usize,
+        incarnation: u64,
+        req: ArbiterRequest,
+    },
+    /// An arbiter result reaches the node (or its driver's timeout fires).
+    EtcdReply {
+        host: usize,
+        incarnation: u64,
+        input: ArbiterInput,
+    },
 }
 
 /// One simulated machine.
@@ -236,6 +374,8 @@ pub struct Host {
     /// its requests in flight).
     ping_maps: Vec<Vec<Option<usize>>>,
     ping_backlog: Vec<(usize, Timestamp, Timestamp)>,
+    /// The host reaches etcd (requests and answers both pass).
+    pub etcd_ok: bool,
 }
 
 /// The simulation.
@@ -271,6 +411,10 @@ pub struct Sim {
     captured: VecDeque<(usize, Vec<u8>)>,
     /// Datagrams handed in that decoding or the replay guard refused (wire mode).
     pub rejected: u64,
+    /// Largest number of hosts seen at once with a group's resources possibly up
+    /// (`Starting`, `Held` or `Stopping`), partitions included.
+    pub max_involved: usize,
+    etcd: SimEtcd,
 }
 
 /// How many sent datagrams [`Sim::inject`] can pick from.
@@ -320,6 +464,7 @@ impl Sim {
                 ping_silent: vec![],
                 ping_maps: vec![],
                 ping_backlog: vec![],
+                etcd_ok: true,
             })
             .collect();
         let n = spec.nodes;
@@ -345,6 +490,12 @@ impl Sim {
             keys: sim_keys(),
             captured: VecDeque::new(),
             rejected: 0,
+            max_involved: 0,
+            etcd: SimEtcd {
+                keys: vec![None; ng],
+                up: true,
+                ..SimEtcd::default()
+            },
         };
         for h in 0..n {
             sim.start(h);
@@ -431,6 +582,16 @@ impl Sim {
             cfg.ha_cf.deadping = Some(p.deadping);
             cfg.ha_cf.ipfail = crate::config::Setting::set(p.ipfail);
             cfg.ha_cf.ipfail_settle = Some(p.settle);
+        }
+        if let Some(a) = self.spec.arbiter {
+            cfg.ha_cf.arbiter = Some(crate::config::Arbiter {
+                endpoints: vec!["127.0.0.1:2379".into()],
+                prefix: crate::config::Setting::default_value("/hb".into()),
+                ttl: crate::config::Setting::set(a.ttl),
+                ca: None,
+                cert: None,
+                key: None,
+            });
         }
         cfg.authkeys = self.keys.clone();
         cfg
@@ -597,6 +758,7 @@ impl Sim {
                 Output::SelfFence { .. } => {}
                 // Its resources have nothing to check before a start.
                 Output::Prepare { .. } | Output::Unprepare { .. } => {}
+                Output::Arbiter(req) => self.arbiter_request(h, req),
             }
         }
     }
@@ -782,6 +944,70 @@ impl Sim {
                 }
                 self.drain(h);
             }
+            Ev::EtcdProcess {
+                host: h,
+                incarnation,
+                req,
+            } => {
+                let Some(a) = self.spec.arbiter else { return };
+                let fallback = arbiter_timeout(&req);
+                let input = if self.hosts[h].etcd_ok && self.etcd.up {
+                    let name = self.names[h].clone();
+                    self.etcd.process(now, &name, req)
+                } else {
+                    None
+                };
+                // Lost on the way there or back: the driver's timeout answers.
+                let (at, input) = match input {
+                    Some(i) => (now + a.rtt / 2, Some(i)),
+                    None => (
+                        now + crate::arbiter::renew_interval(a.ttl),
+                        fallback.filter(|_| !(self.hosts[h].etcd_ok && self.etcd.up)),
+                    ),
+                };
+                if let Some(input) = input {
+                    self.schedule(
+                        at,
+                        Ev::EtcdReply {
+                            host: h,
+                            incarnation,
+                            input,
+                        },
+                    );
+                }
+            }
+            Ev::EtcdReply {
+                host: h,
+                incarnation,
+                mut input,
+            } => {
+                if self.hosts[h].incarnation != incarnation || self.hosts[h].node.is_none() {
+                    return;
+                }
+                if !self.hosts[h].etcd_ok {
+                    // The answer is lost: the driver's timeout reports a failure.
+                    if let ArbiterInput::Granted { at, .. } | ArbiterInput::Renewed { at, .. } =
+                        input
+                    {
+                        input = ArbiterInput::LeaseFailed {
+                            at,
+                            error: "etcd answer lost (simulated)".into(),
+                        };
+                    } else if let ArbiterInput::Key { group, seq, .. } = input {
+                        input = ArbiterInput::Key {
+                            group,
+                            seq,
+                            outcome: KeyOutcome::Failed {
+                                error: "etcd answer lost (simulated)".into(),
+                            },
+                        };
+                    }
+                }
+                if let Some(node) = self.hosts[h].node.as_mut() {
+                    node.handle_arbiter(now, input);
+                }
+                self.drain(h);
+            }
             Ev::Resume { host: h } => {
                 self.disrupted = self.disrupted.saturating_sub(1);
                 self.settle_until = self.settle_until.max(now + self.settle());
@@ -820,6 +1046,50 @@ impl Sim {
                 self.drain(h);
             }
         }
+    }
+
+    fn arbiter_request(&mut self, h: usize, req: ArbiterRequest) {
+        let Some(a) = self.spec.arbiter else { return };
+        let incarnation = self.hosts[h].incarnation;
+        if self.hosts[h].etcd_ok && self.etcd.up {
+            self.schedule(
+                self.now + a.rtt / 2,
+                Ev::EtcdProcess {
+                    host: h,
+                    incarnation,
+                    req,
+                },
+            );
+        } else if let Some(input) = arbiter_timeout(&req) {
+            let at = self.now + crate::arbiter::renew_interval(a.ttl);
+            self.schedule(
+                at,
+                Ev::EtcdReply {
+                    host: h,
+                    incarnation,
+                    input,
+                },
+            );
+        }
+    }
+
+    /// Cuts (or restores) host `h`'s path to etcd.
+    pub fn set_etcd_reach(&mut self, h: usize, ok: bool) {
+        self.hosts[h].etcd_ok = ok;
+    }
+
+    /// Stops (or starts) the simulated etcd; its leases and keys survive (as on disk), their
+    /// TTLs keep running.
+    pub fn set_etcd_up(&mut self, up: bool) {
+        self.etcd.up = up;
+    }
+
+    /// The node holding group `group`'s key on the simulated etcd now, with the epoch.
+    pub fn etcd_holder(&mut self, group: usize) -> Option<(String, i64)> {
+        self.etcd.expire(self.now);
+        self.etcd.keys[group]
+            .as_ref()
+            .map(|(_, h, r)| (h.clone(), *r))
     }
 
     /// Runs until virtual time `until`.
@@ -926,6 +1196,19 @@ impl Sim {
                 })
                 .count();
             self.max_holders = self.max_holders.max(count);
+            let involved = self
+                .hosts
+                .iter()
+                .filter(|h| {
+                    h.node.as_ref().is_some_and(|n| {
+                        matches!(
+                            n.holding(g),
+                            Some(Holding::Starting | Holding::Held | Holding::Stopping)
+                        )
+                    })
+                })
+                .count();
+            self.max_involved = self.max_involved.max(involved);
             if count > 1 && self.disrupted == 0 && self.now >= self.settle_until {
                 let holders = self.holders(g);
                 self.violations.push((self.now, g, holders));

@@ -113,6 +113,7 @@ pub fn config(
             ipfail_settle: None,
             ping_interval: None,
             control_group: None,
+            arbiter: None,
             parameters: vec![],
         },
         groups,

@@ -35,6 +35,10 @@ impl Lab {
         );
         t += "node n1\nnode n2\n";
         t += &format!("xdp {}\n", s.xdp.word());
+        if s.arbiter {
+            t += &format!("arbiter etcd {}\n", self.etcd_url());
+            t += &format!("arbiter_ttl {}\n", super::LAB_ARBITER_TTL.as_secs());
+        }
         for line in &s.extra_ha_cf {
             t += line;
             t += "\n";

@@ -102,6 +102,7 @@ impl Lab {
                 hbd_notes: [String::new(), String::new()],
             },
             children: [None, None],
+            etcd: None,
             torn_down: false,
             events: std::sync::Mutex::new(Vec::new()),
         };
@@ -177,6 +178,9 @@ impl Lab {
             cmd("ip", &["-n", ns, "addr", "add", addr, "dev", &ifname])?;
             cmd("ip", &["-n", ns, "link", "set", &ifname, "up"])?;
         }
+        if self.rec.spec.arbiter {
+            self.start_etcd()?;
+        }
         for node in Node::ALL {
             self.start_always_on_httpd(node)?;
             self.start_hbd(node)?;
@@ -224,7 +228,11 @@ impl Lab {
         if self.torn_down {
             return Ok(Vec::new());
         }
-        for c in self.children.iter_mut() {
+        for c in self
+            .children
+            .iter_mut()
+            .chain(std::iter::once(&mut self.etcd))
+        {
             if let Some(mut child) = c.take() {
                 let _ = child.kill();
                 let _ = child.wait();

@@ -832,6 +832,17 @@ impl Driver {
         }
         self.metrics
             .set_ping_links(&crate::metrics::ping_links(new));
+        // An address that moved to another ping node keeps the core's state in the metrics too.
+        for n in &self.node.status().ping.nodes {
+            for l in &n.links {
+                let state = match l.state {
+                    hb_proto::ping::PingState::Up => control::LinkState::Up,
+                    _ => control::LinkState::Dead,
+                };
+                self.metrics
+                    .set_ping_state(&n.name, &l.addr.to_string(), state);
+            }
+        }
         let names: Vec<String> = hb_proto::ping::ping_targets(&new.ha_cf)
             .into_iter()
             .map(|t| t.name)

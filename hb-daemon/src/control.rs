@@ -139,6 +139,56 @@ pub struct LinkStatus {
     pub last_heartbeat_ms: Option<u64>,
 }
 
+/// How heartbeats reach hbd on one interface (`hbctl status`, `hbstat`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryStatus {
+    /// Interface name (a heartbeat medium's).
+    pub iface: String,
+    /// `xdp` (the XDP program hands heartbeats over through its ring buffer, stamped in the
+    /// kernel) or `socket` (the UDP socket, stamped with `SO_TIMESTAMPNS`).
+    pub path: String,
+    /// With `xdp`: `native` (driver) or `generic` (SKB) mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// With `socket`: why (`xdp off`, the attach or load error, a ring buffer failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// With `xdp`: the program's counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdp: Option<XdpCounters>,
+}
+
+/// The XDP program's counters as `hbctl status` and `hbstat` show them for one interface.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XdpCounters {
+    /// Heartbeats handed to hbd through the ring buffer (program-wide: every attached
+    /// interface of this hbd).
+    pub delivered: u64,
+    /// Heartbeats passed on to the socket path instead: ring buffer full plus parse failures
+    /// (program-wide).
+    pub passed: u64,
+    /// Of those, passed because the ring buffer was full (program-wide).
+    pub ring_full: u64,
+    /// Of those, heartbeats the program could not copy into a record (program-wide).
+    pub parse_failures: u64,
+    /// Datagrams to the heartbeat port that are not hb messages, dropped (program-wide).
+    pub dropped: u64,
+    /// Per peer on this interface: heartbeats the program saw and the sequence numbers it saw
+    /// skipped.
+    pub peers: Vec<XdpPeerCounters>,
+}
+
+/// One peer's heartbeats as the XDP program counted them on one interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XdpPeerCounters {
+    /// The peer's name (`?` and its id in hex when not in ha.cf).
+    pub peer: String,
+    /// Heartbeats seen (delivered or passed).
+    pub heartbeats: u64,
+    /// Sequence numbers skipped (lost, or not yet arrived).
+    pub sequence_gaps: u64,
+}
+
 /// One node, as reported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatusReport {
@@ -262,6 +312,9 @@ pub struct StatusReport {
     /// Peers dead by silence waiting for a fence (their groups are not taken meanwhile).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fence_pending: Vec<String>,
+    /// Per heartbeat interface: the XDP or the socket path, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delivery: Vec<DeliveryStatus>,
 }
 
 /// An answer on the control socket.

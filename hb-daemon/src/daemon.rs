@@ -3,12 +3,18 @@
 //! nothing: bytes, time and results go into the core, and it carries out what comes out.
 //!
 //! ```text
-//!                 heartbeat thread (current_thread runtime, SCHED_FIFO when `realtime on`)
+//!  send thread "hb-send" (SCHED_FIFO 51 when `realtime on`; see crate::sender)
+//!    clock_nanosleep(TIMER_ABSTIME) to Node::heartbeat_deadline
+//!    -> lock: Node::handle_heartbeat_timeout, Node::poll_transmit -> encode + sign -> MediumSender
+//!    -> send jitter per link ──> SendStats;  other outputs left queued, main loop woken
+//!
+//!                 main loop (current_thread runtime, SCHED_FIFO 50 when `realtime on`)
 //!  XDP ring ───────┐
 //!  UDP receivers ──┼──> Node::handle_datagram (decode, authenticate, replay rule, state machine)
 //!  timer ──────────┤        (every queued heartbeat is drained before Node::handle_timeout)
 //!  control socket ─┤
-//!  signals ────────┘    Node::poll_output -> Transmit: encode + sign -> MediumSender
+//!  send thread ────┤
+//!  signals ────────┘    Node::poll_output -> Transmit (announcements): encode + sign -> MediumSender
 //!                                         -> Received: per-heartbeat figures ──> Metrics
 //!                                         -> Resource / Reannounce ──> agents thread
 //!  agents thread (multi_thread runtime): netlink, gratuitous ARP, scripts ──> results back
@@ -24,7 +30,12 @@
 //! handled, the ring buffer and every socket are drained, so a daemon that was not scheduled for
 //! a while still sees the heartbeats that arrived meanwhile with their true arrival times.
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, MutexGuard},
+    time::Duration,
+};
 
 use hb_common::{EVENT_DEADLINE, EVENT_PACKET, RingEvent};
 use hb_proto::{
@@ -34,7 +45,6 @@ use hb_proto::{
         ClusterStatus, Command, Event, Level, LinkId, Node, Output, Reception, Rejection,
         ResourceOp,
     },
-    packet,
     ping::PingEvent,
 };
 use thiserror::Error;
@@ -53,6 +63,7 @@ use crate::{
     notify::{self, Notifier},
     pidfile,
     respawn::{self, Respawner},
+    sender::{self, SendPath, Shared, Tx},
     watchdog::Watchdog,
     xdp::{self, RingReader, XdpHandle},
 };
@@ -309,17 +320,12 @@ fn spawn_agents(
 /// Real-time scheduling and locked memory for the heartbeat path (`realtime on`), with a warning
 /// where the machine does not allow it.
 fn go_realtime() {
-    let param = libc::sched_param { sched_priority: 50 };
-    // SAFETY: plain syscall on the calling thread with a valid parameter struct.
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-    if rc == 0 {
-        tracing::info!("realtime: heartbeat thread runs SCHED_FIFO priority 50");
-    } else {
-        tracing::warn!(
-            "realtime: cannot set SCHED_FIFO ({}); heartbeats run at normal priority \
-             (needs CAP_SYS_NICE)",
-            std::io::Error::last_os_error()
-        );
+    match sender::set_fifo(50) {
+        Ok(()) => tracing::info!("realtime: heartbeat thread runs SCHED_FIFO priority 50"),
+        Err(e) => tracing::warn!(
+            "realtime: cannot set SCHED_FIFO ({e}); heartbeats run at normal priority \
+             (needs CAP_SYS_NICE)"
+        ),
     }
     // SAFETY: mlockall has no memory-safety preconditions.
     let rc = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) };
@@ -396,12 +402,16 @@ impl Signals {
 struct Driver {
     opts: DaemonOptions,
     config: Config,
-    node: Node,
+    /// The core, the media sockets and the send thread's statistics (see [`crate::sender`]).
+    shared: Arc<Shared>,
+    /// The heartbeat send thread.
+    send_path: Option<SendPath>,
     metrics: Metrics,
-    senders: Vec<Option<MediumSender>>,
     receivers: Vec<(Receiver, usize)>,
     xdp: Option<XdpHandle>,
     ring: Option<RingReader>,
+    /// Why each interface not on the XDP path is on the socket path.
+    socket_why: xdp::SocketReasons,
     ifindex_link: HashMap<u32, usize>,
     control_rx: mpsc::Receiver<ControlCall>,
     agent_tx: mpsc::UnboundedSender<AgentJob>,
@@ -431,7 +441,18 @@ fn ifindex(iface: &str) -> Option<u32> {
     nix::net::if_::if_nametoindex(iface).ok()
 }
 
+/// The key heartbeats are signed with (`auth N` in authkeys).
+fn active_key(config: &Config) -> Option<hb_proto::config::AuthKey> {
+    config.authkeys.keys.get(&config.authkeys.active).cloned()
+}
+
 impl Driver {
+    /// The core, locked (the send thread takes the same lock for a few microseconds per
+    /// heartbeat; hold it only for calls into the core, never across I/O or logging).
+    fn node(&self) -> MutexGuard<'_, Node> {
+        sender::lock(&self.shared.node)
+    }
+
     async fn new(
         opts: &DaemonOptions,
         config: Config,
@@ -479,7 +500,7 @@ impl Driver {
         }
 
         // XDP fast path (socket path above stays open for what XDP passes on).
-        let (xdp_handle, ring) = attach_xdp(&config, &ifindex_link)?;
+        let (xdp_handle, ring, socket_why) = attach_xdp(&config, &ifindex_link)?;
 
         // Ping nodes: the admin asked for them, so no raw socket means no start.
         let pinger = if ha.ping_node_count() > 0 {
@@ -498,6 +519,11 @@ impl Driver {
         let now = monotonic_now();
         let node = Node::new(&config, generation, now).map_err(setup("node"))?;
         let metrics = Metrics::from_config(&config, now);
+        let link_names: Vec<String> = ha.media.iter().map(|m| m.iface().to_owned()).collect();
+        let tx = Tx::new(senders, active_key(&config));
+        let shared = Shared::new(node, tx, &link_names);
+        let send_path = SendPath::start(Arc::clone(&shared), ha.realtime.value)
+            .map_err(setup("heartbeat send thread"))?;
 
         let control_path = control::socket_path(&opts.run_dir, ha.control_socket.as_deref());
         let listener = control::bind(&control_path).map_err(setup("control socket"))?;
@@ -526,12 +552,13 @@ impl Driver {
         Ok(Self {
             opts: opts.clone(),
             config,
-            node,
+            shared,
+            send_path: Some(send_path),
             metrics,
-            senders,
             receivers,
             xdp: xdp_handle,
             ring,
+            socket_why,
             ifindex_link,
             control_rx,
             agent_tx,
@@ -559,7 +586,7 @@ impl Driver {
         // hang never gets here, and the watchdog resets the machine; nor does a node that
         // fenced itself: if its fence command did not reset it, the watchdog will.
         if let Some(w) = self.watchdog.take() {
-            if self.node.is_self_fenced() {
+            if self.node().is_self_fenced() {
                 // Closed without the magic character: the watchdog keeps counting down.
                 tracing::error!("hb: fenced: watchdog left armed");
                 drop(w);
@@ -572,33 +599,32 @@ impl Driver {
 
     async fn run_loop(&mut self, mut signals: Signals) -> Result<(), DaemonError> {
         let mut stopping = false;
-        // No input can starve the heartbeat: every turn begins with the core's deadline (sending
-        // due heartbeats, judging peers), whatever is queued; then its outputs are sent; only
-        // then is input read, a bounded batch per turn. The timer arm also comes before the
-        // input arms in the select, for when the deadline passes while waiting.
+        let shared = Arc::clone(&self.shared);
+        // The periodic heartbeat has its own thread (crate::sender); this loop judges peers.
+        // No input can starve a deadline check: every turn begins with the core's deadline
+        // (judging peers), whatever is queued; then its outputs are sent; only then is input
+        // read, a bounded batch per turn. The timer arm also comes before the input arms in the
+        // select, for when the deadline passes while waiting.
         loop {
-            if self
-                .node
-                .poll_timeout()
-                .is_some_and(|t| t <= monotonic_now())
-            {
+            let due = self.node().poll_timeout();
+            if due.is_some_and(|t| t <= monotonic_now()) {
                 self.drain_all();
-                self.node.handle_timeout(monotonic_now());
+                self.node().handle_timeout(monotonic_now());
             }
             self.flush_outputs();
             if let Some(w) = self.watchdog.as_mut() {
                 w.feed(monotonic_now());
             }
-            if self.node.is_stopped() {
+            if self.node().is_stopped() {
                 break;
             }
             if self.ring_backlog && self.drain_ring() {
                 self.drain_all();
-                self.node.handle_timeout(monotonic_now());
+                self.node().handle_timeout(monotonic_now());
                 continue;
             }
             self.notify_turn();
-            let deadline = self.notify.earliest(self.node.poll_timeout());
+            let deadline = self.notify.earliest(self.node().poll_timeout());
             let sleep = match deadline {
                 Some(t) => {
                     let wait = t.saturating_since(monotonic_now());
@@ -615,7 +641,7 @@ impl Driver {
                 }
                 _ = sleep => {
                     self.drain_all();
-                    self.node.handle_timeout(monotonic_now());
+                    self.node().handle_timeout(monotonic_now());
                 }
                 r = readable(self.ring.as_mut()), if self.ring.is_some() => {
                     match r {
@@ -623,7 +649,7 @@ impl Driver {
                             if self.drain_ring() {
                                 // A kernel deadline passed: judge now.
                                 self.drain_all();
-                                self.node.handle_timeout(monotonic_now());
+                                self.node().handle_timeout(monotonic_now());
                             }
                         }
                         Err(e) => {
@@ -631,6 +657,7 @@ impl Driver {
                             self.metrics.record_socket_error("ring_read");
                             self.ring = None;
                             self.xdp = None;
+                            self.set_socket_why(&format!("XDP ring buffer read failed: {e}"));
                         }
                     }
                 }
@@ -657,19 +684,24 @@ impl Driver {
                         }
                     }
                 }
+                // The send thread left outputs (an event, a start) in the core: the loop's top
+                // flushes them.
+                _ = shared.wake.notified() => {}
                 Some(call) = self.control_rx.recv() => self.handle_control(call, &mut stopping),
                 Some(done) = self.agent_rx.recv() => self.handle_agent_done(done),
             }
         }
+        // The core is stopped: the send thread has ended or ends within its next sleep.
+        drop(self.send_path.take());
         tracing::info!("hb: node {} stopped", self.config.local_node);
         let _ = std::fs::remove_file(&self.control_path);
         if let Some(r) = self.respawn.take() {
             r.stop();
         }
-        if self.node.is_self_fenced() {
+        if self.node().is_self_fenced() {
             return Err(DaemonError::Fenced);
         }
-        match self.node.left_running() {
+        match self.node().left_running() {
             [] => Ok(()),
             left => Err(DaemonError::LeftRunning(left.to_vec())),
         }
@@ -682,7 +714,7 @@ impl Driver {
     /// `hbctl reload`.
     fn reload(&mut self, stopping: bool) -> Result<String, String> {
         // systemd hears of the reload (RELOADING=1 ... READY=1) once hbd has told it it is ready.
-        let joined = self.node.joined();
+        let joined = self.node().joined();
         if joined && !stopping {
             self.notify.reloading();
         }
@@ -784,6 +816,7 @@ impl Driver {
                 plan.restart.join(", ")
             )
         };
+        sender::lock(&self.shared.tx).set_key(active_key(&plan.config));
         self.config = plan.config;
         tracing::info!("Configuration reloaded.");
         Ok(summary)
@@ -793,7 +826,7 @@ impl Driver {
     /// per-peer deadlines.
     fn reload_timings(&mut self, now: Timestamp, new: &Config) {
         let t = hb_proto::config::Timings::of(&new.ha_cf);
-        self.node.set_timings(now, t);
+        self.node().set_timings(now, t);
         if let Some(h) = self.xdp.as_mut() {
             set_xdp_deadlines(h, new, &self.ifindex_link);
         }
@@ -814,7 +847,7 @@ impl Driver {
                 }
                 Err(e) => {
                     tracing::error!(
-                        "hb: reload: ping nodes: raw ICMP socket: {e} (hbd needs CAP_NET_RAW);                          running on the previous ping nodes"
+                        "hb: reload: ping nodes: raw ICMP socket: {e} (hbd needs CAP_NET_RAW); running on the previous ping nodes"
                     );
                     return false;
                 }
@@ -822,7 +855,7 @@ impl Driver {
         }
         // Replies already queued belong to the old addresses.
         self.drain_pings();
-        let map = self.node.set_ping(now, &new.ha_cf);
+        let map = self.node().set_ping(now, &new.ha_cf);
         if count == 0 {
             if self.pinger.take().is_some() {
                 tracing::info!("hb: reload: no ping nodes left: raw ICMP socket closed");
@@ -864,7 +897,7 @@ impl Driver {
                 "hb: reload: no fencing configured: a failed stop keeps the group and retries"
             ),
         }
-        self.node.set_self_fencing(fence.is_some());
+        self.node().set_self_fencing(fence.is_some());
     }
 
     /// Moves the Prometheus endpoint; `false` (old one kept) when the new address cannot be
@@ -906,6 +939,7 @@ impl Driver {
                     self.drain_ring();
                     self.ring = None;
                     self.xdp = None;
+                    self.set_socket_why("xdp off in ha.cf (reload)");
                     tracing::info!("hb: reload: XDP detached; heartbeats on the socket path");
                 }
             }
@@ -914,12 +948,16 @@ impl Driver {
                     return;
                 }
                 match attach_xdp(new, &self.ifindex_link) {
-                    Ok((Some(h), Some(r))) => {
+                    Ok((Some(h), Some(r), why)) => {
                         self.xdp = Some(h);
                         self.ring = Some(r);
+                        self.socket_why = why;
                         tracing::info!("hb: reload: XDP attached");
                     }
-                    Ok(_) => tracing::info!("hb: reload: XDP not available; socket path kept"),
+                    Ok((_, _, why)) => {
+                        self.socket_why = why;
+                        tracing::info!("hb: reload: XDP not available; socket path kept");
+                    }
                     Err(e) => tracing::error!("hb: reload: {e}; socket path kept"),
                 }
             }
@@ -933,7 +971,8 @@ impl Driver {
         }
         *stopping = true;
         self.notify.stopping();
-        self.node.handle_command(monotonic_now(), Command::Shutdown);
+        self.node()
+            .handle_command(monotonic_now(), Command::Shutdown);
     }
 
     /// Reads up to [`RING_BUDGET`] queued ring-buffer records (`ring_backlog` says whether
@@ -1022,7 +1061,7 @@ impl Driver {
         for r in &replies {
             self.metrics
                 .record_ping_reply(r.link, r.arrival.saturating_since(r.sent));
-            self.node
+            self.node()
                 .handle_ping_reply(monotonic_now(), r.link, r.sent, r.arrival);
         }
         self.ping_buf = replies;
@@ -1059,7 +1098,7 @@ impl Driver {
         arrival: Timestamp,
         read_at: Option<Timestamp>,
     ) {
-        self.node
+        self.node()
             .handle_datagram(monotonic_now(), LinkId(link), arrival, read_at, bytes);
     }
 
@@ -1096,7 +1135,11 @@ impl Driver {
     }
 
     fn flush_outputs(&mut self) {
-        while let Some(out) = self.node.poll_output() {
+        loop {
+            // The guard ends with this statement: outputs are carried out without the lock.
+            let Some(out) = self.node().poll_output() else {
+                break;
+            };
             match out {
                 Output::Transmit { link, msg } => self.transmit(link.0, &msg),
                 Output::Resource { group, op } => {
@@ -1127,7 +1170,7 @@ impl Driver {
                     if command.is_empty()
                         || self.agent_tx.send(AgentJob::SelfFence { command }).is_err()
                     {
-                        self.node.handle_self_fence_result(
+                        self.node().handle_self_fence_result(
                             monotonic_now(),
                             Err("no fence command / agents thread gone".to_owned()),
                         );
@@ -1138,23 +1181,9 @@ impl Driver {
     }
 
     fn transmit(&mut self, link: usize, msg: &hb_proto::message::Message) {
-        let Some(key) = self.config.authkeys.keys.get(&self.config.authkeys.active) else {
-            self.metrics.record_socket_error("no_active_key");
-            return;
-        };
-        let bytes = match packet::encode(msg, key) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!("encoding a heartbeat: {e}");
-                self.metrics.record_socket_error("encode");
-                return;
-            }
-        };
-        let Some(Some(sender)) = self.senders.get_mut(link) else {
-            return;
-        };
-        if let Err(e) = sender.send(&bytes) {
-            self.metrics.record_socket_error(e.label);
+        let r = sender::lock(&self.shared.tx).send(link, msg);
+        if let Err(label) = r {
+            self.metrics.record_socket_error(label);
         }
     }
 
@@ -1164,10 +1193,12 @@ impl Driver {
         if !self.notify.enabled() {
             return;
         }
-        self.notify.watchdog(monotonic_now(), self.node.joined());
+        let joined = self.node().joined();
+        self.notify.watchdog(monotonic_now(), joined);
         if self.status_dirty {
             self.status_dirty = false;
-            let line = notify::status_line(&self.node.status());
+            let status = self.node().status();
+            let line = notify::status_line(&status);
             self.notify.status(&line);
         }
     }
@@ -1246,17 +1277,18 @@ impl Driver {
         let (group, op, result) = match done {
             AgentDone::Group { group, op, result } => (group, op, result),
             AgentDone::SelfFence { result } => {
-                self.node.handle_self_fence_result(monotonic_now(), result);
+                self.node()
+                    .handle_self_fence_result(monotonic_now(), result);
                 return;
             }
             AgentDone::Fence { peer, result } => {
-                self.node
+                self.node()
                     .handle_fence_result(monotonic_now(), &peer, result);
                 return;
             }
         };
         let result = result.map(|report| report.times());
-        self.node
+        self.node()
             .handle_resource_result(monotonic_now(), group, op, result);
     }
 
@@ -1265,30 +1297,40 @@ impl Driver {
         let response = match call.request {
             Request::Status => Response::Status(self.status_report(now)),
             Request::Standby { scope } => {
-                self.node.handle_command(now, Command::Standby(scope));
+                self.node().handle_command(now, Command::Standby(scope));
                 Response::Ack {
                     message: format!("standby {} requested", scope.as_str()),
                 }
             }
             Request::Takeover { scope } => {
-                self.node.handle_command(now, Command::Takeover(scope));
+                self.node().handle_command(now, Command::Takeover(scope));
                 Response::Ack {
                     message: format!("takeover {} requested", scope.as_str()),
                 }
             }
             Request::Stats => {
                 let mut report = self.metrics.snapshot_at(now);
-                report.ping_summary = ping_summary(&self.node.status());
+                let status = self.node().status();
+                report.ping_summary = ping_summary(&status);
+                {
+                    let send = sender::lock(&self.shared.stats);
+                    report.send = send.report();
+                    for (kind, n) in send.errors() {
+                        *report.errors.entry(kind.to_owned()).or_insert(0) += n;
+                    }
+                }
                 if let Some(dropped) = self.xdp_dropped() {
                     report.rejects.insert(
                         XDP_DROPPED_REASON.to_owned(),
                         dropped.saturating_sub(self.xdp_dropped_base),
                     );
                 }
+                report.delivery = self.delivery();
                 Response::Stats(Box::new(report))
             }
             Request::ResetStats => {
                 self.metrics.reset_at(now);
+                sender::lock(&self.shared.stats).reset();
                 self.xdp_dropped_base = self.xdp_dropped().unwrap_or(0);
                 Response::Ack {
                     message: "statistics reset".to_owned(),
@@ -1330,7 +1372,23 @@ impl Driver {
     }
 
     fn status_report(&self, now: Timestamp) -> control::StatusReport {
-        status_report(&self.node.status(), now, self.started)
+        let status = self.node().status();
+        let mut report = status_report(&status, now, self.started);
+        report.delivery = self.delivery();
+        report
+    }
+
+    /// Per heartbeat interface: XDP or socket path, why, and the XDP program's counters.
+    fn delivery(&self) -> Vec<control::DeliveryStatus> {
+        delivery_status(&self.config, self.xdp.as_ref(), &self.socket_why)
+    }
+
+    /// Every heartbeat interface is on the socket path now, for `why`.
+    fn set_socket_why(&mut self, why: &str) {
+        self.socket_why = xdp::media_ifaces(&self.config.ha_cf.media)
+            .into_iter()
+            .map(|i| (i, why.to_owned()))
+            .collect();
     }
 }
 
@@ -1432,6 +1490,7 @@ pub fn status_report(
         groups,
         haresources_mismatch: s.haresources_mismatch.clone(),
         fence_pending: s.fence_pending.clone(),
+        delivery: Vec::new(),
         ping: ping_status(s, now),
     }
 }
@@ -1573,20 +1632,21 @@ fn reopen_logs(config: &Config) {
     }
 }
 
+/// What [`attach_xdp`] set up: the program and its ring (`None`, `None` when it is off or
+/// unavailable in `auto` mode), and why each interface left on the socket path is there.
+type XdpSetup = (Option<XdpHandle>, Option<RingReader>, xdp::SocketReasons);
+
 /// Loads and attaches the XDP fast path as `config` says, with a kernel deadline per peer and
-/// interface; `(None, None)` when it is off or unavailable in `auto` mode.
+/// interface.
 fn attach_xdp(
     config: &Config,
     ifindex_link: &HashMap<u32, usize>,
-) -> Result<(Option<XdpHandle>, Option<RingReader>), DaemonError> {
+) -> Result<XdpSetup, DaemonError> {
     let ha = &config.ha_cf;
-    let mut handle = xdp::start_xdp(
-        ha.xdp.value,
-        &xdp::media_ifaces(&ha.media),
-        ha.udpport.value,
-        true,
-    )
-    .map_err(setup("XDP"))?;
+    let ifaces = xdp::media_ifaces(&ha.media);
+    let (mut handle, mut why) =
+        xdp::start_xdp_explained(ha.xdp.value, &ifaces, ha.udpport.value, true)
+            .map_err(setup("XDP"))?;
     let mut ring = None;
     if let Some(h) = handle.as_mut() {
         match h.ring_reader() {
@@ -1594,14 +1654,93 @@ fn attach_xdp(
             Err(e) if ha.xdp.value == XdpMode::On => {
                 return Err(DaemonError::Setup(format!("XDP ring buffer: {e}")));
             }
-            Err(e) => tracing::warn!("XDP ring buffer: {e}; using the socket path"),
+            Err(e) => {
+                tracing::warn!("XDP ring buffer: {e}; using the socket path");
+                why = ifaces
+                    .iter()
+                    .map(|i| (i.clone(), format!("XDP ring buffer: {e}")))
+                    .collect();
+            }
         }
         set_xdp_deadlines(h, config, ifindex_link);
     }
     if ring.is_none() {
         handle = None;
     }
-    Ok((handle, ring))
+    Ok((handle, ring, why))
+}
+
+/// Per heartbeat interface: the XDP path (mode and the program's counters) or the socket path
+/// and why. `socket_why` holds the reasons recorded when XDP was set up or given up.
+fn delivery_status(
+    config: &Config,
+    handle: Option<&XdpHandle>,
+    socket_why: &[(String, String)],
+) -> Vec<control::DeliveryStatus> {
+    let attached = handle.map(XdpHandle::attached).unwrap_or_default();
+    let global = handle.map(|h| {
+        let c = |i| h.counter(i).unwrap_or(0);
+        let ring_full = c(hb_common::counter::RING_FULL);
+        let parse_failures = c(hb_common::counter::PARSE_FAIL);
+        control::XdpCounters {
+            delivered: c(hb_common::counter::DELIVERED),
+            passed: ring_full.saturating_add(parse_failures),
+            ring_full,
+            parse_failures,
+            dropped: c(hb_common::counter::DROPPED),
+            peers: Vec::new(),
+        }
+    });
+    let peer_counters = handle
+        .and_then(|h| h.peer_counters().ok())
+        .unwrap_or_default();
+    let name_of = |id: u32| {
+        config
+            .ha_cf
+            .nodes
+            .iter()
+            .find(|n| node_id(n) == id)
+            .cloned()
+            .unwrap_or_else(|| format!("?{id:#010x}"))
+    };
+    xdp::media_ifaces(&config.ha_cf.media)
+        .into_iter()
+        .map(|iface| match attached.iter().find(|(i, _)| *i == iface) {
+            Some((_, mode)) => {
+                let ix = ifindex(&iface);
+                let mut counters = global.clone().unwrap_or_default();
+                counters.peers = peer_counters
+                    .iter()
+                    .filter(|p| Some(p.key.ifindex) == ix)
+                    .map(|p| control::XdpPeerCounters {
+                        peer: name_of(p.key.sender),
+                        heartbeats: p.stats.packets,
+                        sequence_gaps: p.stats.seq_gaps,
+                    })
+                    .collect();
+                control::DeliveryStatus {
+                    iface,
+                    path: "xdp".to_owned(),
+                    mode: Some(mode.to_string()),
+                    reason: None,
+                    xdp: Some(counters),
+                }
+            }
+            None => {
+                let reason = socket_why
+                    .iter()
+                    .find(|(i, _)| *i == iface)
+                    .map_or_else(|| "XDP not attached".to_owned(), |(_, r)| r.clone());
+                control::DeliveryStatus {
+                    iface,
+                    path: "socket".to_owned(),
+                    mode: None,
+                    reason: Some(reason),
+                    xdp: None,
+                }
+            }
+        })
+        .collect()
 }
 
 /// Kernel-side deadline per peer and interface: wakes the loop when a peer goes quiet.

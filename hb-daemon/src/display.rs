@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::{
-    control::{PingStatus, StatusReport},
+    control::{DeliveryStatus, PingStatus, StatusReport},
     metrics::{HistogramSummary, LinkStats, StatsReport},
 };
 
@@ -144,6 +144,10 @@ pub fn status(r: &StatusReport) -> String {
     if !r.haresources_mismatch.is_empty() || !r.fence_pending.is_empty() {
         out.push('\n');
     }
+    if !r.delivery.is_empty() {
+        delivery_section(&mut out, &r.delivery);
+        out.push('\n');
+    }
     if let Some(p) = &r.ping {
         ping_section(&mut out, p);
     }
@@ -169,6 +173,42 @@ pub fn status(r: &StatusReport) -> String {
     }
     out.push_str(&pad_table(&rows));
     out
+}
+
+/// One line per heartbeat interface: the XDP path (mode, the program's counters) or the
+/// socket path and why. Empty when the report has none (an older hbd).
+pub fn delivery_section(out: &mut String, delivery: &[DeliveryStatus]) {
+    if delivery.is_empty() {
+        return;
+    }
+    out.push_str("Heartbeat delivery:\n");
+    for d in delivery {
+        match (&d.mode, &d.xdp) {
+            (Some(mode), Some(c)) => {
+                let _ = writeln!(
+                    out,
+                    "  {}: XDP ({mode} mode); program: delivered {}, passed {} (ring full {}, \
+                     parse failures {}), dropped {}",
+                    d.iface, c.delivered, c.passed, c.ring_full, c.parse_failures, c.dropped
+                );
+                for p in &c.peers {
+                    let _ = writeln!(
+                        out,
+                        "    from {}: {} heartbeats, {} sequence gaps",
+                        p.peer, p.heartbeats, p.sequence_gaps
+                    );
+                }
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "  {}: socket path ({})",
+                    d.iface,
+                    d.reason.as_deref().unwrap_or("XDP not attached")
+                );
+            }
+        }
+    }
 }
 
 fn ping_section(out: &mut String, p: &PingStatus) {
@@ -343,6 +383,10 @@ pub fn stats(r: &StatsReport, histogram: bool) -> String {
         r.local_node,
         uptime(r.window_ns / 1_000_000_000)
     );
+    if !r.delivery.is_empty() {
+        out.push('\n');
+        delivery_section(&mut out, &r.delivery);
+    }
     if r.peers.is_empty() {
         out.push_str("\nNo peers configured.\n");
     }
@@ -356,6 +400,20 @@ pub fn stats(r: &StatsReport, histogram: bool) -> String {
         );
         for l in &p.links {
             link_block(&mut out, l, &r.bucket_bounds_ns, histogram);
+        }
+    }
+    if !r.send.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nsending (periodic heartbeats; jitter = handed to the kernel - scheduled):"
+        );
+        for l in &r.send {
+            let _ = writeln!(out, "  link {}: sent {}", l.link, l.sent);
+            percentile_table(&mut out, "    ", &[("jitter", &l.jitter)]);
+            if histogram && l.jitter.count > 0 {
+                let _ = writeln!(out, "    jitter distribution:");
+                out.push_str(&bar_chart(&l.jitter, &r.bucket_bounds_ns, "      "));
+            }
         }
     }
     if let Some(sum) = &r.ping_summary {
@@ -520,6 +578,7 @@ mod tests {
             }],
             haresources_mismatch: vec!["node2".into()],
             fence_pending: vec![],
+            delivery: vec![],
         };
         let s = status(&r);
         assert!(
@@ -557,6 +616,7 @@ mod tests {
             uptime_secs: 5,
             haresources_mismatch: vec![],
             fence_pending: vec![],
+            delivery: vec![],
             ping: Some(Box::new(PingStatus {
                 reachable: 0,
                 configured: 1,
@@ -615,6 +675,51 @@ mod tests {
     }
 
     #[test]
+    fn delivery_says_xdp_mode_and_counters_or_socket_and_why() {
+        use crate::control::{XdpCounters, XdpPeerCounters};
+        let delivery = vec![
+            DeliveryStatus {
+                iface: "eth1".into(),
+                path: "xdp".into(),
+                mode: Some("native".into()),
+                reason: None,
+                xdp: Some(XdpCounters {
+                    delivered: 900,
+                    passed: 3,
+                    ring_full: 2,
+                    parse_failures: 1,
+                    dropped: 7,
+                    peers: vec![XdpPeerCounters {
+                        peer: "node2".into(),
+                        heartbeats: 903,
+                        sequence_gaps: 4,
+                    }],
+                }),
+            },
+            DeliveryStatus {
+                iface: "eth2".into(),
+                path: "socket".into(),
+                mode: None,
+                reason: Some("attach failed: no such device".into()),
+                xdp: None,
+            },
+        ];
+        let mut out = String::new();
+        delivery_section(&mut out, &delivery);
+        assert_eq!(
+            out,
+            "Heartbeat delivery:\n  eth1: XDP (native mode); program: delivered 900, passed 3 \
+             (ring full 2, parse failures 1), dropped 7\n    from node2: 903 heartbeats, 4 \
+             sequence gaps\n  eth2: socket path (attach failed: no such device)\n"
+        );
+        let json = serde_json::to_string(&delivery[1]).unwrap();
+        assert_eq!(
+            json,
+            r#"{"iface":"eth2","path":"socket","reason":"attach failed: no such device"}"#
+        );
+    }
+
+    #[test]
     fn stats_view_and_bar_chart() {
         let mut m = Metrics::new("node1", &["node2"], &["eth1"], Timestamp(0));
         for i in 0..1000u64 {
@@ -641,6 +746,21 @@ mod tests {
             ]
         );
         assert!(s.contains("rejected packets: bad_auth 1"), "{s}");
+        assert!(
+            !s.contains("sending"),
+            "no send section without send statistics: {s}"
+        );
+        let mut send = crate::sender::SendStats::new(&["eth1"]);
+        send.record(0, Timestamp(0), Timestamp(40_000));
+        let mut r2 = r.clone();
+        r2.send = send.report();
+        let s2 = stats(&r2, false);
+        assert!(s2.contains("  link eth1: sent 1\n"), "{s2}");
+        let jitter = s2
+            .lines()
+            .find(|l| l.trim_start().starts_with("jitter "))
+            .unwrap();
+        assert_eq!(jitter.split_whitespace().nth(2), Some("40.0us"), "{s2}");
         // The chart: 999 gaps in (5 ms, 10 ms], none in (10, 20], one in (20, 50]: the full
         // bar, an empty one and a sliver.
         let chart = bar_chart(&r.peers[0].links[0].gap, &BUCKET_BOUNDS_NS, "");

@@ -826,6 +826,7 @@ mod tests {
             ],
             haresources_mismatch: vec![],
             fence_pending: vec![],
+            delivery: vec![],
             ping: None,
         }
     }

@@ -19,5 +19,6 @@ pub mod notify;
 pub mod pidfile;
 pub mod prometheus;
 pub mod respawn;
+pub mod sender;
 pub mod watchdog;
 pub mod xdp;

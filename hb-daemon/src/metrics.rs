@@ -318,6 +318,14 @@ pub struct StatsReport {
     /// Ping-node counts and ipfail (`None` without ping nodes).
     #[serde(default)]
     pub ping_summary: Option<PingSummary>,
+    /// Send jitter of the periodic heartbeats, one entry per link in configuration order
+    /// (filled in by the daemon from [`crate::sender::SendStats`]).
+    #[serde(default)]
+    pub send: Vec<crate::sender::SendLinkStats>,
+    /// Per heartbeat interface: the XDP or the socket path, and why (filled in by the
+    /// daemon).
+    #[serde(default)]
+    pub delivery: Vec<crate::control::DeliveryStatus>,
 }
 
 #[derive(Debug, Clone)]
@@ -623,17 +631,28 @@ impl Metrics {
         });
     }
 
-    /// Sets the state reported for `peer`.
+    /// Sets the state reported for `peer`. A peer declared dead (or gone with a shutdown
+    /// notice) ends every gap series of its links: the silence until it is heard again is an
+    /// outage, not an inter-arrival gap.
     pub fn set_peer_state(&mut self, peer: &str, state: NodeState) {
         if let Some(p) = self.peer_mut(peer) {
             p.state = state;
+            if state == NodeState::Dead {
+                for l in &mut p.links {
+                    l.last_arrival = None;
+                }
+            }
         }
     }
 
-    /// Sets the state reported for `peer`'s `link`.
+    /// Sets the state reported for `peer`'s `link`. A dead link ends its gap series (the next
+    /// heartbeat on it starts a new one), so a gap never spans a death and a return.
     pub fn set_link_state(&mut self, peer: &str, link: &str, state: LinkState) {
         if let Some(l) = self.link_mut(peer, link) {
             l.state = state;
+            if state == LinkState::Dead {
+                l.last_arrival = None;
+            }
         }
     }
 
@@ -707,6 +726,8 @@ impl Metrics {
                 })
                 .collect(),
             ping_summary: None,
+            send: Vec::new(),
+            delivery: Vec::new(),
         }
     }
 
@@ -887,6 +908,32 @@ mod tests {
             m.snapshot_at(Timestamp(8 * MS)).peers[0].links[0].gap.count,
             0
         );
+    }
+
+    #[test]
+    fn a_gap_never_spans_a_death_and_a_return() {
+        let mut m = metrics();
+        m.set_peer_state("node2", NodeState::Up);
+        m.set_link_state("node2", "eth1", LinkState::Up);
+        m.record_heartbeat("node2", "eth1", Timestamp(MS), None, 0);
+        m.record_heartbeat("node2", "eth1", Timestamp(2 * MS), None, 0);
+        // The link dies, the peer with it; it comes back 500 ms later.
+        m.set_link_state("node2", "eth1", LinkState::Dead);
+        m.set_peer_state("node2", NodeState::Dead);
+        m.set_peer_state("node2", NodeState::Up);
+        m.set_link_state("node2", "eth1", LinkState::Up);
+        m.record_heartbeat("node2", "eth1", Timestamp(502 * MS), None, 0);
+        m.record_heartbeat("node2", "eth1", Timestamp(503 * MS), None, 0);
+        let gap = &m.snapshot_at(Timestamp(600 * MS)).peers[0].links[0].gap;
+        assert_eq!(gap.count, 2, "1 ms before the death, 1 ms after the return");
+        assert!(gap.max_ns < 2 * MS, "max gap {} ns", gap.max_ns);
+        // A peer declared dead ends the series of every link, even one whose own state the
+        // loop did not change (a shutdown notice).
+        m.record_heartbeat("node2", "eth2", Timestamp(504 * MS), None, 0);
+        m.set_peer_state("node2", NodeState::Dead);
+        m.record_heartbeat("node2", "eth2", Timestamp(900 * MS), None, 0);
+        let r = m.snapshot_at(Timestamp(901 * MS));
+        assert_eq!(r.peers[0].links[1].gap.count, 0);
     }
 
     #[test]

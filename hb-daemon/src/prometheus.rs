@@ -227,6 +227,32 @@ pub fn render(report: &StatsReport) -> String {
         );
     }
 
+    f.header(
+        "hb_heartbeats_sent_total",
+        "counter",
+        "Periodic heartbeats sent on the link by the send thread.",
+    );
+    for l in &report.send {
+        f.sample(
+            "hb_heartbeats_sent_total",
+            &[("link", &l.link)],
+            l.sent as f64,
+        );
+    }
+    f.header(
+        "hb_heartbeat_send_jitter_seconds",
+        "histogram",
+        "Send jitter: when a periodic heartbeat was handed to the kernel minus when it was due.",
+    );
+    for l in &report.send {
+        f.histogram(
+            "hb_heartbeat_send_jitter_seconds",
+            &[("link", &l.link)],
+            &l.jitter,
+            b,
+        );
+    }
+
     ping(&mut f, report);
 
     let t = &report.takeovers;

@@ -341,6 +341,21 @@ pub fn start_xdp(
     port: u16,
     consume: bool,
 ) -> Result<Option<XdpHandle>, XdpError> {
+    start_xdp_explained(mode, ifaces, port, consume).map(|(h, _)| h)
+}
+
+/// Interfaces left on the socket path, each with why (`xdp off in ha.cf`, the attach error).
+pub type SocketReasons = Vec<(String, String)>;
+
+/// [`start_xdp`], also saying for each interface left on the socket path why (`hbctl status`
+/// and `hbstat` show it).
+pub fn start_xdp_explained(
+    mode: XdpMode,
+    ifaces: &[String],
+    port: u16,
+    consume: bool,
+) -> Result<(Option<XdpHandle>, SocketReasons), XdpError> {
+    let mut why = Vec::new();
     let mut unique: Vec<&str> = Vec::new();
     for iface in ifaces {
         if !unique.contains(&iface.as_str()) {
@@ -350,7 +365,10 @@ pub fn start_xdp(
     match mode {
         XdpMode::Off => {
             info!("xdp off: heartbeats take the socket path");
-            Ok(None)
+            for iface in unique {
+                why.push((iface.to_owned(), "xdp off in ha.cf".to_owned()));
+            }
+            Ok((None, why))
         }
         XdpMode::On => {
             if unique.is_empty() {
@@ -361,12 +379,12 @@ pub fn start_xdp(
                 let mode = handle.attach(iface)?;
                 info!("xdp on: attached to {iface} in {mode} mode");
             }
-            Ok(Some(handle))
+            Ok((Some(handle), why))
         }
         XdpMode::Auto => {
             if unique.is_empty() {
                 info!("xdp auto: no heartbeat interface; heartbeats take the socket path");
-                return Ok(None);
+                return Ok((None, why));
             }
             let mut handle = match XdpHandle::load(port, consume) {
                 Ok(handle) => handle,
@@ -374,22 +392,26 @@ pub fn start_xdp(
                     warn!(
                         "xdp auto: cannot load the XDP program ({e}); heartbeats take the socket path"
                     );
-                    return Ok(None);
+                    for iface in unique {
+                        why.push((iface.to_owned(), format!("XDP program not loaded: {e}")));
+                    }
+                    return Ok((None, why));
                 }
             };
             for iface in unique {
                 match handle.attach(iface) {
                     Ok(mode) => info!("xdp auto: attached to {iface} in {mode} mode"),
                     Err(e) => {
-                        warn!("xdp auto: {e}; heartbeats on {iface} take the socket path")
+                        warn!("xdp auto: {e}; heartbeats on {iface} take the socket path");
+                        why.push((iface.to_owned(), format!("attach failed: {e}")));
                     }
                 }
             }
             if handle.links.is_empty() {
                 warn!("xdp auto: attached nowhere; heartbeats take the socket path");
-                return Ok(None);
+                return Ok((None, why));
             }
-            Ok(Some(handle))
+            Ok((Some(handle), why))
         }
     }
 }

@@ -202,7 +202,16 @@ fn every_metric_in_the_exposition_is_in_docs_metrics_md() {
         peers: [("node2".to_owned(), 1)].into_iter().collect(),
         ..Default::default()
     });
+    let mut send = hb_daemon::sender::SendStats::new(&["eth1"]);
+    send.record(0, hb_proto::Timestamp(0), hb_proto::Timestamp(30_000));
+    report.send = send.report();
     let text = hb_daemon::prometheus::render(&report);
+    assert!(
+        text.contains("hb_heartbeats_sent_total{link=\"eth1\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("hb_heartbeat_send_jitter_seconds_count{link=\"eth1\"} 1"));
+    assert!(text.contains("hb_heartbeat_send_jitter_seconds_sum{link=\"eth1\"} 0.00003"));
     assert!(text.contains("hb_ping_rtt_seconds_count{node=\"10.0.0.254\",addr=\"10.0.0.254\"} 1"));
     assert!(text.contains("hb_peer_ping_nodes_reachable{peer=\"node2\"} 1"));
     for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {

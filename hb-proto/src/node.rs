@@ -376,6 +376,8 @@ pub struct Node {
     phase: Phase,
     tx_seq: Vec<u64>,
     next_heartbeat: Timestamp,
+    /// The periodic heartbeat has a timer of its own ([`Node::set_separate_heartbeat_timer`]).
+    separate_heartbeat_timer: bool,
     /// send_time of the first heartbeat after our last state change.
     announced_at: Timestamp,
     peers: Vec<Peer>,
@@ -523,6 +525,7 @@ impl Node {
             started: now,
             phase: Phase::Init,
             next_heartbeat: now,
+            separate_heartbeat_timer: false,
             announced_at: now,
             mach_down_pending: Vec::new(),
             dirty: false,
@@ -592,12 +595,8 @@ impl Node {
         if self.phase == Phase::Stopped {
             return;
         }
-        if now > self.next_heartbeat {
-            let late_by = now.saturating_since(self.next_heartbeat);
-            if late_by > late_wakeup_threshold(self.keepalive) {
-                self.counters.late_wakeups += 1;
-                self.event(Event::LateWakeup { late_by });
-            }
+        if !self.separate_heartbeat_timer {
+            self.check_late_wakeup(now);
         }
         self.detect(now);
         self.ping.handle_timeout(now);
@@ -624,12 +623,74 @@ impl Node {
             }
         }
         self.reconcile(now);
-        if now >= self.next_heartbeat {
+        if !self.separate_heartbeat_timer && now >= self.next_heartbeat {
             self.periodic_heartbeat(now);
             // A change it just announced may have been all a start was waiting for.
             self.reconcile(now);
         }
         self.flush(now);
+    }
+
+    /// Gives the periodic heartbeat a timer of its own: from now on [`Node::handle_timeout`]
+    /// and [`Node::poll_timeout`] leave it out, and the driver calls
+    /// [`Node::handle_heartbeat_timeout`] at [`Node::heartbeat_deadline`] (a send path that
+    /// no other input can delay). Detection and everything else stay with `handle_timeout`.
+    pub fn set_separate_heartbeat_timer(&mut self, on: bool) {
+        self.separate_heartbeat_timer = on;
+    }
+
+    /// When the next periodic heartbeat is due (`None` once stopped).
+    pub fn heartbeat_deadline(&self) -> Option<Timestamp> {
+        (self.phase != Phase::Stopped).then_some(self.next_heartbeat)
+    }
+
+    /// The heartbeat timer fired: sends the periodic heartbeat when it is due (reporting
+    /// [`Event::LateWakeup`] when this runs late) and starts what that announcement was all a
+    /// start waited for. Judges no peer (that needs every queued heartbeat handed in first:
+    /// [`Node::handle_timeout`]), so it may be called without draining input. Returns whether
+    /// a heartbeat was sent.
+    pub fn handle_heartbeat_timeout(&mut self, now: Timestamp) -> bool {
+        if self.phase == Phase::Stopped || now < self.next_heartbeat {
+            return false;
+        }
+        self.check_late_wakeup(now);
+        self.periodic_heartbeat(now);
+        self.reconcile(now);
+        self.flush(now);
+        true
+    }
+
+    /// The next [`Output::Transmit`] in the queue, taken out of it (other outputs stay queued
+    /// for [`Node::poll_output`], in order): for a send path that only sends.
+    pub fn poll_transmit(&mut self) -> Option<(LinkId, Message)> {
+        let i = self
+            .outputs
+            .iter()
+            .position(|o| matches!(o, Output::Transmit { .. }))?;
+        match self.outputs.remove(i) {
+            Some(Output::Transmit { link, msg }) => Some((link, msg)),
+            Some(other) => {
+                // Not reached (the position is a Transmit); put it back rather than lose it.
+                self.outputs.insert(i, other);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Outputs are queued for [`Node::poll_output`].
+    pub fn has_output(&self) -> bool {
+        !self.outputs.is_empty()
+    }
+
+    fn check_late_wakeup(&mut self, now: Timestamp) {
+        if now > self.next_heartbeat {
+            let late_by = now.saturating_since(self.next_heartbeat);
+            if late_by > late_wakeup_threshold(self.keepalive) {
+                self.counters.late_wakeups += 1;
+                self.event(Event::LateWakeup { late_by });
+            }
+        }
     }
 
     /// The next output, if any. Drain completely after every `handle_*` call.
@@ -642,7 +703,13 @@ impl Node {
         if self.phase == Phase::Stopped {
             return None;
         }
-        let mut t = self.next_heartbeat;
+        // Without the heartbeat (its own timer), something else always bounds the wait: an
+        // hour at most.
+        let mut t = if self.separate_heartbeat_timer {
+            self.next_heartbeat + std::time::Duration::from_secs(3600)
+        } else {
+            self.next_heartbeat
+        };
         if self.phase == Phase::Init {
             t = t.min(self.started + self.initdead);
         }

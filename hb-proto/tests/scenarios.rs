@@ -536,6 +536,33 @@ fn the_rightful_owner_does_not_abandon_its_start_for_a_claimant() {
 }
 
 #[test]
+fn a_peer_seen_only_releasing_our_group_makes_us_announce_again() {
+    // The soak's loss burst: node2 declared node1 dead (one-sided, 50% loss), started the
+    // group, sent its gratuitous ARP, heard node1 keep it and released; node1 lost every
+    // heartbeat that showed node2 claiming it and saw only `Stopping`. The client points at
+    // node2 by then: node1 announces at once, and again when node2 shows it released.
+    let mut b = node1_holding();
+    let outs = b.peer_beats(55, 55, Holding::Stopping);
+    assert_eq!(
+        lines(&outs),
+        [format!("Re-announcing resource group: {LINE}")]
+    );
+    assert_eq!(actions(&outs), [Output::Reannounce { group: 0 }]);
+    let outs = b.peer_beats(65, 85, Holding::Stopping);
+    assert!(actions(&outs).is_empty(), "once while it stops");
+    let outs = b.peer_beats(95, 95, Holding::None);
+    assert_eq!(actions(&outs), [Output::Reannounce { group: 0 }]);
+    let outs = b.peer_beats(105, 200, Holding::None);
+    assert!(actions(&outs).is_empty());
+    assert_eq!(b.node.holding(0), Some(Holding::Held));
+    assert_eq!(
+        b.node.counters().dual_ownerships,
+        0,
+        "not a dual claim it saw"
+    );
+}
+
+#[test]
 fn heal_after_the_loser_already_released_still_reannounces() {
     // node1 holds; node2 was declared dead (partition), took the group and released it again
     // before node1 heard it (the heal reached node2 first): node1 never sees a claim, yet
@@ -1047,4 +1074,48 @@ fn three_nodes_the_first_live_node_in_order_takes_over_a_dead_nodes_group() {
     sim.run_for(Duration::from_millis(300));
     assert_eq!(sim.held_by(0), ["node1"]);
     assert_eq!(sim.max_holders, 1);
+}
+
+#[test]
+fn a_separate_heartbeat_timer_sends_while_handle_timeout_only_judges() {
+    let mut b = node2_watching_node1_hold(AutoFailback::On);
+    b.node.set_separate_heartbeat_timer(true);
+    let due = b.node.heartbeat_deadline().unwrap();
+    assert!(due > b.now);
+    // The loop's timer is node1's deadline (last heard at 45 ms), not the heartbeat.
+    assert_eq!(b.node.poll_timeout(), Some(ms(95)));
+    b.node.handle_timeout(due);
+    assert!(sent(&drain(&mut b.node)).is_empty(), "handle_timeout sent");
+    // The heartbeat timer sends, once per deadline.
+    assert!(!b.node.handle_heartbeat_timeout(Timestamp(due.0 - 1)));
+    assert!(b.node.handle_heartbeat_timeout(due));
+    let (link, msg) = b.node.poll_transmit().unwrap();
+    assert_eq!(
+        (link, msg.kind, msg.send_time),
+        (LinkId(0), MessageKind::Heartbeat, due)
+    );
+    assert!(!b.node.has_output());
+    assert!(!b.node.handle_heartbeat_timeout(due));
+    let next = due + Duration::from_millis(10);
+    assert_eq!(b.node.heartbeat_deadline(), Some(next));
+    // Late: reported; the transmit is taken out, the event stays for poll_output.
+    let late = next + Duration::from_millis(30);
+    assert!(b.node.handle_heartbeat_timeout(late));
+    assert!(b.node.poll_transmit().is_some());
+    assert!(b.node.poll_transmit().is_none());
+    let ev = events(&drain(&mut b.node));
+    assert_eq!(
+        ev,
+        [Event::LateWakeup {
+            late_by: Duration::from_millis(30)
+        }]
+    );
+    assert_eq!(
+        b.node.heartbeat_deadline(),
+        Some(late + Duration::from_millis(10))
+    );
+    // Detection stays with handle_timeout, at node1's deadline.
+    b.node.handle_timeout(ms(95));
+    let outs = drain(&mut b.node);
+    assert!(lines(&outs).contains(&"node node1: is dead".to_owned()));
 }

@@ -38,6 +38,7 @@ fn report() -> StatusReport {
         }],
         haresources_mismatch: vec![],
         fence_pending: vec![],
+        delivery: vec![],
         ping: None,
     }
 }

@@ -72,6 +72,30 @@ fn xdp_on_attaches_while_running_and_nothing_stays_after_kill_9() {
     // Each node's link to the other is up: two hbd on one host, each in its own namespace,
     // receive each other's heartbeats through their own XDP programs.
     assert!(!logged(&lab, Node::N1, "is dead", 0) && !logged(&lab, Node::N2, "is dead", 0));
+    // hbctl status says so per link, with the program's counters for the peer.
+    let out = lab.hbctl(Node::N2, &["status", "--json"]).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let delivery = v["delivery"]
+        .as_array()
+        .expect("delivery in hbctl status --json");
+    assert_eq!(delivery.len(), 2, "{v}");
+    for (l, d) in delivery.iter().enumerate() {
+        assert_eq!(d["iface"], format!("eth{}", l + 1), "{d}");
+        assert_eq!(d["path"], "xdp", "{d}");
+        assert!(d["mode"] == "native" || d["mode"] == "generic", "{d}");
+        assert!(d["xdp"]["delivered"].as_u64().unwrap() > 0, "{d}");
+        assert_eq!(d["xdp"]["peers"][0]["peer"], "n1", "{d}");
+        assert!(
+            d["xdp"]["peers"][0]["heartbeats"].as_u64().unwrap() > 0,
+            "{d}"
+        );
+    }
+    let text = lab.hbctl(Node::N2, &["status"]).unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("eth1: XDP (native mode)") || text.contains("eth1: XDP (generic mode)"),
+        "{text}"
+    );
 
     let killed = lab.kill_hbd(Node::N1).unwrap();
     for l in [1u8, 2] {
@@ -138,6 +162,10 @@ fn xdp_off_heartbeats_flow_on_the_socket_path_and_failover_works() {
     let v: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
     let received = v["peers"][0]["links"][0]["received"].as_u64().unwrap();
     println!("n2 received {received} heartbeats from n1 on the socket path");
+    for d in v["delivery"].as_array().expect("delivery in hbstat --json") {
+        assert_eq!(d["path"], "socket", "{d}");
+        assert_eq!(d["reason"], "xdp off in ha.cf", "{d}");
+    }
     assert!(received > 50, "{v}");
 
     let killed = lab.kill_node(Node::N1).unwrap();

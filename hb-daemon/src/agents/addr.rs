@@ -81,8 +81,43 @@ pub(crate) fn errno(e: &rtnetlink::Error) -> Option<i32> {
     }
 }
 
+/// One address dump at a time: the kernel runs one dump per netlink socket and answers a
+/// second one started meanwhile with `EBUSY` (`Device or resource busy`), which the soak saw
+/// when a re-announcement's dump met a start's or stop's on the agents' shared connection.
+static DUMP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Every address on the node as `(ifindex, address, prefix)`, plus the raw messages.
 pub(crate) async fn dump_addresses(
+    handle: &Handle,
+) -> Result<Vec<(u32, IpAddr, u8, AddressMessage)>, rtnetlink::Error> {
+    let _one_at_a_time = DUMP.lock().await;
+    let mut tries = 1;
+    loop {
+        // Bounded, so that one dump that never ends cannot hold every later one (a stop's).
+        let attempt = tokio::time::timeout(DUMP_TIMEOUT, dump_addresses_once(handle))
+            .await
+            .unwrap_or_else(|_| {
+                tracing::warn!("address dump: no answer in {DUMP_TIMEOUT:?}");
+                Err(rtnetlink::Error::RequestFailed)
+            });
+        match attempt {
+            // A dump still running on the socket (one begun elsewhere, or cut short): again.
+            Err(e) if errno(&e) == Some(libc::EBUSY) && tries < DUMP_TRIES => {
+                tries += 1;
+                tokio::time::sleep(DUMP_PAUSE).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Tries of an address dump the kernel refuses with `EBUSY`, [`DUMP_PAUSE`] apart.
+const DUMP_TRIES: u32 = 5;
+const DUMP_PAUSE: Duration = Duration::from_millis(5);
+/// Longest wait for one address dump.
+const DUMP_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn dump_addresses_once(
     handle: &Handle,
 ) -> Result<Vec<(u32, IpAddr, u8, AddressMessage)>, rtnetlink::Error> {
     let mut out = Vec::new();
@@ -305,12 +340,26 @@ fn open_sender(index: u32, name: &str, mac: [u8; 6]) -> std::io::Result<Sender> 
 }
 
 /// Sends every frame; blocking (a non-blocking socket polled for at most the write timeout).
+/// Tries of one frame while the device's queue is full (`ENOBUFS`, seen in the soak on an
+/// interface that had just come up), [`ENOBUFS_PAUSE`] apart.
+const ENOBUFS_TRIES: u32 = 5;
+const ENOBUFS_PAUSE: Duration = Duration::from_millis(2);
+
 fn send_frames(tx: &mut Sender, frames: &[Vec<u8>]) -> std::io::Result<()> {
     for f in frames {
-        match tx.send_to(f, None) {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(e),
-            None => return Err(std::io::Error::other("frame larger than the send buffer")),
+        let mut tries = 1;
+        loop {
+            match tx.send_to(f, None) {
+                Some(Ok(())) => break,
+                Some(Err(e))
+                    if e.raw_os_error() == Some(libc::ENOBUFS) && tries < ENOBUFS_TRIES =>
+                {
+                    tries += 1;
+                    std::thread::sleep(ENOBUFS_PAUSE);
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Err(std::io::Error::other("frame larger than the send buffer")),
+            }
         }
     }
     Ok(())

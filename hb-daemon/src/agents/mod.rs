@@ -430,20 +430,30 @@ impl Agents {
             let name = res.describe();
             tracing::info!(resource = %name, "starting");
             let started = now();
-            let start = self.start_resource(res, &name);
-            tokio::pin!(start);
+            let mut start = Box::pin(self.start_resource(res, &name));
             let outcome = tokio::select! {
                 biased;
                 r = &mut start => Some(r),
                 () = abandon.wait() => None,
             };
             let Some(outcome) = outcome else {
+                // An address being added is given up at once (its add, if already sent, is
+                // undone by the removal below: one netlink connection keeps the order); a
+                // script or mount in progress is let finish, then stopped.
+                let address = matches!(res, Resource::IpAddr { .. });
                 tracing::warn!(
                     resource = %name,
                     "start abandoned: removing the group's addresses now, then stopping what was started"
                 );
+                let running = if address {
+                    drop(start);
+                    None
+                } else {
+                    Some(start)
+                };
                 let mut removed = vec![];
-                for (j, prev) in group.resources[..i].iter().enumerate().rev() {
+                let upto = if address { i + 1 } else { i };
+                for (j, prev) in group.resources[..upto].iter().enumerate().rev() {
                     if matches!(prev, Resource::IpAddr { .. }) {
                         if let Err(e) = self.stop_with_retry(prev, &prev.describe()).await {
                             tracing::error!(resource = %prev.describe(), "{e}");
@@ -451,9 +461,12 @@ impl Agents {
                         removed.push(j);
                     }
                 }
-                let _ = start.await;
+                if let Some(script) = running {
+                    let _ = script.await;
+                }
                 return StartOutcome::Abandoned(self.stop_started(group, i + 1, &removed).await);
             };
+            drop(start);
             match outcome {
                 Ok((address_added, first_announce)) => {
                     let finished = now();

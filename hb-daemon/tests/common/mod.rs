@@ -76,6 +76,7 @@ pub fn status_report() -> StatusReport {
         ],
         haresources_mismatch: vec![],
         fence_pending: vec![],
+        delivery: vec![],
     }
 }
 

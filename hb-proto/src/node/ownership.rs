@@ -263,6 +263,16 @@ impl Node {
                 if mine && holding == Holding::Held {
                     self.reannounce(g);
                 }
+            } else if mine
+                && holding == Holding::Held
+                && !self.local_groups[g].conflict
+                && self.any_peer_involved(g)
+            {
+                // A live peer shows our group `Stopping`: it claimed it in heartbeats we did not
+                // get (loss, a one-sided death) and may have announced the address, so clients
+                // may point at it. Announce ours now, and again when it shows it released.
+                self.local_groups[g].conflict = true;
+                self.reannounce(g);
             } else if self.local_groups[g].conflict && !self.any_peer_involved(g) {
                 self.local_groups[g].conflict = false;
                 if mine && holding == Holding::Held {

@@ -866,7 +866,8 @@ impl Driver {
         self.metrics
             .set_ping_links(&crate::metrics::ping_links(new));
         // An address that moved to another ping node keeps the core's state in the metrics too.
-        for n in &self.node.status().ping.nodes {
+        let ping = self.node().status().ping;
+        for n in &ping.nodes {
             for l in &n.links {
                 let state = match l.state {
                     hb_proto::ping::PingState::Up => control::LinkState::Up,
@@ -881,7 +882,8 @@ impl Driver {
             .map(|t| t.name)
             .collect();
         tracing::info!(
-            "hb: reload: ping nodes now [{}] (addresses that stay keep their state, new ones              start unknown)",
+            "hb: reload: ping nodes now [{}] (addresses that stay keep their state, new ones \
+             start unknown)",
             names.join(", ")
         );
         announce_ipfail(new);

@@ -52,7 +52,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{
     agents::{
-        AbandonHandle, Agents, GroupReport, StartOutcome, abandon_pair,
+        AbandonHandle, Agents, GroupReport, Prepared, StartOutcome, abandon_pair,
         fence::{self, FenceDevice},
     },
     control::{self, ControlCall, Request, Response},
@@ -88,6 +88,16 @@ pub const XDP_DROPPED_REASON: &str = "xdp_not_heartbeat";
 /// Most datagrams read from each socket before the core judges a deadline. Bounded by the
 /// socket's receive buffer anyway; the bound only guarantees the drain ends under a flood.
 pub const DRAIN_BUDGET: usize = 1024;
+
+/// After a clean stop (groups released, shutdown notice sent), how long hbd keeps its XDP
+/// program attached before it exits. Detaching XDP from a veth holds the kernel's rtnl lock for
+/// about 14 ms (measured: the peer's address add took 14-15 ms instead of 0.4-0.7 ms when it ran
+/// during the detach); rtnl is one lock for the whole kernel, so where both nodes share a kernel
+/// (network namespaces, containers: the lab and the benchmarks) the peer's takeover would wait
+/// behind our exit. The peer starts acquiring within about a millisecond of the notice; this
+/// keeps the detach out of that window. Separate machines lose nothing but this delay of the
+/// exit.
+pub const XDP_DETACH_DELAY: Duration = Duration::from_millis(200);
 
 /// Command-line options of the daemon (see `hbd --help`).
 #[derive(Debug, Clone)]
@@ -146,6 +156,14 @@ enum AgentJob {
     Reannounce {
         group: usize,
     },
+    /// Run the checks of the group's next start now (a peer is releasing it to us).
+    Prepare {
+        group: usize,
+    },
+    /// What `Prepare` found is void.
+    Unprepare {
+        group: usize,
+    },
     /// Fence (reset) a peer with this node's devices.
     Fence {
         peer: String,
@@ -162,7 +180,9 @@ enum AgentJob {
     },
 }
 
-/// A finished job.
+/// What `AgentJob::Prepare` found for a group, filled in when its checks are done.
+type PreparedSlot = Arc<tokio::sync::Mutex<Option<Prepared>>>;
+
 /// A group start on the agents' runtime: the handle to abandon it, and its task, which yields
 /// the clean-up's result when it was abandoned.
 type RunningStart = (
@@ -170,6 +190,7 @@ type RunningStart = (
     JoinHandle<Option<Result<GroupReport, String>>>,
 );
 
+/// A finished job.
 #[derive(Debug)]
 enum AgentDone {
     Group {
@@ -231,10 +252,36 @@ fn spawn_agents(
                 // Starts by group, so that a stop can abandon a start still running: each
                 // yields the clean-up's result when it was abandoned.
                 let mut starts: HashMap<usize, RunningStart> = HashMap::new();
+                // Prepared starts by group (see AgentJob::Prepare): locked while the checks
+                // run, so a start that comes meanwhile waits for them instead of running them
+                // again.
+                let mut prepared: HashMap<usize, PreparedSlot> = HashMap::new();
                 while let Some(job) = job_rx.recv().await {
-                    if let AgentJob::Garp { count, interval } = job {
-                        agents.set_garp(count, interval);
-                        continue;
+                    match job {
+                        AgentJob::Garp { count, interval } => {
+                            agents.set_garp(count, interval);
+                            continue;
+                        }
+                        AgentJob::Prepare { group } => {
+                            let Some(g) = groups.get(group).cloned() else {
+                                continue;
+                            };
+                            let slot = PreparedSlot::default();
+                            let Ok(mut guard) = Arc::clone(&slot).try_lock_owned() else {
+                                continue;
+                            };
+                            prepared.insert(group, slot);
+                            let agents = Arc::clone(&agents);
+                            tokio::spawn(async move {
+                                *guard = Some(agents.prepare_group(&g).await);
+                            });
+                            continue;
+                        }
+                        AgentJob::Unprepare { group } => {
+                            prepared.remove(&group);
+                            continue;
+                        }
+                        _ => {}
                     }
                     let agents = Arc::clone(&agents);
                     let groups = Arc::clone(&groups);
@@ -247,8 +294,13 @@ fn spawn_agents(
                         match op {
                             ResourceOp::Start => {
                                 let (handle, abandon) = abandon_pair();
+                                let slot = prepared.remove(&group);
                                 let task = tokio::spawn(async move {
-                                    match agents.start_group_abandonable(&g, abandon).await {
+                                    let pre = match slot {
+                                        Some(s) => s.lock().await.take().unwrap_or_default(),
+                                        None => Prepared::default(),
+                                    };
+                                    match agents.start_group_prepared(&g, abandon, pre).await {
                                         StartOutcome::Completed(result) => {
                                             let _ = done_tx.send(AgentDone::Group {
                                                 group,
@@ -265,6 +317,7 @@ fn spawn_agents(
                                 starts.insert(group, (handle, task));
                             }
                             ResourceOp::Stop => {
+                                prepared.remove(&group);
                                 let running = starts.remove(&group);
                                 tokio::spawn(async move {
                                     // A start still running is abandoned; its clean-up is
@@ -286,7 +339,10 @@ fn spawn_agents(
                     }
                     tokio::spawn(async move {
                         match job {
-                            AgentJob::Run { .. } => {}
+                            AgentJob::Run { .. }
+                            | AgentJob::Garp { .. }
+                            | AgentJob::Prepare { .. }
+                            | AgentJob::Unprepare { .. } => {}
                             AgentJob::Fence { peer, timeout } => {
                                 let result = fence::fence(&fence_devices, &peer, timeout).await;
                                 let _ = done_tx.send(AgentDone::Fence { peer, result });
@@ -303,7 +359,6 @@ fn spawn_agents(
                                     result: result.map_err(|e| e.to_string()),
                                 });
                             }
-                            AgentJob::Garp { .. } => {}
                         }
                     });
                 }
@@ -593,6 +648,15 @@ impl Driver {
             } else {
                 w.magic_close();
             }
+        }
+        let clean_stop = {
+            let node = self.node();
+            node.is_stopped() && !node.is_self_fenced()
+        };
+        if self.xdp.is_some() && clean_stop {
+            // A clean stop: the peer is taking over now; detach XDP after it (see
+            // XDP_DETACH_DELAY).
+            tokio::time::sleep(XDP_DETACH_DELAY).await;
         }
         result
     }
@@ -1151,6 +1215,12 @@ impl Driver {
                 }
                 Output::Reannounce { group } => {
                     let _ = self.agent_tx.send(AgentJob::Reannounce { group });
+                }
+                Output::Prepare { group } => {
+                    let _ = self.agent_tx.send(AgentJob::Prepare { group });
+                }
+                Output::Unprepare { group } => {
+                    let _ = self.agent_tx.send(AgentJob::Unprepare { group });
                 }
                 Output::Fence { peer, timeout, .. } => {
                     if self

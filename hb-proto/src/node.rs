@@ -50,6 +50,12 @@
 //! asks for a stop in its place, so the address it may already have added goes away within one
 //! heartbeat of hearing the holder instead of after the rest of the start.
 //!
+//! While a live peer is `Stopping` a group this node is the rightful owner of (a clean stop or
+//! `standby` handing it over), the node asks the driver to prepare the start
+//! ([`Output::Prepare`]: the checks that precede a start, run while the peer releases) and
+//! voids that ([`Output::Unprepare`]) when the handover ends without a start here; the start
+//! itself still waits for the release to be confirmed.
+//!
 //! A `Held` group that a live peer also claims (partition healed, false takeover) emits
 //! [`Event::DualOwnership`]; the node that keeps it emits [`Output::Reannounce`] at once, and
 //! again when the peer shows it released (`None`: its gratuitous ARPs, sent while it held the
@@ -155,6 +161,21 @@ pub enum Output {
         group: usize,
         /// Start or stop.
         op: ResourceOp,
+    },
+    /// A live peer is releasing the group to this node, and its start follows as soon as the
+    /// release is confirmed: run now what that start would run first without changing
+    /// anything (each script's `status`, which Heartbeat runs before `start`), so the start
+    /// does not wait for it. The group's next `Resource { op: Start }` may use the result;
+    /// [`Output::Unprepare`] voids it. Optional: a driver may ignore both and check at start.
+    Prepare {
+        /// Group index.
+        group: usize,
+    },
+    /// What [`Output::Prepare`] asked for is void (the handover did not happen): the next
+    /// start of the group checks afresh.
+    Unprepare {
+        /// Group index.
+        group: usize,
     },
     /// Re-send gratuitous ARPs for the group's addresses.
     Reannounce {
@@ -352,6 +373,8 @@ struct LocalGroup {
     orphaned_from: Option<usize>,
     /// Being started as a takeover from this dead peer.
     takeover_from: Option<usize>,
+    /// An [`Output::Prepare`] is in force (a live peer is releasing the group to us).
+    prepared: bool,
     /// The start in progress was abandoned (a live peer holds the group): its result, if the
     /// driver still reports one, is ignored; the stop asked in its place decides.
     start_abandoned: bool,
@@ -504,6 +527,7 @@ impl Node {
             orphaned_from: None,
             takeover_from: None,
             start_abandoned: false,
+            prepared: false,
         };
         let replay = ReplayGuard::new(ids[local], ids.iter().copied());
         let mut node = Self {

@@ -389,6 +389,84 @@ fn peer_in_standby_hands_the_group_over() {
     assert_eq!(actions(&outs), [start(0)]);
 }
 
+fn preparations(outputs: &[Output]) -> Vec<Output> {
+    outputs
+        .iter()
+        .filter(|o| matches!(o, Output::Prepare { .. } | Output::Unprepare { .. }))
+        .cloned()
+        .collect()
+}
+
+impl Bench {
+    /// A heartbeat from the peer in standby for group 0, showing `holding`, delivered at `at`.
+    fn standby_peer_beat(&mut self, at: u64, holding: Holding) -> Vec<Output> {
+        let m = self
+            .peer_hb_at(ms(at), holding)
+            .flags(0, false, true, false);
+        self.deliver(ms(at), m)
+    }
+}
+
+/// node2 seeing node1 hold group 0 (5 ms), then go standby and announce `Stopping` (15 ms):
+/// node2 prepares the start, once, and does not start.
+fn node2_with_node1_releasing() -> Bench {
+    let (mut b, _) = Bench::new("node2", AutoFailback::On, Timing::FAST);
+    let m = b.peer_hb_at(ms(5), Holding::Held);
+    let outs = b.deliver(ms(5), m);
+    assert!(
+        preparations(&outs).is_empty(),
+        "nothing to prepare while node1 keeps it"
+    );
+    let outs = b.standby_peer_beat(15, Holding::Stopping);
+    assert_eq!(preparations(&outs), [Output::Prepare { group: 0 }]);
+    assert!(
+        actions(&outs).is_empty(),
+        "never start before the release is confirmed"
+    );
+    b
+}
+
+#[test]
+fn a_handover_prepares_the_start_while_the_peer_releases() {
+    let mut b = node2_with_node1_releasing();
+    let outs = b.standby_peer_beat(17, Holding::Stopping);
+    assert!(preparations(&outs).is_empty(), "prepared once");
+    // The release confirmed: the start, which uses the preparation (no Unprepare).
+    let outs = b.standby_peer_beat(19, Holding::None);
+    assert_eq!(actions(&outs), [start(0)]);
+    assert!(preparations(&outs).is_empty());
+}
+
+#[test]
+fn a_handover_that_does_not_happen_voids_the_preparation() {
+    let mut b = node2_with_node1_releasing();
+    // node1 takes it back (`hbctl takeover` on node1 while its stop runs): no longer ours.
+    let m = b
+        .peer_hb_at(ms(17), Holding::Stopping)
+        .flags(0, false, false, true);
+    let outs = b.deliver(ms(17), m);
+    assert_eq!(preparations(&outs), [Output::Unprepare { group: 0 }]);
+    assert_eq!(b.node.rightful_owner(0), Some("node1"));
+    assert!(actions(&outs).is_empty());
+}
+
+#[test]
+fn a_peer_that_dies_while_releasing_is_taken_over_with_the_preparation() {
+    let mut b = node2_watching_node1_hold(AutoFailback::On);
+    // node1's clean stop: status Stopping, group Stopping.
+    let m = b
+        .peer_hb_at(ms(50), Holding::Stopping)
+        .status(NodeStatus::Stopping);
+    let outs = b.deliver(ms(50), m);
+    assert_eq!(preparations(&outs), [Output::Prepare { group: 0 }]);
+    assert!(actions(&outs).is_empty());
+    // Its final state never arrives; it is declared dead at deadtime and taken over: the start
+    // consumes the preparation.
+    let outs = b.run_until(ms(101));
+    assert_eq!(actions(&outs), [start(0)]);
+    assert!(preparations(&outs).is_empty());
+}
+
 #[test]
 fn takeover_command_asks_the_holder_then_starts_after_its_release() {
     let mut b = node2_watching_node1_hold(AutoFailback::On);

@@ -3,7 +3,7 @@
 //! keepalived in the same topology. Figures go to `BENCHMARKS.md`, one section per benchmark.
 //!
 //! This file holds the options and the dispatch; each lab benchmark is one file under `bench/`
-//! (`failover`, `loss`, `long_loss`, `saturation`, `scale`, `flood`), the shared helpers are in
+//! (`failover`, `loss`, `long_loss`, `saturation`, `scale`, `flood`, `khz`), the shared helpers are in
 //! `report` (figures, section header and publication, timings), the lab cluster in `cluster`,
 //! the raw JSON in `data` and the SVG plots in `plot`.
 
@@ -11,6 +11,7 @@ mod cluster;
 mod data;
 mod failover;
 mod flood;
+mod khz;
 mod long_loss;
 mod loss;
 mod plot;
@@ -46,6 +47,9 @@ pub enum Which {
     /// Junk datagrams flooding the heartbeat port at rising rates, XDP and `xdp off`: the rate
     /// held with no false death.
     Flood,
+    /// hb at keepalive 1 ms / deadtime 10 ms beside keepalived at 10 ms adverts: kill outage
+    /// with 1 ms probes, 20% loss, send jitter (as is and all cores busy), hbd CPU.
+    Khz,
     /// Draw `docs/bench/*.svg` again from `docs/bench/*.json` (runs nothing, needs no root).
     Plots,
 }
@@ -243,6 +247,7 @@ pub fn bench(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
         Which::Saturation,
         Which::Scale,
         Which::Flood,
+        Which::Khz,
     ];
     if !lab_benches.iter().any(|w| opts.runs(*w)) {
         if opts.runs(Which::Plots) {
@@ -273,6 +278,9 @@ pub fn bench(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<()> {
     }
     if opts.runs(Which::Flood) {
         flood::flood(root, bins, opts)?;
+    }
+    if opts.runs(Which::Khz) {
+        khz::khz(root, bins, opts)?;
     }
     if opts.runs(Which::Plots) {
         plots(root)?;

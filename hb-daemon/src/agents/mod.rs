@@ -55,6 +55,20 @@ pub const STOP_RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// CLOCK_MONOTONIC now (the daemon's one clock read, [`crate::net::monotonic_now`]).
 pub(crate) use crate::net::monotonic_now as now;
 
+/// What [`Agents::prepare_group`] found, for the start that follows: per resource of the group,
+/// for scripts, whether their `status` said they run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prepared {
+    running: Vec<Option<bool>>,
+}
+
+impl Prepared {
+    /// The prepared status of the group's resource `i` (`None`: not a script, or not prepared).
+    pub fn running_of(&self, i: usize) -> Option<bool> {
+        self.running.get(i).copied().flatten()
+    }
+}
+
 /// How [`Agents::start_group_abandonable`] ended.
 #[derive(Debug)]
 pub enum StartOutcome {
@@ -420,7 +434,42 @@ impl Agents {
     pub async fn start_group_abandonable(
         &self,
         group: &ResourceGroup,
+        abandon: Abandon,
+    ) -> StartOutcome {
+        self.start_group_prepared(group, abandon, Prepared::default())
+            .await
+    }
+
+    /// The checks a start of `group` runs first and that change nothing, run ahead of the start
+    /// (the core's `Output::Prepare`: a peer is releasing the group to this node): each
+    /// script's `status` ([`Agents::script_says_running`]).
+    pub async fn prepare_group(&self, group: &ResourceGroup) -> Prepared {
+        let mut running = Vec::with_capacity(group.resources.len());
+        for res in &group.resources {
+            running.push(match res {
+                Resource::Script { args, path, .. } => {
+                    let name = res.describe();
+                    let r = self.script_says_running(&name, path, args).await;
+                    tracing::info!(
+                        resource = %name,
+                        "status before start, run while the peer releases: {}",
+                        if r { "running" } else { "not running" }
+                    );
+                    Some(r)
+                }
+                _ => None,
+            });
+        }
+        Prepared { running }
+    }
+
+    /// [`Agents::start_group_abandonable`] with what [`Agents::prepare_group`] found: a script
+    /// whose status was run there is not asked again.
+    pub async fn start_group_prepared(
+        &self,
+        group: &ResourceGroup,
         mut abandon: Abandon,
+        prepared: Prepared,
     ) -> StartOutcome {
         let mut report = GroupReport::default();
         for (i, res) in group.resources.iter().enumerate() {
@@ -430,7 +479,7 @@ impl Agents {
             let name = res.describe();
             tracing::info!(resource = %name, "starting");
             let started = now();
-            let mut start = Box::pin(self.start_resource(res, &name));
+            let mut start = Box::pin(self.start_resource(res, &name, prepared.running_of(i)));
             let outcome = tokio::select! {
                 biased;
                 r = &mut start => Some(r),
@@ -677,10 +726,12 @@ impl Agents {
     }
 
     /// Starts one resource; for addresses returns when it was added and first announced.
+    /// `prepared`: a script's status before start, already run ([`Agents::prepare_group`]).
     async fn start_resource(
         &self,
         res: &Resource,
         name: &str,
+        prepared: Option<bool>,
     ) -> Result<(Option<Timestamp>, Option<Timestamp>), AgentError> {
         match res {
             Resource::IpAddr {
@@ -770,7 +821,11 @@ impl Agents {
             }
             Resource::Script { args, path, .. } => {
                 // Heartbeat's ResourceManager: `we_own_resource $j || doscript $j start`.
-                if self.script_says_running(name, path, args).await {
+                let running = match prepared {
+                    Some(r) => r,
+                    None => self.script_says_running(name, path, args).await,
+                };
+                if running {
                     tracing::info!(
                         resource = name,
                         "already running (its status says so): not started again"

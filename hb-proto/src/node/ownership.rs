@@ -281,12 +281,17 @@ impl Node {
             }
             match holding {
                 Holding::None => {
-                    if mine && self.phase == Phase::Active && !frozen {
-                        if self.can_start(g) {
-                            self.start(g);
-                        } else {
+                    let eligible = mine && self.phase == Phase::Active && !frozen;
+                    if eligible && self.can_start(g) {
+                        self.start(g);
+                    } else {
+                        if eligible {
                             self.note_takeover_held();
                         }
+                        // A live peer releasing the group to us: the start follows its
+                        // confirmation; its checks can run meanwhile.
+                        let handing_over = eligible && self.any_peer_stopping(g);
+                        self.set_prepared(g, handing_over);
                     }
                 }
                 Holding::Held => {
@@ -333,8 +338,34 @@ impl Node {
         self.outputs.push_back(Output::Reannounce { group: g });
     }
 
+    /// A live peer shows the group `Stopping`.
+    fn any_peer_stopping(&self, g: usize) -> bool {
+        (0..self.peers.len()).any(|i| {
+            i != self.local
+                && self.peers[i].state == PeerState::Up
+                && self.peers[i].groups[g].holding == Holding::Stopping
+        })
+    }
+
+    /// Asks the driver to prepare the start of `g` ([`Output::Prepare`]) or voids what it
+    /// prepared ([`Output::Unprepare`]), when that changes.
+    fn set_prepared(&mut self, g: usize, want: bool) {
+        let lg = &mut self.local_groups[g];
+        if lg.prepared == want {
+            return;
+        }
+        lg.prepared = want;
+        self.outputs.push_back(if want {
+            Output::Prepare { group: g }
+        } else {
+            Output::Unprepare { group: g }
+        });
+    }
+
     pub(super) fn start(&mut self, g: usize) {
         let lg = &mut self.local_groups[g];
+        // The start uses what was prepared for it, if anything.
+        lg.prepared = false;
         lg.holding = Holding::Starting;
         lg.conflict = false;
         self.dirty = true;

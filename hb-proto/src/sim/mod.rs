@@ -595,6 +595,8 @@ impl Sim {
                 Output::Received(Reception::Heard { .. }) => {}
                 // The simulation's resources always stop.
                 Output::SelfFence { .. } => {}
+                // Its resources have nothing to check before a start.
+                Output::Prepare { .. } | Output::Unprepare { .. } => {}
             }
         }
     }

@@ -949,13 +949,24 @@ impl Cluster {
         after_ns: u64,
         timeout: Duration,
     ) -> Result<Option<u64>> {
-        let needle = self.death_needle(observer);
+        self.wait_line(observer, &self.death_needle(observer), after_ns, timeout)
+    }
+
+    /// The time of `node`'s first log line at or after `after_ns` containing `needle`, waiting
+    /// up to `timeout` for it.
+    pub fn wait_line(
+        &self,
+        node: Node,
+        needle: &str,
+        after_ns: u64,
+        timeout: Duration,
+    ) -> Result<Option<u64>> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some((at, _)) = self
-                .lines(observer)?
+                .lines(node)?
                 .into_iter()
-                .find(|(at, l)| *at >= after_ns && l.contains(&needle))
+                .find(|(at, l)| *at >= after_ns && l.contains(needle))
             {
                 return Ok(Some(at));
             }

@@ -23,6 +23,65 @@ pub(super) struct Trials {
     pub(super) back: Vec<f64>,
     pub(super) failed: Vec<String>,
     pub(super) load: Vec<f64>,
+    /// hb clean stop / standby: where the time went, per trial (see [`Handover`]).
+    pub(super) handover: Vec<Handover>,
+}
+
+/// One hb handover (clean stop or standby) from both nodes' logs (CLOCK_MONOTONIC on both, one
+/// host), ms: n1's release (`Releasing resource group` to `Resource release completed`), the
+/// notice (n1's release completed to n2's `Acquiring resource group`: the heartbeat that says
+/// it, and n2's decision) and n2's acquisition (`Acquiring` to `Resource acquisition
+/// completed`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Handover {
+    release: f64,
+    notice: f64,
+    acquire: f64,
+    /// The trial's client-observed outage minus release, notice and acquire.
+    beyond: f64,
+}
+
+impl Handover {
+    /// From the logs, after the fault at `t0` that caused `outage`; `None` when a line is
+    /// missing.
+    fn read(c: &Cluster, t0: u64, outage: f64) -> Result<Option<Handover>> {
+        let wait = Duration::from_secs(2);
+        let Some(r0) = c.wait_line(Node::N1, "Releasing resource group", t0, wait)? else {
+            return Ok(None);
+        };
+        let Some(r1) = c.wait_line(Node::N1, "Resource release completed", r0, wait)? else {
+            return Ok(None);
+        };
+        let Some(a0) = c.wait_line(Node::N2, "Acquiring resource group", t0, wait)? else {
+            return Ok(None);
+        };
+        let Some(a1) = c.wait_line(Node::N2, "Resource acquisition completed", a0, wait)? else {
+            return Ok(None);
+        };
+        let (release, acquire) = (ms_between(r0, r1), ms_between(a0, a1));
+        // Negative if n2 acquired before n1 said its release was complete (never expected).
+        let notice = (a0 as f64 - r1 as f64) / 1e6;
+        Ok(Some(Handover {
+            release,
+            notice,
+            acquire,
+            beyond: outage - (release + notice + acquire),
+        }))
+    }
+
+    /// `release / notice / acquire` medians of `v`, for the notes under the table.
+    fn medians(v: &[Handover]) -> Option<String> {
+        let med = |f: fn(&Handover) -> f64| {
+            Summary::of(&v.iter().map(f).collect::<Vec<_>>()).map(|s| s.median)
+        };
+        Some(format!(
+            "{:.1} | {:.2} | {:.1} | {:.1}",
+            med(|h| h.release)?,
+            med(|h| h.notice)?,
+            med(|h| h.acquire)?,
+            med(|h| h.beyond)?
+        ))
+    }
 }
 
 impl Trials {
@@ -61,6 +120,15 @@ impl Fault {
 fn settle(c: &Cluster) -> Duration {
     (c.timing.keepalive * 20).clamp(Duration::from_millis(300), Duration::from_secs(2))
 }
+
+/// How long after its start Heartbeat 3.0.6 is not killed in a trial. Once all its child
+/// processes run, Heartbeat adds 2 s to its own deadtime for 5 s and announces it to its peers
+/// (`hb_add_deadtime(2000)` then `hb_pop_deadtime` after 5000 ms in `heartbeat.c`), which use
+/// the announced value: a node killed within 5 s of its start is declared dead ~2.05 s after
+/// the kill at deadtime 50 ms. In service a node runs far longer than that before it fails; the
+/// trials before this wait measured that start-up window (detection ~2.2 s median) instead of
+/// Heartbeat's detector.
+const HEARTBEAT_STARTUP_DEADTIME: Duration = Duration::from_secs(6);
 
 /// `HB_BENCH_FAILBACK_DEBUG=1`: prints, after each failback, the ARP packets claiming the VIP
 /// that the client saw and the client's probe outcomes from the fault to the first answer of
@@ -115,7 +183,7 @@ fn failback_debug(
     Ok(())
 }
 
-fn run_trials(c: &mut Cluster, fault: Fault, n: usize) -> Result<Trials> {
+pub(super) fn run_trials(c: &mut Cluster, fault: Fault, n: usize) -> Result<Trials> {
     let mut t = Trials::default();
     let arp = if std::env::var_os("HB_BENCH_FAILBACK_DEBUG").is_some() {
         Some(hb_tests::lab::probe::ArpWatch::start(&c.lab)?)
@@ -123,10 +191,16 @@ fn run_trials(c: &mut Cluster, fault: Fault, n: usize) -> Result<Trials> {
         None
     };
     let initdead = c.lab.spec().initdead;
+    // The lab started n1's daemon before this.
+    let mut n1_started = hb_tests::monotonic_ns();
     c.wait_served(Node::N1, 0, initdead + Duration::from_secs(30))?;
     for i in 0..n {
         crate::interrupt::check()?;
         crate::interrupt::sleep(settle(c))?;
+        if c.kind == Kind::Heartbeat && fault == Fault::Kill {
+            let up = Duration::from_nanos(hb_tests::monotonic_ns().saturating_sub(n1_started));
+            crate::interrupt::sleep(HEARTBEAT_STARTUP_DEADTIME.saturating_sub(up))?;
+        }
         // n1 alone holds the VIP before each trial (Heartbeat's start-up and keepalived's
         // dual-master episodes would otherwise make a move without an outage).
         if let Err(e) = c.wait_settled(
@@ -153,13 +227,21 @@ fn run_trials(c: &mut Cluster, fault: Fault, n: usize) -> Result<Trials> {
         let timeout = c.timing.deadtime + Duration::from_secs(10);
         match c.wait_served(Node::N2, t0, timeout) {
             Ok(_) => {
-                if let Some(o) = cluster::outage_ms(&c.probes(), Node::N1, Node::N2, t0) {
+                let outage = cluster::outage_ms(&c.probes(), Node::N1, Node::N2, t0);
+                if let Some(o) = outage {
                     t.outage.push(o);
                 }
                 if fault == Fault::Kill
                     && let Some(at) = c.declared_dead(Node::N2, t0, Duration::from_secs(2))?
                 {
                     t.detect.push(ms_between(t0, at));
+                }
+                if matches!(c.kind, Kind::Hb(_))
+                    && fault != Fault::Kill
+                    && let Some(o) = outage
+                    && let Some(h) = Handover::read(c, t0, o)?
+                {
+                    t.handover.push(h);
                 }
             }
             Err(e) => t.failed.push(format!("trial {i}: {e:#}")),
@@ -177,6 +259,9 @@ fn run_trials(c: &mut Cluster, fault: Fault, n: usize) -> Result<Trials> {
                 at
             }
         };
+        if fault != Fault::Standby {
+            n1_started = t1;
+        }
         c.wait_served(Node::N1, t1, initdead + Duration::from_secs(30))?;
         if let Some(o) = cluster::outage_ms(&c.probes(), Node::N2, Node::N1, t1) {
             t.back.push(o);
@@ -186,8 +271,19 @@ fn run_trials(c: &mut Cluster, fault: Fault, n: usize) -> Result<Trials> {
         }
         let last = t.outage.last().copied().unwrap_or(f64::NAN);
         let det = t.detect.last().copied().unwrap_or(f64::NAN);
+        let split = t
+            .handover
+            .last()
+            .filter(|_| fault != Fault::Kill)
+            .map(|h| {
+                format!(
+                    " (release {:.1}, notice {:.2}, acquire {:.1} ms)",
+                    h.release, h.notice, h.acquire
+                )
+            })
+            .unwrap_or_default();
         println!(
-            "  {} {}: trial {}/{n}: outage {last:.1} ms, detection {det:.1} ms, load {:.1}",
+            "  {} {}: trial {}/{n}: outage {last:.1} ms{split}, detection {det:.1} ms, load {:.1}",
             c.kind.label(),
             fault.label(),
             i + 1,
@@ -201,16 +297,12 @@ pub(super) fn failover(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Res
     let n = opts.trials();
     let mut rows = String::new();
     let mut notes = String::new();
+    let mut split = String::new();
     let mut headline: Option<(Summary, usize)> = None;
     let mut raw = Vec::new();
     for kind in opts.kinds(Which::Failover) {
         let settings: Vec<(Timing, Vec<Fault>)> = match kind {
-            // The address-only set-up: kill -9 at every deadtime.
-            Kind::Hb(o) if o.ip_only => opts
-                .deadtimes()
-                .into_iter()
-                .map(|d| (hb_timing(d), vec![Fault::Kill]))
-                .collect(),
+            // Both hb set-ups (with Apache as a resource, and the address alone).
             Kind::Hb(_) => opts
                 .deadtimes()
                 .into_iter()
@@ -287,6 +379,16 @@ pub(super) fn failover(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Res
                 for f in &t.failed {
                     let _ = writeln!(notes, "- {} {}: {f}", kind.label(), fault.label());
                 }
+                if let Some(m) = Handover::medians(&t.handover) {
+                    let _ = writeln!(
+                        split,
+                        "| {} | {} | {} of {} | {m} |",
+                        kind.label(),
+                        fault.label(),
+                        t.handover.len(),
+                        t.outage.len()
+                    );
+                }
             }
         }
     }
@@ -303,11 +405,12 @@ pub(super) fn failover(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Res
         gratuitous ARP lands, so the outage can be shorter than the detection time). **Detection** (kill only) = the kill's time to n2's `node n1: is dead` log line (hb) or \
         n2's `Entering MASTER STATE` (keepalived), CLOCK_MONOTONIC on both sides. A kill is n1's links \
         down at the bridge (both in one `ip -batch`; the kill's time is taken just before it), \
-        then SIGKILL of its HA daemon; n1 then comes back as after a reboot \
+        then SIGKILL of its HA daemon (Heartbeat 3.0.6 only once it has run for 6 s: it adds 2 s to \
+        its announced deadtime for the first 5 s after its start); n1 then comes back as after a reboot \
         (no VIP, links up, daemon started) and takes the VIP back (hb `auto_failback on`, keepalived \
         preempt); **back** = the client's outage of that failback. hb runs `haresources` \
         `n1 IPaddr::VIP/24/eth1 httpd` (Apache started at takeover, stopped at release); **hb (IP \
-        only)** (kill -9 rows) runs `n1 IPaddr::VIP/24/eth1` with Apache started on both nodes at \
+        only)** runs `n1 IPaddr::VIP/24/eth1` with Apache started on both nodes at \
         lab-up and again when n1 comes back, the way keepalived runs; keepalived \
         runs Apache on both nodes and moves only the address (its usual set-up). hb's keepalive is a \
         fifth of the deadtime, warntime 0.6 x deadtime, initdead max(2 x deadtime, 500 ms). keepalived: \
@@ -322,6 +425,21 @@ pub(super) fn failover(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Res
         | impl | keepalive / deadtime | fault | ok | outage min | median | p90 | max | detection min | median | p90 | max | back median | load |\n\
         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     body += &rows;
+    if !split.is_empty() {
+        body += "\nWhere an hb handover's time goes (medians, ms, from both nodes' logs): n1's \
+            **release** (`Releasing resource group` to `Resource release completed`), the \
+            **notice** (n1's release completed to n2's `Acquiring resource group`: the heartbeat \
+            that says so and n2's decision) and n2's **acquire** (`Acquiring` to `Resource \
+            acquisition completed`, address and gratuitous ARP included); **beyond** = the \
+            trial's client-observed outage minus those three (negative: the client was still \
+            served during part of the release, until the web server stopped answering). With \
+            Apache as a resource, release and acquire are its stop and start plus the address's \
+            removal and addition (the IP-only rows' release and acquire); its `status` before \
+            `start` runs on n2 while n1 releases, outside acquire.\n\n\
+            | impl | fault | trials | release | notice | acquire | beyond |\n\
+            |---|---|---|---|---|---|---|\n";
+        body += &split;
+    }
     if !notes.is_empty() {
         body += "\nTrials that did not complete:\n";
         body += &notes;

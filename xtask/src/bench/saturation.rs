@@ -36,10 +36,10 @@ impl Pressure {
 
 /// Busy-loop processes, killed on drop.
 #[derive(Debug)]
-struct Burners(Vec<std::process::Child>);
+pub(super) struct Burners(Vec<std::process::Child>);
 
 impl Burners {
-    fn start() -> Result<Burners> {
+    pub(super) fn start() -> Result<Burners> {
         let n = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut v = Vec::new();
         for _ in 0..n {

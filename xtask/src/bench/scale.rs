@@ -391,7 +391,7 @@ impl Drop for Scale {
 /// `/proc/<pid>/task/<tid>/schedstat` (ns on a CPU, exact, where `/proc/<pid>/stat`'s utime and
 /// stime count 10 ms ticks). Threads that exited before the reading are not counted (hbd's
 /// threads live as long as it does).
-fn cpu_seconds(pid: u32) -> Result<f64> {
+pub(super) fn cpu_seconds(pid: u32) -> Result<f64> {
     let mut ns: u64 = 0;
     let dir = format!("/proc/{pid}/task");
     for entry in fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {

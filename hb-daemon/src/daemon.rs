@@ -970,12 +970,25 @@ impl Driver {
         }
         self.metrics
             .set_ping_links(&crate::metrics::ping_links(new));
+        // An address that moved to another ping node keeps the core's state in the metrics too.
+        let ping = self.node().status().ping;
+        for n in &ping.nodes {
+            for l in &n.links {
+                let state = match l.state {
+                    hb_proto::ping::PingState::Up => control::LinkState::Up,
+                    _ => control::LinkState::Dead,
+                };
+                self.metrics
+                    .set_ping_state(&n.name, &l.addr.to_string(), state);
+            }
+        }
         let names: Vec<String> = hb_proto::ping::ping_targets(&new.ha_cf)
             .into_iter()
             .map(|t| t.name)
             .collect();
         tracing::info!(
-            "hb: reload: ping nodes now [{}] (addresses that stay keep their state, new ones              start unknown)",
+            "hb: reload: ping nodes now [{}] (addresses that stay keep their state, new ones \
+             start unknown)",
             names.join(", ")
         );
         announce_ipfail(new);

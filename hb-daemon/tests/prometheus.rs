@@ -9,11 +9,9 @@ mod common;
 use std::{
     io::{Read as _, Write as _},
     net::TcpStream,
-    sync::{Arc, Mutex},
 };
 
 use prometheus_parse::{Sample, Scrape, Value};
-use tokio::sync::mpsc;
 
 fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -47,19 +45,7 @@ fn scalar(s: &Sample) -> f64 {
 
 #[test]
 fn scrape_parses_with_names_labels_and_values() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::channel(16);
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    rt.spawn(hb_daemon::prometheus::serve(listener, tx));
-    rt.spawn(common::fake_loop(rx, seen.clone()));
+    let (hbd, addr) = common::FakeHbd::start_metrics();
 
     let (head, body) = get(addr, "/metrics");
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
@@ -199,10 +185,9 @@ fn scrape_parses_with_names_labels_and_values() {
     let (head, _) = get(addr, "/other");
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
     assert_eq!(
-        *seen.lock().unwrap(),
+        *hbd.seen.lock().unwrap(),
         vec![hb_daemon::control::Request::Stats]
     );
-    rt.shutdown_background();
 }
 
 #[test]

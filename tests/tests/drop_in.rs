@@ -145,6 +145,15 @@ fn sighup_adds_and_removes_a_ping_node_live() {
         status_json(&lab, Node::N2)["nodes"][0]["ping"]["reachable"] == 1
     });
     assert!(seen, "n2 reads n1's count: {}", status_json(&lab, Node::N2));
+    // hbstat counts the echoes to the new address.
+    let stats = |lab: &Lab| -> serde_json::Value {
+        let out = lab.hbstat(Node::N1, &["--json"]).unwrap();
+        assert!(out.status.success(), "hbstat --json on n1");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let v = stats(&lab);
+    assert_eq!(v["ping"][0]["addr"], client.as_str(), "{v}");
+    assert!(v["ping"][0]["sent"].as_u64().unwrap() > 0, "{v}");
 
     // Out: the socket is closed and n1 announces no ping nodes again.
     std::fs::write(&ha_cf, &original).unwrap();
@@ -161,6 +170,11 @@ fn sighup_adds_and_removes_a_ping_node_live() {
     assert!(
         j.get("ping").is_none(),
         "no ping nodes after the reload: {j}"
+    );
+    let v = stats(&lab);
+    assert!(
+        v["ping"].as_array().is_none_or(|a| a.is_empty()),
+        "hbstat still lists ping addresses: {v}"
     );
     let gone = wait_until(Duration::from_secs(3), || {
         status_json(&lab, Node::N2)["nodes"][0]["ping"].is_null()

@@ -1,5 +1,6 @@
-//! A fake hbd for the integration tests: the control socket served by `control::serve`, and a
-//! fake main loop that answers from a real `Metrics` and a canned `StatusReport`.
+//! A fake hbd for the integration tests: the control socket served by `control::serve` (or the
+//! Prometheus endpoint by `prometheus::serve`), and a fake main loop that answers from a real
+//! `Metrics` and a canned `StatusReport`.
 
 #![allow(dead_code)]
 // Test helpers: a failed set-up is a failed test.
@@ -170,7 +171,8 @@ pub async fn fake_loop(mut rx: mpsc::Receiver<ControlCall>, seen: Arc<Mutex<Vec<
     }
 }
 
-/// A fake hbd on a thread of its own: control socket in a temporary run directory.
+/// A fake hbd on a thread of its own: a server (the control socket in a temporary run
+/// directory, or the Prometheus endpoint) in front of [`fake_loop`].
 pub struct FakeHbd {
     pub dir: tempfile::TempDir,
     pub seen: Arc<Mutex<Vec<Request>>>,
@@ -179,9 +181,34 @@ pub struct FakeHbd {
 }
 
 impl FakeHbd {
+    /// The control socket (`control::serve`) in the run directory.
     pub fn start() -> Self {
+        Self::serving(|dir, calls| {
+            let listener = control::bind(&dir.join(control::SOCKET_NAME)).unwrap();
+            tokio::spawn(control::serve(listener, calls));
+        })
+        .0
+    }
+
+    /// The Prometheus endpoint (`prometheus::serve`) on a free loopback port, and its address.
+    pub fn start_metrics() -> (Self, std::net::SocketAddr) {
+        Self::serving(|_, calls| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            tokio::spawn(hb_daemon::prometheus::serve(listener, calls));
+            addr
+        })
+    }
+
+    /// Runs `server(run dir, calls)` inside a current-thread runtime on a new thread, then the
+    /// fake loop on the calls until the fake is dropped; returns once the server is set up.
+    fn serving<R: Send + 'static>(
+        server: impl FnOnce(&std::path::Path, mpsc::Sender<ControlCall>) -> R + Send + 'static,
+    ) -> (Self, R) {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(control::SOCKET_NAME);
+        let path = dir.path().to_path_buf();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (stop, stopped) = oneshot::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -192,23 +219,22 @@ impl FakeHbd {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let listener = control::bind(&path).unwrap();
-                ready_tx.send(()).unwrap();
                 let (tx, rx) = mpsc::channel(16);
-                tokio::spawn(control::serve(listener, tx));
+                ready_tx.send(server(&path, tx)).unwrap();
                 tokio::select! {
                     () = fake_loop(rx, seen2) => {}
                     _ = stopped => {}
                 }
             });
         });
-        ready_rx.recv().unwrap();
-        Self {
+        let r = ready_rx.recv().unwrap();
+        let fake = Self {
             dir,
             seen,
             stop: Some(stop),
             thread: Some(thread),
-        }
+        };
+        (fake, r)
     }
 
     pub fn run_dir(&self) -> PathBuf {

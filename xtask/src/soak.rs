@@ -839,9 +839,7 @@ pub fn soak(bins: &Binaries, opts: &SoakOptions) -> Result<()> {
         .filter(|k| *k != Kind::SighupReload || opts.sighup_reload)
         .collect();
     if !opts.sighup_reload {
-        step(
-            "soak: sighup-reload left out (hbd has no SIGHUP reload yet; --sighup-reload adds it)",
-        );
+        step("soak: sighup-reload left out by default (--sighup-reload adds it)");
     }
     let started = Instant::now();
     let budget = Duration::from_secs(opts.minutes * 60);

@@ -1315,8 +1315,14 @@ impl Driver {
         self.notify.watchdog(monotonic_now(), joined);
         if self.status_dirty {
             self.status_dirty = false;
-            let status = self.node().status();
-            let line = notify::status_line(&status);
+            let (status, arbiter) = {
+                let node = self.node();
+                (node.status(), node.arbiter_status(monotonic_now()))
+            };
+            let mut line = notify::status_line(&status);
+            if let Some(a) = &arbiter {
+                line += &notify::arbiter_part(a);
+            }
             self.notify.status(&line);
         }
     }

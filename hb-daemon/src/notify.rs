@@ -6,7 +6,8 @@
 //!   ([`hb_proto::node::Event::Joined`]);
 //! - `RELOADING=1` (with `MONOTONIC_USEC=`) when a SIGHUP reload begins, `READY=1` when it ends;
 //! - `STOPPING=1` when a clean stop begins;
-//! - `STATUS=` a one-line summary: the owner of each group and the peers up ([`status_line`]);
+//! - `STATUS=` a one-line summary: the owner of each group and the peers up ([`status_line`]),
+//!   and with an arbiter whether it is reachable ([`arbiter_part`]);
 //! - `WATCHDOG=1` from the heartbeat loop itself, every half of `WATCHDOG_USEC` (systemd's
 //!   `WatchdogSec=`), so a hung or starved loop stops feeding it and systemd restarts hbd; until
 //!   joined, with `EXTEND_TIMEOUT_USEC=` so a long `initdead` does not time the start out.
@@ -208,6 +209,18 @@ pub fn status_line(s: &ClusterStatus) -> String {
     line
 }
 
+/// The arbiter's part of `STATUS=` (with `arbiter etcd` configured): whether etcd answered the
+/// last lease request and whether this node holds a lease valid here, e.g.
+/// `; arbiter: reachable, lease held` or `; arbiter: unreachable (nothing is taken over)`.
+pub fn arbiter_part(a: &hb_proto::arbiter::ArbiterStatus) -> String {
+    match (a.reachable, a.lease.is_some()) {
+        (true, true) => "; arbiter: reachable, lease held".to_owned(),
+        (true, false) => "; arbiter: reachable, no lease yet".to_owned(),
+        (false, true) => "; arbiter: unreachable, lease still valid here".to_owned(),
+        (false, false) => "; arbiter: unreachable (nothing is taken over)".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +280,33 @@ mod tests {
             },
             takeover_held: None,
         }
+    }
+
+    #[test]
+    fn arbiter_part_says_reachability_and_lease() {
+        let mut a = hb_proto::arbiter::ArbiterStatus {
+            reachable: true,
+            lease: Some(7),
+            ttl: Some(std::time::Duration::from_secs(2)),
+            valid_for: Some(std::time::Duration::from_secs(1)),
+            keys: Vec::new(),
+            taken_by: Vec::new(),
+            last_epoch: Vec::new(),
+            lapses: 0,
+        };
+        assert_eq!(arbiter_part(&a), "; arbiter: reachable, lease held");
+        a.reachable = false;
+        assert_eq!(
+            arbiter_part(&a),
+            "; arbiter: unreachable, lease still valid here"
+        );
+        a.lease = None;
+        assert_eq!(
+            arbiter_part(&a),
+            "; arbiter: unreachable (nothing is taken over)"
+        );
+        a.reachable = true;
+        assert_eq!(arbiter_part(&a), "; arbiter: reachable, no lease yet");
     }
 
     #[test]

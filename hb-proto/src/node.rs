@@ -371,7 +371,8 @@ struct LocalGroup {
     stop_retry_at: Option<Timestamp>,
     standby: bool,
     wants: bool,
-    /// A dual claim is in progress (reported, reannounced).
+    /// A live peer is involved with the group we hold or claim (a dual claim, reported; or the
+    /// peer seen releasing it): re-announce when the peer shows it `None`.
     conflict: bool,
     /// The dead peer that held it when it died.
     orphaned_from: Option<usize>,
@@ -648,12 +649,7 @@ impl Node {
             }
             if lg.holding == Holding::Stopping && lg.stop_retry_at.is_some_and(|t| now >= t) {
                 lg.stop_retry_at = None;
-                let line = self.groups[g].line.clone();
-                self.event(Event::Releasing { group: g, line });
-                self.outputs.push_back(Output::Resource {
-                    group: g,
-                    op: ResourceOp::Stop,
-                });
+                self.ask_stop(g);
             }
         }
         self.reconcile(now);

@@ -59,20 +59,14 @@ impl Node {
                 let retry_after = backoff(self.deadtime, lg.start_failures);
                 lg.failed_until = Some(now + retry_after);
                 lg.takeover_from = None;
-                lg.holding = Holding::Stopping;
-                self.dirty = true;
                 self.counters.start_failures += 1;
                 self.event(Event::StartFailed {
                     group,
-                    line: line.clone(),
+                    line,
                     error,
                     retry_after,
                 });
-                self.event(Event::Releasing { group, line });
-                self.outputs.push_back(Output::Resource {
-                    group,
-                    op: ResourceOp::Stop,
-                });
+                self.release(group);
             }
             // The result of a start abandoned for a live holder: the stop asked in its place
             // decides.
@@ -308,14 +302,7 @@ impl Node {
                     // renewed in time) stops it at once, whoever should own it.
                     let lost = !self.arbiter_allows(g, now);
                     if lost || (!mine && (!frozen || self.phase == Phase::ShuttingDown)) {
-                        self.local_groups[g].holding = Holding::Stopping;
-                        self.dirty = true;
-                        let line = self.groups[g].line.clone();
-                        self.event(Event::Releasing { group: g, line });
-                        self.outputs.push_back(Output::Resource {
-                            group: g,
-                            op: ResourceOp::Stop,
-                        });
+                        self.release(g);
                     }
                 }
                 // Another node rightfully keeps the group and a live peer holds it: the start
@@ -403,7 +390,6 @@ impl Node {
     /// is not to yield it: a stop replaces it.
     fn abandon_start(&mut self, g: usize, holder: usize) {
         let lg = &mut self.local_groups[g];
-        lg.holding = Holding::Stopping;
         lg.start_abandoned = true;
         let from = lg.takeover_from.take();
         // A takeover given up is not completed: no `mach_down` completion line for it.
@@ -416,14 +402,25 @@ impl Node {
                 self.mach_down_pending.retain(|(p, _)| *p != from);
             }
         }
-        self.dirty = true;
         self.counters.abandoned_starts += 1;
-        let line = self.groups[g].line.clone();
         self.event(Event::StartAbandoned {
             group: g,
-            line: line.clone(),
+            line: self.groups[g].line.clone(),
             holder: self.names[holder].clone(),
         });
+        self.release(g);
+    }
+
+    /// Starts releasing `g` here: `Stopping`, announced, and the stop asked of the driver.
+    pub(super) fn release(&mut self, g: usize) {
+        self.local_groups[g].holding = Holding::Stopping;
+        self.dirty = true;
+        self.ask_stop(g);
+    }
+
+    /// Asks the driver to stop `g` (a first stop, or a retry of a failed one).
+    pub(super) fn ask_stop(&mut self, g: usize) {
+        let line = self.groups[g].line.clone();
         self.event(Event::Releasing { group: g, line });
         self.outputs.push_back(Output::Resource {
             group: g,

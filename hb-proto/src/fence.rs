@@ -326,6 +326,14 @@ impl FenceGate {
         }
     }
 
+    /// Whether an attempt is due at `now` (held ones included): [`FenceGate::poll`] has
+    /// something to decide.
+    pub fn due(&self, now: Timestamp) -> bool {
+        self.state
+            .iter()
+            .any(|s| matches!(s, State::Waiting { at, .. } if now >= *at))
+    }
+
     /// Attempts due at `now` on the peers `may_fence` allows. A due attempt it does not allow
     /// waits without a timer ([`FenceGate::next_timeout`] leaves it out): poll again when the
     /// answer may have changed.

@@ -81,6 +81,9 @@ impl Node {
         if self.phase == Phase::ShuttingDown {
             return;
         }
+        if !self.fencing.gate.due(now) {
+            return;
+        }
         // Not while the ping guard would keep this node from taking the peer's groups: it may
         // be the isolated one.
         let may_fence: Vec<bool> = (0..self.peers.len())

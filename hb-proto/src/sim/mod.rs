@@ -857,6 +857,16 @@ impl Sim {
         }
     }
 
+    /// Hands host `h` the result of its `op` on `group` now.
+    fn hand_in_result(&mut self, h: usize, group: usize, op: ResourceOp) {
+        let r = self.result_for(h, group, op);
+        let now = self.now;
+        if let Some(node) = self.hosts[h].node.as_mut() {
+            node.handle_resource_result(now, group, op, r.map(|()| ResourceTimes::default()));
+        }
+        self.drain(h);
+    }
+
     fn process(&mut self, ev: Ev) {
         let now = self.now;
         match ev {
@@ -884,16 +894,7 @@ impl Sim {
                     self.hosts[h].pending_results.push((group, op));
                     return;
                 }
-                let r = self.result_for(h, group, op);
-                if let Some(node) = self.hosts[h].node.as_mut() {
-                    node.handle_resource_result(
-                        now,
-                        group,
-                        op,
-                        r.map(|()| ResourceTimes::default()),
-                    );
-                }
-                self.drain(h);
+                self.hand_in_result(h, group, op);
             }
             Ev::FenceDone {
                 host: h,
@@ -1029,16 +1030,7 @@ impl Sim {
                     self.drain(h);
                 }
                 for (group, op) in results {
-                    let r = self.result_for(h, group, op);
-                    if let Some(node) = self.hosts[h].node.as_mut() {
-                        node.handle_resource_result(
-                            now,
-                            group,
-                            op,
-                            r.map(|()| ResourceTimes::default()),
-                        );
-                    }
-                    self.drain(h);
+                    self.hand_in_result(h, group, op);
                 }
                 if let Some(node) = self.hosts[h].node.as_mut() {
                     node.handle_timeout(now);

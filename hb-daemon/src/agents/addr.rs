@@ -81,16 +81,31 @@ pub(crate) fn errno(e: &rtnetlink::Error) -> Option<i32> {
     }
 }
 
-/// One address dump at a time: the kernel runs one dump per netlink socket and answers a
-/// second one started meanwhile with `EBUSY` (`Device or resource busy`), which the soak saw
-/// when a re-announcement's dump met a start's or stop's on the agents' shared connection.
-static DUMP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The agents' rtnetlink connection: its handle, and one address dump at a time on it. The
+/// kernel runs one dump per netlink socket and answers a second one started meanwhile with
+/// `EBUSY` (`Device or resource busy`), which the soak saw when a re-announcement's dump met a
+/// start's or stop's on the shared connection. The lock is per connection: two agents (two
+/// namespaces, as in the tests) do not wait for each other.
+pub(crate) struct Netlink {
+    pub(crate) handle: Handle,
+    dump: tokio::sync::Mutex<()>,
+}
+
+impl Netlink {
+    pub(crate) fn new(handle: Handle) -> Self {
+        Self {
+            handle,
+            dump: tokio::sync::Mutex::new(()),
+        }
+    }
+}
 
 /// Every address on the node as `(ifindex, address, prefix)`, plus the raw messages.
 pub(crate) async fn dump_addresses(
-    handle: &Handle,
+    netlink: &Netlink,
 ) -> Result<Vec<(u32, IpAddr, u8, AddressMessage)>, rtnetlink::Error> {
-    let _one_at_a_time = DUMP.lock().await;
+    let handle = &netlink.handle;
+    let _one_at_a_time = netlink.dump.lock().await;
     let mut tries = 1;
     loop {
         // Bounded, so that one dump that never ends cannot hold every later one (a stop's).
@@ -214,12 +229,13 @@ pub(crate) async fn add_address(
 /// Removes every instance of `addr` (on `only_index` when given). Returns how many were
 /// removed; an absent address is success (0).
 pub(crate) async fn remove_address(
-    handle: &Handle,
+    netlink: &Netlink,
     addr: IpAddr,
     only_index: Option<u32>,
 ) -> Result<usize, rtnetlink::Error> {
+    let handle = &netlink.handle;
     let mut removed = 0;
-    for (index, a, _, msg) in dump_addresses(handle).await? {
+    for (index, a, _, msg) in dump_addresses(netlink).await? {
         if a != addr || only_index.is_some_and(|i| i != index) {
             continue;
         }
@@ -233,8 +249,8 @@ pub(crate) async fn remove_address(
 }
 
 /// Interfaces (`ifindex`) that hold `addr` now.
-pub(crate) async fn holders(handle: &Handle, addr: IpAddr) -> Result<Vec<u32>, rtnetlink::Error> {
-    Ok(dump_addresses(handle)
+pub(crate) async fn holders(netlink: &Netlink, addr: IpAddr) -> Result<Vec<u32>, rtnetlink::Error> {
+    Ok(dump_addresses(netlink)
         .await?
         .into_iter()
         .filter(|(_, a, _, _)| *a == addr)

@@ -277,7 +277,7 @@ impl GroupReport {
 /// that created it, in the network namespace of the thread that created it), the announcement
 /// settings and the script timeout.
 pub struct Agents {
-    handle: rtnetlink::Handle,
+    netlink: addr::Netlink,
     connection: tokio::task::JoinHandle<()>,
     announcer: addr::Announcer,
     script_timeout: Duration,
@@ -376,7 +376,7 @@ impl Agents {
             rtnetlink::new_connection().map_err(AgentError::Connection)?;
         let connection = tokio::spawn(conn);
         Ok(Self {
-            handle,
+            netlink: addr::Netlink::new(handle),
             connection,
             announcer: addr::Announcer::new(garp_count.max(1), garp_interval),
             script_timeout,
@@ -640,14 +640,14 @@ impl Agents {
             Some(i) => Some(self.iface_index(name, i).await?),
             None => None,
         };
-        let holders = addr::holders(&self.handle, addr).await.map_err(netlink)?;
+        let holders = addr::holders(&self.netlink, addr).await.map_err(netlink)?;
         let Some(index) = holders.into_iter().find(|h| only.is_none_or(|o| o == *h)) else {
             return Err(AgentError::NotHeld {
                 resource: name.to_owned(),
                 addr,
             });
         };
-        let (ifname, mac) = addr::link_info(&self.handle, index)
+        let (ifname, mac) = addr::link_info(&self.netlink.handle, index)
             .await
             .map_err(netlink)?;
         let Some(mac) = mac else {
@@ -666,7 +666,7 @@ impl Agents {
     }
 
     async fn iface_index(&self, name: &str, iface: &str) -> Result<u32, AgentError> {
-        addr::link_index(&self.handle, iface)
+        addr::link_index(&self.netlink.handle, iface)
             .await
             .map_err(|source| AgentError::Netlink {
                 resource: name.to_owned(),
@@ -698,7 +698,7 @@ impl Agents {
         let (index, prefix) = match (only, prefix) {
             (Some(index), Some(prefix)) => (index, prefix),
             _ => {
-                let networks: Vec<_> = addr::dump_addresses(&self.handle)
+                let networks: Vec<_> = addr::dump_addresses(&self.netlink)
                     .await
                     .map_err(netlink)?
                     .into_iter()
@@ -714,7 +714,7 @@ impl Agents {
                 (index, prefix.unwrap_or(found))
             }
         };
-        let (ifname, mac) = addr::link_info(&self.handle, index)
+        let (ifname, mac) = addr::link_info(&self.netlink.handle, index)
             .await
             .map_err(netlink)?;
         Ok(ResolvedAddr {
@@ -744,7 +744,7 @@ impl Agents {
             } => {
                 let r = self.resolve(name, *addr, *prefix, iface.as_deref()).await?;
                 addr::add_address(
-                    &self.handle,
+                    &self.netlink.handle,
                     r.index,
                     *addr,
                     r.prefix,
@@ -865,7 +865,7 @@ impl Agents {
             Resource::IpAddr { addr, iface, .. } => {
                 self.announcer.cancel(*addr);
                 let only = match iface {
-                    Some(i) => match addr::link_index(&self.handle, i).await {
+                    Some(i) => match addr::link_index(&self.netlink.handle, i).await {
                         Ok(Some(index)) => Some(index),
                         // The interface is gone, and the address with it.
                         Ok(None) => return Ok(()),
@@ -878,7 +878,7 @@ impl Agents {
                     },
                     None => None,
                 };
-                let removed = addr::remove_address(&self.handle, *addr, only)
+                let removed = addr::remove_address(&self.netlink, *addr, only)
                     .await
                     .map_err(|source| AgentError::Netlink {
                         resource: name.to_owned(),

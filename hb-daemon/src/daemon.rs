@@ -71,6 +71,10 @@ use crate::{
 /// How long a resource script may run before it is killed.
 pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Most threads of the agents' blocking pool (tokio's default is 512, each a resident 2 MiB
+/// stack under `realtime`): gratuitous ARP sends, each well under a millisecond.
+pub const AGENTS_BLOCKING_THREADS: usize = 4;
+
 /// Most datagrams read from one socket in one turn of the loop (the first one the socket arm
 /// woke up for, and then without waiting). Reading in batches keeps the per-datagram cost of a
 /// flood small (one turn, one timer, one poll of every future per batch, not per datagram);
@@ -228,8 +232,14 @@ fn spawn_agents(
     std::thread::Builder::new()
         .name("hb-agents".to_owned())
         .spawn(move || {
+            // With `realtime` (mlockall, MCL_FUTURE) every thread's 2 MiB stack is resident
+            // from its creation, and glibc keeps the stacks of exited threads for reuse: the
+            // agents' resident memory grows by 2 MiB for each thread beyond the most that
+            // ever ran at once. The blocking pool (gratuitous ARP sends) is bounded so that
+            // this stays small: its tasks are short.
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
+                .max_blocking_threads(AGENTS_BLOCKING_THREADS)
                 .thread_name("hb-agents-rt")
                 .enable_all()
                 .build()

@@ -47,10 +47,13 @@ pub struct SoakOptions {
     /// PRNG seed (default: from the clock; printed first either way).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Also send SIGHUP (reload) to both nodes as a fault. Only for an hbd that reloads on
-    /// SIGHUP: without reload support SIGHUP ends hbd, which the crash audit reports.
-    #[arg(long)]
+    /// SIGHUP (reload) to both nodes is one of the faults by default (hbd reloads on SIGHUP);
+    /// this flag, which once added it, is kept for scripts and changes nothing.
+    #[arg(long, conflicts_with = "no_sighup_reload")]
     pub sighup_reload: bool,
+    /// Leave the SIGHUP reload out of the faults.
+    #[arg(long)]
+    pub no_sighup_reload: bool,
 }
 
 /// The run's choices come from the simulation's seeded PRNG.
@@ -97,7 +100,7 @@ enum Kind {
     FailStop,
     /// Both nodes power off and reboot at once.
     RestartBoth,
-    /// SIGHUP to both (reload; only with `--sighup-reload`).
+    /// SIGHUP to both (reload; left out with `--no-sighup-reload`).
     SighupReload,
 }
 
@@ -159,11 +162,36 @@ struct StepReport {
     evidence: String,
 }
 
-/// Descriptors and memory of one hbd process over its life: (step, fds, rss kB).
+/// Descriptors and memory of one hbd process at the end of a step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Usage {
+    step: usize,
+    fds: usize,
+    /// VmRSS, kB.
+    rss: u64,
+    /// Resident thread stacks (anonymous `rw-p` mappings of exactly [`THREAD_STACK_KB`]): with
+    /// `realtime` (mlockall) each thread's stack is resident in full from its creation, and
+    /// glibc keeps the stacks of exited threads for new ones, so these only say how many threads
+    /// ever ran at once.
+    stacks: u64,
+    /// VmRSS less the resident thread stacks, kB: where a leak would show.
+    rest: u64,
+}
+
+/// The size of a Rust thread's stack mapping (std's default, 2 MiB; tokio's threads too).
+const THREAD_STACK_KB: u64 = 2048;
+
+/// The most threads besides the main one an hbd of the soak's set-up runs at once: its own
+/// (`hbd-log`, `hb-send`, `hb-agents`, `hb-respawn`, `hb-etcd`), the agents' two tokio workers
+/// and their blocking pool (`AGENTS_BLOCKING_THREADS`, 4), and one more for a thread that exits
+/// while its successor starts.
+const MOST_THREADS: u64 = 12;
+
+/// Descriptors and memory of one hbd process over its life.
 #[derive(Debug, Default)]
 struct ProcTrack {
     node: Option<Node>,
-    samples: Vec<(usize, usize, u64)>,
+    samples: Vec<Usage>,
 }
 
 /// The soak's state.
@@ -182,6 +210,8 @@ struct Soak {
     step_no: usize,
     /// Which hbd is in standby (`hbctl standby` until a takeover there or a restart).
     standby: [bool; 2],
+    /// SIGHUP reloads so far.
+    reloads: u64,
 }
 
 fn idx(node: Node) -> usize {
@@ -209,8 +239,8 @@ fn since_ms(from_ns: u64, to_ns: u64) -> String {
     ms(Duration::from_nanos(to_ns.saturating_sub(from_ns)))
 }
 
-/// Open descriptors and VmRSS (kB) of `pid`.
-fn proc_usage(pid: u32) -> Option<(usize, u64)> {
+/// Open descriptors, VmRSS and resident thread stacks of `pid` (`/proc/PID/smaps`).
+fn proc_usage(pid: u32, step: usize) -> Option<Usage> {
     let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss = status
@@ -218,23 +248,60 @@ fn proc_usage(pid: u32) -> Option<(usize, u64)> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())?;
-    Some((fds, rss))
+    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let stacks = resident_stacks(&smaps);
+    Some(Usage {
+        step,
+        fds,
+        rss,
+        stacks,
+        rest: rss.saturating_sub(stacks * THREAD_STACK_KB),
+    })
+}
+
+/// How many anonymous private writable mappings of [`THREAD_STACK_KB`] are resident in full.
+fn resident_stacks(smaps: &str) -> u64 {
+    let mut n = 0;
+    let mut stack_like = false;
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(first), second) = (f.next(), f.next()) else {
+            continue;
+        };
+        if let Some((from, to)) = first.split_once('-')
+            && let (Ok(from), Ok(to)) = (u64::from_str_radix(from, 16), u64::from_str_radix(to, 16))
+        {
+            // `START-END PERMS OFFSET DEV INODE [PATH]`: anonymous mappings have inode 0 and no path.
+            let rest: Vec<&str> = f.collect();
+            stack_like = second == Some("rw-p")
+                && (to - from) / 1024 == THREAD_STACK_KB
+                && rest.len() == 3
+                && rest[2] == "0";
+        } else if stack_like && first == "Rss:" {
+            if second.and_then(|v| v.parse::<u64>().ok()) == Some(THREAD_STACK_KB) {
+                n += 1;
+            }
+            stack_like = false;
+        }
+    }
+    n
 }
 
 /// Whether a process's descriptors or memory grew over its samples: the last quarter against
-/// the first quarter (descriptors: more than 2 above the first quarter's highest; memory: the
-/// last quarter's lowest more than 10 % + 2 MiB above the first quarter's highest). Needs 8
-/// samples.
-fn growth(samples: &[(usize, usize, u64)]) -> Option<String> {
+/// the first quarter (descriptors: more than 2 above the first quarter's highest; memory less
+/// its resident thread stacks: the last quarter's lowest more than 10 % + 2 MiB above the first
+/// quarter's highest; thread stacks: more than hbd's most threads at once). Needs 8 samples.
+fn growth(samples: &[Usage]) -> Option<String> {
     if samples.len() < 8 {
         return None;
     }
     let q = samples.len() / 4;
     let (first, last) = (&samples[..q], &samples[samples.len() - q..]);
-    let fd_first = first.iter().map(|s| s.1).max()?;
-    let fd_last = last.iter().map(|s| s.1).min()?;
-    let rss_first = first.iter().map(|s| s.2).max()?;
-    let rss_last = last.iter().map(|s| s.2).min()?;
+    let fd_first = first.iter().map(|s| s.fds).max()?;
+    let fd_last = last.iter().map(|s| s.fds).min()?;
+    let rss_first = first.iter().map(|s| s.rest).max()?;
+    let rss_last = last.iter().map(|s| s.rest).min()?;
+    let stacks = samples.iter().map(|s| s.stacks).max()?;
     let mut out = Vec::new();
     if fd_last > fd_first + 2 {
         out.push(format!(
@@ -243,7 +310,12 @@ fn growth(samples: &[(usize, usize, u64)]) -> Option<String> {
     }
     if rss_last > rss_first + rss_first / 10 + 2048 {
         out.push(format!(
-            "resident memory grew from {rss_first} kB to {rss_last} kB"
+            "resident memory (less thread stacks) grew from {rss_first} kB to {rss_last} kB"
+        ));
+    }
+    if stacks > MOST_THREADS {
+        out.push(format!(
+            "{stacks} resident thread stacks, more than hbd's {MOST_THREADS} threads at most"
         ));
     }
     (!out.is_empty()).then(|| out.join(", "))
@@ -445,11 +517,11 @@ impl Soak {
         // 4. Descriptors and memory, sampled at the quiet end of each step.
         for node in Node::ALL {
             if let Some(pid) = self.lab.hbd_pid(node)
-                && let Some((fds, rss)) = proc_usage(pid)
+                && let Some(usage) = proc_usage(pid, self.step_no)
             {
                 let t = self.procs.entry(pid).or_default();
                 t.node = Some(node);
-                t.samples.push((self.step_no, fds, rss));
+                t.samples.push(usage);
             }
         }
         let evidence = if w.failures.is_empty() {
@@ -728,16 +800,59 @@ impl Soak {
                 self.recover(&mut w, at, start_bound + bound, expect, "after the reboot")?;
             }
             Kind::SighupReload => {
+                // Every other reload changes `warntime` (30 <-> 40 ms) in both ha.cf files, so
+                // that hbd applies a change live, not only reads the same files again.
+                let warntime = self.reload_warntime()?;
                 let at = monotonic_ns();
                 for node in Node::ALL {
                     self.lab.signal_hbd(node, Signal::SIGHUP)?;
                 }
-                w.notes.push(format!("SIGHUP to both (owner {owner})"));
+                w.notes.push(format!(
+                    "SIGHUP to both (owner {owner}, warntime {warntime} ms)"
+                ));
+                for node in Node::ALL {
+                    if self
+                        .lab
+                        .wait_log(node, "Configuration reloaded.", at, Duration::from_secs(2))?
+                        .is_none()
+                    {
+                        w.failures.push(format!(
+                            "{node} did not log `Configuration reloaded.` within 2 s of SIGHUP"
+                        ));
+                    }
+                }
                 interrupt::sleep(self.deadtime * 4)?;
                 self.recover(&mut w, at, bound, Some(owner), "after the reload")?;
             }
         }
         self.finish(kind, w)
+    }
+
+    /// Writes the next `warntime` (30 or 40 ms, alternating) into both nodes' `ha.cf`; returns it.
+    fn reload_warntime(&mut self) -> Result<u64> {
+        self.reloads += 1;
+        let warntime = if self.reloads.is_multiple_of(2) {
+            30
+        } else {
+            40
+        };
+        for node in Node::ALL {
+            let path = self.lab.config_dir(node).join("ha.cf");
+            let text = fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+            let new: Vec<String> = text
+                .lines()
+                .map(|l| {
+                    if l.starts_with("warntime ") {
+                        format!("warntime {warntime}ms")
+                    } else {
+                        l.to_owned()
+                    }
+                })
+                .collect();
+            fs::write(&path, new.join("\n") + "\n")
+                .with_context(|| format!("{}", path.display()))?;
+        }
+        Ok(warntime)
     }
 
     fn hbctl(&self, w: &mut Watch, node: Node, args: &[&str]) -> Result<()> {
@@ -824,6 +939,7 @@ pub fn soak(bins: &Binaries, opts: &SoakOptions) -> Result<()> {
         procs: BTreeMap::new(),
         step_no: 0,
         standby: [false; 2],
+        reloads: 0,
     };
     for node in Node::ALL {
         if soak.lab.hbd_pid(node).is_none() {
@@ -836,10 +952,10 @@ pub fn soak(bins: &Binaries, opts: &SoakOptions) -> Result<()> {
     soak.repair()?;
     let kinds: Vec<Kind> = Kind::ALL
         .into_iter()
-        .filter(|k| *k != Kind::SighupReload || opts.sighup_reload)
+        .filter(|k| *k != Kind::SighupReload || !opts.no_sighup_reload)
         .collect();
-    if !opts.sighup_reload {
-        step("soak: sighup-reload left out by default (--sighup-reload adds it)");
+    if opts.no_sighup_reload {
+        step("soak: sighup-reload left out (--no-sighup-reload)");
     }
     let started = Instant::now();
     let budget = Duration::from_secs(opts.minutes * 60);
@@ -881,12 +997,15 @@ pub fn soak(bins: &Binaries, opts: &SoakOptions) -> Result<()> {
         let node = t.node.map(Node::name).unwrap_or("?");
         let verdict = growth(&t.samples);
         println!(
-            "  {node} pid {pid}: {} steps, fds {} -> {}, rss {} -> {} kB{}",
+            "  {node} pid {pid}: {} steps, fds {} -> {}, rss {} -> {} kB, of which thread \
+             stacks {} -> {}{}",
             t.samples.len(),
-            first.1,
-            last.1,
-            first.2,
-            last.2,
+            first.fds,
+            last.fds,
+            first.rss,
+            last.rss,
+            first.stacks,
+            last.stacks,
             verdict
                 .as_ref()
                 .map(|v| format!("  GROWTH: {v}"))
@@ -961,18 +1080,64 @@ fn print_summary(seed: u64, elapsed: Duration, reports: &[StepReport], proc_fail
 mod tests {
     use super::*;
 
+    fn usage(step: usize, fds: usize, rest: u64, stacks: u64) -> Usage {
+        Usage {
+            step,
+            fds,
+            rss: rest + stacks * THREAD_STACK_KB,
+            stacks,
+            rest,
+        }
+    }
+
     #[test]
     fn growth_needs_a_rise_beyond_noise() {
-        let flat: Vec<(usize, usize, u64)> = (0..12)
-            .map(|i| (i, 20, 8000 + (i as u64 % 3) * 100))
+        let flat: Vec<Usage> = (0..12)
+            .map(|i| usage(i, 20, 8000 + (i as u64 % 3) * 100, 7))
             .collect();
         assert_eq!(growth(&flat), None);
-        let leaking: Vec<(usize, usize, u64)> = (0..12)
-            .map(|i| (i, 20 + i, 8000 + i as u64 * 1000))
+        let leaking: Vec<Usage> = (0..12)
+            .map(|i| usage(i, 20 + i, 8000 + i as u64 * 1000, 7))
             .collect();
         let v = growth(&leaking).unwrap();
         assert!(v.contains("descriptors") && v.contains("memory"), "{v}");
         assert_eq!(growth(&leaking[..7]), None);
+    }
+
+    #[test]
+    fn new_thread_stacks_are_not_a_leak_until_too_many() {
+        // The soak's 2026-12-02 flag: VmRSS 43.4 -> 50.0 MB in 2 MiB steps, each a thread of
+        // the agents' blocking pool whose locked stack glibc kept.
+        let more_threads: Vec<Usage> = (0..10)
+            .map(|i| usage(i, 31, 30_000, 7 + (i as u64 / 3).min(3)))
+            .collect();
+        assert_eq!(growth(&more_threads), None);
+        let runaway: Vec<Usage> = (0..10)
+            .map(|i| usage(i, 31, 30_000, 7 + i as u64))
+            .collect();
+        assert!(growth(&runaway).unwrap().contains("thread stacks"));
+    }
+
+    #[test]
+    fn counts_resident_thread_stacks_in_smaps() {
+        let smaps = "\
+55e65b9b4000-55e65cc07000 rw-p 00000000 00:00 0                          [heap]
+Size:              19020 kB
+Rss:               18764 kB
+7f63b553e000-7f63b553f000 ---p 00000000 00:00 0
+Size:                  4 kB
+Rss:                   0 kB
+7f63b553f000-7f63b573f000 rw-p 00000000 00:00 0
+Size:               2048 kB
+Rss:                2048 kB
+7f63b533e000-7f63b553e000 rw-p 00000000 00:00 0
+Size:               2048 kB
+Rss:                 120 kB
+7f63b4b32000-7f63b4d32000 r--s 00001000 00:10 1038                       anon_inode:bpf-map
+Size:               2048 kB
+Rss:                2048 kB
+";
+        assert_eq!(resident_stacks(smaps), 1);
     }
 
     #[test]

@@ -227,7 +227,7 @@ fn vip_moved_by_hand_is_seen_by_the_client_with_its_outage() {
     assert!(owners.first_arp_to(Node::N2, t0).is_some());
     assert!(owners.dual_owner().is_empty(), "{:?}", owners.dual_owner());
     let last = owners.samples.last().unwrap();
-    assert!(!last.n1 && last.n2);
+    assert!(!last.holds(Node::N1) && last.holds(Node::N2));
     assert_eq!(owners.arp_owner(last), Some(Node::N2));
     assert!(!lab.holds_vip(Node::N1).unwrap() && lab.holds_vip(Node::N2).unwrap());
 }
@@ -292,8 +292,18 @@ fn dual_owner_sampler_flags_both_nodes_holding_the_vip() {
             .all(|s| s.at_ns >= window_start && s.at_ns <= both_to),
         "{dual:?}"
     );
-    assert!(owners.samples.iter().any(|s| s.n1 && !s.n2));
-    assert!(owners.samples.iter().any(|s| !s.n1 && s.n2));
+    assert!(
+        owners
+            .samples
+            .iter()
+            .any(|s| s.holds(Node::N1) && !s.holds(Node::N2))
+    );
+    assert!(
+        owners
+            .samples
+            .iter()
+            .any(|s| !s.holds(Node::N1) && s.holds(Node::N2))
+    );
 }
 
 /// Sends 5 unicast and 5 broadcast datagrams to UDP 694 from `from` to `to`; returns how many

@@ -461,15 +461,29 @@ fn three_nodes_owner_killed(arbiter: bool) -> ThreeNodeKill {
         );
     }
     if let Some(n1_epoch) = n1_epoch {
-        // n2 got the key under a new epoch once n1's lease expired, and started the group
-        // only then; n3 never held the key.
+        // n2 asked at once and was told n1 still held the key; it got the key under a new
+        // epoch once n1's lease expired, and started the group only then. n3 never asked.
+        let refused = expect_log(
+            &lab,
+            Node::N2,
+            &format!("arbiter: group 0 is held by n1 (epoch {n1_epoch})"),
+            killed,
+            Duration::from_secs(1),
+        );
         let (held_at, n2_epoch) = held_here_epoch(&lab, Node::N2, killed, Duration::from_secs(1));
+        assert!(n2_dead <= refused && refused < held_at);
         assert!(n2_epoch > n1_epoch, "epoch {n1_epoch} then {n2_epoch}");
         assert!(
             held_at <= acquiring,
             "n2 started the group before holding the key"
         );
-        assert!(!logged(&lab, Node::N3, "arbiter: group 0 held here", 0));
+        for line in ["arbiter: group 0 held here", "arbiter: group 0 is held by"] {
+            assert!(
+                !logged(&lab, Node::N3, line, 0),
+                "n3 logged {line:?}\n{}",
+                logs(&lab, 40)
+            );
+        }
         // etcd keeps n1's key at least TTL x 3/4 after its last renewal (at most TTL/4 before
         // the kill), then n2's retry (TTL/10) and the start follow.
         assert!(

@@ -1,12 +1,19 @@
-//! The failover lab: two cluster nodes (`n1`, `n2`) and a client, each a network namespace,
-//! joined by bridges that live in a namespace of their own (never in the host's).
+//! The failover lab: two cluster nodes (`n1`, `n2`), or three with [`LabSpec::nodes`] 3 (`n3`
+//! too), and a client, each a network namespace, joined by bridges that live in a namespace of
+//! their own (never in the host's).
 //!
 //! Topology for a lab with prefix `P` and subnet octet `y`:
 //! - `Phblab-br` holds bridge `br1` (the LAN, link 1) and, with two links, `br2` (a
 //!   heartbeat-only link between the nodes).
-//! - `Pn1`, `Pn2`: `eth1` on `br1` (`10.213.y.1/24`, `10.213.y.2/24`), optionally `eth2` on `br2`
-//!   (`10.214.y.1/24`, `10.214.y.2/24`). The VIP is `10.213.y.100/24` on `eth1`.
+//! - `Pn1`, `Pn2` (and `Pn3`): `eth1` on `br1` (`10.213.y.1/24`, `10.213.y.2/24`,
+//!   `10.213.y.3/24`), optionally `eth2` on `br2` (`10.214.y.1/24`, ...). The VIP is
+//!   `10.213.y.100/24` on `eth1`.
 //! - `Pclient`: `eth1` on `br1` (`10.213.y.10/24`).
+//!
+//! Every node's `ha.cf` lists all the lab's nodes in order (`node n1`, `node n2`, `node n3`) and
+//! heartbeats by broadcast on every link; `haresources` prefers `n1`. [`Node::ALL`] is the
+//! two-node set the two-node tests and xtask (bench, soak, demo) use; code that must work for
+//! either size loops over [`Lab::nodes`] and [`Lab::peers`].
 //!
 //! Each node has its own directory (config dir with `ha.cf`, `haresources`, `authkeys` (mode 600,
 //! `sha256`), `resource.d/httpd`; state dir; run dir; Apache's config and document root; `hbd.log`),
@@ -67,57 +74,80 @@ pub const STATE_DIR: &str = "/run/hb-lab";
 /// The text every node's `index.html` starts with, followed by the node's name.
 pub const PAGE_PREFIX: &str = "hb lab node ";
 
-/// One of the two cluster nodes.
+/// One of the cluster nodes: a lab has two ([`Node::ALL`]) or three ([`LabSpec::nodes`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Node {
     /// `n1`, the preferred owner of the resource group.
     N1,
-    /// `n2`, the standby.
+    /// `n2`, the standby (with three nodes, the first in `node` order after `n1`).
     N2,
+    /// `n3`, the third node of a three-node lab (last in `node` order).
+    N3,
 }
 
 impl Node {
-    /// Both nodes, `n1` first.
+    /// The nodes of a two-node lab (the default), `n1` first.
     pub const ALL: [Node; 2] = [Node::N1, Node::N2];
 
-    /// The node's name as in `ha.cf` (`n1`, `n2`), also its hostname.
+    /// Every node a lab can have, in `node` order; a lab of `k` nodes has the first `k`
+    /// ([`Lab::nodes`]).
+    pub const UP_TO_THREE: [Node; 3] = [Node::N1, Node::N2, Node::N3];
+
+    /// The node's name as in `ha.cf` (`n1`, `n2`, `n3`), also its hostname.
     pub fn name(self) -> &'static str {
         match self {
             Node::N1 => "n1",
             Node::N2 => "n2",
+            Node::N3 => "n3",
         }
     }
 
-    /// The other node.
+    /// The other node of a two-node lab. `n3` has no single other node: it panics for `n3`
+    /// (three-node code uses [`Lab::peers`]).
     pub fn other(self) -> Node {
         match self {
             Node::N1 => Node::N2,
             Node::N2 => Node::N1,
+            Node::N3 => panic!("n3 has no single other node: use Lab::peers"),
         }
     }
 
-    /// Host part of the node's addresses (`.1`, `.2`).
+    /// Host part of the node's addresses (`.1`, `.2`, `.3`).
     pub fn host(self) -> u8 {
         match self {
             Node::N1 => 1,
             Node::N2 => 2,
+            Node::N3 => 3,
         }
     }
 
-    fn index(self) -> usize {
+    /// The node's position in [`Node::UP_TO_THREE`] (`n1` 0, `n2` 1, `n3` 2), the index of
+    /// per-node arrays.
+    pub fn index(self) -> usize {
         match self {
             Node::N1 => 0,
             Node::N2 => 1,
+            Node::N3 => 2,
         }
     }
 
-    /// Parses `n1` / `n2`.
+    /// Parses `n1` / `n2` / `n3`.
     pub fn from_name(name: &str) -> Option<Node> {
         match name {
             "n1" => Some(Node::N1),
             "n2" => Some(Node::N2),
+            "n3" => Some(Node::N3),
             _ => None,
         }
+    }
+}
+
+/// The first `count` nodes in `node` order (two when `count` is not 2 or 3, which
+/// [`Lab::up`] refuses).
+pub(crate) fn first_nodes(count: u8) -> &'static [Node] {
+    match count {
+        3 => &Node::UP_TO_THREE,
+        _ => &Node::ALL,
     }
 }
 
@@ -130,13 +160,13 @@ impl fmt::Display for Node {
 /// How the nodes' `resource.d/httpd` script behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum ResourceBehaviour {
-    /// Both nodes start and stop Apache.
+    /// Every node starts and stops Apache.
     #[default]
     Ok,
     /// `start` fails (exit 1, Apache not started) on `n2`: the failed-takeover scenario.
     FailStartOnN2,
     /// The address only: `haresources` is `n1 IPaddr::VIP/24/eth1` (no `httpd`), and Apache
-    /// runs on both nodes all the time, as keepalived set-ups run it: started at lab-up before
+    /// runs on every node all the time, as keepalived set-ups run it: started at lab-up before
     /// hbd, and again when a node comes back ([`Lab::restart_node`]).
     IpOnly,
 }
@@ -204,18 +234,26 @@ pub struct LabSpec {
     pub xdp: XdpSetting,
     /// How the resource script behaves.
     pub resource: ResourceBehaviour,
-    /// Extra resources appended to the group's `haresources` line (both nodes), e.g.
+    /// Extra resources appended to the group's `haresources` line (every node), e.g.
     /// `Filesystem::tmpfs::/mnt/x::tmpfs` or the name of a script in [`LabSpec::scripts`].
     #[serde(default)]
     pub extra_resources: Vec<String>,
-    /// Extra resource scripts, `(name, body)`, written executable to both nodes'
+    /// Extra resource scripts, `(name, body)`, written executable to every node's
     /// `resource.d/`.
     #[serde(default)]
     pub scripts: Vec<(String, String)>,
-    /// Run etcd in the client's namespace and configure both nodes with it as their arbiter
+    /// Run etcd in the client's namespace and configure every node with it as its arbiter
     /// (`arbiter etcd http://CLIENT:2379`, `arbiter_ttl 2`, see [`Lab::start_etcd`]).
     #[serde(default)]
     pub arbiter: bool,
+    /// How many cluster nodes: 2 (`n1`, `n2`, the default) or 3 (`n3` too, host `.3` on every
+    /// link). Every node's `ha.cf` lists all of them; `haresources` prefers `n1`.
+    #[serde(default = "two_nodes")]
+    pub nodes: u8,
+}
+
+fn two_nodes() -> u8 {
+    2
 }
 
 impl LabSpec {
@@ -241,6 +279,7 @@ impl LabSpec {
             extra_resources: Vec::new(),
             scripts: Vec::new(),
             arbiter: false,
+            nodes: 2,
         }
     }
 
@@ -268,10 +307,11 @@ pub struct LabRecord {
     pub dir: PathBuf,
     /// Namespaces made, in creation order.
     pub namespaces: Vec<String>,
-    /// Per node (`n1`, `n2`): hbd's pid while it was started by this lab.
-    pub hbd_pids: [Option<u32>; 2],
+    /// Per node (`n1`, `n2`, `n3`, by [`Node::index`]): hbd's pid while it was started by
+    /// this lab.
+    pub hbd_pids: [Option<u32>; 3],
     /// Per node: why hbd is not running (not configured, exited at once with status...).
-    pub hbd_notes: [String; 2],
+    pub hbd_notes: [String; 3],
 }
 
 /// Something the lab did to a node or to the network (a kill, a cable pulled, a daemon started,
@@ -289,7 +329,8 @@ pub struct LabEvent {
 #[derive(Debug)]
 pub struct Lab {
     rec: LabRecord,
-    children: [Option<Child>; 2],
+    /// Per node (by [`Node::index`]): hbd's process while this lab runs it.
+    children: [Option<Child>; 3],
     /// etcd, when [`LabSpec::arbiter`] is set.
     etcd: Option<Child>,
     torn_down: bool,

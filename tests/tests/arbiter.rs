@@ -2,7 +2,9 @@
 //! namespace, `arbiter_ttl 2`): a heartbeat partition with both nodes reaching etcd leaves the
 //! VIP on one node at every sample; the owner cut off from etcd and its peer drops the VIP
 //! within the TTL and the peer, still reaching etcd, takes it; with etcd killed no node takes
-//! a group over, the owner drops it (as documented) and both daemons keep running.
+//! a group over, the owner drops it (as documented) and both daemons keep running. With three
+//! nodes, the owner killed: n2 (next in `node` order) takes over, n3 does not, no two owners are
+//! ever sampled (with the arbiter and, for comparison, with heartbeats only).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod daemon_common;
@@ -13,7 +15,7 @@ use daemon_common::{expect_log, lock, logged, logs, ms, spec, up_and_settled, wa
 use hb_tests::{
     lab::{
         LAB_ARBITER_TTL, Lab, LabSpec, Node,
-        probe::{OwnerSampler, ProbeConfig, Prober},
+        probe::{Outcome, OwnerSampler, ProbeConfig, Prober},
     },
     monotonic_ns, require_root,
 };
@@ -319,5 +321,227 @@ fn owner_killed_takeover_time_with_and_without_the_arbiter() {
         medians[1] <= ttl_ms + 1500.0,
         "with the arbiter: {:.0} ms",
         medians[1]
+    );
+}
+
+/// The epoch in `node`'s first `arbiter: group 0 held here, epoch E` line at or after
+/// `after_ns`, waiting up to `timeout` for it.
+fn held_here_epoch(lab: &Lab, node: Node, after_ns: u64, timeout: Duration) -> (u64, i64) {
+    let line = lab
+        .wait_log(node, "arbiter: group 0 held here, epoch", after_ns, timeout)
+        .unwrap()
+        .unwrap_or_else(|| {
+            panic!(
+                "{node} did not log that it holds group 0's key\n{}",
+                logs(lab, 40)
+            )
+        });
+    let epoch = line
+        .message
+        .rsplit_once("epoch ")
+        .and_then(|(_, e)| e.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no epoch in {:?}", line.message));
+    (line.mono_ns, epoch)
+}
+
+/// What [`three_nodes_owner_killed`] measured, ms after the kill.
+#[derive(Debug)]
+struct ThreeNodeKill {
+    /// The VIP first seen on n2 by the owner sampler.
+    vip_on_n2_ms: f64,
+    /// n2's first answer to the client's prober.
+    served_by_n2_ms: f64,
+}
+
+/// Three nodes (`node n1`, `node n2`, `node n3`), n1 the owner; n1 dies (cables pulled at
+/// once, hbd SIGKILLed, its VIP gone: [`Lab::kill_node`]). n2, the first node in `node` order
+/// still alive, takes the group over, n3 does not, and no two nodes hold the VIP at any sampled
+/// moment; both survivors keep running. With the arbiter, n2 starts the group only once etcd
+/// expired n1's lease, under a new epoch.
+fn three_nodes_owner_killed(arbiter: bool) -> ThreeNodeKill {
+    let mut s = spec();
+    s.nodes = 3;
+    s.arbiter = arbiter;
+    let mut lab = up_and_settled(s);
+    let ttl_ms = LAB_ARBITER_TTL.as_secs_f64() * 1000.0;
+    let n1_epoch = arbiter.then(|| held_here_epoch(&lab, Node::N1, 0, Duration::from_secs(5)).1);
+    // Every node's ha.cf lists the three nodes in order.
+    for &node in lab.nodes() {
+        let ha_cf = std::fs::read_to_string(lab.config_dir(node).join("ha.cf")).unwrap();
+        assert!(
+            ha_cf.contains("node n1\nnode n2\nnode n3\n"),
+            "{node}: {ha_cf}"
+        );
+    }
+    let sampler = OwnerSampler::start(&lab, Duration::from_millis(2)).unwrap();
+    let prober = Prober::start(&lab, ProbeConfig::new(lab.vip())).unwrap();
+    assert!(
+        prober
+            .wait_served_by(Node::N1, 0, Duration::from_secs(10))
+            .is_some(),
+        "n1 never answered\n{}",
+        logs(&lab, 40)
+    );
+    let killed = lab.kill_node(Node::N1).unwrap();
+    let timeout = if arbiter {
+        LAB_ARBITER_TTL * 4
+    } else {
+        Duration::from_secs(5)
+    };
+    let served = prober.wait_served_by(Node::N2, killed, timeout);
+    // A lease TTL more: n3 must still not take the group, nor n2 lose it.
+    std::thread::sleep(LAB_ARBITER_TTL);
+    let probes = prober.stop().unwrap();
+    let owners = sampler.stop().unwrap();
+    let served = served.unwrap_or_else(|| panic!("n2 never answered\n{}", logs(&lab, 40)));
+    let dual = owners.dual_owner();
+    assert!(
+        dual.is_empty(),
+        "two nodes held the VIP in {} of {} samples, first: {} ({:?})\n{}",
+        dual.len(),
+        owners.samples.len(),
+        dual[0].describe(killed),
+        dual[0].dual(),
+        logs(&lab, 40)
+    );
+    assert!(
+        owners.samples.len() > 500,
+        "{} samples",
+        owners.samples.len()
+    );
+    let on_n2 = owners
+        .samples
+        .iter()
+        .find(|s| s.at_ns > killed && s.holds(Node::N2))
+        .map(|s| s.at_ns)
+        .expect("the sampler saw the VIP on n2");
+    assert!(
+        !owners.samples.iter().any(|s| s.holds(Node::N3)),
+        "n3 held the VIP\n{}",
+        logs(&lab, 40)
+    );
+    let last = owners.samples.last().unwrap();
+    assert_eq!(last.holders(), vec![Node::N2], "{}", last.describe(killed));
+    assert!(
+        probes
+            .samples
+            .iter()
+            .all(|p| p.outcome != Outcome::Served(Node::N3)),
+        "n3 answered for the VIP"
+    );
+    // The order by the logs: both survivors declare n1 dead; n2 (next in `node` order) takes
+    // the group over, n3 never tries.
+    let n2_dead = expect_log(
+        &lab,
+        Node::N2,
+        "node n1: is dead",
+        killed,
+        Duration::from_secs(1),
+    );
+    expect_log(
+        &lab,
+        Node::N3,
+        "node n1: is dead",
+        killed,
+        Duration::from_secs(1),
+    );
+    let acquiring = expect_log(
+        &lab,
+        Node::N2,
+        "Acquiring resource group",
+        killed,
+        Duration::from_secs(1),
+    );
+    assert!(acquiring > n2_dead);
+    for line in ["Taking over resource group", "Acquiring resource group"] {
+        assert!(
+            !logged(&lab, Node::N3, line, 0),
+            "n3 logged {line:?}\n{}",
+            logs(&lab, 40)
+        );
+    }
+    if let Some(n1_epoch) = n1_epoch {
+        // n2 asked at once and was told n1 still held the key; it got the key under a new
+        // epoch once n1's lease expired, and started the group only then. n3 never asked.
+        let refused = expect_log(
+            &lab,
+            Node::N2,
+            &format!("arbiter: group 0 is held by n1 (epoch {n1_epoch})"),
+            killed,
+            Duration::from_secs(1),
+        );
+        let (held_at, n2_epoch) = held_here_epoch(&lab, Node::N2, killed, Duration::from_secs(1));
+        assert!(n2_dead <= refused && refused < held_at);
+        assert!(n2_epoch > n1_epoch, "epoch {n1_epoch} then {n2_epoch}");
+        assert!(
+            held_at <= acquiring,
+            "n2 started the group before holding the key"
+        );
+        for line in ["arbiter: group 0 held here", "arbiter: group 0 is held by"] {
+            assert!(
+                !logged(&lab, Node::N3, line, 0),
+                "n3 logged {line:?}\n{}",
+                logs(&lab, 40)
+            );
+        }
+        // etcd keeps n1's key at least TTL x 3/4 after its last renewal (at most TTL/4 before
+        // the kill), then n2's retry (TTL/10) and the start follow.
+        assert!(
+            ms(killed, on_n2) >= ttl_ms * 0.75 - 100.0,
+            "n2 took the VIP {:.0} ms after the kill, before n1's lease could expire",
+            ms(killed, on_n2)
+        );
+        assert!(
+            ms(killed, on_n2) <= ttl_ms + 1500.0,
+            "n2 took the VIP {:.0} ms after the kill",
+            ms(killed, on_n2)
+        );
+    } else {
+        assert!(
+            ms(killed, on_n2) < 1000.0,
+            "n2 took the VIP {:.0} ms after the kill",
+            ms(killed, on_n2)
+        );
+    }
+    for node in [Node::N2, Node::N3] {
+        assert!(
+            lab.hbd_pid(node).is_some(),
+            "hbd on {node} exited\n{}",
+            logs(&lab, 40)
+        );
+    }
+    ThreeNodeKill {
+        vip_on_n2_ms: ms(killed, on_n2),
+        served_by_n2_ms: ms(killed, served),
+    }
+}
+
+#[test]
+fn three_nodes_owner_killed_next_in_order_takes_over() {
+    if !require_root("three_nodes_owner_killed_next_in_order_takes_over") {
+        return;
+    }
+    let _g = lock();
+    let m = three_nodes_owner_killed(true);
+    eprintln!(
+        "three nodes, arbiter (TTL {} s), n1 killed: VIP on n2 after {:.0} ms, n2 answered the \
+         client after {:.0} ms",
+        LAB_ARBITER_TTL.as_secs(),
+        m.vip_on_n2_ms,
+        m.served_by_n2_ms
+    );
+}
+
+#[test]
+fn three_nodes_without_the_arbiter_owner_killed_next_in_order_takes_over() {
+    if !require_root("three_nodes_without_the_arbiter_owner_killed_next_in_order_takes_over") {
+        return;
+    }
+    let _g = lock();
+    let m = three_nodes_owner_killed(false);
+    eprintln!(
+        "three nodes, heartbeats only, n1 killed: VIP on n2 after {:.0} ms, n2 answered the \
+         client after {:.0} ms",
+        m.vip_on_n2_ms, m.served_by_n2_ms
     );
 }

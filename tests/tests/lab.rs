@@ -1,6 +1,7 @@
 //! The failover lab itself, without hbd: it comes up and goes away completely, Apache answers
 //! on the VIP of the node holding it, a move of the VIP by hand is seen by the client prober
-//! (with its outage), and the dual-owner sampler flags both nodes holding the VIP.
+//! (with its outage), the dual-owner sampler flags both nodes holding the VIP, and a three-node
+//! lab comes up with every node reached, sampled and partitioned.
 
 use std::{path::Path, time::Duration};
 
@@ -227,7 +228,7 @@ fn vip_moved_by_hand_is_seen_by_the_client_with_its_outage() {
     assert!(owners.first_arp_to(Node::N2, t0).is_some());
     assert!(owners.dual_owner().is_empty(), "{:?}", owners.dual_owner());
     let last = owners.samples.last().unwrap();
-    assert!(!last.n1 && last.n2);
+    assert!(!last.holds(Node::N1) && last.holds(Node::N2));
     assert_eq!(owners.arp_owner(last), Some(Node::N2));
     assert!(!lab.holds_vip(Node::N1).unwrap() && lab.holds_vip(Node::N2).unwrap());
 }
@@ -292,8 +293,18 @@ fn dual_owner_sampler_flags_both_nodes_holding_the_vip() {
             .all(|s| s.at_ns >= window_start && s.at_ns <= both_to),
         "{dual:?}"
     );
-    assert!(owners.samples.iter().any(|s| s.n1 && !s.n2));
-    assert!(owners.samples.iter().any(|s| !s.n1 && s.n2));
+    assert!(
+        owners
+            .samples
+            .iter()
+            .any(|s| s.holds(Node::N1) && !s.holds(Node::N2))
+    );
+    assert!(
+        owners
+            .samples
+            .iter()
+            .any(|s| !s.holds(Node::N1) && s.holds(Node::N2))
+    );
 }
 
 /// Sends 5 unicast and 5 broadcast datagrams to UDP 694 from `from` to `to`; returns how many
@@ -443,4 +454,74 @@ fn lab_runs_hbd_per_node_and_reports_one_that_exits_at_once() {
     assert_eq!(log, "hbd: bad config\n");
     drop(lab);
     std::fs::remove_dir_all(&bin_dir).unwrap();
+}
+
+/// A three-node lab: five namespaces (n3 at host `.3` on both links), every `ha.cf` lists the
+/// three nodes, n3 reaches both others until a partition cuts every pair, the owner sampler reads n3 too and flags any two nodes
+/// holding the VIP (n3 among them), and down removes everything.
+#[test]
+fn three_node_lab_samples_every_node_and_leaves_nothing_behind() {
+    if !require_root("three_node_lab_samples_every_node_and_leaves_nothing_behind") {
+        return;
+    }
+    let mut spec = LabSpec::unique();
+    spec.nodes = 3;
+    let mut lab = Lab::up(spec).unwrap();
+    let prefix = lab.spec().prefix.clone();
+    let dir = lab.record().dir.clone();
+    assert_eq!(lab.nodes(), &[Node::N1, Node::N2, Node::N3]);
+    assert_eq!(lab.peers(Node::N3), vec![Node::N1, Node::N2]);
+    let status = lab.status();
+    assert_eq!(status.namespaces_present.len(), 5, "{status}");
+    assert_eq!(status.nodes.len(), 3, "{status}");
+    for n in &status.nodes {
+        assert!(n.namespace, "{status}");
+        assert_eq!(n.links_up, vec![(1, true), (2, true)], "{status}");
+    }
+    for &node in lab.nodes() {
+        let ha_cf = std::fs::read_to_string(lab.config_dir(node).join("ha.cf")).unwrap();
+        assert!(ha_cf.contains("node n1\nnode n2\nnode n3\n"), "{ha_cf}");
+        let out = lab.exec(node, "hostname", &[]).unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), node.name());
+    }
+    // n3 and each other node reach each other on the LAN; the partition cuts every pair.
+    for peer in [Node::N1, Node::N2] {
+        assert_eq!(udp_694_delivered(&lab, Node::N3, peer), 10, "n3 to {peer}");
+        assert_eq!(udp_694_delivered(&lab, peer, Node::N3), 10, "{peer} to n3");
+    }
+    lab.partition().unwrap();
+    for (a, b) in [
+        (Node::N1, Node::N2),
+        (Node::N1, Node::N3),
+        (Node::N2, Node::N3),
+    ] {
+        assert_eq!(udp_694_delivered(&lab, a, b), 0, "{a} to {b} partitioned");
+        assert_eq!(udp_694_delivered(&lab, b, a), 0, "{b} to {a} partitioned");
+    }
+    lab.heal().unwrap();
+    assert_eq!(udp_694_delivered(&lab, Node::N3, Node::N1), 10, "healed");
+    // n3 alone, then n3 and n2, then n2 alone: only the middle is a dual owner.
+    lab.add_vip(Node::N3).unwrap();
+    let sampler = OwnerSampler::start(&lab, Duration::from_millis(2)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let both_from = lab.add_vip(Node::N2).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let both_to = monotonic_ns();
+    lab.del_vip(Node::N3).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let owners = sampler.stop().unwrap();
+    assert!(owners.samples.iter().all(|s| s.reads.len() == 5));
+    assert!(owners.samples.iter().any(|s| s.holders() == vec![Node::N3]));
+    assert!(owners.samples.iter().any(|s| s.holders() == vec![Node::N2]));
+    let dual = owners.dual_owner();
+    assert!(!dual.is_empty(), "no dual-owner moment flagged");
+    assert!(
+        dual.iter().all(|s| s.dual() == Some((Node::N2, Node::N3))
+            && s.at_ns + 5_000_000 >= both_from
+            && s.at_ns <= both_to + 5_000_000),
+        "{dual:?}"
+    );
+    assert!(owners.samples.iter().all(|s| !s.holds(Node::N1)));
+    lab.down().unwrap();
+    nothing_left(&prefix, &dir);
 }

@@ -358,7 +358,7 @@ impl Scenario {
             let events = self.lab.events();
             let before: Vec<_> = events
                 .iter()
-                .filter(|ev| ev.at_ns <= s.reads_ns[2] + 100_000_000)
+                .filter(|ev| ev.at_ns <= s.last_read_ns() + 100_000_000)
                 .collect();
             if before.is_empty() {
                 out += "    (nothing)\n";

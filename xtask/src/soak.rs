@@ -354,15 +354,7 @@ fn p50_max(v: &mut [Duration]) -> Option<(Duration, Duration)> {
 
 impl Soak {
     fn holders(log: &OwnerLog) -> Option<Vec<Node>> {
-        let s = log.samples.last()?;
-        let mut v = Vec::new();
-        if s.n1 {
-            v.push(Node::N1);
-        }
-        if s.n2 {
-            v.push(Node::N2);
-        }
-        Some(v)
+        Some(log.samples.last()?.holders())
     }
 
     fn watch(&self) -> Result<Watch> {

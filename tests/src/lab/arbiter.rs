@@ -1,5 +1,5 @@
 //! The lab's etcd (Debian's etcd-server) for [`LabSpec::arbiter`](super::LabSpec::arbiter): it
-//! runs in the client's namespace on the LAN (`http://10.213.y.10:2379`), so both nodes reach it
+//! runs in the client's namespace on the LAN (`http://10.213.y.10:2379`), so every node reaches it
 //! while a [`Lab::partition`] cuts only their traffic to each other; [`Lab::cut_etcd`] cuts one
 //! node from it, [`Lab::kill_etcd`] stops it.
 

@@ -33,7 +33,10 @@ impl Lab {
             "auto_failback {}\n",
             if s.auto_failback { "on" } else { "off" }
         );
-        t += "node n1\nnode n2\n";
+        // One `node` line per node, in `node` order (the order takeovers follow).
+        for n in self.nodes() {
+            t += &format!("node {n}\n");
+        }
         t += &format!("xdp {}\n", s.xdp.word());
         if s.arbiter {
             t += &format!("arbiter etcd {}\n", self.etcd_url());

@@ -8,6 +8,7 @@ use std::{
 
 use super::{
     CLIENT_HOST, HB_OCTET, LAN_OCTET, Lab, LabEvent, LabRecord, LabSpec, Node, STATE_DIR, VIP_HOST,
+    first_nodes,
 };
 
 pub(super) fn state_path(prefix: &str) -> PathBuf {
@@ -20,12 +21,14 @@ pub(super) fn lab_dir(prefix: &str) -> PathBuf {
     std::env::temp_dir().join(format!("hb-lab-{name}"))
 }
 
-/// Names of a lab's namespaces: bridge, n1, n2, client.
-pub(super) fn namespace_names(prefix: &str) -> [String; 4] {
+/// Names of the namespaces a lab with `prefix` may have: bridge, n1, n2, n3 (three-node labs
+/// only), client.
+pub(super) fn namespace_names(prefix: &str) -> [String; 5] {
     [
         format!("{prefix}hblab-br"),
         format!("{prefix}n1"),
         format!("{prefix}n2"),
+        format!("{prefix}n3"),
         format!("{prefix}client"),
     ]
 }
@@ -34,6 +37,20 @@ impl Lab {
     /// The lab's spec.
     pub fn spec(&self) -> &LabSpec {
         &self.rec.spec
+    }
+
+    /// The lab's nodes in `node` order: `n1`, `n2` (and `n3` with [`LabSpec::nodes`] 3).
+    pub fn nodes(&self) -> &'static [Node] {
+        first_nodes(self.rec.spec.nodes)
+    }
+
+    /// The lab's nodes other than `node`, in `node` order (in a two-node lab, [`Node::other`]).
+    pub fn peers(&self, node: Node) -> Vec<Node> {
+        self.nodes()
+            .iter()
+            .copied()
+            .filter(|&n| n != node)
+            .collect()
     }
 
     /// Records `what` at `at_ns` in the lab's journal ([`Lab::events`]).

@@ -83,9 +83,11 @@ impl Lab {
     fn partition_rules(&self, node: Node) -> Vec<Vec<String>> {
         let mut rules = Vec::new();
         for l in 1..=self.rec.spec.links {
-            let peer = self.node_addr(node.other(), l).to_string();
-            rules.push(vec!["INPUT".into(), "-s".into(), peer.clone()]);
-            rules.push(vec!["OUTPUT".into(), "-d".into(), peer]);
+            for peer in self.peers(node) {
+                let peer = self.node_addr(peer, l).to_string();
+                rules.push(vec!["INPUT".into(), "-s".into(), peer.clone()]);
+                rules.push(vec!["OUTPUT".into(), "-d".into(), peer]);
+            }
             // Broadcast heartbeats leave with no peer address; drop them at the sender, since
             // a receiver-side rule acts after XDP has seen the packet.
             rules.push(vec![
@@ -102,7 +104,7 @@ impl Lab {
     }
 
     fn partition_rules_apply(&self, op: &str) -> Result<u64> {
-        for node in Node::ALL {
+        for &node in self.nodes() {
             for rule in self.partition_rules(node) {
                 let mut args: Vec<&str> = vec![op];
                 args.extend(rule.iter().map(String::as_str));
@@ -113,14 +115,19 @@ impl Lab {
         Ok(monotonic_ns())
     }
 
-    /// Partitions n1 from n2 on every link with iptables inside both nodes (traffic between
-    /// their addresses and all outgoing heartbeats on UDP 694 dropped); the client still reaches
-    /// both. Returns the time it took effect.
+    /// Partitions the nodes from each other on every link with iptables inside every node
+    /// (traffic between their addresses and all outgoing heartbeats on UDP 694 dropped; with
+    /// three nodes, each is cut off from both others); the client still reaches every node.
+    /// Returns the time it took effect.
     pub fn partition(&self) -> Result<u64> {
         let at = self.partition_rules_apply("-A")?;
+        let names: Vec<&str> = self.nodes().iter().map(|n| n.name()).collect();
         self.note(
             at,
-            "partition: n1 and n2 cut off from each other (iptables)",
+            format!(
+                "partition: {} cut off from each other (iptables)",
+                names.join(" and ")
+            ),
         );
         Ok(at)
     }

@@ -1,5 +1,5 @@
 //! Client-side truth for the lab: an HTTP prober that requests the VIP from the client's
-//! namespace every few milliseconds, a dual-owner sampler that watches both nodes' addresses and
+//! namespace every few milliseconds, a dual-owner sampler that watches every node's addresses and
 //! the client's ARP entry for the VIP, and a gratuitous ARP sender.
 //!
 //! All times are CLOCK_MONOTONIC nanoseconds ([`crate::monotonic_ns`]), the clock hbd's `mono=`
@@ -284,58 +284,101 @@ impl Drop for Prober {
 /// One sample of who holds the VIP.
 ///
 /// The nodes cannot be read at one instant (the sampler enters one namespace after the other),
-/// so a sample reads `n1`, then `n2`, then `n1` again. Only a sample in which `n1` held the VIP
-/// at both of its reads and `n2` at the read between counts as a dual owner
-/// ([`OwnerSample::both_held`]): a move from `n1` to `n2` that happens between two reads (n1
-/// releases, then n2 adds) shows `n1` at the first read and `n2` at the second, but not `n1` at
-/// the third, and is no dual owner. (A move from `n2` to `n1` cannot look like one: `n1`'s
-/// first read comes before `n2`'s.)
+/// so a sample reads every node in `node` order and then every node but the last again: `n1`,
+/// `n2`, `n1` in a two-node lab; `n1`, `n2`, `n3`, `n1`, `n2` in a three-node lab. Only a
+/// sample in which one node held the VIP at both of its reads and another node at a read
+/// between them counts as a dual owner ([`OwnerSample::is_dual`]): a move from `n1` to `n2`
+/// that happens between two reads (n1 releases, then n2 adds) shows `n1` at the first read and
+/// `n2` at the second, but not `n1` at the third, and is no dual owner. (A move the other way
+/// cannot look like one either: the node that released it was read first, before the node
+/// that added it.) With three nodes every pair of nodes has such a bracket: the read of the
+/// later node of the pair in the first round lies between the two reads of the earlier one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnerSample {
     /// CLOCK_MONOTONIC ns of the sample's start (its first read).
     pub at_ns: u64,
-    /// Whether `n1` had the VIP on an interface that is up and running (has carrier) at its
-    /// first read.
-    pub n1: bool,
-    /// Whether `n2` had the VIP on an interface that is up and running (has carrier).
-    pub n2: bool,
-    /// Whether `n1` still had it at its second read, after `n2`'s.
-    pub n1_again: bool,
-    /// CLOCK_MONOTONIC ns of the reads: `n1`, `n2`, `n1` again.
-    pub reads_ns: [u64; 3],
+    /// The reads in the order they were made (see above).
+    pub reads: Vec<OwnerRead>,
     /// The MAC the client's ARP entry for the VIP points to (complete entries only).
     pub client_arp: Option<[u8; 6]>,
 }
 
+/// One read of an [`OwnerSample`]: whether `node` had the VIP at `at_ns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerRead {
+    /// The node read.
+    pub node: Node,
+    /// CLOCK_MONOTONIC ns of the read.
+    pub at_ns: u64,
+    /// Whether the node had the VIP on an interface that is up and running (has carrier).
+    pub held: bool,
+}
+
+/// The order in which a sample reads `nodes`: all of them, then all but the last again.
+fn read_order(nodes: &[Node]) -> Vec<Node> {
+    let mut order = nodes.to_vec();
+    order.extend(nodes.iter().take(nodes.len().saturating_sub(1)));
+    order
+}
+
 impl OwnerSample {
-    /// Whether `node` held the VIP in this sample (`n1`: at its first read).
+    /// Whether `node` held the VIP in this sample (at its first read).
     pub fn holds(&self, node: Node) -> bool {
-        match node {
-            Node::N1 => self.n1,
-            Node::N2 => self.n2,
-        }
+        self.reads
+            .iter()
+            .find(|r| r.node == node)
+            .is_some_and(|r| r.held)
     }
 
-    /// Whether both nodes held the VIP at one instant: `n1` at both of its reads and `n2` at
-    /// the read between them.
-    pub fn both_held(&self) -> bool {
-        self.n1 && self.n2 && self.n1_again
+    /// The nodes that held the VIP at their first read, in `node` order.
+    pub fn holders(&self) -> Vec<Node> {
+        Node::UP_TO_THREE
+            .into_iter()
+            .filter(|&n| self.holds(n))
+            .collect()
+    }
+
+    /// The time of the sample's last read.
+    pub fn last_read_ns(&self) -> u64 {
+        self.reads.last().map_or(self.at_ns, |r| r.at_ns)
+    }
+
+    /// Two nodes that held the VIP at one instant, if any: the first node held it at two of its
+    /// reads and the second at a read between them.
+    pub fn dual(&self) -> Option<(Node, Node)> {
+        let r = &self.reads;
+        (0..r.len()).filter(|&mid| r[mid].held).find_map(|mid| {
+            let inner = r[mid].node;
+            r[..mid]
+                .iter()
+                .filter(|a| a.held && a.node != inner)
+                .find(|a| r[mid + 1..].iter().any(|b| b.node == a.node && b.held))
+                .map(|a| (a.node, inner))
+        })
+    }
+
+    /// Whether two or more nodes held the VIP at one instant ([`OwnerSample::dual`]).
+    pub fn is_dual(&self) -> bool {
+        self.dual().is_some()
     }
 
     /// What the sample saw, with times in ms relative to `t0_ns`, e.g. `n1 held the VIP at
-    /// +10.2 ms and +10.6 ms, n2 at +10.4 ms (each on an interface that was up and running)`.
+    /// +10.2 ms, n2 did not hold it at +10.4 ms, n1 held it at +10.6 ms (held = ...)`.
     pub fn describe(&self, t0_ns: u64) -> String {
         let rel = |t: u64| format!("{:+.1} ms", (t as f64 - t0_ns as f64) / 1e6);
         let word = |held: bool| if held { "held" } else { "did not hold" };
+        let reads: Vec<String> = self
+            .reads
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let what = if i == 0 { "the VIP" } else { "it" };
+                format!("{} {} {what} at {}", r.node, word(r.held), rel(r.at_ns))
+            })
+            .collect();
         format!(
-            "n1 {} the VIP at {}, n2 {} it at {}, n1 {} it at {} \
-             (held = configured on an interface that was up and running)",
-            word(self.n1),
-            rel(self.reads_ns[0]),
-            word(self.n2),
-            rel(self.reads_ns[1]),
-            word(self.n1_again),
-            rel(self.reads_ns[2]),
+            "{} (held = configured on an interface that was up and running)",
+            reads.join(", ")
         )
     }
 }
@@ -345,17 +388,18 @@ impl OwnerSample {
 pub struct OwnerLog {
     /// The samples, oldest first.
     pub samples: Vec<OwnerSample>,
-    /// `n1`'s and `n2`'s `eth1` MACs, to name the owner of the client's ARP entry.
-    pub macs: [[u8; 6]; 2],
+    /// Every sampled node's `eth1` MAC, to name the owner of the client's ARP entry.
+    pub macs: Vec<(Node, [u8; 6])>,
 }
 
 impl OwnerLog {
-    /// Samples in which both nodes held the VIP at one instant ([`OwnerSample::both_held`]).
+    /// Samples in which two or more nodes held the VIP at one instant
+    /// ([`OwnerSample::is_dual`]).
     pub fn dual_owner(&self) -> Vec<&OwnerSample> {
-        self.samples.iter().filter(|s| s.both_held()).collect()
+        self.samples.iter().filter(|s| s.is_dual()).collect()
     }
 
-    /// Samples in `[from_ns, to_ns)` in which both nodes held the VIP.
+    /// Samples in `[from_ns, to_ns)` in which two or more nodes held the VIP.
     pub fn dual_owner_between(&self, from_ns: u64, to_ns: u64) -> Vec<&OwnerSample> {
         self.dual_owner()
             .into_iter()
@@ -366,7 +410,7 @@ impl OwnerLog {
     /// The node the client's ARP entry pointed to in `s`.
     pub fn arp_owner(&self, s: &OwnerSample) -> Option<Node> {
         let mac = s.client_arp?;
-        Node::ALL.into_iter().find(|n| self.macs[n.index()] == mac)
+        self.macs.iter().find(|(_, m)| *m == mac).map(|(n, _)| *n)
     }
 
     /// The first sample at or after `after_ns` whose client ARP entry points at `node`.
@@ -378,13 +422,13 @@ impl OwnerLog {
     }
 }
 
-/// A running dual-owner sampler: one thread that enters `n1`, `n2` and the client's namespace in
-/// turn every few milliseconds.
+/// A running dual-owner sampler: one thread that enters every node's namespace (in the order of
+/// [`OwnerSample`]) and reads the client's ARP table every few milliseconds.
 #[derive(Debug)]
 pub struct OwnerSampler {
     stop: Arc<AtomicBool>,
     samples: Arc<Mutex<Vec<OwnerSample>>>,
-    macs: [[u8; 6]; 2],
+    macs: Vec<(Node, [u8; 6])>,
     thread: Option<JoinHandle<Result<()>>>,
 }
 
@@ -414,10 +458,15 @@ pub fn arp_entry(text: &str, ip: Ipv4Addr) -> Option<[u8; 6]> {
 }
 
 impl OwnerSampler {
-    /// Starts sampling the lab every `period`.
+    /// Starts sampling the lab's nodes ([`Lab::nodes`]) every `period`.
     pub fn start(lab: &Lab, period: Duration) -> Result<OwnerSampler> {
-        let macs = [lab.node_mac(Node::N1, 1)?, lab.node_mac(Node::N2, 1)?];
-        let nss = [lab.netns(Node::N1), lab.netns(Node::N2)];
+        let nodes = lab.nodes();
+        let macs = nodes
+            .iter()
+            .map(|&n| Ok((n, lab.node_mac(n, 1)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let order = read_order(nodes);
+        let nss: Vec<(Node, String)> = nodes.iter().map(|&n| (n, lab.netns(n))).collect();
         let client = lab.client_netns();
         let vip = lab.vip();
         let stop = Arc::new(AtomicBool::new(false));
@@ -429,14 +478,20 @@ impl OwnerSampler {
             std::thread::Builder::new()
                 .name("lab-owners".into())
                 .spawn(move || -> Result<()> {
-                    let setup = (|| -> Result<(File, [File; 2])> {
+                    let setup = (|| -> Result<(File, Vec<(Node, File)>)> {
                         enter_netns(&client)?;
                         // The thread's own view: /proc/self/net would show the process's.
                         let arp = File::open("/proc/thread-self/net/arp")
                             .context("opening /proc/thread-self/net/arp")?;
-                        let n1 = File::open(format!("/run/netns/{}", nss[0]))?;
-                        let n2 = File::open(format!("/run/netns/{}", nss[1]))?;
-                        Ok((arp, [n1, n2]))
+                        let files = nss
+                            .iter()
+                            .map(|(n, ns)| {
+                                File::open(format!("/run/netns/{ns}"))
+                                    .with_context(|| format!("opening namespace {ns}"))
+                                    .map(|f| (*n, f))
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        Ok((arp, files))
                     })();
                     let (mut arp, ns_files) = match setup {
                         Ok(v) => {
@@ -451,16 +506,15 @@ impl OwnerSampler {
                     let mut next = Instant::now();
                     let mut text = String::new();
                     while !stop.load(Ordering::Relaxed) {
-                        let mut held = [false; 3];
-                        let mut reads_ns = [0u64; 3];
-                        for ((h, at), f) in held.iter_mut().zip(&mut reads_ns).zip([
-                            &ns_files[0],
-                            &ns_files[1],
-                            &ns_files[0],
-                        ]) {
+                        let mut reads = Vec::with_capacity(order.len());
+                        for &node in &order {
+                            let Some((_, f)) = ns_files.iter().find(|(n, _)| *n == node) else {
+                                bail!("no namespace file for {node}");
+                            };
                             nix::sched::setns(f, CloneFlags::CLONE_NEWNET)?;
-                            *at = monotonic_ns();
-                            *h = holds_addr(vip)?;
+                            let at_ns = monotonic_ns();
+                            let held = holds_addr(vip)?;
+                            reads.push(OwnerRead { node, at_ns, held });
                         }
                         // The ARP file stays bound to the client's namespace it was opened in.
                         text.clear();
@@ -471,11 +525,8 @@ impl OwnerSampler {
                             .lock()
                             .map_err(|_| anyhow!("owner log poisoned"))?
                             .push(OwnerSample {
-                                at_ns: reads_ns[0],
-                                n1: held[0],
-                                n2: held[1],
-                                n1_again: held[2],
-                                reads_ns,
+                                at_ns: reads.first().map_or(0, |r| r.at_ns),
+                                reads,
                                 client_arp,
                             });
                         next += period;
@@ -506,7 +557,7 @@ impl OwnerSampler {
     pub fn snapshot(&self) -> OwnerLog {
         OwnerLog {
             samples: self.samples.lock().map(|s| s.clone()).unwrap_or_default(),
-            macs: self.macs,
+            macs: self.macs.clone(),
         }
     }
 
@@ -545,16 +596,17 @@ pub struct ArpSeen {
 pub struct ArpLog {
     /// The packets, oldest first.
     pub seen: Vec<ArpSeen>,
-    /// `n1`'s and `n2`'s `eth1` MACs.
-    pub macs: [[u8; 6]; 2],
+    /// Every node's `eth1` MAC.
+    pub macs: Vec<(Node, [u8; 6])>,
 }
 
 impl ArpLog {
     /// The node that sent `a` (by MAC).
     pub fn sender(&self, a: &ArpSeen) -> Option<Node> {
-        Node::ALL
-            .into_iter()
-            .find(|n| self.macs[n.index()] == a.sender_mac)
+        self.macs
+            .iter()
+            .find(|(_, m)| *m == a.sender_mac)
+            .map(|(n, _)| *n)
     }
 
     /// Nodes that claimed the VIP in `[from_ns, to_ns)`.
@@ -589,14 +641,18 @@ pub fn arp_claim(frame: &[u8], ip: Ipv4Addr) -> Option<([u8; 6], u16)> {
 pub struct ArpWatch {
     stop: Arc<AtomicBool>,
     seen: Arc<Mutex<Vec<ArpSeen>>>,
-    macs: [[u8; 6]; 2],
+    macs: Vec<(Node, [u8; 6])>,
     thread: Option<JoinHandle<Result<()>>>,
 }
 
 impl ArpWatch {
     /// Starts watching on the lab's client.
     pub fn start(lab: &Lab) -> Result<ArpWatch> {
-        let macs = [lab.node_mac(Node::N1, 1)?, lab.node_mac(Node::N2, 1)?];
+        let macs = lab
+            .nodes()
+            .iter()
+            .map(|&n| Ok((n, lab.node_mac(n, 1)?)))
+            .collect::<Result<Vec<_>>>()?;
         let client = lab.client_netns();
         let vip = lab.vip();
         let stop = Arc::new(AtomicBool::new(false));
@@ -670,7 +726,7 @@ impl ArpWatch {
     pub fn snapshot(&self) -> ArpLog {
         ArpLog {
             seen: self.seen.lock().map(|s| s.clone()).unwrap_or_default(),
-            macs: self.macs,
+            macs: self.macs.clone(),
         }
     }
 
@@ -829,21 +885,15 @@ mod tests {
 
     #[test]
     fn a_move_between_two_reads_is_no_dual_owner() {
-        let s = |n1, n2, n1_again| OwnerSample {
-            at_ns: 1_000_000,
-            n1,
-            n2,
-            n1_again,
-            reads_ns: [1_000_000, 1_500_000, 2_000_000],
-            client_arp: None,
-        };
+        let s = |n1, n2, n1_again| sample(&[(Node::N1, n1), (Node::N2, n2), (Node::N1, n1_again)]);
         // n1 released and n2 added between the first and the second read.
-        assert!(!s(true, true, false).both_held());
-        assert!(s(true, true, true).both_held());
-        assert!(!s(true, false, true).both_held());
+        assert!(!s(true, true, false).is_dual());
+        assert!(s(true, true, true).is_dual());
+        assert_eq!(s(true, true, true).dual(), Some((Node::N1, Node::N2)));
+        assert!(!s(true, false, true).is_dual());
         let log = OwnerLog {
             samples: vec![s(true, true, false), s(true, true, true)],
-            macs: [[0; 6]; 2],
+            macs: Vec::new(),
         };
         assert_eq!(log.dual_owner().len(), 1);
         assert_eq!(
@@ -856,6 +906,73 @@ mod tests {
                 .describe(3_000_000)
                 .contains("n2 did not hold it at -1.5 ms")
         );
+        assert_eq!(s(true, true, false).holders(), vec![Node::N1, Node::N2]);
+        assert_eq!(s(true, true, false).last_read_ns(), 2_000_000);
+    }
+
+    /// A sample from reads 0.5 ms apart starting at 1 ms.
+    fn sample(reads: &[(Node, bool)]) -> OwnerSample {
+        OwnerSample {
+            at_ns: 1_000_000,
+            reads: reads
+                .iter()
+                .zip(0u64..)
+                .map(|(&(node, held), i)| OwnerRead {
+                    node,
+                    at_ns: 1_000_000 + i * 500_000,
+                    held,
+                })
+                .collect(),
+            client_arp: None,
+        }
+    }
+
+    #[test]
+    fn three_nodes_every_pair_is_bracketed_and_a_single_move_is_no_dual_owner() {
+        let nodes = Node::UP_TO_THREE;
+        let order = read_order(&nodes);
+        assert_eq!(
+            order,
+            vec![Node::N1, Node::N2, Node::N3, Node::N1, Node::N2]
+        );
+        assert_eq!(read_order(&Node::ALL), vec![Node::N1, Node::N2, Node::N1]);
+        let with = |held: &dyn Fn(usize, Node) -> bool| {
+            sample(
+                &order
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &n)| (n, held(i, n)))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        // Two nodes holding it all along are flagged, whichever the pair.
+        for a in nodes {
+            for b in nodes.into_iter().filter(|&b| b != a) {
+                let s = with(&|_, n| n == a || n == b);
+                assert!(s.is_dual(), "{a} and {b}: {}", s.describe(0));
+            }
+        }
+        // One node holding it all along, or nobody: no dual owner.
+        for a in nodes {
+            assert!(!with(&|_, n| n == a).is_dual());
+        }
+        assert!(!with(&|_, _| false).is_dual());
+        // A single move from any node to any other (the old owner releases, then the new one
+        // adds), between any two consecutive reads: no dual owner.
+        for from in nodes {
+            for to in nodes.into_iter().filter(|&t| t != from) {
+                for cut in 1..order.len() {
+                    let s = with(&|i, n| if i < cut { n == from } else { n == to });
+                    assert!(
+                        !s.is_dual(),
+                        "move {from} -> {to} before read {cut}: {}",
+                        s.describe(0)
+                    );
+                }
+            }
+        }
+        // Three holders at once.
+        assert!(with(&|_, _| true).is_dual());
     }
 
     #[test]

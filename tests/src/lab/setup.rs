@@ -82,11 +82,14 @@ pub fn cleanup(prefix: &str) -> Result<Vec<String>> {
 
 impl Lab {
     /// Builds the lab (cleaning leftovers of a lab with the same prefix first) and starts hbd
-    /// on both nodes when `spec.hbd_path` is set. A daemon that exits at once does not fail
+    /// on every node when `spec.hbd_path` is set. A daemon that exits at once does not fail
     /// `up`: [`Lab::status`] reports it.
     pub fn up(spec: LabSpec) -> Result<Lab> {
         if spec.links != 1 && spec.links != 2 {
             bail!("a lab has 1 or 2 links, not {}", spec.links);
+        }
+        if spec.nodes != 2 && spec.nodes != 3 {
+            bail!("a lab has 2 or 3 nodes, not {}", spec.nodes);
         }
         let leftovers = cleanup(&spec.prefix)?;
         for l in &leftovers {
@@ -98,10 +101,10 @@ impl Lab {
                 spec,
                 dir,
                 namespaces: Vec::new(),
-                hbd_pids: [None, None],
-                hbd_notes: [String::new(), String::new()],
+                hbd_pids: [None; 3],
+                hbd_notes: Default::default(),
             },
-            children: [None, None],
+            children: [None, None, None],
             etcd: None,
             torn_down: false,
             events: std::sync::Mutex::new(Vec::new()),
@@ -113,11 +116,15 @@ impl Lab {
 
     fn build(&mut self) -> Result<()> {
         fs::create_dir_all(&self.rec.dir)?;
-        for node in Node::ALL {
+        for &node in self.nodes() {
             self.write_node_files(node)?;
         }
-        let [br, n1, n2, client] = namespace_names(&self.rec.spec.prefix);
-        for ns in [&br, &n1, &n2, &client] {
+        let br = self.bridge_netns();
+        let client = self.client_netns();
+        let mut namespaces = vec![br.clone()];
+        namespaces.extend(self.nodes().iter().map(|&n| self.netns(n)));
+        namespaces.push(client.clone());
+        for ns in &namespaces {
             cmd("ip", &["netns", "add", ns])?;
             self.rec.namespaces.push(ns.clone());
             self.save_state()?;
@@ -129,29 +136,35 @@ impl Lab {
             cmd("ip", &["-n", &br, "link", "set", &bridge, "up"])?;
         }
         let y = self.rec.spec.subnet;
-        let mut ports = vec![
-            (
-                n1.clone(),
-                "n1-e1".to_owned(),
-                1u8,
-                format!("10.{LAN_OCTET}.{y}.1/24"),
-            ),
-            (
-                n2.clone(),
-                "n2-e1".to_owned(),
-                1,
-                format!("10.{LAN_OCTET}.{y}.2/24"),
-            ),
-            (
-                client.clone(),
-                "cl-e1".to_owned(),
-                1,
-                format!("10.{LAN_OCTET}.{y}.{CLIENT_HOST}/24"),
-            ),
-        ];
+        // (namespace, bridge port, link, address): every node on the LAN, the client on the
+        // LAN, and with two links every node on the heartbeat-only link.
+        let mut ports: Vec<(String, String, u8, String)> = self
+            .nodes()
+            .iter()
+            .map(|&n| {
+                (
+                    self.netns(n),
+                    format!("{n}-e1"),
+                    1,
+                    format!("10.{LAN_OCTET}.{y}.{}/24", n.host()),
+                )
+            })
+            .collect();
+        ports.push((
+            client,
+            "cl-e1".to_owned(),
+            1,
+            format!("10.{LAN_OCTET}.{y}.{CLIENT_HOST}/24"),
+        ));
         if self.rec.spec.links == 2 {
-            ports.push((n1, "n1-e2".to_owned(), 2, format!("10.{HB_OCTET}.{y}.1/24")));
-            ports.push((n2, "n2-e2".to_owned(), 2, format!("10.{HB_OCTET}.{y}.2/24")));
+            for &n in self.nodes() {
+                ports.push((
+                    self.netns(n),
+                    format!("{n}-e2"),
+                    2,
+                    format!("10.{HB_OCTET}.{y}.{}/24", n.host()),
+                ));
+            }
         }
         for (ns, port, link, addr) in &ports {
             let ifname = format!("eth{link}");
@@ -181,7 +194,7 @@ impl Lab {
         if self.rec.spec.arbiter {
             self.start_etcd()?;
         }
-        for node in Node::ALL {
+        for &node in self.nodes() {
             self.start_always_on_httpd(node)?;
             self.start_hbd(node)?;
         }

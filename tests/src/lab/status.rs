@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use super::{
-    LAN_OCTET, Lab, LabRecord, Node, VIP_HOST, cmd,
+    LAN_OCTET, Lab, LabRecord, Node, VIP_HOST, cmd, first_nodes,
     layout::{namespace_names, state_path},
     ns_exists, pid_alive, timeline,
 };
@@ -142,7 +142,7 @@ impl Lab {
 
     /// The lab's state, read from the system.
     pub fn status(&mut self) -> LabStatus {
-        for node in Node::ALL {
+        for &node in self.nodes() {
             let _ = self.hbd_pid(node);
         }
         status_of(&self.rec)
@@ -167,7 +167,7 @@ fn status_of(rec: &LabRecord) -> LabStatus {
     let prefix = &rec.spec.prefix;
     let vip = Ipv4Addr::new(10, LAN_OCTET, rec.spec.subnet, VIP_HOST);
     let br = format!("{prefix}hblab-br");
-    let nodes = Node::ALL
+    let nodes = first_nodes(rec.spec.nodes)
         .iter()
         .map(|&node| {
             let ns = format!("{prefix}{}", node.name());

@@ -44,7 +44,7 @@ pub fn spec() -> LabSpec {
 /// The last `n` lines of each node's hbd.log, for failure messages.
 pub fn logs(lab: &Lab, n: usize) -> String {
     let mut out = String::new();
-    for node in Node::ALL {
+    for &node in lab.nodes() {
         let text = std::fs::read_to_string(lab.log_path(node)).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         out += &format!(
@@ -89,12 +89,12 @@ pub fn logged(lab: &Lab, node: Node, needle: &str, after_ns: u64) -> bool {
         .any(|l| l.mono_ns >= after_ns && l.message.contains(needle))
 }
 
-/// Brings a lab up, checks both daemons run, waits until each node sees the other's link up
-/// on every link and n1 holds the VIP (and n2 does not).
+/// Brings a lab up, checks every daemon runs, waits until each node sees every peer's link up
+/// on every link and n1 holds the VIP (and no other node does).
 pub fn up_and_settled(spec: LabSpec) -> Lab {
     let links = spec.links;
     let mut lab = Lab::up(spec).unwrap();
-    for node in Node::ALL {
+    for &node in lab.nodes() {
         assert!(
             lab.hbd_pid(node).is_some(),
             "hbd not running on {node}: {}\n{}",
@@ -102,19 +102,25 @@ pub fn up_and_settled(spec: LabSpec) -> Lab {
             logs(&lab, 30)
         );
     }
-    for node in Node::ALL {
-        for l in 1..=links {
-            expect_log(
-                &lab,
-                node,
-                &format!("Link {}:eth{l} up.", node.other()),
-                0,
-                Duration::from_secs(10),
-            );
+    for &node in lab.nodes() {
+        for peer in lab.peers(node) {
+            for l in 1..=links {
+                expect_log(
+                    &lab,
+                    node,
+                    &format!("Link {peer}:eth{l} up."),
+                    0,
+                    Duration::from_secs(10),
+                );
+            }
         }
     }
     let ok = wait_until(Duration::from_secs(10), || {
-        lab.holds_vip(Node::N1).unwrap() && !lab.holds_vip(Node::N2).unwrap()
+        lab.holds_vip(Node::N1).unwrap()
+            && !lab
+                .peers(Node::N1)
+                .iter()
+                .any(|&n| lab.holds_vip(n).unwrap())
     });
     assert!(
         ok,

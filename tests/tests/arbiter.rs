@@ -2,7 +2,10 @@
 //! namespace, `arbiter_ttl 2`): a heartbeat partition with both nodes reaching etcd leaves the
 //! VIP on one node at every sample; the owner cut off from etcd and its peer drops the VIP
 //! within the TTL and the peer, still reaching etcd, takes it; with etcd killed no node takes
-//! a group over, the owner drops it (as documented) and both daemons keep running.
+//! a group over, the owner drops it (as documented) and both daemons keep running. Then etcd
+//! over TLS (a test CA, client certificates required; a node with a wrong CA never starts a
+//! group) and a held key deleted by hand (its holder sees it at the next renewal and stops the
+//! group before taking it again).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod daemon_common;

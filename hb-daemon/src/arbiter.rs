@@ -9,7 +9,9 @@
 //! requests (grant, keepalive, revoke) and key requests (the transactions) run in two separate
 //! tasks, so a slow transaction never delays a renewal; each request is given up after the
 //! core's renewal interval and answered as failed. A keepalive stream that failed or timed out
-//! is dropped and opened anew, so an answer is never matched to the wrong request.
+//! is dropped and opened anew, so an answer is never matched to the wrong request. The checks
+//! of held keys the core sends with every renewal ([`ArbiterRequest::Verify`]) are key
+//! requests: one transaction comparing the key's `create_revision` and lease.
 
 use std::time::Duration;
 
@@ -114,7 +116,9 @@ pub fn spawn(arbiter: &Arbiter, node: &str, groups: usize) -> Result<ArbiterLink
                         ArbiterRequest::Grant { .. }
                         | ArbiterRequest::KeepAlive { .. }
                         | ArbiterRequest::Revoke { .. } => &lease_tx,
-                        ArbiterRequest::Acquire { .. } | ArbiterRequest::Release { .. } => &kv_tx,
+                        ArbiterRequest::Acquire { .. }
+                        | ArbiterRequest::Verify { .. }
+                        | ArbiterRequest::Release { .. } => &kv_tx,
                     };
                     if to.send(req).is_err() {
                         break;
@@ -296,6 +300,18 @@ async fn kv_task(
                 };
                 (group, seq, o)
             }
+            ArbiterRequest::Verify {
+                group,
+                lease,
+                epoch,
+                seq,
+            } => {
+                let o = match keys.get(group) {
+                    Some(key) => verify(&mut conn, key, lease, epoch, timeout).await,
+                    None => Err(format!("no key for group {group}")),
+                };
+                (group, seq, o)
+            }
             ArbiterRequest::Release { group, lease, seq } => {
                 let o = match keys.get(group) {
                     Some(key) => release(&mut conn, key, lease, timeout).await,
@@ -363,6 +379,37 @@ async fn acquire(
             epoch: kv.create_revision(),
         }
     })
+}
+
+/// "Is the key still there, created at `epoch` and under `lease`? If not, what is there?"
+async fn verify(
+    conn: &mut Conn,
+    key: &str,
+    lease: i64,
+    epoch: i64,
+    timeout: Duration,
+) -> Result<KeyOutcome, String> {
+    let mut c = conn.get().await?;
+    let txn = Txn::new()
+        .when([
+            Compare::create_revision(key, CompareOp::Equal, epoch),
+            Compare::lease(key, CompareOp::Equal, lease),
+        ])
+        .or_else([TxnOp::get(key, None)]);
+    let resp = within(timeout, c.txn(txn)).await?;
+    if resp.succeeded() {
+        return Ok(KeyOutcome::Held { epoch });
+    }
+    let now = resp.op_responses().into_iter().find_map(|r| match r {
+        TxnOpResponse::Get(g) => g.kvs().first().map(|kv| {
+            (
+                String::from_utf8_lossy(kv.value()).into_owned(),
+                kv.create_revision(),
+            )
+        }),
+        _ => None,
+    });
+    Ok(KeyOutcome::Lost { now })
 }
 
 /// "Delete the key if it is under `lease`".

@@ -325,6 +325,9 @@ pub struct ArbiterReport {
     pub ttl_secs: Option<u64>,
     /// Times the lease lapsed here (groups stopped for it) since start.
     pub lapses: u64,
+    /// Keys found deleted or replaced by hand while held here (their groups stopped).
+    #[serde(default)]
+    pub keys_lost: u64,
     /// Every group's key.
     pub keys: Vec<ArbiterKeyReport>,
 }

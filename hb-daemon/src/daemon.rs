@@ -1684,6 +1684,7 @@ pub fn arbiter_report(
         lease_valid_ms: st.valid_for.map(|d| d.as_millis() as u64),
         ttl_secs: st.ttl.map(|d| d.as_secs()),
         lapses: st.lapses,
+        keys_lost: st.keys_lost,
         keys,
     }
 }

@@ -186,14 +186,15 @@ fn arbiter_section(out: &mut String, a: &crate::control::ArbiterReport) {
     };
     let _ = writeln!(
         out,
-        "arbiter: etcd {} {}, {lease}, {} lapse(s)",
+        "arbiter: etcd {} {}, {lease}, {} lapse(s), {} key(s) lost",
         a.endpoints.join(","),
         if a.reachable {
             "reachable"
         } else {
             "UNREACHABLE"
         },
-        a.lapses
+        a.lapses,
+        a.keys_lost
     );
     for k in &a.keys {
         let holder = match (&k.holder, k.epoch) {

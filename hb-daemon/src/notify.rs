@@ -293,6 +293,7 @@ mod tests {
             taken_by: Vec::new(),
             last_epoch: Vec::new(),
             lapses: 0,
+            keys_lost: 0,
         };
         assert_eq!(arbiter_part(&a), "; arbiter: reachable, lease held");
         a.reachable = false;

@@ -342,6 +342,12 @@ fn arbiter(f: &mut Family<'_>, report: &StatsReport) {
     );
     f.sample("hb_arbiter_lease_lapses_total", &[], a.lapses as f64);
     f.header(
+        "hb_arbiter_keys_lost_total",
+        "counter",
+        "Times a key held here was found deleted or replaced (by hand) and its group stopped.",
+    );
+    f.sample("hb_arbiter_keys_lost_total", &[], a.keys_lost as f64);
+    f.header(
         "hb_arbiter_group_held",
         "gauge",
         "1 when this node holds the group's etcd key under its valid lease.",

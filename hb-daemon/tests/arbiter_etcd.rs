@@ -1,7 +1,7 @@
 //! The arbiter's etcd driver against a real etcd (Debian's etcd-server, started by the test on
 //! loopback with a private data directory): lease grant and keepalive, the key transaction
 //! (created under our lease, seen as taken from another lease, released only by its holder),
-//! and failures once etcd is gone. Without an `etcd` binary the test fails under CI and is
+//! the renewal's check of a held key (there, replaced, gone), and failures once etcd is gone. Without an `etcd` binary the test fails under CI and is
 //! skipped (saying so) otherwise.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -276,6 +276,44 @@ fn lease_keepalive_and_key_transactions_against_a_real_etcd() {
         other => panic!("{other:?}"),
     };
     assert!(epoch2 > epoch);
+    // The renewal's check: node2's key is there with its epoch under its lease; node1's check
+    // of the epoch it held finds it replaced, by node2's.
+    assert_eq!(
+        ask(
+            &mut n2,
+            &rt,
+            ArbiterRequest::Verify {
+                group: 0,
+                lease: l2,
+                epoch: epoch2,
+                seq: 5
+            }
+        ),
+        ArbiterInput::Key {
+            group: 0,
+            seq: 5,
+            outcome: KeyOutcome::Held { epoch: epoch2 }
+        }
+    );
+    assert_eq!(
+        ask(
+            &mut n1,
+            &rt,
+            ArbiterRequest::Verify {
+                group: 0,
+                lease: l1,
+                epoch,
+                seq: 4
+            }
+        ),
+        ArbiterInput::Key {
+            group: 0,
+            seq: 4,
+            outcome: KeyOutcome::Lost {
+                now: Some(("node2".into(), epoch2))
+            }
+        }
+    );
     // node2's lease expires (no keepalive for its TTL): the key goes with it, node1 gets it.
     std::thread::sleep(Duration::from_secs(4));
     match ask(
@@ -291,6 +329,24 @@ fn lease_keepalive_and_key_transactions_against_a_real_etcd() {
         }
         other => panic!("{other:?}"),
     }
+    // Its check now finds no key at all.
+    assert_eq!(
+        ask(
+            &mut n2,
+            &rt,
+            ArbiterRequest::Verify {
+                group: 0,
+                lease: l2,
+                epoch: epoch2,
+                seq: 6
+            }
+        ),
+        ArbiterInput::Key {
+            group: 0,
+            seq: 6,
+            outcome: KeyOutcome::Lost { now: None }
+        }
+    );
     let l1b = grant(&mut n1, &rt);
     assert!(matches!(
         ask(

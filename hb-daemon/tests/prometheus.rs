@@ -209,6 +209,7 @@ fn every_metric_in_the_exposition_is_in_docs_metrics_md() {
         lease_valid_ms: Some(1500),
         ttl_secs: Some(2),
         lapses: 1,
+        keys_lost: 0,
         keys: vec![hb_daemon::control::ArbiterKeyReport {
             group: 0,
             key: "/hb/group/0".into(),

@@ -29,6 +29,15 @@
 //! its resources stopped ([`ArbiterRequest::Release`]: delete the key if it is still under our
 //! lease), so the next holder cannot start it while our resources may still be up.
 //!
+//! The lease keepalive says nothing about the keys: a key deleted or overwritten by hand while
+//! its lease lives goes unnoticed by it. So with every renewal the node also checks each key it
+//! holds ([`ArbiterRequest::Verify`]: is the key still there with the epoch held and under our
+//! lease?). A key that is gone, has another `create_revision` or is no longer under our lease
+//! ([`KeyOutcome::Lost`]) is lost: the group is stopped here (as for a lapse, for that group
+//! only) and its key is asked for again only once the group is stopped. Between a deletion by
+//! hand and its discovery up to one renewal interval (TTL/4) plus a round trip passes, in which
+//! another node may create the key and start the group while it still runs here.
+//!
 //! A node that cannot reach etcd holds no valid lease and so never starts a group; one that
 //! held groups stops them within `TTL - margin` of its last successful renewal request.
 
@@ -88,6 +97,19 @@ pub enum ArbiterRequest {
         /// Request number (echo it back).
         seq: u64,
     },
+    /// Check that group `group`'s key, held here, is still there with `epoch` as its
+    /// `create_revision` and under `lease`; answer [`KeyOutcome::Held`] (it is),
+    /// [`KeyOutcome::Lost`] (it is not) or [`KeyOutcome::Failed`]. Sent with every renewal.
+    Verify {
+        /// Group index.
+        group: usize,
+        /// Our lease.
+        lease: i64,
+        /// The epoch held here.
+        epoch: i64,
+        /// Request number (echo it back).
+        seq: u64,
+    },
     /// Delete group `group`'s key if it is under `lease`; answer [`KeyOutcome::Released`] or
     /// [`KeyOutcome::Failed`].
     Release {
@@ -111,6 +133,7 @@ impl ArbiterRequest {
             }
             ArbiterRequest::Revoke { .. } => None,
             ArbiterRequest::Acquire { group, seq, .. }
+            | ArbiterRequest::Verify { group, seq, .. }
             | ArbiterRequest::Release { group, seq, .. } => Some(ArbiterInput::Key {
                 group,
                 seq,
@@ -137,6 +160,12 @@ pub enum KeyOutcome {
     },
     /// The key is not ours (any more): deleted, or it was someone else's.
     Released,
+    /// Answer to [`ArbiterRequest::Verify`]: the key held here is gone, was created again
+    /// (another `create_revision`) or is no longer under our lease (overwritten).
+    Lost {
+        /// What etcd has under the key now, if anything: (value, `create_revision`).
+        now: Option<(String, i64)>,
+    },
     /// The request failed or timed out.
     Failed {
         /// The driver's error text.
@@ -235,6 +264,18 @@ pub enum ArbiterEvent {
         /// Group index.
         group: usize,
     },
+    /// The key of a group held here was deleted or replaced behind our back (by hand): the
+    /// group is stopped here.
+    KeyLost {
+        /// Group index.
+        group: usize,
+        /// The key.
+        key: String,
+        /// The epoch held here.
+        epoch: i64,
+        /// What etcd has under the key now: (value, `create_revision`).
+        now: Option<(String, i64)>,
+    },
 }
 
 impl ArbiterEvent {
@@ -250,7 +291,10 @@ impl ArbiterEvent {
 
     /// Something failed that stops groups.
     pub fn is_error(&self) -> bool {
-        matches!(self, ArbiterEvent::LeaseLapsed { .. })
+        matches!(
+            self,
+            ArbiterEvent::LeaseLapsed { .. } | ArbiterEvent::KeyLost { .. }
+        )
     }
 
     /// Snake-case kind (the journal's `EVENT` field).
@@ -264,6 +308,7 @@ impl ArbiterEvent {
             ArbiterEvent::KeyHeld { .. } => "arbiter_key_held",
             ArbiterEvent::KeyTaken { .. } => "arbiter_key_taken",
             ArbiterEvent::KeyReleased { .. } => "arbiter_key_released",
+            ArbiterEvent::KeyLost { .. } => "arbiter_key_lost",
         }
     }
 
@@ -272,7 +317,8 @@ impl ArbiterEvent {
         match self {
             ArbiterEvent::KeyHeld { group, .. }
             | ArbiterEvent::KeyTaken { group, .. }
-            | ArbiterEvent::KeyReleased { group } => Some(*group),
+            | ArbiterEvent::KeyReleased { group }
+            | ArbiterEvent::KeyLost { group, .. } => Some(*group),
             _ => None,
         }
     }
@@ -313,6 +359,22 @@ impl std::fmt::Display for ArbiterEvent {
             ArbiterEvent::KeyReleased { group } => {
                 write!(f, "arbiter: group {group} given back")
             }
+            ArbiterEvent::KeyLost {
+                group,
+                key,
+                epoch,
+                now,
+            } => {
+                write!(
+                    f,
+                    "arbiter: group {group} key {key} lost (deleted or replaced); stopping it \
+                     (held here at epoch {epoch}; "
+                )?;
+                match now {
+                    Some((value, rev)) => write!(f, "etcd now has '{value}', epoch {rev})"),
+                    None => write!(f, "etcd now has no such key)"),
+                }
+            }
         }
     }
 }
@@ -338,6 +400,8 @@ pub enum KeyState {
 
 #[derive(Debug, Clone)]
 struct Key {
+    /// The etcd key (for logs).
+    name: String,
     state: KeyState,
     /// The request out (its seq), if any.
     pending: Option<u64>,
@@ -387,6 +451,8 @@ pub struct ArbiterStatus {
     pub last_epoch: Vec<Option<i64>>,
     /// Lease lapses since start.
     pub lapses: u64,
+    /// Keys found lost (deleted or replaced by hand) since start.
+    pub keys_lost: u64,
 }
 
 /// The gate. See the module documentation.
@@ -403,11 +469,19 @@ pub struct ArbiterGate {
     keys: Vec<Key>,
     seq: u64,
     lapses: u64,
+    keys_lost: u64,
 }
 
 impl ArbiterGate {
-    /// A gate for `groups` groups and a lease TTL of `ttl`.
+    /// A gate for `groups` groups and a lease TTL of `ttl`, the keys named as with the default
+    /// prefix (`/hb/group/N`; only logs use the names).
     pub fn new(ttl: Duration, groups: usize) -> Self {
+        Self::for_keys(ttl, (0..groups).map(|g| format!("/hb/group/{g}")).collect())
+    }
+
+    /// A gate for one group per key in `keys` (their etcd names, for logs) and a lease TTL of
+    /// `ttl`.
+    pub fn for_keys(ttl: Duration, keys: Vec<String>) -> Self {
         Self {
             ttl,
             lease: None,
@@ -415,19 +489,21 @@ impl ArbiterGate {
             next_renew: None,
             reachable: false,
             unreachable_reported: false,
-            keys: vec![
-                Key {
+            keys: keys
+                .into_iter()
+                .map(|name| Key {
+                    name,
                     state: KeyState::Free,
                     pending: None,
                     sent: None,
                     next_try: None,
                     taken_by: None,
                     last_epoch: None,
-                };
-                groups
-            ],
+                })
+                .collect(),
             seq: 0,
             lapses: 0,
+            keys_lost: 0,
         }
     }
 
@@ -513,6 +589,24 @@ impl ArbiterGate {
                         at: now,
                     });
                     self.next_renew = Some(now + interval);
+                    // The keepalive does not look at keys: check every key held here too.
+                    for (group, k) in self.keys.iter_mut().enumerate() {
+                        let KeyState::Held { epoch } = k.state else {
+                            continue;
+                        };
+                        if k.pending.is_some() {
+                            continue;
+                        }
+                        self.seq += 1;
+                        k.pending = Some(self.seq);
+                        k.sent = Some(now);
+                        out.push(ArbiterRequest::Verify {
+                            group,
+                            lease: l.id,
+                            epoch,
+                            seq: self.seq,
+                        });
+                    }
                 }
             }
             None => {
@@ -685,6 +779,33 @@ impl ArbiterGate {
                 k.pending = None;
                 k.sent = None;
                 match (k.state.clone(), outcome) {
+                    // A check of a key held here: still ours, or no answer (the lease's
+                    // deadline still governs): nothing changes.
+                    (KeyState::Held { epoch: held }, KeyOutcome::Held { epoch })
+                        if held == epoch =>
+                    {
+                        return false;
+                    }
+                    (KeyState::Held { .. }, KeyOutcome::Failed { .. }) => return false,
+                    (KeyState::Held { epoch }, outcome) => {
+                        // Lost (or an answer that contradicts what we hold): not ours. The
+                        // node stops the group; it asks for the key again (`want`) only once
+                        // the group is stopped.
+                        let now_has = match outcome {
+                            KeyOutcome::Lost { now } => now,
+                            KeyOutcome::Taken { holder, epoch } => Some((holder, epoch)),
+                            KeyOutcome::Held { epoch } => Some(("this lease".to_owned(), epoch)),
+                            KeyOutcome::Released | KeyOutcome::Failed { .. } => None,
+                        };
+                        k.state = KeyState::Free;
+                        self.keys_lost += 1;
+                        events.push(ArbiterEvent::KeyLost {
+                            group,
+                            key: k.name.clone(),
+                            epoch,
+                            now: now_has,
+                        });
+                    }
                     (KeyState::Acquiring, KeyOutcome::Held { epoch }) if valid => {
                         k.state = KeyState::Held { epoch };
                         k.taken_by = None;
@@ -751,6 +872,7 @@ impl ArbiterGate {
             taken_by: self.keys.iter().map(|k| k.taken_by.clone()).collect(),
             last_epoch: self.keys.iter().map(|k| k.last_epoch).collect(),
             lapses: self.lapses,
+            keys_lost: self.keys_lost,
         }
     }
 }

@@ -576,10 +576,10 @@ impl Node {
             self_fenced: false,
             left_running: Vec::new(),
             stop_failures_before_shutdown: Vec::new(),
-            arbiter: ha
-                .arbiter
-                .as_ref()
-                .map(|a| crate::arbiter::ArbiterGate::new(a.ttl.value, config.groups.len())),
+            arbiter: ha.arbiter.as_ref().map(|a| {
+                let keys = (0..config.groups.len()).map(|g| a.key_of(g)).collect();
+                crate::arbiter::ArbiterGate::for_keys(a.ttl.value, keys)
+            }),
         };
         node.peers[local].state = PeerState::Up;
         node.peers[local].generation = Some(generation);

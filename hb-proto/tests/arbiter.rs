@@ -337,7 +337,14 @@ fn validity_counts_from_the_request_not_the_reply_and_late_replies_do_not_revive
     // A renewal asked at 1000 ms whose answer never comes; then the lapse at 1500 ms.
     out.clear();
     g.tick(ms(1000), &mut out, &mut ev, 1);
-    assert!(matches!(out[..], [ArbiterRequest::KeepAlive { lease: 7, at }] if at == ms(1000)));
+    // (With the key held, the renewal checks it too.)
+    assert!(matches!(
+        out[..],
+        [
+            ArbiterRequest::KeepAlive { lease: 7, at },
+            ArbiterRequest::Verify { group: 0, lease: 7, epoch: 42, .. }
+        ] if at == ms(1000)
+    ));
     out.clear();
     g.tick(ms(1500), &mut out, &mut ev, 1);
     assert!(!g.holds(0, ms(1500)));
@@ -424,4 +431,293 @@ fn a_renewal_extends_validity_from_its_request_time() {
         ev.iter()
             .any(|e| matches!(e, ArbiterEvent::LeaseGone { lease: 1 }))
     );
+}
+
+/// The time of the first `Event::Arbiter` on `h` matching `f`.
+fn first_arbiter_event(
+    sim: &Sim,
+    h: usize,
+    f: impl Fn(&ArbiterEvent) -> bool,
+) -> Option<Timestamp> {
+    sim.hosts[h]
+        .events
+        .iter()
+        .find(|(_, e)| matches!(e, Event::Arbiter(a) if f(a)))
+        .map(|(t, _)| *t)
+}
+
+/// The gate alone: every renewal checks the keys held; a check that finds the key gone stops
+/// holding it, one that confirms it or fails (no answer) changes nothing.
+#[test]
+fn every_renewal_checks_the_keys_held_and_a_lost_key_is_no_longer_held() {
+    let ms = |n: u64| Timestamp::from_nanos(n * 1_000_000);
+    let mut g = ArbiterGate::for_keys(TTL, vec!["/x/group/0".into(), "/x/group/1".into()]);
+    let (mut out, mut ev) = (vec![], vec![]);
+    g.tick(ms(0), &mut out, &mut ev, 0);
+    g.input(
+        ms(2),
+        ArbiterInput::Granted {
+            at: ms(0),
+            lease: 9,
+            ttl: TTL,
+        },
+        &mut out,
+        &mut ev,
+    );
+    out.clear();
+    g.want(0, ms(3), &mut out);
+    let ArbiterRequest::Acquire { seq, .. } = out[0] else {
+        panic!("{out:?}")
+    };
+    g.input(
+        ms(4),
+        ArbiterInput::Key {
+            group: 0,
+            seq,
+            outcome: KeyOutcome::Held { epoch: 5 },
+        },
+        &mut out,
+        &mut ev,
+    );
+    assert!(g.holds(0, ms(4)));
+    // The renewal at 500 ms checks key 0 (held), not key 1 (free).
+    out.clear();
+    g.tick(ms(500), &mut out, &mut ev, 1);
+    let verify = |out: &[ArbiterRequest]| {
+        out.iter()
+            .filter_map(|r| match *r {
+                ArbiterRequest::Verify {
+                    group,
+                    lease,
+                    epoch,
+                    seq,
+                } => Some((group, lease, epoch, seq)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let v = verify(&out);
+    assert!(matches!(v[..], [(0, 9, 5, _)]), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|r| matches!(r, ArbiterRequest::KeepAlive { lease: 9, .. }))
+    );
+    // Confirmed: nothing changes (and no reconcile is asked for).
+    assert!(!g.input(
+        ms(502),
+        ArbiterInput::Key {
+            group: 0,
+            seq: v[0].3,
+            outcome: KeyOutcome::Held { epoch: 5 },
+        },
+        &mut out,
+        &mut ev,
+    ));
+    assert!(g.holds(0, ms(502)));
+    // The next check fails (no answer): the key is still held, the lease deadline governs.
+    out.clear();
+    g.tick(ms(1000), &mut out, &mut ev, 1);
+    let v = verify(&out);
+    assert_eq!(v.len(), 1);
+    g.input(
+        ms(1001),
+        ArbiterInput::Renewed {
+            at: ms(1000),
+            lease: 9,
+            ttl: TTL,
+        },
+        &mut out,
+        &mut ev,
+    );
+    g.input(
+        ms(1002),
+        ArbiterInput::Key {
+            group: 0,
+            seq: v[0].3,
+            outcome: KeyOutcome::Failed {
+                error: "timeout".into(),
+            },
+        },
+        &mut out,
+        &mut ev,
+    );
+    assert!(g.holds(0, ms(1002)));
+    // The next finds it deleted: lost, reported once, the lease lives on.
+    out.clear();
+    ev.clear();
+    g.tick(ms(1500), &mut out, &mut ev, 1);
+    let v = verify(&out);
+    assert!(g.input(
+        ms(1502),
+        ArbiterInput::Key {
+            group: 0,
+            seq: v[0].3,
+            outcome: KeyOutcome::Lost { now: None },
+        },
+        &mut out,
+        &mut ev,
+    ));
+    assert!(!g.holds(0, ms(1502)));
+    assert!(g.lease_valid(ms(1502)));
+    assert_eq!(
+        ev,
+        [ArbiterEvent::KeyLost {
+            group: 0,
+            key: "/x/group/0".into(),
+            epoch: 5,
+            now: None
+        }]
+    );
+    assert!(ev[0].is_error());
+    assert_eq!(
+        ev[0].to_string(),
+        "arbiter: group 0 key /x/group/0 lost (deleted or replaced); stopping it (held here at \
+         epoch 5; etcd now has no such key)"
+    );
+    let st = g.status(ms(1502));
+    assert_eq!(st.keys[0], KeyState::Free);
+    assert_eq!(st.keys_lost, 1);
+    // No more checks of it; asked for again (by the node, once the group is stopped).
+    out.clear();
+    g.tick(ms(2000), &mut out, &mut ev, 0);
+    assert!(verify(&out).is_empty(), "{out:?}");
+    out.clear();
+    g.want(0, ms(2001), &mut out);
+    assert!(matches!(
+        out[..],
+        [ArbiterRequest::Acquire { group: 0, .. }]
+    ));
+}
+
+#[test]
+fn a_key_deleted_by_hand_is_seen_within_a_renewal_the_group_stops_and_is_started_again() {
+    let mut sim = Sim::new(spec(2, 9));
+    sim.run_for(secs(1.0));
+    let (_, epoch0) = sim.etcd_holder(0).unwrap();
+    let deleted = sim.now;
+    sim.etcd_delete_key(0);
+    // Sample node1's group 0 every millisecond: it must go down (stopped) and come back.
+    let mut stopped = None;
+    while sim.now < deleted + secs(3.0) {
+        sim.run_for(Duration::from_millis(1));
+        if stopped.is_none() && holding(&sim, 0, 0) == Some(Holding::None) {
+            stopped = Some(sim.now);
+        }
+    }
+    let lost = first_arbiter_event(&sim, 0, |a| matches!(a, ArbiterEvent::KeyLost { .. }))
+        .expect("node1 saw the key lost");
+    // Seen at the next renewal's check: within TTL/4 and a round trip (2 ms).
+    let seen = lost.saturating_since(deleted);
+    assert!(
+        seen <= TTL / 4 + Duration::from_millis(5),
+        "seen {seen:?} after"
+    );
+    let stopped = stopped.expect("node1 stopped group 0");
+    assert!(stopped >= lost);
+    assert!(
+        sim.hosts[0]
+            .actions
+            .iter()
+            .any(|(t, g, op)| *t >= lost && *g == 0 && *op == hb_proto::node::ResourceOp::Stop),
+        "no stop of group 0 after the loss"
+    );
+    // Stopped, then asked for again: node1 (the preferred node) holds it under a new epoch.
+    assert_eq!(sim.held_by(0), ["node1"]);
+    let (holder, epoch) = sim.etcd_holder(0).unwrap();
+    assert_eq!(holder, "node1");
+    assert!(epoch > epoch0);
+    // Group 1 (node2's) was not disturbed, node2 never touched group 0.
+    assert_eq!(sim.held_by(1), ["node2"]);
+    assert!(sim.hosts[1].actions.iter().all(|(_, g, _)| *g != 0));
+    assert_eq!(
+        arbiter_events(&sim, 0, |a| matches!(a, ArbiterEvent::LeaseLapsed { .. })),
+        0
+    );
+    assert_eq!(sim.max_involved, 1);
+}
+
+/// The documented window: in a heartbeat partition the other node waits for the key; deleted
+/// by hand, it creates it at once and starts the group while the holder has not yet seen the
+/// deletion. The holder stops within a renewal interval (plus a round trip and the stop).
+#[test]
+fn a_key_deleted_by_hand_in_a_partition_gives_two_owners_for_at_most_one_renewal_interval() {
+    let mut sim = Sim::new(spec(2, 10));
+    sim.run_for(secs(1.0));
+    sim.partition(&[&[0], &[1]]);
+    // Renewals (and checks) run every 500 ms from node1's grant, the last just before now:
+    // the deletion comes just after one, so node2 (retrying every TTL/10) gets the key first.
+    sim.run_for(secs(1.01));
+    assert_eq!(sim.max_involved, 1);
+    assert!(
+        arbiter_events(&sim, 1, |a| matches!(
+            a,
+            ArbiterEvent::KeyTaken { group: 0, .. }
+        )) >= 1
+    );
+    let deleted = sim.now;
+    sim.etcd_delete_key(0);
+    let mut both = Duration::ZERO;
+    while sim.now < deleted + secs(2.0) {
+        sim.run_for(Duration::from_millis(1));
+        let involved = |h| holding(&sim, h, 0).is_some_and(|x| x != Holding::None);
+        if involved(0) && involved(1) {
+            both += Duration::from_millis(1);
+        }
+    }
+    assert_eq!(sim.held_by(0), ["node2"]);
+    assert!(
+        first_arbiter_event(&sim, 0, |a| matches!(
+            a,
+            ArbiterEvent::KeyLost { group: 0, now: Some((h, _)), .. } if h == "node2"
+        ))
+        .is_some()
+    );
+    let lost = first_arbiter_event(&sim, 0, |a| matches!(a, ArbiterEvent::KeyLost { .. }))
+        .unwrap()
+        .saturating_since(deleted);
+    let taken = first_arbiter_event(&sim, 1, |a| {
+        matches!(a, ArbiterEvent::KeyHeld { group: 0, .. })
+    })
+    .unwrap()
+    .saturating_since(deleted);
+    eprintln!("node2 got the key {taken:?} after the deletion, node1 saw it lost {lost:?} after");
+    assert!(taken < lost, "the case meant: node2 first");
+    assert!(both > Duration::ZERO, "the window exists");
+    assert!(
+        lost <= TTL / 4 + Duration::from_millis(5),
+        "seen {lost:?} after"
+    );
+    assert!(
+        both <= TTL / 4 + Duration::from_millis(10),
+        "two nodes involved for {both:?}"
+    );
+}
+
+#[test]
+fn a_key_overwritten_by_hand_is_lost_and_no_node_starts_the_group_until_it_is_deleted() {
+    let mut sim = Sim::new(spec(2, 11));
+    sim.run_for(secs(1.0));
+    let changed = sim.now;
+    sim.etcd_overwrite_key(0, "operator");
+    sim.run_for(secs(2.0));
+    assert!(
+        first_arbiter_event(&sim, 0, |a| matches!(
+            a,
+            ArbiterEvent::KeyLost { group: 0, now: Some((v, _)), .. } if v == "operator"
+        ))
+        .is_some_and(|t| t.saturating_since(changed) <= TTL / 4 + Duration::from_millis(5))
+    );
+    // The key is no longer under node1's lease: its value is the "holder" now.
+    assert!(sim.holders(0).is_empty());
+    assert!(
+        arbiter_events(
+            &sim,
+            0,
+            |a| matches!(a, ArbiterEvent::KeyTaken { group: 0, holder, .. } if holder == "operator")
+        ) >= 1
+    );
+    sim.etcd_delete_key(0);
+    sim.run_for(secs(1.0));
+    assert_eq!(sim.held_by(0), ["node1"]);
+    assert_eq!(sim.max_involved, 1);
 }

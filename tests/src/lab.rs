@@ -53,6 +53,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
+pub use arbiter::EtcdTls;
 pub use setup::cleanup;
 pub use status::{HbdState, LabStatus, NodeStatus, recorded_status};
 pub use vip::ManualMove;

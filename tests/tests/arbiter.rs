@@ -5,6 +5,9 @@
 //! a group over, the owner drops it (as documented) and both daemons keep running. With three
 //! nodes, the owner killed: n2 (next in `node` order) takes over, n3 does not, no two owners are
 //! ever sampled (with the arbiter and, for comparison, with heartbeats only).
+//! Then etcd over TLS (a test CA, client certificates required; a node with a wrong CA never
+//! starts a group) and a held key deleted by hand (its holder sees it at the next renewal and
+//! stops the group before taking it again).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod daemon_common;
@@ -14,8 +17,8 @@ use std::time::Duration;
 use daemon_common::{expect_log, lock, logged, logs, ms, spec, up_and_settled, wait_until};
 use hb_tests::{
     lab::{
-        LAB_ARBITER_TTL, Lab, LabSpec, Node,
-        probe::{Outcome, OwnerSampler, ProbeConfig, Prober},
+        EtcdTls, LAB_ARBITER_TTL, Lab, LabSpec, Node,
+        probe::{Outcome, OwnerSampler, ProbeConfig, Prober, enter_netns},
     },
     monotonic_ns, require_root,
 };
@@ -544,4 +547,258 @@ fn three_nodes_without_the_arbiter_owner_killed_next_in_order_takes_over() {
          client after {:.0} ms",
         m.vip_on_n2_ms, m.served_by_n2_ms
     );
+}
+
+/// Group 0's key with the lab's default `arbiter_prefix`.
+const KEY0: &str = "/hb/group/0";
+
+/// Reads `key` on the lab's etcd (over https with `tls`'s CA and client certificate) from a
+/// client in the lab's client namespace, as `etcdctl get` would: (value, create_revision,
+/// lease). With `delete`, deletes it afterwards, as `etcdctl del` would.
+fn etcd_kv(
+    lab: &Lab,
+    tls: Option<&EtcdTls>,
+    key: &str,
+    delete: bool,
+) -> Option<(String, i64, i64)> {
+    use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+    let ns = lab.client_netns();
+    let url = if tls.is_some() {
+        lab.etcd_https_url()
+    } else {
+        lab.etcd_url()
+    };
+    let read = |p: &std::path::Path| std::fs::read(p).unwrap();
+    let tls = tls.map(|t| {
+        TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(read(&t.ca)))
+            .identity(Identity::from_pem(
+                read(&t.client_cert),
+                read(&t.client_key),
+            ))
+    });
+    let key = key.to_owned();
+    std::thread::spawn(move || {
+        enter_netns(&ns).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut o = ConnectOptions::new()
+                .with_connect_timeout(Duration::from_secs(5))
+                .with_timeout(Duration::from_secs(5));
+            if let Some(t) = tls {
+                o = o.with_tls(t);
+            }
+            let mut c = Client::connect([url], Some(o)).await.unwrap();
+            let r = c.get(key.as_str(), None).await.unwrap();
+            let kv = r.kvs().first().map(|kv| {
+                (
+                    String::from_utf8_lossy(kv.value()).into_owned(),
+                    kv.create_revision(),
+                    kv.lease(),
+                )
+            });
+            if delete {
+                c.delete(key.as_str(), None).await.unwrap();
+            }
+            kv
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+fn status_json(lab: &Lab, node: Node) -> serde_json::Value {
+    let out = lab.hbctl(node, &["status", "--json"]).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// etcd over https with a test CA and client certificates required: n1, given the right CA,
+/// holds group 0 under an epoch and the VIP; n2, given a CA that did not sign etcd's
+/// certificate, reports the arbiter unreachable and never starts the group, not even once n1
+/// stopped cleanly and gave the key back.
+#[test]
+fn over_tls_n1_holds_the_group_and_a_node_with_a_wrong_ca_never_starts_it() {
+    if !require_root("over_tls_n1_holds_the_group_and_a_node_with_a_wrong_ca_never_starts_it") {
+        return;
+    }
+    let _g = lock();
+    let mut lab = Lab::up(arbiter_spec()).unwrap();
+    // The lab starts etcd over http and both daemons against it: stop them, restart etcd over
+    // https, point n1 at it with the right CA and n2 with a wrong one, start them again.
+    for node in Node::ALL {
+        lab.stop_hbd(node, Duration::from_secs(5)).unwrap();
+    }
+    let tls = lab.make_etcd_tls().unwrap();
+    lab.start_etcd_tls(&tls).unwrap();
+    lab.use_arbiter_tls(Node::N1, &tls, &tls.ca).unwrap();
+    lab.use_arbiter_tls(Node::N2, &tls, &tls.wrong_ca).unwrap();
+    let t0 = monotonic_ns();
+    for node in Node::ALL {
+        lab.start_hbd(node).unwrap();
+    }
+    assert_running(&mut lab);
+    expect_log(
+        &lab,
+        Node::N1,
+        "arbiter: group 0 held here, epoch",
+        t0,
+        Duration::from_secs(10),
+    );
+    let ok = wait_until(Duration::from_secs(10), || lab.holds_vip(Node::N1).unwrap());
+    assert!(ok, "n1 never took the VIP\n{}", logs(&lab, 40));
+    expect_log(
+        &lab,
+        Node::N2,
+        "arbiter: etcd unreachable",
+        t0,
+        Duration::from_secs(10),
+    );
+    let line = lab
+        .log(Node::N2)
+        .unwrap()
+        .into_iter()
+        .find(|l| l.mono_ns >= t0 && l.message.contains("arbiter: etcd unreachable"))
+        .unwrap();
+    eprintln!("n2 (wrong CA): {}", line.message);
+    // n1's status and etcd agree on the holder and the epoch.
+    let j1 = status_json(&lab, Node::N1);
+    let a1 = &j1["arbiter"];
+    assert_eq!(a1["reachable"], true, "{j1}");
+    assert!(
+        a1["endpoints"][0].as_str().unwrap().starts_with("https://"),
+        "{j1}"
+    );
+    assert_eq!(a1["keys"][0]["state"], "held", "{j1}");
+    let epoch = a1["keys"][0]["epoch"].as_i64().expect("epoch");
+    let (value, rev, _) = etcd_kv(&lab, Some(&tls), KEY0, false).expect("the key on etcd");
+    assert_eq!((value.as_str(), rev), ("n1", epoch));
+    // n2: unreachable, in --json and in the text.
+    let j2 = status_json(&lab, Node::N2);
+    assert_eq!(j2["arbiter"]["reachable"], false, "{j2}");
+    let text =
+        String::from_utf8_lossy(&lab.hbctl(Node::N2, &["status"]).unwrap().stdout).into_owned();
+    assert!(text.contains("UNREACHABLE"), "{text}");
+    // n1 stops cleanly (its lease revoked, the key gone): heartbeats give n2 the group, the
+    // arbiter does not.
+    let sampler = OwnerSampler::start(&lab, Duration::from_millis(2)).unwrap();
+    let stopped = lab.stop_hbd(Node::N1, Duration::from_secs(10)).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(2), || etcd_kv(
+            &lab,
+            Some(&tls),
+            KEY0,
+            false
+        )
+        .is_none()),
+        "n1's clean stop left its key"
+    );
+    std::thread::sleep(LAB_ARBITER_TTL * 2);
+    let log = sampler.stop().unwrap();
+    assert!(
+        !log.samples.iter().any(|s| s.holds(Node::N2)),
+        "n2 took the VIP without reaching etcd\n{}",
+        logs(&lab, 40)
+    );
+    assert!(!logged(&lab, Node::N2, "Acquiring resource group", t0));
+    assert!(logged(&lab, Node::N2, "arbiter: etcd unreachable", t0));
+    assert!(!logged(&lab, Node::N2, "arbiter: etcd reachable again", t0));
+    assert!(etcd_kv(&lab, Some(&tls), KEY0, false).is_none());
+    assert!(
+        lab.hbd_pid(Node::N2).is_some(),
+        "hbd on n2 exited\n{}",
+        logs(&lab, 40)
+    );
+    let _ = stopped;
+}
+
+/// A key deleted by hand (`etcdctl del`) while n1 holds it: n1 sees it at its next renewal's
+/// check (within TTL/4), logs it, stops the group, then asks for the key again and starts the
+/// group under a new epoch; the VIP is never on both nodes and n2 never starts the group.
+#[test]
+fn a_key_deleted_by_hand_is_seen_by_its_holder_which_stops_the_group_before_taking_it_again() {
+    if !require_root(
+        "a_key_deleted_by_hand_is_seen_by_its_holder_which_stops_the_group_before_taking_it_again",
+    ) {
+        return;
+    }
+    let _g = lock();
+    let mut lab = settled();
+    let (value, epoch0, lease) = etcd_kv(&lab, None, KEY0, false).expect("n1's key");
+    assert_eq!(value, "n1");
+    assert_ne!(lease, 0);
+    let sampler = OwnerSampler::start(&lab, Duration::from_millis(2)).unwrap();
+    let deleted = monotonic_ns();
+    etcd_kv(&lab, None, KEY0, true).expect("deleted n1's key");
+    let lost = expect_log(
+        &lab,
+        Node::N1,
+        "arbiter: group 0 key /hb/group/0 lost (deleted or replaced); stopping it",
+        deleted,
+        LAB_ARBITER_TTL,
+    );
+    let released = expect_log(
+        &lab,
+        Node::N1,
+        "Resource release completed",
+        deleted,
+        Duration::from_secs(5),
+    );
+    let held = expect_log(
+        &lab,
+        Node::N1,
+        "arbiter: group 0 held here, epoch",
+        released,
+        Duration::from_secs(5),
+    );
+    let ok = wait_until(Duration::from_secs(5), || lab.holds_vip(Node::N1).unwrap());
+    assert!(ok, "n1 did not take the VIP back\n{}", logs(&lab, 40));
+    std::thread::sleep(Duration::from_secs(1));
+    let log = sampler.stop().unwrap();
+    let ttl_ms = LAB_ARBITER_TTL.as_secs_f64() * 1000.0;
+    eprintln!(
+        "after the deletion: n1 saw the key lost at {:.0} ms, stopped the group at {:.0} ms, \
+         held the key again at {:.0} ms (renewal interval {:.0} ms)",
+        ms(deleted, lost),
+        ms(deleted, released),
+        ms(deleted, held),
+        ttl_ms / 4.0
+    );
+    // The check runs with every renewal (TTL/4); its answer, the log line and the deletion's
+    // own round trip add a few tens of ms, more on a loaded machine.
+    assert!(
+        ms(deleted, lost) <= ttl_ms / 4.0 + 250.0,
+        "seen {:.0} ms after the deletion",
+        ms(deleted, lost)
+    );
+    let dual = log.dual_owner();
+    assert!(
+        dual.is_empty(),
+        "both held the VIP: {}\n{}",
+        dual[0].describe(deleted),
+        logs(&lab, 40)
+    );
+    // The VIP left n1 (the group was really stopped) and came back.
+    assert!(
+        log.samples
+            .iter()
+            .any(|s| s.at_ns > deleted && !s.holds(Node::N1)),
+        "the sampler never saw the VIP leave n1"
+    );
+    assert!(!logged(&lab, Node::N2, "Acquiring resource group", deleted));
+    let (value, epoch, _) = etcd_kv(&lab, None, KEY0, false).expect("n1's new key");
+    assert_eq!(value, "n1");
+    assert!(epoch > epoch0, "epoch {epoch} after {epoch0}");
+    let j1 = status_json(&lab, Node::N1);
+    assert_eq!(j1["arbiter"]["keys_lost"], 1, "{j1}");
+    assert_eq!(
+        j1["arbiter"]["keys"][0]["epoch"].as_i64(),
+        Some(epoch),
+        "{j1}"
+    );
+    assert_eq!(j1["arbiter"]["lapses"], 0, "{j1}");
+    assert_running(&mut lab);
 }

@@ -236,6 +236,25 @@ impl SimEtcd {
                     outcome,
                 })
             }
+            ArbiterRequest::Verify {
+                group,
+                lease,
+                epoch,
+                seq,
+            } => {
+                let outcome = match &self.keys[group] {
+                    Some((l, _, rev)) if *l == lease && *rev == epoch => KeyOutcome::Held { epoch },
+                    Some((_, h, rev)) => KeyOutcome::Lost {
+                        now: Some((h.clone(), *rev)),
+                    },
+                    None => KeyOutcome::Lost { now: None },
+                };
+                Some(ArbiterInput::Key {
+                    group,
+                    seq,
+                    outcome,
+                })
+            }
             ArbiterRequest::Release { group, lease, seq } => {
                 if self.keys[group]
                     .as_ref()
@@ -1074,6 +1093,24 @@ impl Sim {
     /// TTLs keep running.
     pub fn set_etcd_up(&mut self, up: bool) {
         self.etcd.up = up;
+    }
+
+    /// Deletes group `group`'s key on the simulated etcd, as `etcdctl del` by hand would (its
+    /// holder's lease lives on).
+    pub fn etcd_delete_key(&mut self, group: usize) {
+        if self.etcd.keys[group].take().is_some() {
+            self.etcd.revision += 1;
+        }
+    }
+
+    /// Overwrites group `group`'s key on the simulated etcd, as `etcdctl put KEY VALUE` by hand
+    /// would: same `create_revision`, no lease any more (it no longer expires with anyone's).
+    pub fn etcd_overwrite_key(&mut self, group: usize, value: &str) {
+        self.etcd.revision += 1;
+        if let Some((lease, holder, _)) = self.etcd.keys[group].as_mut() {
+            *lease = 0;
+            *holder = value.to_owned();
+        }
     }
 
     /// The node holding group `group`'s key on the simulated etcd now, with the epoch.

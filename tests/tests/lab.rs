@@ -504,10 +504,12 @@ fn three_node_lab_samples_every_node_and_leaves_nothing_behind() {
     lab.add_vip(Node::N3).unwrap();
     let sampler = OwnerSampler::start(&lab, Duration::from_millis(2)).unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    let both_from = lab.add_vip(Node::N2).unwrap();
+    // The window runs from before the `ip addr add` starts to after the `ip addr del` returns:
+    // on a loaded machine either command can take longer than any fixed slack.
+    let both_from = monotonic_ns();
+    lab.add_vip(Node::N2).unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    let both_to = monotonic_ns();
-    lab.del_vip(Node::N3).unwrap();
+    let both_to = lab.del_vip(Node::N3).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let owners = sampler.stop().unwrap();
     assert!(owners.samples.iter().all(|s| s.reads.len() == 5));
@@ -518,7 +520,7 @@ fn three_node_lab_samples_every_node_and_leaves_nothing_behind() {
     assert!(
         dual.iter().all(|s| s.dual() == Some((Node::N2, Node::N3))
             && s.at_ns + 5_000_000 >= both_from
-            && s.at_ns <= both_to + 5_000_000),
+            && s.at_ns <= both_to),
         "{dual:?}"
     );
     assert!(owners.samples.iter().all(|s| !s.holds(Node::N1)));

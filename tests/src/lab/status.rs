@@ -117,6 +117,11 @@ impl Lab {
 
     /// Waits up to `timeout` for a line of `node`'s `hbd.log` at or after `after_ns` whose
     /// message contains `needle`.
+    ///
+    /// Reads only what was appended since its last read (a soak's log grows to megabytes, and
+    /// parsing it all every few ms on a loaded machine took longer than some timeouts), and
+    /// always reads once more after the timeout has passed, so a line written while a read ran
+    /// is never missed.
     pub fn wait_log(
         &self,
         node: Node,
@@ -124,16 +129,18 @@ impl Lab {
         after_ns: u64,
         timeout: Duration,
     ) -> Result<Option<timeline::LogLine>> {
+        let path = self.log_path(node);
         let deadline = Instant::now() + timeout;
+        let mut pos = 0u64;
         loop {
-            if let Some(l) = self
-                .log(node)?
+            let expired = Instant::now() >= deadline;
+            if let Some(l) = read_new_lines(&path, &mut pos)?
                 .into_iter()
                 .find(|l| l.mono_ns >= after_ns && l.message.contains(needle))
             {
                 return Ok(Some(l));
             }
-            if Instant::now() >= deadline {
+            if expired {
                 return Ok(None);
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -228,4 +235,34 @@ fn status_of(rec: &LabRecord) -> LabStatus {
             .collect(),
         nodes,
     }
+}
+
+/// The complete lines appended to the log at `path` since byte `pos`, parsed; advances `pos`
+/// past them (a missing file is empty; a file shorter than `pos` was replaced: read from 0).
+fn read_new_lines(path: &std::path::Path, pos: &mut u64) -> Result<Vec<timeline::LogLine>> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let len = f
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    if len < *pos {
+        *pos = 0;
+    }
+    f.seek(SeekFrom::Start(*pos))
+        .with_context(|| format!("reading {}", path.display()))?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let Some(end) = bytes.iter().rposition(|b| *b == b'\n') else {
+        return Ok(Vec::new());
+    };
+    *pos += end as u64 + 1;
+    Ok(timeline::parse_log(&String::from_utf8_lossy(
+        &bytes[..=end],
+    )))
 }

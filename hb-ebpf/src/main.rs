@@ -9,7 +9,8 @@
 //! short or too long for one, truncated, wrong magic, version or length) is dropped and counted
 //! (`counter::DROPPED`), so a flood of junk never reaches the daemon's socket. Everything else
 //! (other ports, other protocols, IP fragments, heartbeats the ring buffer cannot take) passes
-//! untouched and is counted. The program never writes to a packet.
+//! untouched and is counted. Every count is kept twice: program-wide (`COUNTERS`) and per
+//! ingress interface (`IFACES`). The program never writes to a packet.
 #![no_std]
 #![no_main]
 
@@ -19,12 +20,12 @@ use aya_ebpf::{
     cty::c_void,
     helpers::{bpf_timer_init, bpf_timer_set_callback, bpf_timer_start},
     macros::{btf_map, map, xdp},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::XdpContext,
 };
 use hb_common::{
-    EVENT_DEADLINE, EVENT_PACKET, FAMILY_V4, FAMILY_V6, PeerDeadline, PeerKey, PeerStats,
-    RING_DATA_LEN, RingEvent, XdpConfig, counter, wire,
+    EVENT_DEADLINE, EVENT_PACKET, FAMILY_V4, FAMILY_V6, IFACES_MAX, IfaceCounters, PeerDeadline,
+    PeerKey, PeerStats, RING_DATA_LEN, RingEvent, XdpConfig, counter, wire,
 };
 
 /// Heartbeats for the daemon (1 MiB).
@@ -38,6 +39,11 @@ static CONFIG: Array<XdpConfig> = Array::with_max_entries(1, 0);
 /// Global counters, see `hb_common::counter`.
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Per-interface counters (`hb_common::IFACES_MAP`): the global counters split by ingress
+/// ifindex, per CPU.
+#[map]
+static IFACES: PerCpuHashMap<u32, IfaceCounters> = PerCpuHashMap::with_max_entries(IFACES_MAX, 0);
 
 /// Per-(sender, interface) counters.
 #[map]
@@ -75,8 +81,10 @@ const UDP_HLEN: usize = 8;
 
 #[xdp]
 pub fn hb_xdp(ctx: XdpContext) -> u32 {
-    bump(counter::SEEN);
-    match try_hb_xdp(&ctx) {
+    // SAFETY: ctx.ctx is the kernel's xdp_md for this invocation.
+    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    count(ifindex, counter::SEEN);
+    match try_hb_xdp(&ctx, ifindex) {
         Ok(action) => action,
         Err(()) => xdp_action::XDP_PASS,
     }
@@ -87,6 +95,40 @@ fn bump(index: u32) {
     if let Some(slot) = COUNTERS.get_ptr_mut(index) {
         // SAFETY: per-CPU slot owned by this CPU for the duration of the program.
         unsafe { *slot += 1 };
+    }
+}
+
+/// Bumps global counter `index` and the same counter of interface `ifindex` in `IFACES`. A
+/// full `IFACES` map costs only the per-interface count (counted under
+/// `counter::IFACES_FULL`), never the packet.
+#[inline(always)]
+fn count(ifindex: u32, index: u32) {
+    bump(index);
+    let i = index as usize;
+    if let Some(p) = IFACES.get_ptr_mut(&ifindex) {
+        // SAFETY: `p` points at this CPU's value for `ifindex` (per-CPU map).
+        if let Some(c) = unsafe { (*p).counts.get_mut(i) } {
+            *c += 1;
+        }
+        return;
+    }
+    let mut fresh = IfaceCounters::default();
+    if let Some(c) = fresh.counts.get_mut(i) {
+        *c = 1;
+    }
+    if IFACES.insert(&ifindex, &fresh, BPF_NOEXIST as u64).is_ok() {
+        return;
+    }
+    // Another CPU created the entry meanwhile (this CPU's value in it is zero), or the map is
+    // full.
+    match IFACES.get_ptr_mut(&ifindex) {
+        // SAFETY: as above.
+        Some(p) => {
+            if let Some(c) = unsafe { (*p).counts.get_mut(i) } {
+                *c += 1;
+            }
+        }
+        None => bump(counter::IFACES_FULL),
     }
 }
 
@@ -196,7 +238,7 @@ fn count_peer(key: &PeerKey, len: u64, now: u64, generation: u64, seq: u64) {
                 generation,
             };
             if PEERS.insert(key, &stats, BPF_NOEXIST as u64).is_err() {
-                bump(counter::PEERS_FULL);
+                count(key.ifindex, counter::PEERS_FULL);
             }
         }
     }
@@ -209,12 +251,13 @@ unsafe extern "C" fn deadline_passed(
     key: *mut c_void,
     _value: *mut c_void,
 ) -> i32 {
-    bump(counter::DEADLINES);
     if key.is_null() {
+        bump(counter::DEADLINES);
         return 0;
     }
     // SAFETY: the kernel passes the timer's map key, a PeerKey.
     let key = unsafe { *(key as *const PeerKey) };
+    count(key.ifindex, counter::DEADLINES);
     if let Some(mut entry) = EVENTS.reserve::<RingEvent>(0) {
         let ev = entry.as_mut_ptr();
         // SAFETY: `ev` points at a reserved, exclusively owned RingEvent slot; only the
@@ -263,15 +306,15 @@ fn rearm_deadline(key: &PeerKey) {
     }
 }
 
-/// A datagram to the heartbeat port that is no hb message: counted and dropped.
 #[inline(always)]
-fn not_a_heartbeat() -> u32 {
-    bump(counter::DROPPED);
-    xdp_action::XDP_DROP
-}
-
-#[inline(always)]
-fn try_hb_xdp(ctx: &XdpContext) -> Result<u32, ()> {
+fn try_hb_xdp(ctx: &XdpContext, ifindex: u32) -> Result<u32, ()> {
+    // Every outcome below counts globally and for the ingress interface.
+    let bump = |index: u32| count(ifindex, index);
+    // A datagram to the heartbeat port that is no hb message: counted and dropped.
+    let not_a_heartbeat = || {
+        bump(counter::DROPPED);
+        xdp_action::XDP_DROP
+    };
     let (port, consume) = match CONFIG.get(0) {
         Some(cfg) if cfg.udp_port != 0 => (cfg.udp_port, cfg.consume != 0),
         _ => return Ok(xdp_action::XDP_PASS),
@@ -322,8 +365,6 @@ fn try_hb_xdp(ctx: &XdpContext) -> Result<u32, ()> {
         return Ok(not_a_heartbeat());
     }
     let sender = be32(wire::OFF_SENDER);
-    // SAFETY: ctx.ctx is the kernel's xdp_md for this invocation.
-    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
     let key = PeerKey { sender, ifindex };
     count_peer(
         &key,

@@ -164,8 +164,9 @@ pub mod counter {
     /// truncated, wrong magic, version or length), dropped (`XDP_DROP`): hb owns the port, and
     /// what cannot be a heartbeat never costs the daemon a wake-up.
     pub const DROPPED: u32 = 8;
-    /// Packets whose interface had no [`IfaceCounters`](super::IfaceCounters) entry and got
-    /// none (the `IFACES` map full): counted in the global counters only.
+    /// Packets (and deadline expiries) whose interface had no
+    /// [`IfaceCounters`](super::IfaceCounters) entry and got none (the `IFACES` map full):
+    /// counted in the global counters only.
     pub const IFACES_FULL: u32 = 9;
     /// Number of counters.
     pub const COUNT: u32 = 10;

@@ -83,8 +83,9 @@ const UDP_HLEN: usize = 8;
 pub fn hb_xdp(ctx: XdpContext) -> u32 {
     // SAFETY: ctx.ctx is the kernel's xdp_md for this invocation.
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-    count(ifindex, counter::SEEN);
-    match try_hb_xdp(&ctx, ifindex) {
+    let slot = iface_slot(ifindex);
+    count(slot, counter::SEEN);
+    match try_hb_xdp(&ctx, ifindex, slot) {
         Ok(action) => action,
         Err(()) => xdp_action::XDP_PASS,
     }
@@ -98,37 +99,37 @@ fn bump(index: u32) {
     }
 }
 
-/// Bumps global counter `index` and the same counter of interface `ifindex` in `IFACES`. A
-/// full `IFACES` map costs only the per-interface count (counted under
-/// `counter::IFACES_FULL`), never the packet.
+/// The `IFACES` entry of interface `ifindex` (this CPU's value), created on its first packet;
+/// null when the map is full (counted under `counter::IFACES_FULL`): then only the global
+/// counters count, and the packet is handled as ever. Looked up once per packet.
 #[inline(always)]
-fn count(ifindex: u32, index: u32) {
-    bump(index);
-    let i = index as usize;
+fn iface_slot(ifindex: u32) -> *mut IfaceCounters {
     if let Some(p) = IFACES.get_ptr_mut(&ifindex) {
-        // SAFETY: `p` points at this CPU's value for `ifindex` (per-CPU map).
-        if let Some(c) = unsafe { (*p).counts.get_mut(i) } {
-            *c += 1;
-        }
-        return;
+        return p;
     }
-    let mut fresh = IfaceCounters::default();
-    if let Some(c) = fresh.counts.get_mut(i) {
-        *c = 1;
-    }
-    if IFACES.insert(&ifindex, &fresh, BPF_NOEXIST as u64).is_ok() {
-        return;
-    }
-    // Another CPU created the entry meanwhile (this CPU's value in it is zero), or the map is
-    // full.
+    // Fails when the map is full, or when another CPU created the entry meanwhile (this CPU's
+    // value in it is zero then, as in a new one): the lookup below tells which.
+    let _ = IFACES.insert(&ifindex, &IfaceCounters::default(), BPF_NOEXIST as u64);
     match IFACES.get_ptr_mut(&ifindex) {
-        // SAFETY: as above.
-        Some(p) => {
-            if let Some(c) = unsafe { (*p).counts.get_mut(i) } {
-                *c += 1;
-            }
+        Some(p) => p,
+        None => {
+            bump(counter::IFACES_FULL);
+            core::ptr::null_mut()
         }
-        None => bump(counter::IFACES_FULL),
+    }
+}
+
+/// Bumps global counter `index` and the same counter in `slot` (an [`iface_slot`], or null).
+#[inline(always)]
+fn count(slot: *mut IfaceCounters, index: u32) {
+    bump(index);
+    if slot.is_null() {
+        return;
+    }
+    // SAFETY: a non-null `slot` points at this CPU's value of a per-CPU map entry, valid for
+    // the whole program run; nothing else writes it meanwhile.
+    if let Some(c) = unsafe { (*slot).counts.get_mut(index as usize) } {
+        *c += 1;
     }
 }
 
@@ -238,7 +239,7 @@ fn count_peer(key: &PeerKey, len: u64, now: u64, generation: u64, seq: u64) {
                 generation,
             };
             if PEERS.insert(key, &stats, BPF_NOEXIST as u64).is_err() {
-                count(key.ifindex, counter::PEERS_FULL);
+                count(iface_slot(key.ifindex), counter::PEERS_FULL);
             }
         }
     }
@@ -257,7 +258,7 @@ unsafe extern "C" fn deadline_passed(
     }
     // SAFETY: the kernel passes the timer's map key, a PeerKey.
     let key = unsafe { *(key as *const PeerKey) };
-    count(key.ifindex, counter::DEADLINES);
+    count(iface_slot(key.ifindex), counter::DEADLINES);
     if let Some(mut entry) = EVENTS.reserve::<RingEvent>(0) {
         let ev = entry.as_mut_ptr();
         // SAFETY: `ev` points at a reserved, exclusively owned RingEvent slot; only the
@@ -307,9 +308,9 @@ fn rearm_deadline(key: &PeerKey) {
 }
 
 #[inline(always)]
-fn try_hb_xdp(ctx: &XdpContext, ifindex: u32) -> Result<u32, ()> {
+fn try_hb_xdp(ctx: &XdpContext, ifindex: u32, slot: *mut IfaceCounters) -> Result<u32, ()> {
     // Every outcome below counts globally and for the ingress interface.
-    let bump = |index: u32| count(ifindex, index);
+    let bump = |index: u32| count(slot, index);
     // A datagram to the heartbeat port that is no hb message: counted and dropped.
     let not_a_heartbeat = || {
         bump(counter::DROPPED);

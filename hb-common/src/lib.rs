@@ -164,7 +164,7 @@ pub mod counter {
     /// truncated, wrong magic, version or length), dropped (`XDP_DROP`): hb owns the port, and
     /// what cannot be a heartbeat never costs the daemon a wake-up.
     pub const DROPPED: u32 = 8;
-    /// Packets (and deadline expiries) whose interface had no
+    /// Datagrams to the heartbeat port (and deadline expiries) whose interface had no
     /// [`IfaceCounters`](super::IfaceCounters) entry and got none (the `IFACES` map full):
     /// counted in the global counters only.
     pub const IFACES_FULL: u32 = 9;
@@ -180,9 +180,11 @@ pub const IFACES_MAP: &str = "IFACES";
 pub const IFACES_MAX: u32 = 256;
 
 /// Value of the XDP program's per-interface counters map ([`IFACES_MAP`]): the global counters
-/// ([`counter`]) for the packets that arrived on one interface, indexed the same way
-/// (`counts[counter::DELIVERED as usize]`). Per CPU: user space sums the CPUs' values.
-/// `PEERS_FULL` and `DEADLINES` count per interface too (the peer key's interface);
+/// ([`counter`]) for the datagrams to the heartbeat port that arrived on one interface, indexed
+/// the same way (`counts[counter::DELIVERED as usize]`). Per CPU: user space sums the CPUs'
+/// values. `SEEN` and `NOT_HEARTBEAT` stay 0 here: other traffic is counted program-wide only,
+/// so that it never pays for a per-interface lookup. `PEERS_FULL` and `DEADLINES` count per
+/// interface too (the peer key's interface);
 /// `RING_FULL` counts only heartbeats here (a deadline record the ring buffer could not take
 /// counts in the global counter only); `IFACES_FULL` stays 0 here.
 #[repr(C)]

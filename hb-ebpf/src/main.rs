@@ -9,8 +9,9 @@
 //! short or too long for one, truncated, wrong magic, version or length) is dropped and counted
 //! (`counter::DROPPED`), so a flood of junk never reaches the daemon's socket. Everything else
 //! (other ports, other protocols, IP fragments, heartbeats the ring buffer cannot take) passes
-//! untouched and is counted. Every count is kept twice: program-wide (`COUNTERS`) and per
-//! ingress interface (`IFACES`). The program never writes to a packet.
+//! untouched and is counted. The counts of datagrams to the heartbeat port are kept twice:
+//! program-wide (`COUNTERS`) and per ingress interface (`IFACES`). The program never writes to
+//! a packet.
 #![no_std]
 #![no_main]
 
@@ -81,11 +82,8 @@ const UDP_HLEN: usize = 8;
 
 #[xdp]
 pub fn hb_xdp(ctx: XdpContext) -> u32 {
-    // SAFETY: ctx.ctx is the kernel's xdp_md for this invocation.
-    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-    let slot = iface_slot(ifindex);
-    count(slot, counter::SEEN);
-    match try_hb_xdp(&ctx, ifindex, slot) {
+    bump(counter::SEEN);
+    match try_hb_xdp(&ctx) {
         Ok(action) => action,
         Err(()) => xdp_action::XDP_PASS,
     }
@@ -101,7 +99,8 @@ fn bump(index: u32) {
 
 /// The `IFACES` entry of interface `ifindex` (this CPU's value), created on its first packet;
 /// null when the map is full (counted under `counter::IFACES_FULL`): then only the global
-/// counters count, and the packet is handled as ever. Looked up once per packet.
+/// counters count, and the packet is handled as ever. Looked up once per datagram to the
+/// heartbeat port (other traffic never pays for it).
 #[inline(always)]
 fn iface_slot(ifindex: u32) -> *mut IfaceCounters {
     if let Some(p) = IFACES.get_ptr_mut(&ifindex) {
@@ -308,14 +307,7 @@ fn rearm_deadline(key: &PeerKey) {
 }
 
 #[inline(always)]
-fn try_hb_xdp(ctx: &XdpContext, ifindex: u32, slot: *mut IfaceCounters) -> Result<u32, ()> {
-    // Every outcome below counts globally and for the ingress interface.
-    let bump = |index: u32| count(slot, index);
-    // A datagram to the heartbeat port that is no hb message: counted and dropped.
-    let not_a_heartbeat = || {
-        bump(counter::DROPPED);
-        xdp_action::XDP_DROP
-    };
+fn try_hb_xdp(ctx: &XdpContext) -> Result<u32, ()> {
     let (port, consume) = match CONFIG.get(0) {
         Some(cfg) if cfg.udp_port != 0 => (cfg.udp_port, cfg.consume != 0),
         _ => return Ok(xdp_action::XDP_PASS),
@@ -330,6 +322,16 @@ fn try_hb_xdp(ctx: &XdpContext, ifindex: u32, slot: *mut IfaceCounters) -> Resul
         bump(counter::NOT_HEARTBEAT);
         return Ok(xdp_action::XDP_PASS);
     }
+    // SAFETY: ctx.ctx is the kernel's xdp_md for this invocation.
+    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    // From here on every outcome counts globally and for the ingress interface.
+    let slot = iface_slot(ifindex);
+    let bump = |index: u32| count(slot, index);
+    // A datagram to the heartbeat port that is no hb message: counted and dropped.
+    let not_a_heartbeat = || {
+        bump(counter::DROPPED);
+        xdp_action::XDP_DROP
+    };
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
     // From here on the datagram is addressed to the heartbeat port (and is no IP fragment:

@@ -164,8 +164,41 @@ pub mod counter {
     /// truncated, wrong magic, version or length), dropped (`XDP_DROP`): hb owns the port, and
     /// what cannot be a heartbeat never costs the daemon a wake-up.
     pub const DROPPED: u32 = 8;
+    /// Datagrams to the heartbeat port (and deadline expiries) whose interface had no
+    /// [`IfaceCounters`](super::IfaceCounters) entry and got none (the `IFACES` map full):
+    /// counted in the global counters only.
+    pub const IFACES_FULL: u32 = 9;
     /// Number of counters.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 10;
+}
+
+/// Name of the XDP program's per-interface counters map: a per-CPU hash keyed by the ingress
+/// ifindex (`u32`), value [`IfaceCounters`], at most [`IFACES_MAX`] interfaces.
+pub const IFACES_MAP: &str = "IFACES";
+/// Entries of [`IFACES_MAP`]: interfaces beyond these are counted in the global counters only
+/// (and under [`counter::IFACES_FULL`]).
+pub const IFACES_MAX: u32 = 256;
+
+/// Value of the XDP program's per-interface counters map ([`IFACES_MAP`]): the global counters
+/// ([`counter`]) for the datagrams to the heartbeat port that arrived on one interface, indexed
+/// the same way (`counts[counter::DELIVERED as usize]`). Per CPU: user space sums the CPUs'
+/// values. `SEEN` and `NOT_HEARTBEAT` stay 0 here: other traffic is counted program-wide only,
+/// so that it never pays for a per-interface lookup. `PEERS_FULL` and `DEADLINES` count per
+/// interface too (the peer key's interface);
+/// `RING_FULL` counts only heartbeats here (a deadline record the ring buffer could not take
+/// counts in the global counter only); `IFACES_FULL` stays 0 here.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceCounters {
+    /// One count per [`counter`] index.
+    pub counts: [u64; counter::COUNT as usize],
+}
+
+impl IfaceCounters {
+    /// The count at a [`counter`] index (0 for an index out of range).
+    pub fn get(&self, index: u32) -> u64 {
+        self.counts.get(index as usize).copied().unwrap_or(0)
+    }
 }
 
 #[cfg(feature = "user")]
@@ -181,6 +214,8 @@ mod pod {
     unsafe impl aya::Pod for super::PeerStats {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::PeerDeadline {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::IfaceCounters {}
 }
 
 const _: () = assert!(core::mem::size_of::<RingEvent>() == 48 + RING_DATA_LEN);
@@ -191,3 +226,4 @@ const _: () = assert!(core::mem::size_of::<XdpConfig>() == 8);
 const _: () = assert!(core::mem::size_of::<PeerKey>() == 8);
 const _: () = assert!(core::mem::size_of::<PeerStats>() == 48);
 const _: () = assert!(core::mem::size_of::<PeerDeadline>() == 32);
+const _: () = assert!(core::mem::size_of::<IfaceCounters>() == 8 * counter::COUNT as usize);

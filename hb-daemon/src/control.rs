@@ -158,21 +158,25 @@ pub struct DeliveryStatus {
     pub xdp: Option<XdpCounters>,
 }
 
-/// The XDP program's counters as `hbctl status` and `hbstat` show them for one interface.
+/// The XDP program's counters as `hbctl status` and `hbstat` show them for one interface: the
+/// packets that arrived on that interface (the program counts per ingress interface; `dropped`
+/// and `passed` of one link never include another link's).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct XdpCounters {
-    /// Heartbeats handed to hbd through the ring buffer (program-wide: every attached
-    /// interface of this hbd).
+    /// Heartbeats handed to hbd through the ring buffer.
     pub delivered: u64,
-    /// Heartbeats passed on to the socket path instead: ring buffer full plus parse failures
-    /// (program-wide).
+    /// Heartbeats passed on to the socket path instead: ring buffer full plus parse failures.
     pub passed: u64,
-    /// Of those, passed because the ring buffer was full (program-wide).
+    /// Of those, passed because the ring buffer was full.
     pub ring_full: u64,
-    /// Of those, heartbeats the program could not copy into a record (program-wide).
+    /// Of those, heartbeats the program could not copy into a record.
     pub parse_failures: u64,
-    /// Datagrams to the heartbeat port that are not hb messages, dropped (program-wide).
+    /// Datagrams to the heartbeat port that are not hb messages, dropped.
     pub dropped: u64,
+    /// Sequence numbers skipped on this interface, over its peers (the sum of `peers`'
+    /// `sequence_gaps`).
+    #[serde(default)]
+    pub sequence_gaps: u64,
     /// Per peer on this interface: heartbeats the program saw and the sequence numbers it saw
     /// skipped.
     pub peers: Vec<XdpPeerCounters>,

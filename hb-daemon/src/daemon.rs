@@ -1881,19 +1881,23 @@ fn delivery_status(
     socket_why: &[(String, String)],
 ) -> Vec<control::DeliveryStatus> {
     let attached = handle.map(XdpHandle::attached).unwrap_or_default();
-    let global = handle.map(|h| {
-        let c = |i| h.counter(i).unwrap_or(0);
-        let ring_full = c(hb_common::counter::RING_FULL);
-        let parse_failures = c(hb_common::counter::PARSE_FAIL);
+    // The program's counters for the packets that arrived on `ix` (zero if unreadable).
+    let on_iface = |h: &XdpHandle, ix: Option<u32>| {
+        let c = ix
+            .and_then(|ix| h.iface_counters(ix).ok())
+            .unwrap_or_default();
+        let ring_full = c.get(hb_common::counter::RING_FULL);
+        let parse_failures = c.get(hb_common::counter::PARSE_FAIL);
         control::XdpCounters {
-            delivered: c(hb_common::counter::DELIVERED),
+            delivered: c.get(hb_common::counter::DELIVERED),
             passed: ring_full.saturating_add(parse_failures),
             ring_full,
             parse_failures,
-            dropped: c(hb_common::counter::DROPPED),
+            dropped: c.get(hb_common::counter::DROPPED),
+            sequence_gaps: 0,
             peers: Vec::new(),
         }
-    });
+    };
     let peer_counters = handle
         .and_then(|h| h.peer_counters().ok())
         .unwrap_or_default();
@@ -1911,7 +1915,7 @@ fn delivery_status(
         .map(|iface| match attached.iter().find(|(i, _)| *i == iface) {
             Some((_, mode)) => {
                 let ix = ifindex(&iface);
-                let mut counters = global.clone().unwrap_or_default();
+                let mut counters = handle.map(|h| on_iface(h, ix)).unwrap_or_default();
                 counters.peers = peer_counters
                     .iter()
                     .filter(|p| Some(p.key.ifindex) == ix)
@@ -1921,6 +1925,10 @@ fn delivery_status(
                         sequence_gaps: p.stats.seq_gaps,
                     })
                     .collect();
+                counters.sequence_gaps = counters
+                    .peers
+                    .iter()
+                    .fold(0u64, |n, p| n.saturating_add(p.sequence_gaps));
                 control::DeliveryStatus {
                     iface,
                     path: "xdp".to_owned(),

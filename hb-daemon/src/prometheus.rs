@@ -255,6 +255,7 @@ pub fn render(report: &StatsReport) -> String {
 
     ping(&mut f, report);
     arbiter(&mut f, report);
+    delivery(&mut f, report);
 
     let t = &report.takeovers;
     f.header(
@@ -310,6 +311,68 @@ pub fn render(report: &StatsReport) -> String {
         f.sample("hb_errors_total", &[("kind", kind)], *n as f64);
     }
     out
+}
+
+/// Per heartbeat interface: the delivery path and, on the XDP path, the program's counters for
+/// that interface (since hbd loaded the program: a `--reset` does not restart them).
+fn delivery(f: &mut Family<'_>, report: &StatsReport) {
+    if report.delivery.is_empty() {
+        return;
+    }
+    f.header(
+        "hb_heartbeat_path",
+        "gauge",
+        "1 for the path heartbeats take on the interface: xdp (mode native or generic) or socket (mode none).",
+    );
+    for d in &report.delivery {
+        let mode = d.mode.as_deref().unwrap_or("none");
+        f.sample(
+            "hb_heartbeat_path",
+            &[("interface", &d.iface), ("path", &d.path), ("mode", mode)],
+            1.0,
+        );
+    }
+    type Get = fn(&crate::control::XdpCounters) -> u64;
+    let series: [(&str, &str, Get); 6] = [
+        (
+            "hb_xdp_heartbeats_delivered_total",
+            "Heartbeats the XDP program handed to hbd through its ring buffer, per interface.",
+            |c| c.delivered,
+        ),
+        (
+            "hb_xdp_heartbeats_passed_total",
+            "Heartbeats the XDP program passed to the socket path instead (ring full or parse failure), per interface.",
+            |c| c.passed,
+        ),
+        (
+            "hb_xdp_ring_full_total",
+            "Heartbeats passed because the ring buffer was full, per interface.",
+            |c| c.ring_full,
+        ),
+        (
+            "hb_xdp_parse_failures_total",
+            "Heartbeats passed because the program could not copy them into a record, per interface.",
+            |c| c.parse_failures,
+        ),
+        (
+            "hb_xdp_junk_dropped_total",
+            "Datagrams to the heartbeat port that are not hb messages, dropped by the XDP program, per interface.",
+            |c| c.dropped,
+        ),
+        (
+            "hb_xdp_sequence_gaps_total",
+            "Sequence numbers the XDP program saw skipped, over the interface's peers.",
+            |c| c.sequence_gaps,
+        ),
+    ];
+    for (name, help, get) in series {
+        f.header(name, "counter", help);
+        for d in &report.delivery {
+            if let Some(c) = &d.xdp {
+                f.sample(name, &[("interface", &d.iface)], get(c) as f64);
+            }
+        }
+    }
 }
 
 /// The etcd arbiter (nothing without `arbiter`).

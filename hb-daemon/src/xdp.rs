@@ -17,10 +17,12 @@ use std::{
 
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{Xdp, XdpMode as AyaXdpMode, xdp::XdpLinkId},
 };
-use hb_common::{PeerDeadline, PeerKey, PeerStats, RingEvent, XdpConfig, counter};
+use hb_common::{
+    IFACES_MAP, IfaceCounters, PeerDeadline, PeerKey, PeerStats, RingEvent, XdpConfig, counter,
+};
 pub use hb_proto::config::model::XdpMode;
 use hb_proto::{Timestamp, config::model::Media};
 use thiserror::Error;
@@ -199,11 +201,34 @@ impl XdpHandle {
             ("peers_full", counter::PEERS_FULL),
             ("deadlines", counter::DEADLINES),
             ("dropped", counter::DROPPED),
+            ("ifaces_full", counter::IFACES_FULL),
         ];
         names
             .into_iter()
             .map(|(name, i)| Ok((name, self.counter(i)?)))
             .collect()
+    }
+
+    /// The counters of the packets that arrived on interface `ifindex`, summed over CPUs (all
+    /// zero before the first packet there).
+    pub fn iface_counters(&self, ifindex: u32) -> Result<IfaceCounters, XdpError> {
+        let map = self
+            .ebpf
+            .map(IFACES_MAP)
+            .ok_or(XdpError::Missing("IFACES map"))?;
+        let ifaces: PerCpuHashMap<_, u32, IfaceCounters> = PerCpuHashMap::try_from(map)?;
+        let per_cpu = match ifaces.get(&ifindex, 0) {
+            Ok(v) => v,
+            Err(aya::maps::MapError::KeyNotFound) => return Ok(IfaceCounters::default()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut sum = IfaceCounters::default();
+        for cpu in per_cpu.iter() {
+            for (s, c) in sum.counts.iter_mut().zip(cpu.counts) {
+                *s = s.saturating_add(c);
+            }
+        }
+        Ok(sum)
     }
 
     /// Sets the kernel deadline for heartbeats of `sender` on interface `ifindex` (issue 10):

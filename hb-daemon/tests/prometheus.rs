@@ -221,7 +221,47 @@ fn every_metric_in_the_exposition_is_in_docs_metrics_md() {
     let mut send = hb_daemon::sender::SendStats::new(&["eth1"]);
     send.record(0, hb_proto::Timestamp(0), hb_proto::Timestamp(30_000));
     report.send = send.report();
+    report.delivery = vec![
+        hb_daemon::control::DeliveryStatus {
+            iface: "eth1".into(),
+            path: "xdp".into(),
+            mode: Some("generic".into()),
+            reason: None,
+            xdp: Some(hb_daemon::control::XdpCounters {
+                delivered: 900,
+                passed: 3,
+                ring_full: 2,
+                parse_failures: 1,
+                dropped: 7,
+                sequence_gaps: 4,
+                peers: vec![],
+            }),
+        },
+        hb_daemon::control::DeliveryStatus {
+            iface: "eth2".into(),
+            path: "socket".into(),
+            mode: None,
+            reason: Some("xdp off in ha.cf".into()),
+            xdp: None,
+        },
+    ];
     let text = hb_daemon::prometheus::render(&report);
+    for line in [
+        "hb_heartbeat_path{interface=\"eth1\",path=\"xdp\",mode=\"generic\"} 1",
+        "hb_heartbeat_path{interface=\"eth2\",path=\"socket\",mode=\"none\"} 1",
+        "hb_xdp_heartbeats_delivered_total{interface=\"eth1\"} 900",
+        "hb_xdp_heartbeats_passed_total{interface=\"eth1\"} 3",
+        "hb_xdp_ring_full_total{interface=\"eth1\"} 2",
+        "hb_xdp_parse_failures_total{interface=\"eth1\"} 1",
+        "hb_xdp_junk_dropped_total{interface=\"eth1\"} 7",
+        "hb_xdp_sequence_gaps_total{interface=\"eth1\"} 4",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+    assert!(
+        !text.contains("hb_xdp_heartbeats_delivered_total{interface=\"eth2\"}"),
+        "no XDP counters for a socket-path interface:\n{text}"
+    );
     assert!(
         text.contains("hb_arbiter_lease_valid_seconds 1.5"),
         "{text}"

@@ -9,7 +9,9 @@
 //! short or too long for one, truncated, wrong magic, version or length) is dropped and counted
 //! (`counter::DROPPED`), so a flood of junk never reaches the daemon's socket. Everything else
 //! (other ports, other protocols, IP fragments, heartbeats the ring buffer cannot take) passes
-//! untouched and is counted. The program never writes to a packet.
+//! untouched and is counted. The counts of datagrams to the heartbeat port are kept twice:
+//! program-wide (`COUNTERS`) and per ingress interface (`IFACES`). The program never writes to
+//! a packet.
 #![no_std]
 #![no_main]
 
@@ -19,12 +21,12 @@ use aya_ebpf::{
     cty::c_void,
     helpers::{bpf_timer_init, bpf_timer_set_callback, bpf_timer_start},
     macros::{btf_map, map, xdp},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::XdpContext,
 };
 use hb_common::{
-    EVENT_DEADLINE, EVENT_PACKET, FAMILY_V4, FAMILY_V6, PeerDeadline, PeerKey, PeerStats,
-    RING_DATA_LEN, RingEvent, XdpConfig, counter, wire,
+    EVENT_DEADLINE, EVENT_PACKET, FAMILY_V4, FAMILY_V6, IFACES_MAX, IfaceCounters, PeerDeadline,
+    PeerKey, PeerStats, RING_DATA_LEN, RingEvent, XdpConfig, counter, wire,
 };
 
 /// Heartbeats for the daemon (1 MiB).
@@ -38,6 +40,11 @@ static CONFIG: Array<XdpConfig> = Array::with_max_entries(1, 0);
 /// Global counters, see `hb_common::counter`.
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Per-interface counters (`hb_common::IFACES_MAP`): the global counters split by ingress
+/// ifindex, per CPU.
+#[map]
+static IFACES: PerCpuHashMap<u32, IfaceCounters> = PerCpuHashMap::with_max_entries(IFACES_MAX, 0);
 
 /// Per-(sender, interface) counters.
 #[map]
@@ -87,6 +94,41 @@ fn bump(index: u32) {
     if let Some(slot) = COUNTERS.get_ptr_mut(index) {
         // SAFETY: per-CPU slot owned by this CPU for the duration of the program.
         unsafe { *slot += 1 };
+    }
+}
+
+/// The `IFACES` entry of interface `ifindex` (this CPU's value), created on its first packet;
+/// null when the map is full (counted under `counter::IFACES_FULL`): then only the global
+/// counters count, and the packet is handled as ever. Looked up once per datagram to the
+/// heartbeat port (other traffic never pays for it).
+#[inline(always)]
+fn iface_slot(ifindex: u32) -> *mut IfaceCounters {
+    if let Some(p) = IFACES.get_ptr_mut(&ifindex) {
+        return p;
+    }
+    // Fails when the map is full, or when another CPU created the entry meanwhile (this CPU's
+    // value in it is zero then, as in a new one): the lookup below tells which.
+    let _ = IFACES.insert(&ifindex, &IfaceCounters::default(), BPF_NOEXIST as u64);
+    match IFACES.get_ptr_mut(&ifindex) {
+        Some(p) => p,
+        None => {
+            bump(counter::IFACES_FULL);
+            core::ptr::null_mut()
+        }
+    }
+}
+
+/// Bumps global counter `index` and the same counter in `slot` (an [`iface_slot`], or null).
+#[inline(always)]
+fn count(slot: *mut IfaceCounters, index: u32) {
+    bump(index);
+    if slot.is_null() {
+        return;
+    }
+    // SAFETY: a non-null `slot` points at this CPU's value of a per-CPU map entry, valid for
+    // the whole program run; nothing else writes it meanwhile.
+    if let Some(c) = unsafe { (*slot).counts.get_mut(index as usize) } {
+        *c += 1;
     }
 }
 
@@ -196,7 +238,7 @@ fn count_peer(key: &PeerKey, len: u64, now: u64, generation: u64, seq: u64) {
                 generation,
             };
             if PEERS.insert(key, &stats, BPF_NOEXIST as u64).is_err() {
-                bump(counter::PEERS_FULL);
+                count(iface_slot(key.ifindex), counter::PEERS_FULL);
             }
         }
     }
@@ -209,12 +251,13 @@ unsafe extern "C" fn deadline_passed(
     key: *mut c_void,
     _value: *mut c_void,
 ) -> i32 {
-    bump(counter::DEADLINES);
     if key.is_null() {
+        bump(counter::DEADLINES);
         return 0;
     }
     // SAFETY: the kernel passes the timer's map key, a PeerKey.
     let key = unsafe { *(key as *const PeerKey) };
+    count(iface_slot(key.ifindex), counter::DEADLINES);
     if let Some(mut entry) = EVENTS.reserve::<RingEvent>(0) {
         let ev = entry.as_mut_ptr();
         // SAFETY: `ev` points at a reserved, exclusively owned RingEvent slot; only the
@@ -263,13 +306,6 @@ fn rearm_deadline(key: &PeerKey) {
     }
 }
 
-/// A datagram to the heartbeat port that is no hb message: counted and dropped.
-#[inline(always)]
-fn not_a_heartbeat() -> u32 {
-    bump(counter::DROPPED);
-    xdp_action::XDP_DROP
-}
-
 #[inline(always)]
 fn try_hb_xdp(ctx: &XdpContext) -> Result<u32, ()> {
     let (port, consume) = match CONFIG.get(0) {
@@ -286,6 +322,16 @@ fn try_hb_xdp(ctx: &XdpContext) -> Result<u32, ()> {
         bump(counter::NOT_HEARTBEAT);
         return Ok(xdp_action::XDP_PASS);
     }
+    // SAFETY: ctx.ctx is the kernel's xdp_md for this invocation.
+    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    // From here on every outcome counts globally and for the ingress interface.
+    let slot = iface_slot(ifindex);
+    let bump = |index: u32| count(slot, index);
+    // A datagram to the heartbeat port that is no hb message: counted and dropped.
+    let not_a_heartbeat = || {
+        bump(counter::DROPPED);
+        xdp_action::XDP_DROP
+    };
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
     // From here on the datagram is addressed to the heartbeat port (and is no IP fragment:
@@ -322,8 +368,6 @@ fn try_hb_xdp(ctx: &XdpContext) -> Result<u32, ()> {
         return Ok(not_a_heartbeat());
     }
     let sender = be32(wire::OFF_SENDER);
-    // SAFETY: ctx.ctx is the kernel's xdp_md for this invocation.
-    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
     let key = PeerKey { sender, ifindex };
     count_peer(
         &key,

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hb_common::{EVENT_PACKET, FAMILY_V4, FAMILY_V6, RingEvent, wire};
+use hb_common::{EVENT_PACKET, FAMILY_V4, FAMILY_V6, IfaceCounters, RingEvent, counter, wire};
 use hb_daemon::xdp::{AttachMode, PeerCounters, XdpError, XdpHandle, XdpMode, start_xdp};
 use hb_tests::{Netns, monotonic_ns, require_root, run, veth_pair};
 
@@ -76,6 +76,10 @@ struct Outcome {
     /// What a socket on [`OTHER_PORT`] received.
     other: Vec<(Vec<u8>, SocketAddr)>,
     ifindex: u32,
+    /// The program's counters for `ifindex` (`IFACES`).
+    iface: IfaceCounters,
+    /// Its counters for an interface it is not attached to (loopback).
+    lo: IfaceCounters,
 }
 
 impl Outcome {
@@ -85,6 +89,47 @@ impl Outcome {
             .find(|(n, _)| *n == name)
             .map(|(_, v)| *v)
             .unwrap()
+    }
+
+    /// The receiver's program is attached to one interface: its counters for that interface
+    /// are the global ones for datagrams to the heartbeat port (no kernel deadlines are set
+    /// here, so the callback's counts stay 0); other traffic is counted program-wide only; it
+    /// counted nothing for any other interface.
+    fn assert_iface_counters_are_the_global_ones(&self) {
+        for (name, value) in &self.counters {
+            let index = match *name {
+                "seen" | "not_heartbeat" => {
+                    let index = if *name == "seen" {
+                        counter::SEEN
+                    } else {
+                        counter::NOT_HEARTBEAT
+                    };
+                    assert_eq!(self.iface.get(index), 0, "{name}: {:?}", self.iface);
+                    continue;
+                }
+                "delivered" => counter::DELIVERED,
+                "ring_full" => counter::RING_FULL,
+                "parse_fail" => counter::PARSE_FAIL,
+                "consumed" => counter::CONSUMED,
+                "peers_full" => counter::PEERS_FULL,
+                "deadlines" => counter::DEADLINES,
+                "dropped" => counter::DROPPED,
+                "ifaces_full" => {
+                    assert_eq!(*value, 0, "IFACES full with one interface");
+                    continue;
+                }
+                other => panic!("unknown counter {other}"),
+            };
+            assert_eq!(
+                self.iface.get(index),
+                *value,
+                "{name} on ifindex {}: {:?} vs global {:?}",
+                self.ifindex,
+                self.iface,
+                self.counters
+            );
+        }
+        assert_eq!(self.lo, IfaceCounters::default(), "counted on loopback");
     }
 }
 
@@ -155,6 +200,8 @@ impl Receiver {
                     }
                     Outcome {
                         events,
+                        iface: handle.iface_counters(ifindex).unwrap(),
+                        lo: handle.iface_counters(1).unwrap(),
                         counters: handle.counters().unwrap(),
                         peers: handle.peer_counters().unwrap(),
                         socket,
@@ -384,6 +431,7 @@ fn heartbeats_over_ipv4_ipv6_and_vlan_arrive_once_with_kernel_timestamps_and_are
     assert_eq!(out.counter("consumed"), 3 * N);
     assert_eq!(out.counter("parse_fail"), 0);
     assert_eq!(out.counter("ring_full"), 0);
+    out.assert_iface_counters_are_the_global_ones();
     assert!(
         out.socket.is_empty(),
         "consumed heartbeats do not also reach the socket: {:?}",
@@ -471,6 +519,7 @@ fn junk_on_the_heartbeat_port_is_dropped_and_counted_and_other_ports_are_untouch
         lens(&out.socket)
     );
     assert_eq!(out.counter("dropped"), junk.len() as u64);
+    out.assert_iface_counters_are_the_global_ones();
     assert_eq!(out.events.len(), 1, "only the heartbeat is delivered");
     assert_eq!(seq_of(&out.events[0]), 1);
     assert_eq!(out.counter("delivered"), 1);
@@ -508,6 +557,7 @@ fn heartbeats_the_full_ring_buffer_cannot_carry_reach_the_socket() {
         out.counters
     );
     assert_eq!(out.events.len() as u64, out.counter("delivered"));
+    out.assert_iface_counters_are_the_global_ones();
     assert_eq!(
         out.socket.len() as u64,
         ring_full,

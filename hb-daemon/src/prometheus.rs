@@ -328,7 +328,7 @@ fn delivery(f: &mut Family<'_>, report: &StatsReport) {
         let mode = d.mode.as_deref().unwrap_or("none");
         f.sample(
             "hb_heartbeat_path",
-            &[("interface", &d.iface), ("path", &d.path), ("mode", mode)],
+            &[("link", &d.iface), ("path", &d.path), ("mode", mode)],
             1.0,
         );
     }
@@ -369,7 +369,7 @@ fn delivery(f: &mut Family<'_>, report: &StatsReport) {
         f.header(name, "counter", help);
         for d in &report.delivery {
             if let Some(c) = &d.xdp {
-                f.sample(name, &[("interface", &d.iface)], get(c) as f64);
+                f.sample(name, &[("link", &d.iface)], get(c) as f64);
             }
         }
     }

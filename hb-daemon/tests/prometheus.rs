@@ -247,19 +247,19 @@ fn every_metric_in_the_exposition_is_in_docs_metrics_md() {
     ];
     let text = hb_daemon::prometheus::render(&report);
     for line in [
-        "hb_heartbeat_path{interface=\"eth1\",path=\"xdp\",mode=\"generic\"} 1",
-        "hb_heartbeat_path{interface=\"eth2\",path=\"socket\",mode=\"none\"} 1",
-        "hb_xdp_heartbeats_delivered_total{interface=\"eth1\"} 900",
-        "hb_xdp_heartbeats_passed_total{interface=\"eth1\"} 3",
-        "hb_xdp_ring_full_total{interface=\"eth1\"} 2",
-        "hb_xdp_parse_failures_total{interface=\"eth1\"} 1",
-        "hb_xdp_junk_dropped_total{interface=\"eth1\"} 7",
-        "hb_xdp_sequence_gaps_total{interface=\"eth1\"} 4",
+        "hb_heartbeat_path{link=\"eth1\",path=\"xdp\",mode=\"generic\"} 1",
+        "hb_heartbeat_path{link=\"eth2\",path=\"socket\",mode=\"none\"} 1",
+        "hb_xdp_heartbeats_delivered_total{link=\"eth1\"} 900",
+        "hb_xdp_heartbeats_passed_total{link=\"eth1\"} 3",
+        "hb_xdp_ring_full_total{link=\"eth1\"} 2",
+        "hb_xdp_parse_failures_total{link=\"eth1\"} 1",
+        "hb_xdp_junk_dropped_total{link=\"eth1\"} 7",
+        "hb_xdp_sequence_gaps_total{link=\"eth1\"} 4",
     ] {
         assert!(text.contains(line), "{line} missing:\n{text}");
     }
     assert!(
-        !text.contains("hb_xdp_heartbeats_delivered_total{interface=\"eth2\"}"),
+        !text.contains("hb_xdp_heartbeats_delivered_total{link=\"eth2\"}"),
         "no XDP counters for a socket-path interface:\n{text}"
     );
     assert!(

@@ -567,7 +567,16 @@ impl Driver {
                 continue;
             };
             match Receiver::open(&spec) {
-                Ok(r) => receivers.push((r, link)),
+                Ok(r) => {
+                    if let Err(e) = r.ignore_own(node_id(&config.local_node)) {
+                        // Only a cost: the core drops our own messages itself.
+                        tracing::warn!(
+                            "receiving on {}: cannot filter out our own messages in the kernel ({e}); the loop reads them",
+                            spec.iface
+                        );
+                    }
+                    receivers.push((r, link));
+                }
                 Err(e) => tracing::error!("receiving on {}: {e}", spec.iface),
             }
         }

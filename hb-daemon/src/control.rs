@@ -173,6 +173,10 @@ pub struct XdpCounters {
     pub parse_failures: u64,
     /// Datagrams to the heartbeat port that are not hb messages, dropped (program-wide).
     pub dropped: u64,
+    /// Of `delivered`, heartbeats queued without waking hbd because they repeated their
+    /// sender's state while the core was steady (program-wide; absent from an older hbd).
+    #[serde(default)]
+    pub batched: u64,
     /// Per peer on this interface: heartbeats the program saw and the sequence numbers it saw
     /// skipped.
     pub peers: Vec<XdpPeerCounters>,

@@ -1925,6 +1925,7 @@ fn delivery_status(
             ring_full,
             parse_failures,
             dropped: c(hb_common::counter::DROPPED),
+            batched: c(hb_common::counter::BATCHED),
             peers: Vec::new(),
         }
     });

@@ -221,9 +221,15 @@ pub fn delivery_section(out: &mut String, delivery: &[DeliveryStatus]) {
             (Some(mode), Some(c)) => {
                 let _ = writeln!(
                     out,
-                    "  {}: XDP ({mode} mode); program: delivered {}, passed {} (ring full {}, \
-                     parse failures {}), dropped {}",
-                    d.iface, c.delivered, c.passed, c.ring_full, c.parse_failures, c.dropped
+                    "  {}: XDP ({mode} mode); program: delivered {} ({} without a wake-up), \
+                     passed {} (ring full {}, parse failures {}), dropped {}",
+                    d.iface,
+                    c.delivered,
+                    c.batched,
+                    c.passed,
+                    c.ring_full,
+                    c.parse_failures,
+                    c.dropped
                 );
                 for p in &c.peers {
                     let _ = writeln!(
@@ -729,6 +735,7 @@ mod tests {
                     ring_full: 2,
                     parse_failures: 1,
                     dropped: 7,
+                    batched: 800,
                     peers: vec![XdpPeerCounters {
                         peer: "node2".into(),
                         heartbeats: 903,
@@ -748,8 +755,8 @@ mod tests {
         delivery_section(&mut out, &delivery);
         assert_eq!(
             out,
-            "Heartbeat delivery:\n  eth1: XDP (native mode); program: delivered 900, passed 3 \
-             (ring full 2, parse failures 1), dropped 7\n    from node2: 903 heartbeats, 4 \
+            "Heartbeat delivery:\n  eth1: XDP (native mode); program: delivered 900 (800 without \
+             a wake-up), passed 3 (ring full 2, parse failures 1), dropped 7\n    from node2: 903 heartbeats, 4 \
              sequence gaps\n  eth2: socket path (attach failed: no such device)\n"
         );
         let json = serde_json::to_string(&delivery[1]).unwrap();

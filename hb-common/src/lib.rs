@@ -47,6 +47,14 @@ pub const EVENT_PACKET: u32 = 1;
 /// [`RingEvent::kind`]: a per-peer kernel deadline passed (bpf_timer).
 pub const EVENT_DEADLINE: u32 = 2;
 
+/// [`RingEvent::flags`]: the record was submitted with a wake-up of the reader.
+pub const RING_WOKE: u32 = 1;
+
+/// With [`XdpConfig::batch`] on, a heartbeat that repeats its sender's state still wakes the
+/// reader when the ring buffer holds more than this many bytes (an eighth of it), so a reader
+/// that only wakes at its own deadlines never lets it fill up.
+pub const RING_WAKE_BYTES: u64 = 1 << 17;
+
 /// [`RingEvent::family`]: IPv4 source address in the first 4 bytes of `src_addr`.
 pub const FAMILY_V4: u32 = 4;
 /// [`RingEvent::family`]: IPv6 source address.
@@ -74,6 +82,11 @@ pub struct RingEvent {
     pub sender: u32,
     /// Number of valid bytes in `data`.
     pub len: u32,
+    /// [`RING_WOKE`]: this record woke the reader (without it the record was queued with
+    /// `BPF_RB_NO_WAKEUP` and read later, so its read time says nothing about delivery).
+    pub flags: u32,
+    /// Explicit padding.
+    pub _pad: u32,
     /// The hb message (UDP payload), `len` bytes valid.
     pub data: [u8; RING_DATA_LEN],
 }
@@ -88,6 +101,13 @@ pub struct XdpConfig {
     pub _pad: u16,
     /// Non-zero: consume (XDP_DROP) heartbeats delivered to the ring buffer.
     pub consume: u32,
+    /// Non-zero: the daemon's core is steady (issue 20): a heartbeat whose state fingerprint
+    /// ([`PeerStats::fingerprint`]) repeats its sender's previous one is queued without waking
+    /// the daemon (`BPF_RB_NO_WAKEUP`); one that differs, and every deadline record, wakes it
+    /// (`BPF_RB_FORCE_WAKEUP`). Zero: every record wakes the reader as it always did.
+    pub batch: u32,
+    /// Explicit padding.
+    pub _pad1: u32,
 }
 
 /// Key of the XDP program's per-peer `PEERS` hash map: one entry per (sender node id, interface).
@@ -121,6 +141,10 @@ pub struct PeerStats {
     pub last_seq: u64,
     /// Generation of `last_seq`.
     pub generation: u64,
+    /// FNV-1a of the state the latest delivered heartbeat carried: its type, flags, ping counts,
+    /// generation, status, counts, haresources digest and group states (everything the
+    /// receiver's decisions read except the echoes, whose send times change every time).
+    pub fingerprint: u64,
 }
 
 /// Value of the XDP program's `DEADLINES` map (kernel-side deadline, issue 10), keyed by
@@ -164,12 +188,14 @@ pub mod counter {
     /// truncated, wrong magic, version or length), dropped (`XDP_DROP`): hb owns the port, and
     /// what cannot be a heartbeat never costs the daemon a wake-up.
     pub const DROPPED: u32 = 8;
+    /// Heartbeats delivered without waking the daemon ([`super::XdpConfig::batch`]).
+    pub const BATCHED: u32 = 9;
     /// Datagrams to the heartbeat port (and deadline expiries) whose interface had no
     /// [`IfaceCounters`](super::IfaceCounters) entry and got none (the `IFACES` map full):
     /// counted in the global counters only.
-    pub const IFACES_FULL: u32 = 9;
+    pub const IFACES_FULL: u32 = 10;
     /// Number of counters.
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 11;
 }
 
 /// Name of the XDP program's per-interface counters map: a per-CPU hash keyed by the ingress
@@ -218,12 +244,12 @@ mod pod {
     unsafe impl aya::Pod for super::IfaceCounters {}
 }
 
-const _: () = assert!(core::mem::size_of::<RingEvent>() == 48 + RING_DATA_LEN);
+const _: () = assert!(core::mem::size_of::<RingEvent>() == 56 + RING_DATA_LEN);
 // The XDP program drops datagrams to the heartbeat port longer than a ring record can carry as
 // "not an hb message": that holds only while no hb message is longer.
 const _: () = assert!(RING_DATA_LEN == wire::MAX_MESSAGE_LEN);
-const _: () = assert!(core::mem::size_of::<XdpConfig>() == 8);
+const _: () = assert!(core::mem::size_of::<XdpConfig>() == 16);
 const _: () = assert!(core::mem::size_of::<PeerKey>() == 8);
-const _: () = assert!(core::mem::size_of::<PeerStats>() == 48);
+const _: () = assert!(core::mem::size_of::<PeerStats>() == 56);
 const _: () = assert!(core::mem::size_of::<PeerDeadline>() == 32);
 const _: () = assert!(core::mem::size_of::<IfaceCounters>() == 8 * counter::COUNT as usize);

@@ -173,6 +173,10 @@ pub struct XdpCounters {
     pub parse_failures: u64,
     /// Datagrams to the heartbeat port that are not hb messages, dropped.
     pub dropped: u64,
+    /// Of `delivered`, heartbeats queued without waking hbd because they repeated their
+    /// sender's state while the core was steady (absent from an older hbd).
+    #[serde(default)]
+    pub batched: u64,
     /// Sequence numbers skipped on this interface, over its peers (the sum of `peers`'
     /// `sequence_gaps`).
     #[serde(default)]

@@ -33,7 +33,7 @@
 use std::{
     collections::HashMap,
     path::PathBuf,
-    sync::{Arc, MutexGuard},
+    sync::{Arc, MutexGuard, atomic::Ordering},
     time::Duration,
 };
 
@@ -577,7 +577,16 @@ impl Driver {
                 continue;
             };
             match Receiver::open(&spec) {
-                Ok(r) => receivers.push((r, link)),
+                Ok(r) => {
+                    if let Err(e) = r.ignore_own(node_id(&config.local_node)) {
+                        // Only a cost: the core drops our own messages itself.
+                        tracing::warn!(
+                            "receiving on {}: cannot filter out our own messages in the kernel ({e}); the loop reads them",
+                            spec.iface
+                        );
+                    }
+                    receivers.push((r, link));
+                }
                 Err(e) => tracing::error!("receiving on {}: {e}", spec.iface),
             }
         }
@@ -717,6 +726,11 @@ impl Driver {
                 continue;
             }
             self.notify_turn();
+            if self.update_batching() {
+                // Prompt delivery again: what was queued without a wake-up is read now.
+                self.drain_ring();
+                continue;
+            }
             let deadline = self.notify.earliest(self.node().poll_timeout());
             let sleep = match deadline {
                 Some(t) => {
@@ -1092,6 +1106,34 @@ impl Driver {
             .handle_command(monotonic_now(), Command::Shutdown);
     }
 
+    /// Lets the XDP program queue heartbeats that repeat their sender's state without waking
+    /// this loop while the core is steady ([`Node::wants_every_message`] false), and asks for
+    /// a wake-up per record again as soon as it is not (issue 20). Such heartbeats are then
+    /// read at the loop's next wake-up: at the latest the core's own deadline (the peer's
+    /// last arrival read plus deadtime), before which everything queued is drained and
+    /// judged on its kernel arrival time as always; a changed heartbeat, a kernel deadline
+    /// record or a ring buffer an eighth full wakes it at once. Returns `true` when delivery
+    /// just became prompt again (the caller drains what was queued).
+    fn update_batching(&mut self) -> bool {
+        let Some(h) = self.xdp.as_mut() else {
+            return false;
+        };
+        let steady = !sender::lock(&self.shared.node).wants_every_message();
+        self.shared.batching.store(steady, Ordering::Release);
+        if steady == h.batching() {
+            return false;
+        }
+        if let Err(e) = h.set_batch(steady) {
+            // Not batching is the safe side: every record wakes the loop, as before.
+            tracing::warn!("XDP: cannot switch heartbeat batching to {steady}: {e}");
+            self.metrics.record_socket_error("xdp_config");
+            let _ = h.set_batch(false);
+            self.shared.batching.store(false, Ordering::Release);
+            return false;
+        }
+        !steady
+    }
+
     /// Reads up to [`RING_BUDGET`] queued ring-buffer records (`ring_backlog` says whether
     /// more may wait); `true` when one was a kernel deadline.
     fn drain_ring(&mut self) -> bool {
@@ -1112,7 +1154,10 @@ impl Driver {
                         continue;
                     };
                     let arrival = xdp::arrival(ev);
-                    self.handle_datagram(link, xdp::payload(ev), arrival, Some(read_at));
+                    // A record queued without a wake-up was read when the loop woke for
+                    // something else: its read time is no delivery delay.
+                    let read_at = xdp::woke(ev).then_some(read_at);
+                    self.handle_datagram(link, xdp::payload(ev), arrival, read_at);
                 }
                 EVENT_DEADLINE => deadline = true,
                 _ => self.metrics.record_socket_error("ring_unknown_record"),
@@ -1894,6 +1939,7 @@ fn delivery_status(
             ring_full,
             parse_failures,
             dropped: c.get(hb_common::counter::DROPPED),
+            batched: c.get(hb_common::counter::BATCHED),
             sequence_gaps: 0,
             peers: Vec::new(),
         }

@@ -222,10 +222,12 @@ pub fn delivery_section(out: &mut String, delivery: &[DeliveryStatus]) {
             (Some(mode), Some(c)) => {
                 let _ = writeln!(
                     out,
-                    "  {}: XDP ({mode} mode); on this link: delivered {}, passed {} (ring full \
-                     {}, parse failures {}), junk dropped {}, sequence gaps {}",
+                    "  {}: XDP ({mode} mode); on this link: delivered {} ({} without a \
+                     wake-up), passed {} (ring full {}, parse failures {}), junk dropped {}, \
+                     sequence gaps {}",
                     d.iface,
                     c.delivered,
+                    c.batched,
                     c.passed,
                     c.ring_full,
                     c.parse_failures,
@@ -736,6 +738,7 @@ mod tests {
                     ring_full: 2,
                     parse_failures: 1,
                     dropped: 7,
+                    batched: 800,
                     sequence_gaps: 4,
                     peers: vec![XdpPeerCounters {
                         peer: "node2".into(),
@@ -756,9 +759,10 @@ mod tests {
         delivery_section(&mut out, &delivery);
         assert_eq!(
             out,
-            "Heartbeat delivery:\n  eth1: XDP (native mode); on this link: delivered 900, passed \
-             3 (ring full 2, parse failures 1), junk dropped 7, sequence gaps 4\n    from node2: \
-             903 heartbeats, 4 sequence gaps\n  eth2: socket path (attach failed: no such device)\n"
+            "Heartbeat delivery:\n  eth1: XDP (native mode); on this link: delivered 900 (800 \
+             without a wake-up), passed 3 (ring full 2, parse failures 1), junk dropped 7, \
+             sequence gaps 4\n    from node2: 903 heartbeats, 4 sequence gaps\n  eth2: socket \
+             path (attach failed: no such device)\n"
         );
         let json = serde_json::to_string(&delivery[1]).unwrap();
         assert_eq!(

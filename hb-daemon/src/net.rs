@@ -442,6 +442,37 @@ impl Receiver {
         })
     }
 
+    /// Drops our own messages in the kernel: a datagram whose hb header (magic `HBd1`) names
+    /// `local_id` as its sender is refused by a classic BPF socket filter before it is queued,
+    /// so it neither wakes the loop nor costs a read. A `bcast` medium loops every datagram we
+    /// send back to our own socket (the kernel always does for broadcast), and at
+    /// `keepalive 1ms` that was one wake-up and three `recvmsg` calls per heartbeat for a
+    /// message the core drops unread (its first check; it reports nothing for it). Anything
+    /// else, hb message or not, passes as before (junk is still counted by the core).
+    pub fn ignore_own(&self, local_id: u32) -> io::Result<()> {
+        let prog = own_filter(local_id);
+        let fprog = libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_ptr().cast_mut(),
+        };
+        // SAFETY: setsockopt with a valid sock_fprog pointing at `prog`, which outlives the
+        // call (the kernel copies the program).
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.get_ref().as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                std::ptr::from_ref(&fprog).cast(),
+                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     /// Interface.
     pub fn iface(&self) -> &str {
         &self.iface
@@ -487,6 +518,41 @@ impl Receiver {
         }
         Ok(n)
     }
+}
+
+/// The classic BPF program of [`Receiver::ignore_own`]. On a UDP socket the filter sees the
+/// datagram from its UDP header: the hb message starts at offset 8, its magic at 8, its sender
+/// id at 16 (`wire::OFF_SENDER`), loads are big-endian. Return 0 drops, `u32::MAX` keeps all.
+fn own_filter(local_id: u32) -> [libc::sock_filter; 8] {
+    const UDP_HLEN: u32 = 8;
+    let magic = u32::from_be_bytes(hb_common::wire::MAGIC);
+    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let (ld, ldlen, jge, jeq, ret) = (
+        libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+        libc::BPF_LD | libc::BPF_W | libc::BPF_LEN,
+        libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
+        libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+        libc::BPF_RET | libc::BPF_K,
+    );
+    let sender_end = UDP_HLEN + hb_common::wire::OFF_SENDER as u32 + 4;
+    [
+        // 0: shorter than the sender field: keep (the core counts it).
+        op(ldlen, 0, 0, 0),
+        op(jge, 0, 5, sender_end),
+        // 2: not hb's magic: keep.
+        op(ld, 0, 0, UDP_HLEN + hb_common::wire::OFF_MAGIC as u32),
+        op(jeq, 0, 3, magic),
+        // 4: our own id: drop; anything else: keep.
+        op(ld, 0, 0, UDP_HLEN + hb_common::wire::OFF_SENDER as u32),
+        op(jeq, 0, 1, local_id),
+        op(ret, 0, 0, 0),
+        op(ret, 0, 0, u32::MAX),
+    ]
 }
 
 pub(crate) fn read_one(

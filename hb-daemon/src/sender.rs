@@ -175,6 +175,9 @@ pub struct Shared {
     pub stats: Mutex<SendStats>,
     /// The send thread left outputs in the core for the main loop.
     pub wake: tokio::sync::Notify,
+    /// The main loop let the XDP program queue heartbeats that repeat their sender's state
+    /// (the core was steady): the send thread wakes the loop when the core stops being so.
+    pub batching: AtomicBool,
     stop: AtomicBool,
 }
 
@@ -187,6 +190,7 @@ impl Shared {
             tx: Mutex::new(tx),
             stats: Mutex::new(SendStats::new(links)),
             wake: tokio::sync::Notify::new(),
+            batching: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         })
     }
@@ -294,7 +298,9 @@ fn run(shared: &Shared, realtime: bool) {
             while let Some(t) = node.poll_transmit() {
                 out.push(t);
             }
+            // Also when the core just stopped being steady: the main loop turns batching off.
             node.has_output()
+                || (shared.batching.load(Ordering::Acquire) && node.wants_every_message())
         };
         {
             let mut tx = lock(&shared.tx);

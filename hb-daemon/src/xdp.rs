@@ -98,6 +98,8 @@ pub struct PeerCounters {
 pub struct XdpHandle {
     ebpf: Ebpf,
     links: Vec<(String, XdpLinkId, AttachMode)>,
+    /// What `CONFIG` holds.
+    config: XdpConfig,
 }
 
 impl XdpHandle {
@@ -106,21 +108,14 @@ impl XdpHandle {
     /// passed to the socket.
     pub fn load(udp_port: u16, consume: bool) -> Result<Self, XdpError> {
         let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(Box::new)?;
-        {
-            let map = ebpf
-                .map_mut("CONFIG")
-                .ok_or(XdpError::Missing("CONFIG map"))?;
-            let mut config: Array<_, XdpConfig> = Array::try_from(map)?;
-            config.set(
-                0,
-                XdpConfig {
-                    udp_port,
-                    _pad: 0,
-                    consume: u32::from(consume),
-                },
-                0,
-            )?;
-        }
+        let config = XdpConfig {
+            udp_port,
+            _pad: 0,
+            consume: u32::from(consume),
+            batch: 0,
+            _pad1: 0,
+        };
+        write_config(&mut ebpf, config)?;
         let prog: &mut Xdp = ebpf
             .program_mut("hb_xdp")
             .ok_or(XdpError::Missing("hb_xdp program"))?
@@ -129,7 +124,27 @@ impl XdpHandle {
         Ok(Self {
             ebpf,
             links: Vec::new(),
+            config,
         })
+    }
+
+    /// [`XdpConfig::batch`] as written: `true` while the core is steady (heartbeats that repeat their
+    /// sender's state are queued without waking the daemon), `false` for a wake-up per record.
+    /// Takes effect for the next heartbeat; records queued before stay queued until the next
+    /// drain, so a caller turning it off drains the ring right after.
+    pub fn batching(&self) -> bool {
+        self.config.batch != 0
+    }
+
+    /// Sets [`XdpConfig::batch`] (see [`XdpHandle::batching`]).
+    pub fn set_batch(&mut self, on: bool) -> Result<(), XdpError> {
+        let config = XdpConfig {
+            batch: u32::from(on),
+            ..self.config
+        };
+        write_config(&mut self.ebpf, config)?;
+        self.config = config;
+        Ok(())
     }
 
     /// Attaches to `iface`, native mode first, generic (SKB) mode as the fallback.
@@ -201,6 +216,7 @@ impl XdpHandle {
             ("peers_full", counter::PEERS_FULL),
             ("deadlines", counter::DEADLINES),
             ("dropped", counter::DROPPED),
+            ("batched", counter::BATCHED),
             ("ifaces_full", counter::IFACES_FULL),
         ];
         names
@@ -288,6 +304,15 @@ impl XdpHandle {
         out.sort_by_key(|p| (p.key.sender, p.key.ifindex));
         Ok(out)
     }
+}
+
+fn write_config(ebpf: &mut Ebpf, config: XdpConfig) -> Result<(), XdpError> {
+    let map = ebpf
+        .map_mut("CONFIG")
+        .ok_or(XdpError::Missing("CONFIG map"))?;
+    let mut array: Array<_, XdpConfig> = Array::try_from(map)?;
+    array.set(0, config, 0)?;
+    Ok(())
 }
 
 /// The XDP ring buffer registered with tokio.
@@ -459,6 +484,12 @@ pub fn arrival(ev: &RingEvent) -> Timestamp {
     Timestamp::from_nanos(ev.ktime_ns)
 }
 
+/// Whether the record woke the reader ([`hb_common::RING_WOKE`]): only then does its read time
+/// measure delivery.
+pub fn woke(ev: &RingEvent) -> bool {
+    ev.flags & hb_common::RING_WOKE != 0
+}
+
 /// The hb message carried by an [`hb_common::EVENT_PACKET`] record (empty for other kinds).
 pub fn payload(ev: &RingEvent) -> &[u8] {
     if ev.kind != hb_common::EVENT_PACKET {
@@ -516,6 +547,8 @@ mod tests {
             src_addr: [0; 16],
             sender: 9,
             len: 5,
+            flags: hb_common::RING_WOKE,
+            _pad: 0,
             data: [0; hb_common::RING_DATA_LEN],
         };
         ev.data[..5].copy_from_slice(b"hello");

@@ -233,6 +233,7 @@ fn every_metric_in_the_exposition_is_in_docs_metrics_md() {
                 ring_full: 2,
                 parse_failures: 1,
                 dropped: 7,
+                batched: 800,
                 sequence_gaps: 4,
                 peers: vec![],
             }),

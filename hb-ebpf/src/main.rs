@@ -4,7 +4,9 @@
 //! configured heartbeat port that carries hb's magic and version is a heartbeat. Each heartbeat
 //! is stamped with `bpf_ktime_get_ns()`, counted per (sender, interface) in `PEERS` (packets,
 //! bytes, last arrival, sequence gaps), and copied with its source address and interface into the
-//! `EVENTS` ring buffer for `hbd`. A delivered heartbeat is consumed (`XDP_DROP`) when the daemon
+//! `EVENTS` ring buffer for `hbd`. While the daemon sets `XdpConfig::batch`, a heartbeat whose
+//! state fingerprint (`PeerStats::fingerprint`) repeats its sender's previous one is queued
+//! without waking the daemon; any other record forces a wake-up. A delivered heartbeat is consumed (`XDP_DROP`) when the daemon
 //! asks for it. hb owns the heartbeat port: a datagram to it that cannot be an hb message (too
 //! short or too long for one, truncated, wrong magic, version or length) is dropped and counted
 //! (`counter::DROPPED`), so a flood of junk never reaches the daemon's socket. Everything else
@@ -16,7 +18,10 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, bpf_timer, xdp_action},
+    bindings::{
+        BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_timer,
+        xdp_action,
+    },
     btf_maps::HashMap as BtfHashMap,
     cty::c_void,
     helpers::{bpf_timer_init, bpf_timer_set_callback, bpf_timer_start},
@@ -26,7 +31,8 @@ use aya_ebpf::{
 };
 use hb_common::{
     EVENT_DEADLINE, EVENT_PACKET, FAMILY_V4, FAMILY_V6, IFACES_MAX, IfaceCounters, PeerDeadline,
-    PeerKey, PeerStats, RING_DATA_LEN, RingEvent, XdpConfig, counter, wire,
+    PeerKey, PeerStats, RING_DATA_LEN, RING_WAKE_BYTES, RING_WOKE, RingEvent, XdpConfig, counter,
+    wire,
 };
 
 /// Heartbeats for the daemon (1 MiB).
@@ -79,6 +85,16 @@ const VLAN_HLEN: usize = 4;
 const IPV6_HLEN: usize = 40;
 const IPPROTO_UDP: u8 = 17;
 const UDP_HLEN: usize = 8;
+/// The body's fixed part (status, echo count, group count, groups digest) follows the header
+/// (`hb_proto::packet::BODY_FIXED_LEN`); then the echoes (`ECHO_LEN` each), then the group
+/// states (`GROUP_LEN` each).
+const BODY_FIXED_LEN: usize = 8;
+const OFF_ECHO_COUNT: usize = wire::HEADER_LEN + 1;
+const OFF_GROUP_COUNT: usize = wire::HEADER_LEN + 2;
+const ECHO_LEN: usize = 20;
+const GROUP_LEN: usize = 4;
+/// Group states beyond this many bytes are not fingerprinted: such a message always wakes.
+const MAX_GROUP_BYTES: usize = 256;
 
 #[xdp]
 pub fn hb_xdp(ctx: XdpContext) -> u32 {
@@ -236,6 +252,7 @@ fn count_peer(key: &PeerKey, len: u64, now: u64, generation: u64, seq: u64) {
                 seq_gaps: 0,
                 last_seq: seq,
                 generation,
+                fingerprint: 0,
             };
             if PEERS.insert(key, &stats, BPF_NOEXIST as u64).is_err() {
                 count(iface_slot(key.ifindex), counter::PEERS_FULL);
@@ -272,8 +289,12 @@ unsafe extern "C" fn deadline_passed(
             (*ev).src_addr = [0; 16];
             (*ev).sender = key.sender;
             (*ev).len = 0;
+            (*ev).flags = RING_WOKE;
+            (*ev)._pad = 0;
         }
-        entry.submit(0);
+        // Forced: heartbeats queued without a wake-up (XdpConfig::batch) would keep the
+        // default, adaptive wake-up from firing.
+        entry.submit(BPF_RB_FORCE_WAKEUP as u64);
     } else {
         bump(counter::RING_FULL);
     }
@@ -306,10 +327,65 @@ fn rearm_deadline(key: &PeerKey) {
     }
 }
 
+/// FNV-1a over the state a message carries (see [`PeerStats::fingerprint`]): header bytes 5..8
+/// (type, flags) and 14..24 (ping counts, generation), the body's fixed part and the group
+/// states; not the sequence number, send time, echoes or trailer. `None` (treated as a change)
+/// when the message is too short for its counts or has more group states than are hashed.
+#[inline(always)]
+fn fingerprint(data: &[u8; RING_DATA_LEN], len: usize) -> Option<u64> {
+    let body_end = wire::HEADER_LEN + BODY_FIXED_LEN;
+    if len < body_end {
+        return None;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut mix = |b: u8| {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    for i in wire::OFF_TYPE..wire::OFF_SENDER {
+        mix(data[i]);
+    }
+    for i in wire::OFF_RESERVED..wire::OFF_SEQ {
+        mix(data[i]);
+    }
+    for i in wire::HEADER_LEN..body_end {
+        mix(data[i]);
+    }
+    let echoes = data[OFF_ECHO_COUNT] as usize;
+    let groups = u16::from_be_bytes([data[OFF_GROUP_COUNT], data[OFF_GROUP_COUNT + 1]]) as usize;
+    let start = body_end + echoes * ECHO_LEN;
+    let glen = groups * GROUP_LEN;
+    if glen > MAX_GROUP_BYTES || start + glen > len {
+        return None;
+    }
+    for k in 0..MAX_GROUP_BYTES {
+        if k >= glen {
+            break;
+        }
+        mix(data[(start + k) & (RING_DATA_LEN - 1)]);
+    }
+    Some(h)
+}
+
+/// Stores `fp` as `key`'s latest fingerprint; returns whether it differs from the one before
+/// (always `true` without a fingerprint or a `PEERS` entry).
+#[inline(always)]
+fn note_fingerprint(key: &PeerKey, fp: Option<u64>) -> bool {
+    let Some(p) = PEERS.get_ptr_mut(key) else {
+        return true;
+    };
+    // SAFETY: `p` points at the map's value for `key` (see count_peer).
+    unsafe {
+        let before = (*p).fingerprint;
+        (*p).fingerprint = fp.unwrap_or(0);
+        fp.is_none_or(|f| f != before)
+    }
+}
+
 #[inline(always)]
 fn try_hb_xdp(ctx: &XdpContext) -> Result<u32, ()> {
-    let (port, consume) = match CONFIG.get(0) {
-        Some(cfg) if cfg.udp_port != 0 => (cfg.udp_port, cfg.consume != 0),
+    let (port, consume, batch) = match CONFIG.get(0) {
+        Some(cfg) if cfg.udp_port != 0 => (cfg.udp_port, cfg.consume != 0, cfg.batch != 0),
         _ => return Ok(xdp_action::XDP_PASS),
     };
     let Some(udp) = parse_l3(ctx)? else {
@@ -393,6 +469,8 @@ fn try_hb_xdp(ctx: &XdpContext) -> Result<u32, ()> {
         (*ev).src_addr = udp.src;
         (*ev).sender = sender;
         (*ev).len = len as u32;
+        (*ev).flags = RING_WOKE;
+        (*ev)._pad = 0;
     }
     // (len - 1) & mask + 1 == len for 1..=RING_DATA_LEN, and tells the verifier copy is in
     // 1..=RING_DATA_LEN (a power of two).
@@ -412,7 +490,23 @@ fn try_hb_xdp(ctx: &XdpContext) -> Result<u32, ()> {
         bump(counter::PARSE_FAIL);
         return Ok(xdp_action::XDP_PASS);
     }
-    entry.submit(0);
+    // SAFETY: `ev` is still the reserved slot; `data` holds the `len` bytes just copied.
+    let changed = note_fingerprint(&key, fingerprint(unsafe { &(*ev).data }, len));
+    // The wake-up (issue 20): as always (adaptive) unless the daemon's core is steady; then a
+    // heartbeat that repeats its sender's state waits in the ring for the daemon's next
+    // wake-up (its own deadline, a deadline record, a changed heartbeat, the ring an eighth
+    // full), and the rest force one.
+    let wake = if !batch {
+        0
+    } else if changed || EVENTS.query(BPF_RB_AVAIL_DATA as u64) > RING_WAKE_BYTES {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        // SAFETY: as above.
+        unsafe { (*ev).flags = 0 };
+        bump(counter::BATCHED);
+        BPF_RB_NO_WAKEUP as u64
+    };
+    entry.submit(wake);
     bump(counter::DELIVERED);
     rearm_deadline(&key);
     if consume {

@@ -713,6 +713,54 @@ impl Node {
         !self.outputs.is_empty()
     }
 
+    /// Whether the driver must hand in every message as soon as it arrives (issue 20). `false`
+    /// only when the node is steady: joined and active, nothing pending (no local group
+    /// starting, stopping, failed, prepared or in conflict, no takeover, no fencing), every
+    /// peer up on every link, active, with our haresources, no group of its in transition,
+    /// and its latest state confirming our last announcement. Then a message that repeats its
+    /// sender's previous state (kind, flags, ping counts, generation, status, haresources
+    /// digest and group states: all [`Node::handle_datagram`] decides on, except the echo,
+    /// whose confirmation is part of being steady) changes nothing but the peer's arrival
+    /// times, which are judged on kernel time: the driver may hand such messages in later,
+    /// but before [`Node::handle_timeout`] as always. Any doubt answers `true`.
+    pub fn wants_every_message(&self) -> bool {
+        if self.phase != Phase::Active
+            || !self.joined
+            || self.dirty
+            || !self.mach_down_pending.is_empty()
+            || self.takeover_held.is_some()
+            || self.self_fence_pending
+        {
+            return true;
+        }
+        let busy_group = |g: &LocalGroup| {
+            matches!(g.holding, Holding::Starting | Holding::Stopping)
+                || g.failed_until.is_some()
+                || g.stop_retry_at.is_some()
+                || g.conflict
+                || g.prepared
+                || g.takeover_from.is_some()
+                || g.orphaned_from.is_some()
+                || g.start_abandoned
+        };
+        if self.local_groups.iter().any(busy_group) {
+            return true;
+        }
+        self.peers.iter().enumerate().any(|(i, p)| {
+            i != self.local
+                && (p.state != PeerState::Up
+                    || p.status != Some(NodeStatus::Active)
+                    || p.config_mismatch.is_some()
+                    || p.deadtime_floor.is_some()
+                    || p.ping_hold
+                    || p.links.iter().any(|l| l.state != LinkState::Up)
+                    || p.echo_of_us.is_none_or(|e| e < self.announced_at)
+                    || p.groups
+                        .iter()
+                        .any(|g| matches!(g.holding, Holding::Starting | Holding::Stopping)))
+        })
+    }
+
     fn check_late_wakeup(&mut self, now: Timestamp) {
         if now > self.next_heartbeat {
             let late_by = now.saturating_since(self.next_heartbeat);

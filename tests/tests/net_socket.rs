@@ -305,3 +305,65 @@ fn send_dropped_by_iptables_counts_eperm_and_goes_on() -> Result<()> {
     assert_eq!((sent, eperm, other_errors), (0, 3, 0));
     Ok(())
 }
+
+/// An hb message of `sender` (magic, version and sender id where the header has them; the
+/// rest zero, which the filter does not read).
+fn hb_like(sender: u32, tag: u8) -> Vec<u8> {
+    let mut m = vec![0u8; 48];
+    m[..4].copy_from_slice(&hb_common::wire::MAGIC);
+    m[4] = hb_common::wire::VERSION;
+    m[8..12].copy_from_slice(&sender.to_be_bytes());
+    m[47] = tag;
+    m
+}
+
+#[test]
+fn ignore_own_drops_only_our_looped_back_messages() -> Result<()> {
+    if !require_root("ignore_own_drops_only_our_looped_back_messages") {
+        return Ok(());
+    }
+    let (a, _b) = pair()?;
+    let medium = Media::Bcast {
+        iface: IFACE.into(),
+    };
+    let port = 7698;
+    let me = 0x1234_5678;
+    let spec = receiver_specs(std::slice::from_ref(&medium), port)
+        .pop()
+        .context("no receiver spec")?;
+    // The receiver runs where the sender is: a broadcast loops back to it.
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let handle = a.run_in(move || -> Result<Vec<Datagram>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let mut rx = Receiver::open(&spec)?;
+            rx.ignore_own(me)?;
+            ready_tx.send(()).ok();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let mut got = Vec::new();
+            rx.drain(&mut got, 100)?;
+            Ok(got)
+        })
+    })?;
+    ready_rx.recv_timeout(Duration::from_secs(5))?;
+    let mut sender = open_sender_in(&a, medium, port)?;
+    let sent = [
+        hb_like(me, 1),
+        hb_like(0x0bad_cafe, 2),
+        b"short".to_vec(),
+        b"not an hb message, long enough".to_vec(),
+        hb_like(me, 3),
+    ];
+    for m in &sent {
+        sender.send(m)?;
+    }
+    let got: Vec<Vec<u8>> = join(handle)?.into_iter().map(|d| d.data).collect();
+    assert_eq!(
+        got,
+        vec![sent[1].clone(), sent[2].clone(), sent[3].clone()],
+        "our own hb messages dropped, everything else kept"
+    );
+    Ok(())
+}

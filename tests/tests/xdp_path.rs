@@ -114,6 +114,7 @@ impl Outcome {
                 "peers_full" => counter::PEERS_FULL,
                 "deadlines" => counter::DEADLINES,
                 "dropped" => counter::DROPPED,
+                "batched" => counter::BATCHED,
                 "ifaces_full" => {
                     assert_eq!(*value, 0, "IFACES full with one interface");
                     continue;
@@ -142,11 +143,12 @@ struct Receiver {
 
 impl Receiver {
     fn start(ns: &Netns, iface: &str, consume: bool) -> Self {
-        Self::start_with(ns, iface, consume, false)
+        Self::start_with(ns, iface, consume, false, false)
     }
 
-    /// `hold`: leave the ring buffer unread until stopped (to fill it up).
-    fn start_with(ns: &Netns, iface: &str, consume: bool, hold: bool) -> Self {
+    /// `hold`: leave the ring buffer unread until stopped (to fill it up). `batch`: the
+    /// program's `XdpConfig::batch` on (heartbeats repeating their sender's state wake no one).
+    fn start_with(ns: &Netns, iface: &str, consume: bool, hold: bool, batch: bool) -> Self {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let iface = iface.to_owned();
@@ -164,6 +166,7 @@ impl Receiver {
                     let mut other = Vec::new();
                     let mut handle = XdpHandle::load(PORT, consume).expect("load XDP");
                     handle.attach(&iface).expect("attach XDP");
+                    handle.set_batch(batch).expect("batch");
                     let mut reader = handle.ring_reader().expect("ring reader");
                     let ifindex = nix::net::if_::if_nametoindex(iface.as_str()).unwrap();
                     ready_tx.send(()).unwrap();
@@ -540,7 +543,7 @@ fn heartbeats_the_full_ring_buffer_cannot_carry_reach_the_socket() {
     }
     let (s, r) = pair();
     // Consume on, reader holding the ring buffer: once it is full, heartbeats must pass.
-    let rx = Receiver::start_with(&r, "hb0", true, true);
+    let rx = Receiver::start_with(&r, "hb0", true, true, false);
     const N: u64 = 1500; // 1 MiB ring buffer holds about 970 records
     let msgs = (1..=N)
         .map(|seq| (hb_msg(6, 1, seq, 64), "10.77.0.2:694".to_owned()))
@@ -825,4 +828,42 @@ fn xdp_policy_off_auto_on() {
     .join()
     .unwrap()
     .unwrap();
+}
+
+#[test]
+fn with_batch_on_only_heartbeats_that_change_their_senders_state_wake_the_reader() {
+    if !require_root(
+        "with_batch_on_only_heartbeats_that_change_their_senders_state_wake_the_reader",
+    ) {
+        return;
+    }
+    let (s, r) = pair();
+    let rx = Receiver::start_with(&r, "hb0", true, false, true);
+    // 10 heartbeats in one state, 5 in another (status byte), then 5 with one echo more: the
+    // echo count is state, the echoes' contents (send times) are not.
+    let mut msgs = Vec::new();
+    for seq in 1..=20u64 {
+        let mut m = hb_msg(7, 1, seq, 68);
+        m[wire::HEADER_LEN] = if seq <= 10 { 1 } else { 2 };
+        if seq > 15 {
+            m[wire::HEADER_LEN + 1] = 1;
+            m[wire::HEADER_LEN + 8..wire::HEADER_LEN + 16].copy_from_slice(&seq.to_be_bytes());
+        }
+        msgs.push((m, "10.77.0.2:694".to_owned()));
+    }
+    assert_eq!(
+        send_from(&s, "10.77.0.1:40000", msgs, Duration::from_millis(1)),
+        0
+    );
+    let out = rx.finish();
+    let got: Vec<(u64, bool)> = out
+        .events
+        .iter()
+        .filter(|e| e.kind == EVENT_PACKET && e.sender == 7)
+        .map(|e| (seq_of(e), hb_daemon::xdp::woke(e)))
+        .collect();
+    assert_eq!(got.len(), 20, "every heartbeat delivered: {got:?}");
+    let woke: Vec<u64> = got.iter().filter(|(_, w)| *w).map(|(s, _)| *s).collect();
+    assert_eq!(woke, vec![1, 11, 16], "a wake-up for each new state only");
+    assert_eq!(out.counter("batched"), 17);
 }

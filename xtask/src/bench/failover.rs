@@ -406,7 +406,10 @@ pub(super) fn failover(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Res
         n2's `Entering MASTER STATE` (keepalived), CLOCK_MONOTONIC on both sides. A kill is n1's links \
         down at the bridge (both in one `ip -batch`; the kill's time is taken just before it), \
         then SIGKILL of its HA daemon (Heartbeat 3.0.6 only once it has run for 6 s: it adds 2 s to \
-        its announced deadtime for the first 5 s after its start); n1 then comes back as after a reboot \
+        its announced deadtime for the first 5 s after its start; hbd is frozen with SIGSTOP \
+        instead and SIGKILLed when n1 restarts, since both nodes share one kernel and a killed \
+        hbd's XDP detach holds its rtnl lock for ~14 ms, which a dead machine never does to its \
+        peer); n1 then comes back as after a reboot \
         (no VIP, links up, daemon started) and takes the VIP back (hb `auto_failback on`, keepalived \
         preempt); **back** = the client's outage of that failback. hb runs `haresources` \
         `n1 IPaddr::VIP/24/eth1 httpd` (Apache started at takeover, stopped at release); **hb (IP \

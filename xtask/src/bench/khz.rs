@@ -1,6 +1,7 @@
 //! The 1 kHz benchmark (issue 20): hb at keepalive 1 ms / deadtime 10 ms, keepalived at its
 //! floor (10 ms adverts) beside it in the same run, one link, the client probing the VIP every
-//! millisecond. Measures the kill outage (kill -9 + links down), 20% heartbeat loss on both
+//! millisecond. Measures the kill outage (links down + kill -9, hbd frozen instead, see
+//! `Cluster::kill`), 20% heartbeat loss on both
 //! senders (false deaths, takeovers, probes not answered by the owner), and for hb the send
 //! jitter (`hbstat`'s `send`, per node) and hbd's CPU (both nodes, in % of a core), on the
 //! machine as it is and with every core busy. Both run the address alone as the resource with
@@ -195,6 +196,10 @@ fn report(
          and Apache running on both nodes (keepalived's set-up)",
     );
     body += &probe_method();
+    body += " A kill is n1's link down at the bridge, then its daemon SIGKILLed (keepalived) or \
+        frozen with SIGSTOP and SIGKILLed when n1 restarts (hbd: a killed hbd's XDP detach holds \
+        the shared kernel's rtnl lock for ~14 ms, delaying the peer's address add and ARP socket, \
+        which a dead machine never does to its peer).";
     let _ = write!(
         body,
         "\n\n| window | s | send jitter p99 ms (n1 / n2) | p99.9 ms | max ms | heartbeats sent | \

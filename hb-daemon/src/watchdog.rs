@@ -89,6 +89,14 @@ impl Watchdog {
         }
     }
 
+    /// When the next feed is due at the latest (a keepalive after the last one): the loop wakes
+    /// for it, since it no longer wakes for every heartbeat (the XDP program queues those that
+    /// repeat their sender's state).
+    pub fn next_due(&self) -> Option<Timestamp> {
+        self.file.as_ref()?;
+        self.last_feed.map(|t| t + self.interval * 2)
+    }
+
     /// Feeds written since start.
     pub fn feeds(&self) -> u64 {
         self.feeds
@@ -128,6 +136,7 @@ mod tests {
         w.feed(ms(50));
         w.feed(ms(120));
         assert_eq!(w.feeds(), 3);
+        assert_eq!(w.next_due(), Some(ms(220)));
         w.magic_close();
         assert_eq!(std::fs::read(&p).unwrap(), b"...V");
     }

@@ -114,6 +114,10 @@ fn pair(v: &[f64], digits: usize) -> String {
         .join(" / ")
 }
 
+/// The 1-minute load average below which the first window counts as run on a quiet machine
+/// (2 cores: less than half of one busy).
+const QUIET_LOAD: f64 = 0.5;
+
 fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
 }
@@ -269,9 +273,14 @@ fn report(
          hbd CPU <= 3% of a core on both nodes: **{}**.\n",
         hb_median.map_or("not measured", |m| verdict(m <= 15.0)),
         verdict(hb_loss.deaths == 0 && hb_loss.takeovers == 0 && hb_loss.disturbed == 0),
-        quiet.map_or("not measured", |w| verdict(
-            w.jitter_p999_ms.iter().all(|j| *j <= 1.0)
-        )),
+        quiet.map_or("not measured".to_owned(), |w| {
+            let v = verdict(w.jitter_p999_ms.iter().all(|j| *j <= 1.0));
+            if w.load < QUIET_LOAD {
+                v.to_owned()
+            } else {
+                format!("{v} at load {:.1}, not a quiet machine", w.load)
+            }
+        }),
         quiet.map_or("not measured", |w| verdict(
             w.cpu_percent.iter().all(|c| *c <= 3.0)
         )),

@@ -279,15 +279,17 @@ fn apply(sim: &mut Sim, lossy: &mut [bool; 2], step: Step) {
             sim.spec.resource_delay = Duration::from_millis(u64::from(ms));
         }
         Step::Replay(w, l, back) => {
-            if let Some((_, bytes)) = sim.captured(usize::from(back)).cloned() {
+            if let Some((_, bytes)) = sim.captured(usize::from(back)) {
+                let bytes = bytes.to_vec();
                 sim.inject(w.index(), link(l), bytes);
             }
         }
         Step::Mangle(w, back, at, x) => {
-            if let Some((l, mut bytes)) = sim.captured(usize::from(back)).cloned()
+            if let Some((l, bytes)) = sim.captured(usize::from(back))
                 && !bytes.is_empty()
                 && x != 0
             {
+                let mut bytes = bytes.to_vec();
                 let i = usize::from(at) % bytes.len();
                 bytes[i] ^= x;
                 sim.inject(w.index(), l, bytes);

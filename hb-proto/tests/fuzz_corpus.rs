@@ -68,6 +68,16 @@ fn cluster_finding_stale_shutdown_notice() {
     ));
 }
 
+/// Regression test for the cluster target's second finding (fuzz/findings/README.md): a
+/// previous incarnation's final heartbeat, arriving just before its shutdown notice, made the
+/// peer look alive in the receiver's new run, so the stale notice was acted on.
+#[test]
+fn cluster_finding_shutdown_notice_after_final_heartbeat() {
+    fuzz::cluster(include_bytes!(
+        "../../fuzz/findings/cluster/shutdown-notice-after-final-heartbeat"
+    ));
+}
+
 /// Every target under `fuzz/fuzz_targets/` has a corpus replay here, and the other way round.
 #[test]
 fn every_target_is_replayed() {

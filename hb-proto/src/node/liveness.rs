@@ -66,12 +66,21 @@ impl Node {
             self.counters.ignored_config_mismatch += 1;
         }
 
-        if msg.kind == MessageKind::Shutdown && p.state == PeerState::Unknown {
-            // A notice from a peer this run has not heard alive yet: it can be a previous
-            // incarnation's, still in flight while both nodes restart at once. Taken as the peer
-            // leaving, it would let each node start the other's groups (the cluster fuzz
-            // target's finding). It is counted and set aside: the peer's own heartbeats, or
-            // initdead, decide.
+        // A notice from a peer this run has not heard alive yet, or one that echoes none of
+        // this run's heartbeats (so it may have been sent before this node started: the final
+        // heartbeat that precedes it can make the peer look alive), can be a previous
+        // incarnation's, still in flight while both nodes restart at once. Taken as the peer
+        // leaving, it would let each node start the other's groups (the cluster fuzz target's
+        // findings). It is counted and set aside: the peer's own heartbeats, or their silence
+        // for deadtime, or initdead, decide. A peer that heard this run echoes its heartbeats
+        // in the notice (every message echoes each live peer's latest).
+        let me = self.ids[self.local];
+        let sent_in_this_run = msg
+            .echoes
+            .iter()
+            .any(|e| e.node == me && e.send_time >= self.started);
+        if msg.kind == MessageKind::Shutdown && (p.state == PeerState::Unknown || !sent_in_this_run)
+        {
             self.counters.ignored_stale += 1;
             return false;
         }

@@ -47,7 +47,7 @@ impl Node {
             self.announced_at = now;
             self.dirty = false;
         }
-        let echoes: Vec<Echo> = self
+        let mut echoes: Vec<Echo> = self
             .peers
             .iter()
             .enumerate()
@@ -60,7 +60,7 @@ impl Node {
                 })
             })
             .collect();
-        let groups: Vec<GroupState> = self
+        let mut groups: Vec<GroupState> = self
             .local_groups
             .iter()
             .enumerate()
@@ -73,8 +73,15 @@ impl Node {
             })
             .collect();
         let status = self.local_status();
-        for l in 0..self.links.len() {
+        let nlinks = self.links.len();
+        for l in 0..nlinks {
             self.tx_seq[l] += 1;
+            // Every link but the last gets a copy; the last takes the originals.
+            let (echoes, groups) = if l + 1 == nlinks {
+                (std::mem::take(&mut echoes), std::mem::take(&mut groups))
+            } else {
+                (echoes.clone(), groups.clone())
+            };
             let msg = Message {
                 kind,
                 sender: self.ids[self.local],
@@ -83,8 +90,8 @@ impl Node {
                 send_time: now,
                 groups_digest: self.digest,
                 status,
-                echoes: echoes.clone(),
-                groups: groups.clone(),
+                echoes,
+                groups,
                 ping: self.ping.counts(),
             };
             self.counters.messages_sent += 1;

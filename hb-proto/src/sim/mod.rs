@@ -21,7 +21,9 @@ mod setup;
 pub use setup::{Timing, config, groups};
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    cmp::Reverse,
+    collections::{BTreeMap, BinaryHeap, VecDeque},
+    rc::Rc,
     time::Duration,
 };
 
@@ -309,11 +311,55 @@ impl SimSpec {
     }
 }
 
-/// What travels on a link.
+/// What travels on a link. A datagram's bytes are shared by every copy in flight and the
+/// capture buffer (one encoding, no copy per receiver).
 #[derive(Debug, Clone)]
 enum Payload {
     Msg(Message),
-    Bytes(Vec<u8>),
+    Bytes(Rc<[u8]>),
+}
+
+/// The event queue: a min-heap of (time, scheduling order) keys, each naming a slot of `slots`
+/// where its event waits (the heap moves only the small keys). Events come out in the order of
+/// a `BTreeMap<(Timestamp, seq), Ev>`, so runs stay the same.
+#[derive(Debug, Default)]
+struct Queue {
+    heap: BinaryHeap<Reverse<(Timestamp, u64, usize)>>,
+    slots: Vec<Option<Ev>>,
+    free: Vec<usize>,
+    seq: u64,
+}
+
+impl Queue {
+    fn push(&mut self, at: Timestamp, ev: Ev) {
+        self.seq += 1;
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(ev);
+                i
+            }
+            None => {
+                self.slots.push(Some(ev));
+                self.slots.len() - 1
+            }
+        };
+        self.heap.push(Reverse((at, self.seq, slot)));
+    }
+
+    /// The time of the earliest event.
+    fn next_at(&self) -> Option<Timestamp> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// The earliest event if it is due at `now`.
+    fn pop_due(&mut self, now: Timestamp) -> Option<Ev> {
+        if self.next_at()? > now {
+            return None;
+        }
+        let Reverse((_, _, slot)) = self.heap.pop()?;
+        self.free.push(slot);
+        self.slots[slot].take()
+    }
 }
 
 #[derive(Debug)]
@@ -406,8 +452,9 @@ pub struct Sim {
     pub now: Timestamp,
     /// Hosts, index = node index.
     pub hosts: Vec<Host>,
-    queue: BTreeMap<(Timestamp, u64), Ev>,
-    qseq: u64,
+    queue: Queue,
+    /// Scratch for `run_until`: each host's timer at the start of a step.
+    timers: Vec<Option<Timestamp>>,
     /// The PRNG.
     pub rng: Rng,
     blocked: Vec<Vec<bool>>,
@@ -427,7 +474,7 @@ pub struct Sim {
     names: Vec<String>,
     keys: AuthKeys,
     /// The last datagrams sent (wire mode), newest last: (link, bytes).
-    captured: VecDeque<(usize, Vec<u8>)>,
+    captured: VecDeque<(usize, Rc<[u8]>)>,
     /// Datagrams handed in that decoding or the replay guard refused (wire mode).
     pub rejected: u64,
     /// Largest number of hosts seen at once with a group's resources possibly up
@@ -493,8 +540,8 @@ impl Sim {
             spec,
             now: Timestamp::from_nanos(1_000_000),
             hosts,
-            queue: BTreeMap::new(),
-            qseq: 0,
+            queue: Queue::default(),
+            timers: Vec::new(),
             blocked: vec![vec![false; n]; n],
             link_down: vec![false; nlinks],
             partitioned: false,
@@ -674,19 +721,14 @@ impl Sim {
     }
 
     fn schedule(&mut self, at: Timestamp, ev: Ev) {
-        self.qseq += 1;
-        self.queue.insert((at, self.qseq), ev);
+        self.queue.push(at, ev);
     }
 
     fn drain(&mut self, h: usize) {
         let now = self.now;
-        let mut outs = vec![];
-        if let Some(node) = self.hosts[h].node.as_mut() {
-            while let Some(o) = node.poll_output() {
-                outs.push(o);
-            }
-        }
-        for o in outs {
+        // Carrying out an output never calls into the node, so taking them one at a time is
+        // the same as taking them all first.
+        while let Some(o) = self.hosts[h].node.as_mut().and_then(Node::poll_output) {
             match o {
                 Output::Transmit { link, msg } => {
                     if msg.kind == MessageKind::Heartbeat {
@@ -694,12 +736,14 @@ impl Sim {
                     }
                     let payload = if self.spec.wire {
                         let key = self.keys.keys.get(&self.keys.active);
-                        let bytes = packet::encode(&msg, key.expect("the simulation's key"))
-                            .expect("the core's messages encode");
+                        let bytes: Rc<[u8]> =
+                            packet::encode(&msg, key.expect("the simulation's key"))
+                                .expect("the core's messages encode")
+                                .into();
                         if self.captured.len() == CAPTURED {
                             self.captured.pop_front();
                         }
-                        self.captured.push_back((link.0, bytes.clone()));
+                        self.captured.push_back((link.0, Rc::clone(&bytes)));
                         Payload::Bytes(bytes)
                     } else {
                         Payload::Msg(msg)
@@ -790,7 +834,7 @@ impl Sim {
             match payload {
                 Payload::Msg(msg) => node.handle_message(now, LinkId(link), arrival, msg),
                 Payload::Bytes(bytes) => {
-                    node.handle_datagram(now, LinkId(link), arrival, None, &bytes);
+                    node.handle_datagram(now, LinkId(link), arrival, None, &bytes[..]);
                 }
             }
         }
@@ -808,18 +852,19 @@ impl Sim {
             return;
         }
         if host.paused {
-            host.backlog.push((link, now, Payload::Bytes(bytes)));
+            host.backlog.push((link, now, Payload::Bytes(bytes.into())));
             return;
         }
-        self.hand_in(h, link, now, Payload::Bytes(bytes));
+        self.hand_in(h, link, now, Payload::Bytes(bytes.into()));
     }
 
     /// The `i`-th last datagram sent (wire mode; 0 is the newest): (link, bytes).
-    pub fn captured(&self, i: usize) -> Option<&(usize, Vec<u8>)> {
+    pub fn captured(&self, i: usize) -> Option<(usize, &[u8])> {
         let n = self.captured.len();
         i.checked_add(1)
             .and_then(|k| n.checked_sub(k))
             .and_then(|j| self.captured.get(j))
+            .map(|(l, b)| (*l, &b[..]))
     }
 
     /// Cuts (`up == false`) or restores link `link` for every node. Cutting the last link up
@@ -1124,31 +1169,28 @@ impl Sim {
     /// Runs until virtual time `until`.
     pub fn run_until(&mut self, until: Timestamp) {
         loop {
-            let next_ev = self.queue.keys().next().map(|k| k.0);
+            let next_ev = self.queue.next_at();
             // Deliveries at `next` cannot make a timer earlier than `next` due (every deadline
             // they set is in the future), so the timers read here stay valid for this step.
-            let timers: Vec<Option<Timestamp>> = self
-                .hosts
-                .iter()
-                .map(|h| {
-                    if h.paused {
-                        None
-                    } else {
-                        h.node.as_ref().and_then(Node::poll_timeout)
-                    }
-                })
-                .collect();
+            // One buffer for every step (put back below).
+            let mut timers = std::mem::take(&mut self.timers);
+            timers.clear();
+            timers.extend(self.hosts.iter().map(|h| {
+                if h.paused {
+                    None
+                } else {
+                    h.node.as_ref().and_then(Node::poll_timeout)
+                }
+            }));
             let next_timer = timers.iter().flatten().min().copied();
             let next = match (next_ev, next_timer) {
-                (Some(a), Some(b)) => a.min(b),
-                (a, b) => match a.or(b) {
-                    Some(t) => t,
-                    None => break,
-                },
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             };
-            if next > until {
+            let Some(next) = next.filter(|t| *t <= until) else {
+                self.timers = timers;
                 break;
-            }
+            };
             self.now = self.now.max(next);
             self.steps += 1;
             assert!(
@@ -1156,11 +1198,7 @@ impl Sim {
                 "step bound exceeded at {:?}: livelock?",
                 self.now
             );
-            while let Some(entry) = self.queue.first_entry() {
-                if entry.key().0 > self.now {
-                    break;
-                }
-                let ev = entry.remove();
+            while let Some(ev) = self.queue.pop_due(self.now) {
                 self.process(ev);
             }
             for (h, timer) in timers.iter().enumerate() {
@@ -1176,6 +1214,7 @@ impl Sim {
                     self.drain(h);
                 }
             }
+            self.timers = timers;
             self.check();
         }
         self.now = self.now.max(until);

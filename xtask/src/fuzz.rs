@@ -1,6 +1,7 @@
 //! `cargo xtask fuzz`: the fuzz campaign. Runs each cargo-fuzz target under `fuzz/` on the
 //! pinned nightly for `--seconds` (or `--runs` executions), prints libFuzzer's execution count
-//! per target, and stops with an error naming the artifact when a target finds a crash.
+//! per target, and stops with an error naming the artifact when a target finds a crash (a run
+//! stopped by Ctrl-C is reported as interrupted, not as a finding).
 //!
 //! The campaign starts from the kept corpus (`fuzz/corpus/TARGET`, in the repository) and
 //! writes what it finds to `target/fuzz-corpus/TARGET`, so a run leaves the repository alone;
@@ -56,7 +57,32 @@ struct Outcome {
     target: String,
     seconds: f64,
     executions: Option<u64>,
-    crash: Option<String>,
+    end: End,
+}
+
+/// How a target's run ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// Its time or execution budget ran out.
+    Done,
+    /// Stopped by SIGINT or SIGTERM before that (libFuzzer exits 72 and says
+    /// `libFuzzer: run interrupted`): no finding, but the budget was not spent.
+    Interrupted,
+    /// A finding: the artifact libFuzzer wrote, or what is known when it named none.
+    Crash(String),
+}
+
+/// How a libFuzzer run that printed `stderr` and exited with `status` ended.
+fn classify(status: std::process::ExitStatus, stderr: &str) -> End {
+    if status.success() {
+        End::Done
+    } else if let Some(a) = artifact(stderr) {
+        End::Crash(a)
+    } else if stderr.contains("libFuzzer: run interrupted") {
+        End::Interrupted
+    } else {
+        End::Crash(format!("exit {status}, no artifact named"))
+    }
 }
 
 /// Whether `target` is built with libFuzzer's comparison tracing (`-sanitizer-coverage-trace-
@@ -156,19 +182,15 @@ fn run_target(root: &Path, target: &str, opts: &FuzzOptions) -> Result<Outcome> 
     }
     let status = child.wait()?;
     let seconds = started.elapsed().as_secs_f64();
-    let crash = if status.success() {
-        None
-    } else {
-        Some(artifact(&text).unwrap_or_else(|| format!("exit {status}, no artifact named")))
-    };
-    if crash.is_none() && opts.save_corpus {
+    let end = classify(status, &text);
+    if end == End::Done && opts.save_corpus {
         save_corpus(root, target, &kept, &found)?;
     }
     Ok(Outcome {
         target: target.to_owned(),
         seconds,
         executions: executions(&text),
-        crash,
+        end,
     })
 }
 
@@ -237,6 +259,9 @@ fn ensure_cargo_fuzz() -> Result<()> {
 
 /// Runs the campaign.
 pub fn fuzz(root: &Path, opts: &FuzzOptions) -> Result<()> {
+    // Ctrl-C reaches libFuzzer too, which stops and prints its figures: this process stays to
+    // report them.
+    crate::interrupt::install_sigint();
     // libFuzzer itself is C++, built by libfuzzer-sys.
     bootstrap::ensure(&["g++"])?;
     ensure_cargo_fuzz()?;
@@ -266,7 +291,12 @@ pub fn fuzz(root: &Path, opts: &FuzzOptions) -> Result<()> {
         if !status.success() {
             bail!("cargo fuzz build {t} failed ({status})");
         }
-        outcomes.push(run_target(root, t, opts)?);
+        let outcome = run_target(root, t, opts)?;
+        let interrupted = outcome.end == End::Interrupted;
+        outcomes.push(outcome);
+        if interrupted {
+            break;
+        }
     }
     println!("\nfuzz campaign ({} s per target):", opts.seconds);
     println!(
@@ -281,30 +311,42 @@ pub fn fuzz(root: &Path, opts: &FuzzOptions) -> Result<()> {
             ),
             None => ("?".to_owned(), "?".to_owned()),
         };
-        let result = o
-            .crash
-            .as_ref()
-            .map(|a| format!("CRASH: {a}"))
-            .unwrap_or_else(|| "ok".to_owned());
+        let result = match &o.end {
+            End::Done => "ok".to_owned(),
+            End::Interrupted => "interrupted (no finding)".to_owned(),
+            End::Crash(a) => format!("CRASH: {a}"),
+        };
         println!(
             "{:<12} {:>9.0} {:>14} {:>9}  {result}",
             o.target, o.seconds, execs, rate
         );
     }
-    let crashed: Vec<&Outcome> = outcomes.iter().filter(|o| o.crash.is_some()).collect();
-    if !crashed.is_empty() {
+    let crashed = outcomes
+        .iter()
+        .filter(|o| matches!(o.end, End::Crash(_)))
+        .count();
+    if crashed > 0 {
         bail!(
-            "{} target(s) found a crash; reproduce with `cargo +{EBPF_TOOLCHAIN} fuzz run TARGET ARTIFACT`, \
-             keep the input in fuzz/corpus/TARGET with the fix",
-            crashed.len()
+            "{crashed} target(s) found a crash; reproduce with `cargo +{EBPF_TOOLCHAIN} fuzz run TARGET ARTIFACT`, \
+             keep the input in fuzz/corpus/TARGET with the fix"
         );
+    }
+    if outcomes.iter().any(|o| o.end == End::Interrupted) {
+        bail!("interrupted before the campaign's budget was spent (no finding)");
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::{os::unix::process::ExitStatusExt as _, process::ExitStatus};
+
     use super::*;
+
+    /// A process that exited with `code`.
+    fn exit(code: i32) -> ExitStatus {
+        ExitStatus::from_raw(code << 8)
+    }
 
     #[test]
     fn reads_libfuzzer_stats_and_artifacts() {
@@ -318,5 +360,19 @@ mod tests {
             Some("fuzz/artifacts/decode/crash-ab12")
         );
         assert_eq!(executions("nothing"), None);
+        assert_eq!(
+            classify(exit(1), text),
+            End::Crash("fuzz/artifacts/decode/crash-ab12".to_owned())
+        );
+    }
+
+    #[test]
+    fn an_interrupted_run_is_not_a_crash() {
+        let text = "#4379200\tpulse  cov: 900 exec/s: 1239\n\
+                    ==7== libFuzzer: run interrupted; exiting\n\
+                    stat::number_of_executed_units: 4379200\n";
+        assert_eq!(classify(exit(72), text), End::Interrupted);
+        assert_eq!(classify(exit(0), text), End::Done);
+        assert!(matches!(classify(exit(1), "killed"), End::Crash(_)));
     }
 }

@@ -25,6 +25,16 @@ pub fn install() {
     }
 }
 
+/// Installs the SIGINT handler only (`fuzz`): Ctrl-C reaches the children in the terminal's
+/// process group, which stop and report, while this process stays to print their figures;
+/// SIGTERM still ends it at once.
+pub fn install_sigint() {
+    // SAFETY: as in `install`.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
 /// Fails once Ctrl-C or SIGTERM arrived.
 pub fn check() -> Result<()> {
     if INTERRUPTED.load(Ordering::SeqCst) {

@@ -333,11 +333,16 @@ fn delivery(f: &mut Family<'_>, report: &StatsReport) {
         );
     }
     type Get = fn(&crate::control::XdpCounters) -> u64;
-    let series: [(&str, &str, Get); 6] = [
+    let series: [(&str, &str, Get); 7] = [
         (
             "hb_xdp_heartbeats_delivered_total",
             "Heartbeats the XDP program handed to hbd through its ring buffer, per interface.",
             |c| c.delivered,
+        ),
+        (
+            "hb_xdp_heartbeats_batched_total",
+            "Of the delivered heartbeats, those queued without waking hbd (they repeated their sender's state while the core was steady), per interface.",
+            |c| c.batched,
         ),
         (
             "hb_xdp_heartbeats_passed_total",

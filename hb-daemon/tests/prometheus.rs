@@ -251,6 +251,7 @@ fn every_metric_in_the_exposition_is_in_docs_metrics_md() {
         "hb_heartbeat_path{link=\"eth1\",path=\"xdp\",mode=\"generic\"} 1",
         "hb_heartbeat_path{link=\"eth2\",path=\"socket\",mode=\"none\"} 1",
         "hb_xdp_heartbeats_delivered_total{link=\"eth1\"} 900",
+        "hb_xdp_heartbeats_batched_total{link=\"eth1\"} 800",
         "hb_xdp_heartbeats_passed_total{link=\"eth1\"} 3",
         "hb_xdp_ring_full_total{link=\"eth1\"} 2",
         "hb_xdp_parse_failures_total{link=\"eth1\"} 1",

@@ -279,6 +279,13 @@ async fn keep_alive(
     }
 }
 
+/// The etcd key of `group`.
+fn group_key(keys: &[String], group: usize) -> Result<&str, String> {
+    keys.get(group)
+        .map(String::as_str)
+        .ok_or_else(|| format!("no key for group {group}"))
+}
+
 async fn kv_task(
     settings: Settings,
     mut rx: mpsc::UnboundedReceiver<ArbiterRequest>,
@@ -294,11 +301,10 @@ async fn kv_task(
     while let Some(req) = rx.recv().await {
         let (group, seq, outcome) = match req {
             ArbiterRequest::Acquire { group, lease, seq } => {
-                let o = match keys.get(group) {
-                    Some(key) => acquire(&mut conn, key, &node, lease, timeout).await,
-                    None => Err(format!("no key for group {group}")),
+                let o = async {
+                    acquire(&mut conn, group_key(&keys, group)?, &node, lease, timeout).await
                 };
-                (group, seq, o)
+                (group, seq, o.await)
             }
             ArbiterRequest::Verify {
                 group,
@@ -306,18 +312,15 @@ async fn kv_task(
                 epoch,
                 seq,
             } => {
-                let o = match keys.get(group) {
-                    Some(key) => verify(&mut conn, key, lease, epoch, timeout).await,
-                    None => Err(format!("no key for group {group}")),
+                let o = async {
+                    verify(&mut conn, group_key(&keys, group)?, lease, epoch, timeout).await
                 };
-                (group, seq, o)
+                (group, seq, o.await)
             }
             ArbiterRequest::Release { group, lease, seq } => {
-                let o = match keys.get(group) {
-                    Some(key) => release(&mut conn, key, lease, timeout).await,
-                    None => Err(format!("no key for group {group}")),
-                };
-                (group, seq, o)
+                let o =
+                    async { release(&mut conn, group_key(&keys, group)?, lease, timeout).await };
+                (group, seq, o.await)
             }
             other => {
                 if let Some(a) = failure(&other, "not a key request")

@@ -2,8 +2,9 @@
 //! heartbeats over IPv4, IPv6 and VLAN with kernel timestamps through the ring buffer (read with
 //! `RingReader` on tokio), consumes them only when asked, drops (and counts) what arrives on the
 //! heartbeat port and cannot be an hb message, lets everything else through untouched, counts
-//! sequence gaps per peer, isolates loaders in different namespaces, detaches when
-//! its holder is killed, and applies the `xdp auto|on|off` policy.
+//! sequence gaps per peer, keeps the program-wide counts whole when its per-interface map is
+//! full, isolates loaders in different namespaces, detaches when its holder is killed, and
+//! applies the `xdp auto|on|off` policy.
 // Test code: helpers outside #[test] functions panic on failure too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -262,11 +263,11 @@ fn mac_of(ns: &Netns, iface: &str) -> [u8; 6] {
     mac
 }
 
-/// An Ethernet frame with an 802.1Q tag (`vid`) carrying IPv4/UDP `payload`.
+/// An Ethernet frame with an 802.1Q tag (`vid`, none for `None`) carrying IPv4/UDP `payload`.
 fn vlan_frame(
     dst_mac: [u8; 6],
     src_mac: [u8; 6],
-    vid: u16,
+    vid: Option<u16>,
     src: ([u8; 4], u16),
     dst: ([u8; 4], u16),
     payload: &[u8],
@@ -274,8 +275,10 @@ fn vlan_frame(
     let mut f = Vec::new();
     f.extend_from_slice(&dst_mac);
     f.extend_from_slice(&src_mac);
-    f.extend_from_slice(&0x8100u16.to_be_bytes());
-    f.extend_from_slice(&vid.to_be_bytes());
+    if let Some(vid) = vid {
+        f.extend_from_slice(&0x8100u16.to_be_bytes());
+        f.extend_from_slice(&vid.to_be_bytes());
+    }
     f.extend_from_slice(&0x0800u16.to_be_bytes());
     let ip_start = f.len();
     let total = (20 + 8 + payload.len()) as u16;
@@ -361,7 +364,7 @@ fn heartbeats_over_ipv4_ipv6_and_vlan_arrive_once_with_kernel_timestamps_and_are
                 let frame = vlan_frame(
                     rmac,
                     smac,
-                    7,
+                    Some(7),
                     ([10, 79, 0, 1], 40003),
                     ([10, 79, 0, 2], PORT),
                     &msg,
@@ -534,6 +537,78 @@ fn junk_on_the_heartbeat_port_is_dropped_and_counted_and_other_ports_are_untouch
         "everything sent to port {OTHER_PORT} arrives as sent, in order: got lengths {:?}",
         lens(&out.other)
     );
+}
+
+#[test]
+fn a_full_interface_map_loses_only_the_per_interface_counts() {
+    if !require_root("a_full_interface_map_loses_only_the_per_interface_counts") {
+        return;
+    }
+    // One program on IFACES_MAX + 1 interfaces (veth pairs inside one namespace: a frame sent
+    // out of xaN arrives on xbN, where the program runs), one junk datagram to the heartbeat
+    // port arriving on each, in order.
+    let n = hb_common::IFACES_MAX as usize + 1;
+    let r = Netns::new("ifm").unwrap();
+    let mut batch = String::new();
+    for i in 0..n {
+        batch += &format!(
+            "link add xa{i} type veth peer name xb{i}\nlink set xa{i} up\nlink set xb{i} up\n"
+        );
+    }
+    let file = std::env::temp_dir().join(format!("{}.ip", r.name()));
+    std::fs::write(&file, batch).unwrap();
+    r.ip(&["-batch", &file.display().to_string()]).unwrap();
+    let _ = std::fs::remove_file(&file);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (sent_tx, sent_rx) = mpsc::channel::<()>();
+    let join = r
+        .run_in(move || {
+            let mut handle = XdpHandle::load(PORT, true).expect("load XDP");
+            let mut ifindexes = Vec::new();
+            for i in 0..n {
+                let iface = format!("xb{i}");
+                handle.attach(&iface).expect("attach XDP");
+                ifindexes.push(nix::net::if_::if_nametoindex(iface.as_str()).unwrap());
+            }
+            ready_tx.send(()).unwrap();
+            sent_rx.recv().unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            let per_iface: Vec<u64> = ifindexes
+                .iter()
+                .map(|&ix| handle.iface_counters(ix).unwrap().get(counter::DROPPED))
+                .collect();
+            (handle.counters().unwrap(), per_iface)
+        })
+        .unwrap();
+    ready_rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("program attached to every interface");
+    let junk = b"not an hb message".to_vec();
+    for i in 0..n {
+        let frame = vlan_frame(
+            mac_of(&r, &format!("xb{i}")),
+            mac_of(&r, &format!("xa{i}")),
+            None,
+            ([10, 78, 0, 1], 40000),
+            ([10, 78, 0, 2], PORT),
+            &junk,
+        );
+        send_raw(&r, &format!("xa{i}"), vec![frame]);
+    }
+    sent_tx.send(()).unwrap();
+    let (counters, per_iface) = join.join().unwrap().unwrap();
+    let global = |name: &str| counters.iter().find(|(k, _)| *k == name).unwrap().1;
+    // The program-wide counts stay whole; only the interface the full map had no room for
+    // lost its own count, and that loss is counted.
+    assert_eq!(global("dropped"), n as u64, "{counters:?}");
+    assert_eq!(global("ifaces_full"), 1, "{counters:?}");
+    assert_eq!(
+        per_iface[..n - 1],
+        vec![1; n - 1][..],
+        "each of the first {} interfaces counted its datagram",
+        n - 1
+    );
+    assert_eq!(per_iface[n - 1], 0, "the interface beyond the map's room");
 }
 
 #[test]

@@ -83,13 +83,18 @@ struct Outcome {
     lo: IfaceCounters,
 }
 
+/// The program-wide counter `name` among `counters` (as `XdpHandle::counters` lists them).
+fn counter_named(counters: &[(&'static str, u64)], name: &str) -> u64 {
+    counters
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .unwrap()
+}
+
 impl Outcome {
     fn counter(&self, name: &str) -> u64 {
-        self.counters
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| *v)
-            .unwrap()
+        counter_named(&self.counters, name)
     }
 
     /// The receiver's program is attached to one interface: its counters for that interface
@@ -597,7 +602,7 @@ fn a_full_interface_map_loses_only_the_per_interface_counts() {
     }
     sent_tx.send(()).unwrap();
     let (counters, per_iface) = join.join().unwrap().unwrap();
-    let global = |name: &str| counters.iter().find(|(k, _)| *k == name).unwrap().1;
+    let global = |name: &str| counter_named(&counters, name);
     // The program-wide counts stay whole; only the interface the full map had no room for
     // lost its own count, and that loss is counted.
     assert_eq!(global("dropped"), n as u64, "{counters:?}");

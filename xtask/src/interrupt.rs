@@ -1,5 +1,5 @@
-//! Ctrl-C (SIGINT) and SIGTERM handling for the long-running commands (`run`, `bench`): the
-//! signal sets a flag that [`check`] and [`sleep`] turn into an error, so the caller returns
+//! Ctrl-C (SIGINT) and SIGTERM handling for the long-running commands (`run`, `bench`, `soak`;
+//! `fuzz` catches SIGINT only): the signal sets a flag that [`check`] and [`sleep`] turn into an error, so the caller returns
 //! and the labs' drops tear everything down.
 
 use std::{
@@ -15,24 +15,25 @@ extern "C" fn on_signal(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
+/// Sets [`on_signal`] as the handler of `sig`.
+fn catch(sig: libc::c_int) {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
 /// Installs the SIGINT and SIGTERM handlers.
 pub fn install() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
-        }
-    }
+    catch(libc::SIGINT);
+    catch(libc::SIGTERM);
 }
 
 /// Installs the SIGINT handler only (`fuzz`): Ctrl-C reaches the children in the terminal's
 /// process group, which stop and report, while this process stays to print their figures;
 /// SIGTERM still ends it at once.
 pub fn install_sigint() {
-    // SAFETY: as in `install`.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-    }
+    catch(libc::SIGINT);
 }
 
 /// Fails once Ctrl-C or SIGTERM arrived.

@@ -448,11 +448,16 @@ pub fn stats(r: &StatsReport, histogram: bool) -> String {
     if !r.send.is_empty() {
         let _ = writeln!(
             out,
-            "\nsending (periodic heartbeats; jitter = handed to the kernel - scheduled):"
+            "\nsending (periodic heartbeats; jitter = handed to the kernel - scheduled; wake-up = \
+             the send thread woke - scheduled, the machine's part of the jitter):"
         );
         for l in &r.send {
             let _ = writeln!(out, "  link {}: sent {}", l.link, l.sent);
-            percentile_table(&mut out, "    ", &[("jitter", &l.jitter)]);
+            percentile_table(
+                &mut out,
+                "    ",
+                &[("jitter", &l.jitter), ("wake-up", &l.wakeup)],
+            );
             if histogram && l.jitter.count > 0 {
                 let _ = writeln!(out, "    jitter distribution:");
                 out.push_str(&bar_chart(&l.jitter, &r.bucket_bounds_ns, "      "));
@@ -803,7 +808,7 @@ mod tests {
             "no send section without send statistics: {s}"
         );
         let mut send = crate::sender::SendStats::new(&["eth1"]);
-        send.record(0, Timestamp(0), Timestamp(40_000));
+        send.record(0, Timestamp(0), Timestamp(25_000), Timestamp(40_000));
         let mut r2 = r.clone();
         r2.send = send.report();
         let s2 = stats(&r2, false);
@@ -813,6 +818,11 @@ mod tests {
             .find(|l| l.trim_start().starts_with("jitter "))
             .unwrap();
         assert_eq!(jitter.split_whitespace().nth(2), Some("40.0us"), "{s2}");
+        let wakeup = s2
+            .lines()
+            .find(|l| l.trim_start().starts_with("wake-up "))
+            .unwrap();
+        assert_eq!(wakeup.split_whitespace().nth(2), Some("25.0us"), "{s2}");
         // The chart: 999 gaps in (5 ms, 10 ms], none in (10, 20], one in (20, 50]: the full
         // bar, an empty one and a sliver.
         let chart = bar_chart(&r.peers[0].links[0].gap, &BUCKET_BOUNDS_NS, "");

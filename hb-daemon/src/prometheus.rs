@@ -252,6 +252,20 @@ pub fn render(report: &StatsReport) -> String {
             b,
         );
     }
+    f.header(
+        "hb_heartbeat_send_wakeup_seconds",
+        "histogram",
+        "The wake-up part of the send jitter: when the send thread woke for a periodic \
+         heartbeat minus when it was due (the machine's part; the rest is hbd's own).",
+    );
+    for l in &report.send {
+        f.histogram(
+            "hb_heartbeat_send_wakeup_seconds",
+            &[("link", &l.link)],
+            &l.wakeup,
+            b,
+        );
+    }
 
     ping(&mut f, report);
     arbiter(&mut f, report);

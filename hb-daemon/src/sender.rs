@@ -10,7 +10,10 @@
 //! core under a short lock ([`Node::handle_heartbeat_timeout`]: the core still decides what is
 //! sent and when; it never reads the clock), takes only the transmits out
 //! ([`Node::poll_transmit`]), encodes, signs and sends them, and records how late each send
-//! was ([`SendStats`]: the send jitter `hbstat` and Prometheus show). Whatever else the core
+//! was ([`SendStats`]: the send jitter `hbstat` and Prometheus show) and, of that, how late the
+//! thread woke: the wake-up latency is the machine's (timer, scheduler, and on a VM the
+//! host waking a halted vCPU), the rest is hbd's own (the core, signing, sending, waiting for
+//! the lock the main loop holds). Whatever else the core
 //! queued (a `Late wakeup` event, a start the announcement allowed) is left for the main loop,
 //! which is woken for it. With `realtime on` the thread runs SCHED_FIFO one priority above the
 //! main loop; where that is not permitted it says so once, by name, and runs at normal
@@ -101,12 +104,17 @@ pub struct SendLinkStats {
     /// Send jitter: when the datagram was handed to the kernel minus when the core scheduled
     /// it (its deadline).
     pub jitter: HistogramSummary,
+    /// The wake-up part of `jitter`: when the send thread woke for the heartbeat (its sleep
+    /// returned) minus when it was due. What `jitter` has beyond it is hbd's own time.
+    #[serde(default)]
+    pub wakeup: HistogramSummary,
 }
 
 /// What the send thread records: per link, the periodic heartbeats it sent and how late.
 #[derive(Debug)]
 pub struct SendStats {
-    links: Vec<(String, u64, LatencyHistogram)>,
+    /// Per link: name, sent, jitter, wake-up latency.
+    links: Vec<(String, u64, LatencyHistogram, LatencyHistogram)>,
     errors: BTreeMap<&'static str, u64>,
 }
 
@@ -116,17 +124,26 @@ impl SendStats {
         Self {
             links: links
                 .iter()
-                .map(|l| (l.as_ref().to_owned(), 0, LatencyHistogram::new()))
+                .map(|l| {
+                    (
+                        l.as_ref().to_owned(),
+                        0,
+                        LatencyHistogram::new(),
+                        LatencyHistogram::new(),
+                    )
+                })
                 .collect(),
             errors: BTreeMap::new(),
         }
     }
 
-    /// A periodic heartbeat scheduled at `due` was handed to the kernel on `link` at `at`.
-    pub fn record(&mut self, link: usize, due: Timestamp, at: Timestamp) {
-        if let Some((_, sent, h)) = self.links.get_mut(link) {
+    /// A periodic heartbeat scheduled at `due`, for which the send thread woke at `woke`,
+    /// was handed to the kernel on `link` at `at`.
+    pub fn record(&mut self, link: usize, due: Timestamp, woke: Timestamp, at: Timestamp) {
+        if let Some((_, sent, jitter, wakeup)) = self.links.get_mut(link) {
             *sent = sent.saturating_add(1);
-            h.record(at.saturating_since(due));
+            jitter.record(at.saturating_since(due));
+            wakeup.record(woke.saturating_since(due));
         }
     }
 
@@ -139,10 +156,11 @@ impl SendStats {
     pub fn report(&self) -> Vec<SendLinkStats> {
         self.links
             .iter()
-            .map(|(link, sent, h)| SendLinkStats {
+            .map(|(link, sent, jitter, wakeup)| SendLinkStats {
                 link: link.clone(),
                 sent: *sent,
-                jitter: h.summary(),
+                jitter: jitter.summary(),
+                wakeup: wakeup.summary(),
             })
             .collect()
     }
@@ -154,9 +172,10 @@ impl SendStats {
 
     /// A new statistics window.
     pub fn reset(&mut self) {
-        for (_, sent, h) in &mut self.links {
+        for (_, sent, jitter, wakeup) in &mut self.links {
             *sent = 0;
-            h.reset();
+            jitter.reset();
+            wakeup.reset();
         }
         for v in self.errors.values_mut() {
             *v = 0;
@@ -281,6 +300,8 @@ fn run(shared: &Shared, realtime: bool) {
     let mut out: Vec<(LinkId, Message)> = Vec::with_capacity(8);
     // (link, handed to the kernel at, this heartbeat's own periodic send, result)
     let mut sent: Vec<(usize, Timestamp, bool, Result<(), &'static str>)> = Vec::with_capacity(8);
+    // When the last sleep returned (the wake-up), before any lock is taken.
+    let mut woke = None;
     while !shared.stop.load(Ordering::Acquire) {
         let Some(due) = lock(&shared.node).heartbeat_deadline() else {
             return;
@@ -288,8 +309,11 @@ fn run(shared: &Shared, realtime: bool) {
         let now = monotonic_now();
         if now < due {
             sleep_until(due.min(now + MAX_SLEEP));
+            woke = Some(monotonic_now());
             continue;
         }
+        // Not asleep when it fell due (the previous turn ran long): none of it is wake-up.
+        let woke_at = woke.take().unwrap_or(due);
         let more = {
             let mut node = lock(&shared.node);
             if !node.handle_heartbeat_timeout(now) {
@@ -316,7 +340,7 @@ fn run(shared: &Shared, realtime: bool) {
             let mut stats = lock(&shared.stats);
             for (link, at, periodic, r) in sent.drain(..) {
                 if periodic {
-                    stats.record(link, due, at);
+                    stats.record(link, due, woke_at, at);
                 }
                 if let Err(kind) = r {
                     stats.record_error(kind);
@@ -348,21 +372,41 @@ mod tests {
     #[test]
     fn send_stats_record_jitter_per_link_and_reset() {
         let mut s = SendStats::new(&["eth1", "eth2"]);
-        s.record(0, Timestamp(1_000_000), Timestamp(1_030_000));
-        s.record(0, Timestamp(2_000_000), Timestamp(2_010_000));
-        s.record(1, Timestamp(2_000_000), Timestamp(2_000_000));
-        s.record(7, Timestamp(0), Timestamp(5));
+        s.record(
+            0,
+            Timestamp(1_000_000),
+            Timestamp(1_020_000),
+            Timestamp(1_030_000),
+        );
+        s.record(
+            0,
+            Timestamp(2_000_000),
+            Timestamp(2_000_000),
+            Timestamp(2_010_000),
+        );
+        // Woke before it was due (a sleep returning early): no wake-up latency.
+        s.record(
+            1,
+            Timestamp(2_000_000),
+            Timestamp(1_999_000),
+            Timestamp(2_000_000),
+        );
+        s.record(7, Timestamp(0), Timestamp(0), Timestamp(5));
         s.record_error("send_eperm");
         let r = s.report();
         assert_eq!(r.len(), 2);
         assert_eq!((r[0].link.as_str(), r[0].sent), ("eth1", 2));
         assert_eq!(r[0].jitter.sum_ns, 40_000);
         assert!(r[0].jitter.max_ns.abs_diff(30_000) <= 30);
+        assert_eq!((r[0].wakeup.count, r[0].wakeup.sum_ns), (2, 20_000));
+        assert!(r[0].wakeup.max_ns.abs_diff(20_000) <= 20);
         assert_eq!(r[1].sent, 1);
+        assert_eq!((r[1].wakeup.count, r[1].wakeup.sum_ns), (1, 0));
         assert_eq!(s.errors().collect::<Vec<_>>(), [("send_eperm", 1)]);
         s.reset();
         assert_eq!(s.report()[0].sent, 0);
         assert_eq!(s.report()[0].jitter.count, 0);
+        assert_eq!(s.report()[0].wakeup.count, 0);
         assert_eq!(s.errors().collect::<Vec<_>>(), [("send_eperm", 0)]);
     }
 }

@@ -219,7 +219,12 @@ fn every_metric_in_the_exposition_is_in_docs_metrics_md() {
         }],
     }));
     let mut send = hb_daemon::sender::SendStats::new(&["eth1"]);
-    send.record(0, hb_proto::Timestamp(0), hb_proto::Timestamp(30_000));
+    send.record(
+        0,
+        hb_proto::Timestamp(0),
+        hb_proto::Timestamp(20_000),
+        hb_proto::Timestamp(30_000),
+    );
     report.send = send.report();
     report.delivery = vec![
         hb_daemon::control::DeliveryStatus {
@@ -282,6 +287,8 @@ fn every_metric_in_the_exposition_is_in_docs_metrics_md() {
     );
     assert!(text.contains("hb_heartbeat_send_jitter_seconds_count{link=\"eth1\"} 1"));
     assert!(text.contains("hb_heartbeat_send_jitter_seconds_sum{link=\"eth1\"} 0.00003"));
+    assert!(text.contains("hb_heartbeat_send_wakeup_seconds_count{link=\"eth1\"} 1"));
+    assert!(text.contains("hb_heartbeat_send_wakeup_seconds_sum{link=\"eth1\"} 0.00002"));
     assert!(text.contains("hb_ping_rtt_seconds_count{node=\"10.0.0.254\",addr=\"10.0.0.254\"} 1"));
     assert!(text.contains("hb_peer_ping_nodes_reachable{peer=\"node2\"} 1"));
     for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {

@@ -6,6 +6,8 @@
 //! jitter (`hbstat`'s `send`, per node) and hbd's CPU (both nodes, in % of a core), on the
 //! machine as it is and with every core busy. Both run the address alone as the resource with
 //! Apache up on both nodes (keepalived's set-up: `HbOpts::IP_ONLY`), so the outages compare.
+//! Just before each of hb's jitter windows, with the cluster up and the same load, cyclictest
+//! runs alone for as long ([`Floor`]): the machine's own floor for a 1 kHz sender's wake-ups.
 
 use std::{fmt::Write as _, path::Path, time::Duration};
 
@@ -43,12 +45,157 @@ pub(super) struct Window {
     pub(super) jitter_p999_ms: Vec<f64>,
     /// Per node: largest send jitter, ms.
     pub(super) jitter_max_ms: Vec<f64>,
+    /// Per node: p99.9 of the wake-up part of the jitter (`hbstat`'s `wakeup`: the send thread
+    /// woke minus the heartbeat was due; the machine's part), ms.
+    pub(super) wakeup_p999_ms: Vec<f64>,
     /// Per node: periodic heartbeats sent in the window.
     pub(super) sent: Vec<u64>,
     /// Per node: hbd's CPU (every thread), % of one core.
     pub(super) cpu_percent: Vec<f64>,
     /// 1-minute load average at the end.
     pub(super) load: f64,
+    /// The machine's floor, measured just before under the same pressure.
+    pub(super) floor: Option<Floor>,
+}
+
+/// The machine's floor for hb's send thread over one window: cyclictest (rt-tests) as a bare
+/// 1 kHz sleeper, one thread at SCHED_FIFO [`FLOOR_PRIORITY`] (hb's send thread's), absolute
+/// CLOCK_MONOTONIC sleeps of 1 ms, memory locked (`-m`), and without its `/dev/cpu_dma_latency`
+/// request (`--laptop`: hbd makes none, and on a haltpoll guest it would change how idle CPUs
+/// wait). Its wake-up latency is what any program sending at 1 kHz gets here; its CPU is the
+/// cost of waking 1000 times a second and doing nothing else.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(super) struct Floor {
+    /// What else ran: `as is` or `all cores busy` (hb's cluster is up in both).
+    pub(super) pressure: String,
+    /// Length of the CPU window, s (the latency histogram covers cyclictest's whole run, one
+    /// second longer at each end).
+    pub(super) secs: f64,
+    /// Wake-ups measured.
+    pub(super) samples: u64,
+    /// Wake-up latency p99, p99.9 and largest, ms.
+    pub(super) p99_ms: f64,
+    pub(super) p999_ms: f64,
+    pub(super) max_ms: f64,
+    /// cyclictest's CPU, % of one core.
+    pub(super) cpu_percent: f64,
+    /// 1-minute load average at the end.
+    pub(super) load: f64,
+}
+
+/// SCHED_FIFO priority of the floor's sleeper: hb's send thread's (`hb_daemon::sender`).
+const FLOOR_PRIORITY: u32 = 51;
+
+/// Histogram range of cyclictest, us (a latency beyond it counts as an overflow).
+const FLOOR_HISTOGRAM_US: u32 = 20_000;
+
+/// Wake-up latency percentiles from cyclictest's `-h` output (`(samples, p99, p99.9, max)`,
+/// the latencies in us). Buckets are 1 us; a percentile that falls among the overflows is
+/// reported as the largest latency.
+fn cyclictest_latency(out: &str) -> Result<(u64, u64, u64, u64)> {
+    let mut buckets = Vec::new();
+    let mut overflows = 0;
+    let mut max = None;
+    for line in out.lines() {
+        if let Some(v) = line.strip_prefix("# Histogram Overflows:") {
+            overflows = v.trim().parse().context("cyclictest overflows")?;
+        } else if let Some(v) = line.strip_prefix("# Max Latencies:") {
+            max = Some(v.trim().parse::<u64>().context("cyclictest max")?);
+        } else if !line.starts_with('#') {
+            let mut f = line.split_whitespace();
+            if let (Some(us), Some(n), None) = (f.next(), f.next(), f.next())
+                && let (Ok(us), Ok(n)) = (us.parse::<u64>(), n.parse::<u64>())
+            {
+                buckets.push((us, n));
+            }
+        }
+    }
+    let max = max.context("cyclictest printed no `# Max Latencies` line")?;
+    let total = buckets.iter().map(|(_, n)| n).sum::<u64>() + overflows;
+    anyhow::ensure!(total > 0, "cyclictest measured nothing");
+    let pct = |q: f64| {
+        let want = (q * total as f64).ceil() as u64;
+        let mut acc = 0;
+        for (us, n) in &buckets {
+            acc += n;
+            if acc >= want {
+                return *us;
+            }
+        }
+        max
+    };
+    Ok((total, pct(0.99), pct(0.999), max))
+}
+
+/// Runs the floor's sleeper for `len` (see [`Floor`]).
+fn floor(len: Duration, pressure: &str) -> Result<Floor> {
+    let run = len + Duration::from_secs(2);
+    let child = std::process::Command::new("cyclictest")
+        .args(["-q", "-m", "--laptop", "-t", "1", "-i", "1000"])
+        .arg(format!("-p{FLOOR_PRIORITY}"))
+        .arg(format!("-D{}", run.as_secs()))
+        .arg(format!("-h{FLOOR_HISTOGRAM_US}"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting cyclictest (Debian's rt-tests)")?;
+    // Killed if anything below fails or Ctrl-C comes.
+    struct Reap(Option<std::process::Child>);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut child = Reap(Some(child));
+    let pid = child.0.as_ref().map_or(0, std::process::Child::id);
+    crate::interrupt::sleep(Duration::from_secs(1))?;
+    let cpu0 = cpu_seconds(pid)?;
+    let t0 = std::time::Instant::now();
+    crate::interrupt::sleep(len)?;
+    let cpu1 = cpu_seconds(pid)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let out = child
+        .0
+        .take()
+        .context("cyclictest")?
+        .wait_with_output()
+        .context("waiting for cyclictest")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "cyclictest failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let (samples, p99, p999, max) = cyclictest_latency(&String::from_utf8_lossy(&out.stdout))?;
+    let us_ms = |us: u64| us as f64 / 1e3;
+    let f = Floor {
+        pressure: pressure.to_owned(),
+        secs,
+        samples,
+        p99_ms: us_ms(p99),
+        p999_ms: us_ms(p999),
+        max_ms: us_ms(max),
+        cpu_percent: (cpu1 - cpu0) / secs * 100.0,
+        load: loadavg(),
+    };
+    println!(
+        "  floor (cyclictest 1 kHz), {pressure}: wake-up latency p99.9 {:.3} ms, max {:.2} ms, \
+         CPU {:.1} %, load {:.1}",
+        f.p999_ms, f.max_ms, f.cpu_percent, f.load
+    );
+    Ok(f)
+}
+
+/// hb's window under `pressure`, after the floor's window under the same.
+fn with_floor(c: &mut Cluster, len: Duration, pressure: &str) -> Result<Window> {
+    let f = floor(len, pressure)?;
+    let mut w = window(c, len, pressure)?;
+    w.floor = Some(f);
+    Ok(w)
 }
 
 /// Raw figures (`docs/bench/khz.json`).
@@ -99,10 +246,11 @@ fn window(c: &mut Cluster, len: Duration, pressure: &str) -> Result<Window> {
         w.jitter_p99_ms.push(ns_ms(&send["jitter"]["p99_ns"]));
         w.jitter_p999_ms.push(ns_ms(&send["jitter"]["p999_ns"]));
         w.jitter_max_ms.push(ns_ms(&send["jitter"]["max_ns"]));
+        w.wakeup_p999_ms.push(ns_ms(&send["wakeup"]["p999_ns"]));
     }
     println!(
-        "  hb 1/10 ms, {pressure}: send jitter p99.9 {:?} ms, CPU {:?} %, load {:.1}",
-        w.jitter_p999_ms, w.cpu_percent, w.load
+        "  hb 1/10 ms, {pressure}: send jitter p99.9 {:?} ms (wake-up {:?}), CPU {:?} %, load {:.1}",
+        w.jitter_p999_ms, w.wakeup_p999_ms, w.cpu_percent, w.load
     );
     Ok(w)
 }
@@ -145,10 +293,10 @@ pub(super) fn khz(root: &Path, bins: &Binaries, opts: &BenchOptions) -> Result<(
     let initdead = c.lab.spec().initdead;
     c.wait_served(Node::N1, 0, initdead + Duration::from_secs(30))?;
     crate::interrupt::sleep(Duration::from_millis(500))?;
-    let mut windows = vec![window(&mut c, win, "as is")?];
+    let mut windows = vec![with_floor(&mut c, win, "as is")?];
     {
         let _burners = Burners::start()?;
-        windows.push(window(&mut c, win, "all cores busy")?);
+        windows.push(with_floor(&mut c, win, "all cores busy")?);
     }
     let hb_loss = loss_cell(&mut c, 20, loss_len)?;
     let hb_kills = run_trials(&mut c, Fault::Kill, trials)?;
@@ -206,17 +354,19 @@ fn report(
         which a dead machine never does to its peer).";
     let _ = write!(
         body,
-        "\n\n| window | s | send jitter p99 ms (n1 / n2) | p99.9 ms | max ms | heartbeats sent | \
-         hbd CPU % of a core | load |\n|---|---|---|---|---|---|---|---|\n"
+        "\n\n| window | s | send jitter p99 ms (n1 / n2) | p99.9 ms | of which wake-up p99.9 ms \
+         | max ms | heartbeats sent | hbd CPU % of a core | load |\n\
+         |---|---|---|---|---|---|---|---|---|\n"
     );
     for w in windows {
         let _ = writeln!(
             body,
-            "| {} | {:.0} | {} | {} | {} | {} | {} | {:.1} |",
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {:.1} |",
             w.pressure,
             w.secs,
             pair(&w.jitter_p99_ms, 3),
             pair(&w.jitter_p999_ms, 3),
+            pair(&w.wakeup_p999_ms, 3),
             pair(&w.jitter_max_ms, 2),
             w.sent
                 .iter()
@@ -226,6 +376,30 @@ fn report(
             pair(&w.cpu_percent, 1),
             w.load
         );
+    }
+    body += "\nThe wake-up column is `hbstat`'s `wakeup`: when hb's send thread woke for the \
+        heartbeat (its sleep returned, before it takes any lock) minus when the heartbeat was due: \
+        the machine's part of the jitter. The rest is hbd's own (the core, signing, sending, the \
+        main loop's lock).\n";
+    if windows.iter().any(|w| w.floor.is_some()) {
+        body += "\nThe machine's floor, measured for as long just before each window (the cluster \
+            up, the same pressure): cyclictest (Debian's rt-tests) alone, a 1 kHz sleeper that \
+            sends nothing: one thread at SCHED_FIFO 51 like hb's send thread, absolute 1 ms \
+            CLOCK_MONOTONIC sleeps, memory locked, no `/dev/cpu_dma_latency` request \
+            (`--laptop`; hbd makes none). Its wake-up latency is what any program waking 1000 \
+            times a second gets here; its CPU is the cost of the wake-ups alone.\n\n\
+            | window | s | wake-ups | wake-up latency p99 ms | p99.9 ms | max ms | cyclictest \
+            CPU % of a core | load |\n|---|---|---|---|---|---|---|---|\n";
+        for (w, f) in windows
+            .iter()
+            .filter_map(|w| w.floor.as_ref().map(|f| (w, f)))
+        {
+            let _ = writeln!(
+                body,
+                "| {} | {:.0} | {} | {:.3} | {:.3} | {:.2} | {:.1} | {:.1} |",
+                w.pressure, f.secs, f.samples, f.p99_ms, f.p999_ms, f.max_ms, f.cpu_percent, f.load
+            );
+        }
     }
     let _ = write!(
         body,
@@ -270,20 +444,66 @@ fn report(
         "\nTargets (issue 20): kill outage median <= 15 ms: **{}**; 0 false deaths and 0 failed \
          probes at 20% loss: **{}**; send jitter p99.9 <= 1 ms on a quiet machine: **{}** (the \
          first window runs on the machine as it is: quiet only when the load column says so); \
-         hbd CPU <= 3% of a core on both nodes: **{}**.\n",
+         hbd CPU <= 3% of a core on both nodes (the first window): **{}**.\n",
         hb_median.map_or("not measured", |m| verdict(m <= 15.0)),
         verdict(hb_loss.deaths == 0 && hb_loss.takeovers == 0 && hb_loss.disturbed == 0),
         quiet.map_or("not measured".to_owned(), |w| {
             let v = verdict(w.jitter_p999_ms.iter().all(|j| *j <= 1.0));
-            if w.load < QUIET_LOAD {
+            let mut v = if w.load < QUIET_LOAD {
                 v.to_owned()
             } else {
                 format!("{v} at load {:.1}, not a quiet machine", w.load)
+            };
+            let _ = write!(
+                v,
+                "; its wake-up part p99.9 {} ms",
+                pair(&w.wakeup_p999_ms, 3)
+            );
+            if let Some(f) = &w.floor {
+                let _ = write!(
+                    v,
+                    "; the machine's floor before it: p99.9 {:.3} ms",
+                    f.p999_ms
+                );
             }
+            v
         }),
-        quiet.map_or("not measured", |w| verdict(
-            w.cpu_percent.iter().all(|c| *c <= 3.0)
-        )),
+        quiet.map_or("not measured".to_owned(), |w| {
+            let mut v = verdict(w.cpu_percent.iter().all(|c| *c <= 3.0)).to_owned();
+            if let Some(f) = &w.floor {
+                let _ = write!(
+                    v,
+                    "; the wake-ups alone cost {:.1}% of a core here",
+                    f.cpu_percent
+                );
+            }
+            v
+        }),
     );
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cyclictest_histogram_percentiles() {
+        // The shape of `cyclictest -q -h N` (rt-tests 2.4), shortened: 1000 wake-ups.
+        let mut out = String::from("# /dev/cpu_dma_latency set to 0us\n# Histogram\n");
+        out += "000000 000000\n000003 000900\n000010 000090\n000400 000009\n000401 000000\n";
+        out += "# Total: 000000999\n# Min Latencies: 00003\n# Avg Latencies: 00004\n";
+        out += "# Max Latencies: 25000\n# Histogram Overflows: 00001\n";
+        out += "# Histogram Overflow at cycle number:\n# Thread 0: 00517\n";
+        assert_eq!(cyclictest_latency(&out).ok(), Some((1000, 10, 400, 25000)));
+        // p99.9 among the overflows: reported as the largest latency.
+        let out = out
+            .replace("000400 000009", "000400 000008")
+            .replace("Overflows: 00001", "Overflows: 00002");
+        assert_eq!(
+            cyclictest_latency(&out).ok(),
+            Some((1000, 10, 25000, 25000))
+        );
+        assert!(cyclictest_latency("# Histogram\n").is_err());
+    }
 }

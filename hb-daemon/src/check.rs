@@ -32,7 +32,10 @@ pub fn run_check(config_dir: &Path, node_name: Option<&str>) -> ExitCode {
             }
         },
     };
-    match load(&LoadOptions::new(config_dir, node)) {
+    // As hbd loads it: a ucast to this machine's own address is left out, with its warning.
+    let mut opts = LoadOptions::new(config_dir, node);
+    opts.local_addrs = crate::net::local_addresses();
+    match load(&opts) {
         Ok(config) => {
             print!("{}", effective_config(&config));
             for w in &config.warnings {

@@ -139,7 +139,9 @@ fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> DaemonError + '_
 
 /// Loads the configuration, printing nothing (the caller reports errors).
 pub fn load_config(opts: &DaemonOptions) -> Result<Config, DaemonError> {
-    hb_proto::config::load(&LoadOptions::new(&opts.config_dir, &opts.node_name)).map_err(|diags| {
+    let mut load = LoadOptions::new(&opts.config_dir, &opts.node_name);
+    load.local_addrs = net::local_addresses();
+    hb_proto::config::load(&load).map_err(|diags| {
         DaemonError::Config(
             diags
                 .iter()

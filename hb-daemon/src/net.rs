@@ -218,6 +218,30 @@ pub fn iface_broadcast(iface: &str) -> Option<Ipv4Addr> {
     })
 }
 
+/// This machine's addresses, every interface, IPv4 and IPv6 (for
+/// [`hb_proto::config::LoadOptions::local_addrs`]: a `ucast` to one of them is not a link). Empty
+/// when they cannot be read, and then every `ucast` line stays a medium, as before.
+pub fn local_addresses() -> Vec<std::net::IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut v = Vec::new();
+    for a in addrs {
+        let Some(sa) = a.address else { continue };
+        let ip = if let Some(v4) = sa.as_sockaddr_in() {
+            std::net::IpAddr::V4(v4.ip())
+        } else if let Some(v6) = sa.as_sockaddr_in6() {
+            std::net::IpAddr::V6(v6.ip())
+        } else {
+            continue;
+        };
+        if !v.contains(&ip) {
+            v.push(ip);
+        }
+    }
+    v
+}
+
 /// A failed send: what happened, and a fixed label for metrics.
 #[derive(Debug, Error)]
 #[error("sending on {iface} to {dest}: {source}")]

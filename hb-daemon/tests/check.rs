@@ -269,3 +269,31 @@ fn config_dir_defaults_to_etc_ha_d() {
     );
     assert!(all.contains("/etc/ha.d"), "{all}");
 }
+
+/// One ha.cf naming both nodes' unicast addresses: on this machine 127.0.0.1 is its own, so that
+/// line is left out (with its warning) and the other stays the one medium, as in Heartbeat.
+#[test]
+fn a_ucast_to_an_address_of_this_machine_is_left_out() {
+    let t = fixture("classic");
+    t.write(
+        "ha.cf",
+        b"keepalive 2\ndeadtime 30\ninitdead 120\nudpport 694\nucast lo 127.0.0.1\n\
+          ucast lo 192.0.2.7\nauto_failback on\nnode node1.example.com\nnode node2.example.com\n",
+        0o644,
+    );
+    let (code, out, err) = check(&t, "node1.example.com");
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(has_line(&out, "  ucast lo 192.0.2.7 udp port 694"), "{out}");
+    assert!(!out.contains("127.0.0.1"), "{out}");
+    assert!(
+        has_line(
+            &err,
+            &format!(
+                "{}:5: warning: ucast lo 127.0.0.1: an address of this machine; ignored, as \
+                 Heartbeat does (one ha.cf can serve every node)",
+                t.0.join("ha.cf").display()
+            )
+        ),
+        "{err}"
+    );
+}

@@ -80,6 +80,7 @@ fn options(t: &TempDir, node: &str) -> LoadOptions {
         config_dir: t.path().to_path_buf(),
         node_name: node.to_string(),
         script_dirs: vec![t.path().join("resource.d")],
+        local_addrs: Vec::new(),
     }
 }
 
@@ -251,6 +252,7 @@ fn every_problem_in_every_file_is_reported() {
             config_dir: t.path().to_path_buf(),
             node_name: "a".into(),
             script_dirs: vec![],
+            local_addrs: Vec::new(),
         }),
         vec![
             format!("{d}/ha.cf:5: unknown directive 'foo'"),
@@ -320,5 +322,58 @@ fn default_script_dirs_are_resource_d_then_init_d() {
     assert_eq!(
         LoadOptions::new("/x", "n").script_dirs,
         vec![PathBuf::from("/x/resource.d"), PathBuf::from("/etc/init.d")]
+    );
+}
+
+/// Heartbeat's ha.cf(5): "ucast directives which go to the local machine are effectively
+/// ignored. This allows the ha.cf directives on all machines to be identical." hb leaves such a
+/// medium out (no link, no heartbeats sent to itself), with a warning naming the line.
+#[test]
+fn a_ucast_to_this_machine_is_left_out_so_one_ha_cf_serves_both_nodes() {
+    let t = TempDir::new("ucast-self");
+    t.write(
+        "ha.cf",
+        b"keepalive 1\ndeadtime 10\nudpport 694\nucast eth1 10.0.0.1\nucast eth1 10.0.0.2\n\
+          node a\nnode b\nauto_failback on\n",
+        0o644,
+    );
+    t.write("haresources", b"a 10.0.0.100\n", 0o644);
+    t.write("authkeys", b"auth 1\n1 sha1 secret\n", 0o600);
+    let ucast = |a: &str| Media::Ucast {
+        iface: "eth1".into(),
+        addr: a.parse().unwrap(),
+    };
+    let d = t.path().display();
+    // Node a, whose address is 10.0.0.1 (among others).
+    let mut opts = options(&t, "a");
+    opts.local_addrs = vec!["127.0.0.1".parse().unwrap(), "10.0.0.1".parse().unwrap()];
+    let c = load(&opts).unwrap();
+    assert_eq!(c.ha_cf.media, vec![ucast("10.0.0.2")]);
+    let w: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        w.contains(&format!(
+            "{d}/ha.cf:4: ucast eth1 10.0.0.1: an address of this machine; ignored, as \
+             Heartbeat does (one ha.cf can serve every node)"
+        )),
+        "{w:?}"
+    );
+    // Node b, the same file.
+    let mut opts = options(&t, "b");
+    opts.local_addrs = vec!["10.0.0.2".parse().unwrap()];
+    assert_eq!(load(&opts).unwrap().ha_cf.media, vec![ucast("10.0.0.1")]);
+    // Addresses not known (the default): every line is a medium, as before.
+    assert_eq!(
+        load(&options(&t, "a")).unwrap().ha_cf.media,
+        vec![ucast("10.0.0.1"), ucast("10.0.0.2")]
+    );
+    // Nothing left: refused, at the first line left out.
+    opts.local_addrs = vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()];
+    let e = errors(&opts);
+    assert!(
+        e.contains(&format!(
+            "{d}/ha.cf:4: no heartbeat medium left: every ucast line names an address of this \
+             machine; add one with the peer's address"
+        )),
+        "{e:?}"
     );
 }

@@ -229,6 +229,8 @@ struct Raw {
 #[derive(Debug)]
 pub(crate) struct HaCfParse {
     pub(crate) ha_cf: HaCf,
+    /// The line of each of `ha_cf.media`, in the same order.
+    pub(crate) media_lines: Vec<usize>,
     pub(crate) diags: Diags,
     /// The file had no directive at all.
     pub(crate) empty: bool,
@@ -1472,6 +1474,7 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
         );
     }
     let arbiter = check_arbiter(&raw, &mut d);
+    let media_lines = raw.media.iter().map(|(_, line)| *line).collect();
     let ha_cf = HaCf {
         keepalive: setting(raw.keepalive.map(|(v, _)| v), keepalive),
         deadtime: setting(raw.deadtime.map(|(v, _)| v), deadtime),
@@ -1515,6 +1518,7 @@ fn finish(raw: Raw, mut d: Diags) -> HaCfParse {
     };
     HaCfParse {
         ha_cf,
+        media_lines,
         diags: d,
         empty,
     }

@@ -14,7 +14,10 @@ pub mod model;
 pub mod reload;
 pub mod time;
 
-use std::path::{Path, PathBuf};
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
 
 pub use authkeys::{bad_permissions_message, check_keyfile_mode, parse_authkeys};
 pub use diag::Parsed;
@@ -40,6 +43,10 @@ pub struct LoadOptions {
     /// Where script resources are looked up, first match wins (default
     /// `[<config_dir>/resource.d, /etc/init.d]`).
     pub script_dirs: Vec<PathBuf>,
+    /// This machine's own addresses (the driver reads them; default none). A `ucast` medium
+    /// to one of them is not a link and is left out with a warning: Heartbeat ignores ucast
+    /// directives that go to the local machine, so that one `ha.cf` serves every node.
+    pub local_addrs: Vec<IpAddr>,
 }
 
 impl LoadOptions {
@@ -51,8 +58,49 @@ impl LoadOptions {
             config_dir,
             node_name: node_name.into(),
             script_dirs,
+            local_addrs: Vec::new(),
         }
     }
+}
+
+/// Leaves out the `ucast` media whose address is one of `local` (see
+/// [`LoadOptions::local_addrs`]), each with a warning; an error if no medium is left.
+fn drop_local_ucast(p: &mut ha_cf::HaCfParse, local: &[IpAddr]) {
+    let had = p.ha_cf.media.len();
+    let mut first_dropped = None;
+    let mut kept = Vec::with_capacity(had);
+    let mut kept_lines = Vec::with_capacity(had);
+    let media = std::mem::take(&mut p.ha_cf.media);
+    let lines = std::mem::take(&mut p.media_lines);
+    for (m, line) in media.into_iter().zip(lines) {
+        if let Media::Ucast { iface, addr } = &m
+            && local.contains(addr)
+        {
+            p.diags.warn(
+                line,
+                format!(
+                    "ucast {iface} {addr}: an address of this machine; ignored, as Heartbeat \
+                     does (one ha.cf can serve every node)"
+                ),
+            );
+            first_dropped.get_or_insert(line);
+            continue;
+        }
+        kept.push(m);
+        kept_lines.push(line);
+    }
+    if let Some(line) = first_dropped
+        && kept.is_empty()
+        && had > 0
+    {
+        p.diags.error(
+            line,
+            "no heartbeat medium left: every ucast line names an address of this machine; add \
+             one with the peer's address",
+        );
+    }
+    p.ha_cf.media = kept;
+    p.media_lines = kept_lines;
 }
 
 /// `[<config_dir>/resource.d, /etc/init.d]`.
@@ -110,6 +158,7 @@ pub fn load(opts: &LoadOptions) -> Result<Config, Vec<Diagnostic>> {
                     );
                 }
             }
+            drop_local_ucast(&mut p, &opts.local_addrs);
             errors.append(&mut p.diags.errors);
             warnings.append(&mut p.diags.warnings);
             Some(p.ha_cf)

@@ -59,51 +59,40 @@ fn make_ca(dir: &Path, name: &str) -> Result<()> {
          basicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign\n\
          subjectKeyIdentifier = hash\n",
     )?;
-    openssl(
+    let pem = format!("{name}.pem");
+    req_new_key(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-config",
-            &ext,
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=hb test {name}"),
-        ],
+        name,
+        &["-x509", "-config", &ext, "-out", &pem, "-days", "2"],
     )
+}
+
+/// `openssl req` with a new P-256 key `NAME.key` (unencrypted) and the subject `CN=hb test NAME`;
+/// `args` say what it writes (a self-signed certificate, or a request).
+fn req_new_key(dir: &Path, name: &str, args: &[&str]) -> Result<()> {
+    let key = format!("{name}.key");
+    let subj = format!("/CN=hb test {name}");
+    let mut all = vec![
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-subj",
+        &subj,
+    ];
+    all.extend_from_slice(args);
+    openssl(dir, &all)
 }
 
 /// A P-256 key `NAME.key` and certificate `NAME.pem` signed by `ca` with extensions `ext`.
 fn make_leaf(dir: &Path, name: &str, ca: &str, ext: &str) -> Result<()> {
     let ext_file = format!("{name}.ext");
     std::fs::write(dir.join(&ext_file), ext)?;
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN=hb test {name}"),
-        ],
-    )?;
+    req_new_key(dir, name, &["-out", &format!("{name}.csr")])?;
     openssl(
         dir,
         &[

@@ -9,8 +9,7 @@
 use std::{fmt::Display, fmt::Write as _, path::Path, process::ExitCode, time::Duration};
 
 use hb_proto::config::{
-    AuthMethod, AutoFailback, Config, Diagnostic, LoadOptions, Media, Resource, Setting, XdpMode,
-    load, node_id,
+    AuthMethod, AutoFailback, Config, Diagnostic, Media, Resource, Setting, XdpMode, load, node_id,
 };
 
 /// A diagnostic as a warning line: `PATH:LINE: warning: message`.
@@ -32,10 +31,7 @@ pub fn run_check(config_dir: &Path, node_name: Option<&str>) -> ExitCode {
             }
         },
     };
-    // As hbd loads it: a ucast to this machine's own address is left out, with its warning.
-    let mut opts = LoadOptions::new(config_dir, node);
-    opts.local_addrs = crate::net::local_addresses();
-    match load(&opts) {
+    match load(&crate::daemon::load_options(config_dir, &node)) {
         Ok(config) => {
             print!("{}", effective_config(&config));
             for w in &config.warnings {

@@ -32,7 +32,7 @@
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, MutexGuard, atomic::Ordering},
     time::Duration,
 };
@@ -137,11 +137,17 @@ fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> DaemonError + '_
     move |e| DaemonError::Setup(format!("{what}: {e}"))
 }
 
+/// How hbd (and `hbd --check`) loads `config_dir` for `node`: with this machine's addresses, so
+/// that a `ucast` to one of them is left out with its warning.
+pub fn load_options(config_dir: &Path, node: &str) -> LoadOptions {
+    let mut opts = LoadOptions::new(config_dir, node);
+    opts.local_addrs = net::local_addresses();
+    opts
+}
+
 /// Loads the configuration, printing nothing (the caller reports errors).
 pub fn load_config(opts: &DaemonOptions) -> Result<Config, DaemonError> {
-    let mut load = LoadOptions::new(&opts.config_dir, &opts.node_name);
-    load.local_addrs = net::local_addresses();
-    hb_proto::config::load(&load).map_err(|diags| {
+    hb_proto::config::load(&load_options(&opts.config_dir, &opts.node_name)).map_err(|diags| {
         DaemonError::Config(
             diags
                 .iter()

@@ -239,32 +239,25 @@ pub fn render(report: &StatsReport) -> String {
             l.sent as f64,
         );
     }
-    f.header(
-        "hb_heartbeat_send_jitter_seconds",
-        "histogram",
-        "Send jitter: when a periodic heartbeat was handed to the kernel minus when it was due.",
-    );
-    for l in &report.send {
-        f.histogram(
+    type SendHistogram = fn(&crate::sender::SendLinkStats) -> &HistogramSummary;
+    let send: [(&str, &str, SendHistogram); 2] = [
+        (
             "hb_heartbeat_send_jitter_seconds",
-            &[("link", &l.link)],
-            &l.jitter,
-            b,
-        );
-    }
-    f.header(
-        "hb_heartbeat_send_wakeup_seconds",
-        "histogram",
-        "The wake-up part of the send jitter: when the send thread woke for a periodic \
-         heartbeat minus when it was due (the machine's part; the rest is hbd's own).",
-    );
-    for l in &report.send {
-        f.histogram(
+            "Send jitter: when a periodic heartbeat was handed to the kernel minus when it was due.",
+            |l| &l.jitter,
+        ),
+        (
             "hb_heartbeat_send_wakeup_seconds",
-            &[("link", &l.link)],
-            &l.wakeup,
-            b,
-        );
+            "The wake-up part of the send jitter: when the send thread woke for a periodic \
+             heartbeat minus when it was due (the machine's part; the rest is hbd's own).",
+            |l| &l.wakeup,
+        ),
+    ];
+    for (name, help, get) in send {
+        f.header(name, "histogram", help);
+        for l in &report.send {
+            f.histogram(name, &[("link", &l.link)], get(l), b);
+        }
     }
 
     ping(&mut f, report);

@@ -1,6 +1,6 @@
 //! Ctrl-C (SIGINT) and SIGTERM handling for the long-running commands (`run`, `bench`, `soak`;
-//! `fuzz` catches SIGINT only): the signal sets a flag that [`check`] and [`sleep`] turn into an error, so the caller returns
-//! and the labs' drops tear everything down.
+//! `fuzz` catches SIGINT only): the signal sets a flag that [`check`] and [`sleep`] turn into an
+//! error, so the caller returns and the labs' drops tear everything down.
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},

@@ -66,10 +66,9 @@ impl LoadOptions {
 /// Leaves out the `ucast` media whose address is one of `local` (see
 /// [`LoadOptions::local_addrs`]), each with a warning; an error if no medium is left.
 fn drop_local_ucast(p: &mut ha_cf::HaCfParse, local: &[IpAddr]) {
-    let had = p.ha_cf.media.len();
     let mut first_dropped = None;
-    let mut kept = Vec::with_capacity(had);
-    let mut kept_lines = Vec::with_capacity(had);
+    let mut kept = Vec::new();
+    let mut kept_lines = Vec::new();
     let media = std::mem::take(&mut p.ha_cf.media);
     let lines = std::mem::take(&mut p.media_lines);
     for (m, line) in media.into_iter().zip(lines) {
@@ -91,7 +90,6 @@ fn drop_local_ucast(p: &mut ha_cf::HaCfParse, local: &[IpAddr]) {
     }
     if let Some(line) = first_dropped
         && kept.is_empty()
-        && had > 0
     {
         p.diags.error(
             line,

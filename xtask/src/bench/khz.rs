@@ -140,6 +140,7 @@ fn floor(len: Duration, pressure: &str) -> Result<Floor> {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .context("starting cyclictest (Debian's rt-tests)")?;
+    let pid = child.id();
     // Killed if anything below fails or Ctrl-C comes.
     struct Reap(Option<std::process::Child>);
     impl Drop for Reap {
@@ -151,7 +152,6 @@ fn floor(len: Duration, pressure: &str) -> Result<Floor> {
         }
     }
     let mut child = Reap(Some(child));
-    let pid = child.0.as_ref().map_or(0, std::process::Child::id);
     crate::interrupt::sleep(Duration::from_secs(1))?;
     let cpu0 = cpu_seconds(pid)?;
     let t0 = std::time::Instant::now();
@@ -382,14 +382,17 @@ fn report(
         the machine's part of the jitter. The rest is hbd's own (the core, signing, sending, the \
         main loop's lock).\n";
     if windows.iter().any(|w| w.floor.is_some()) {
-        body += "\nThe machine's floor, measured for as long just before each window (the cluster \
+        let _ = write!(
+            body,
+            "\nThe machine's floor, measured for as long just before each window (the cluster \
             up, the same pressure): cyclictest (Debian's rt-tests) alone, a 1 kHz sleeper that \
-            sends nothing: one thread at SCHED_FIFO 51 like hb's send thread, absolute 1 ms \
+            sends nothing: one thread at SCHED_FIFO {FLOOR_PRIORITY} like hb's send thread, absolute 1 ms \
             CLOCK_MONOTONIC sleeps, memory locked, no `/dev/cpu_dma_latency` request \
             (`--laptop`; hbd makes none). Its wake-up latency is what any program waking 1000 \
             times a second gets here; its CPU is the cost of the wake-ups alone.\n\n\
             | window | s | wake-ups | wake-up latency p99 ms | p99.9 ms | max ms | cyclictest \
-            CPU % of a core | load |\n|---|---|---|---|---|---|---|---|\n";
+            CPU % of a core | load |\n|---|---|---|---|---|---|---|---|\n"
+        );
         for (w, f) in windows
             .iter()
             .filter_map(|w| w.floor.as_ref().map(|f| (w, f)))

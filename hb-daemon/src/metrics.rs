@@ -189,6 +189,20 @@ pub struct HistogramSummary {
     pub overflow: u64,
 }
 
+impl HistogramSummary {
+    /// Values recorded above `bound_ns`, which must be one of [`BUCKET_BOUNDS_NS`] (`None`
+    /// otherwise: the buckets cannot tell).
+    pub fn above(&self, bound_ns: u64) -> Option<u64> {
+        let i = BUCKET_BOUNDS_NS.iter().position(|&b| b == bound_ns)?;
+        Some(
+            self.buckets
+                .iter()
+                .skip(i + 1)
+                .fold(self.overflow, |n, &c| n.saturating_add(c)),
+        )
+    }
+}
+
 /// The last takeover, as reported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TakeoverReport {
@@ -991,6 +1005,21 @@ mod tests {
         assert_eq!(s.p99_ns, h.hist.value_at_quantile(0.99));
         assert_eq!(s.p999_ns, h.hist.value_at_quantile(0.999));
         assert_eq!(s.buckets.iter().sum::<u64>() + s.overflow, 10_000);
+    }
+
+    #[test]
+    fn above_a_bound_counts_the_later_buckets() {
+        let mut h = LatencyHistogram::new();
+        for ms in [1, 4, 6, 6, 30] {
+            h.record(Duration::from_millis(ms));
+        }
+        let s = h.summary();
+        assert_eq!(s.above(5_000_000), Some(3));
+        assert_eq!(s.above(20_000_000), Some(1));
+        assert_eq!(s.above(1_000), Some(5));
+        assert_eq!(s.above(60_000_000_000), Some(0));
+        // Not a bucket bound: the buckets cannot tell.
+        assert_eq!(s.above(3_000_000), None);
     }
 
     #[test]

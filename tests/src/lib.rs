@@ -236,5 +236,6 @@ pub fn neighbour_mac(ns: &Netns, addr: &str) -> Result<Option<String>> {
     Ok(None)
 }
 pub mod flood;
+pub mod floor;
 pub mod lab;
 pub mod package;

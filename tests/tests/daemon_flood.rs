@@ -12,8 +12,11 @@ mod daemon_common;
 use std::{collections::BTreeMap, net::SocketAddrV4, time::Duration};
 
 use daemon_common::{lock, logged, logs, spec, up_and_settled};
+use hb_daemon::sender::{SEND_PRIORITY, SendLinkStats};
+use hb_proto::node::late_wakeup_threshold;
 use hb_tests::{
     flood::{Flood, FloodConfig},
+    floor::{Floor, FloorSpec},
     lab::{Lab, Node, XdpSetting},
     monotonic_ns, require_root,
 };
@@ -27,21 +30,41 @@ const RATE: u64 = 40_000;
 /// receiving hbd (SCHED_FIFO) preempts the sender (10,000 was too high a floor: one run of
 /// `cargo xtask test` beside the flood benchmark sent 7,624/s).
 const MIN_RATE: f64 = 5_000.0;
-/// `Late heartbeat` / `Late wakeup` warnings allowed over both nodes during the flood. Measured
-/// here at load average 20: 0-3 with this loop; before it (one datagram per turn, the socket
-/// arm ahead of the timer) 64-157 at 11,000-14,000 datagrams/s, and deaths at 40,000/s.
+/// `Late heartbeat` / `Late wakeup` warnings allowed over both nodes during the flood, beyond
+/// what the machine explains (see [`allowed_late`]). Measured here at load average 20: 0-3 with
+/// this loop; before it (one datagram per turn, the socket arm ahead of the timer) 64-157 at
+/// 11,000-14,000 datagrams/s, and deaths at 40,000/s.
 const MAX_LATE: usize = 10;
 const SECONDS: u64 = 15;
+/// The nodes' keepalive (deadtime ten of them: a heartbeat held back anywhere shows).
+const KEEPALIVE: Duration = Duration::from_millis(10);
 
-/// `hbstat --json` of `node`: its rejects by reason.
-fn rejects(lab: &Lab, node: Node) -> BTreeMap<String, u64> {
+/// The late-warning count the flood may cause: [`MAX_LATE`] plus twice the wake-ups of the
+/// machine's floor later than hbd's threshold. The floor ([`hb_tests::floor`]) is two bare
+/// SCHED_FIFO sleepers at the send thread's period and priority, beside the two nodes' send
+/// threads over the same window. On a VM whose host does not run a busy guest's vCPU for
+/// milliseconds (CI, where the XDP flood runs at the full rate and keeps both vCPUs busy: 38
+/// `Late wakeup` warnings, wake-ups 5-13 ms late, some on both nodes at the same instant),
+/// each sleeper is as likely to be caught as each send thread; twice the floor covers the
+/// spread between two such counts. Where hbd itself holds a heartbeat back the floor sees
+/// nothing and the limit is [`MAX_LATE`].
+fn allowed_late(floor_late: u64) -> usize {
+    MAX_LATE.saturating_add(usize::try_from(floor_late.saturating_mul(2)).unwrap_or(usize::MAX))
+}
+
+/// `hbstat --json` of `node`.
+fn stat_json(lab: &Lab, node: Node) -> serde_json::Value {
     let out = lab.hbstat(node, &["--json"]).unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `node`'s rejects by reason.
+fn rejects(v: &serde_json::Value) -> BTreeMap<String, u64> {
     v["rejects"]
         .as_object()
         .expect("rejects in hbstat --json")
@@ -50,11 +73,24 @@ fn rejects(lab: &Lab, node: Node) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Of `node`'s periodic heartbeats: those sent more than `threshold` late, and of them those
+/// whose send thread already woke that late (the machine's part: hbd's own part is the rest).
+fn late_sends(v: &serde_json::Value, threshold: Duration) -> (u64, u64) {
+    let send: Vec<SendLinkStats> = serde_json::from_value(v["send"].clone()).unwrap();
+    let ns = u64::try_from(threshold.as_nanos()).unwrap();
+    send.iter().fold((0, 0), |(sent, woke), l| {
+        (
+            sent + l.jitter.above(ns).expect("threshold is a bucket bound"),
+            woke + l.wakeup.above(ns).expect("threshold is a bucket bound"),
+        )
+    })
+}
+
 fn flood_holds(xdp: XdpSetting, path: &str) {
     let _g = lock();
     let mut spec = spec();
     spec.links = 1;
-    spec.keepalive = Duration::from_millis(10);
+    spec.keepalive = KEEPALIVE;
     spec.deadtime = Duration::from_millis(100);
     spec.warntime = Duration::from_millis(50);
     spec.xdp = xdp;
@@ -69,6 +105,14 @@ fn flood_holds(xdp: XdpSetting, path: &str) {
     for node in Node::ALL {
         assert!(lab.hbstat(node, &["--reset"]).unwrap().status.success());
     }
+    let threshold = late_wakeup_threshold(KEEPALIVE);
+    let floor = Floor::start(FloorSpec {
+        threads: Node::ALL.len() as u32,
+        interval: KEEPALIVE,
+        priority: SEND_PRIORITY.unsigned_abs(),
+        histogram_us: 100_000,
+    })
+    .unwrap();
     let t = monotonic_ns();
     let targets = Node::ALL
         .iter()
@@ -86,6 +130,7 @@ fn flood_holds(xdp: XdpSetting, path: &str) {
     std::thread::sleep(Duration::from_secs(SECONDS));
     let sent = flood.stop().unwrap();
     std::thread::sleep(Duration::from_millis(300));
+    let floor = floor.stop().unwrap();
     let late: usize = Node::ALL
         .iter()
         .map(|&n| {
@@ -96,16 +141,38 @@ fn flood_holds(xdp: XdpSetting, path: &str) {
                 .count()
         })
         .sum();
+    let stats: Vec<(Node, serde_json::Value)> =
+        Node::ALL.iter().map(|&n| (n, stat_json(&lab, n))).collect();
     let counted: Vec<(Node, BTreeMap<String, u64>)> =
-        Node::ALL.iter().map(|&n| (n, rejects(&lab, n))).collect();
-    println!(
+        stats.iter().map(|(n, v)| (*n, rejects(v))).collect();
+    let late_sends: Vec<(Node, (u64, u64))> = stats
+        .iter()
+        .map(|(n, v)| (*n, late_sends(v, threshold)))
+        .collect();
+    let floor_late = floor.above(threshold);
+    let allowed = allowed_late(floor_late);
+    let verdict = format!(
         "flood ({path}): {} junk datagrams in {:.1} s ({:.0}/s, {} send errors) to both nodes' \
-         UDP 694; late-heartbeat/wake-up warnings: {late}; rejects counted: {counted:?}",
+         UDP 694; late-heartbeat/wake-up warnings: {late} (allowed {allowed}); heartbeats sent \
+         more than {} ms late, of them woke that late: {late_sends:?}; the machine's floor \
+         (cyclictest, {} SCHED_FIFO {SEND_PRIORITY} sleepers every {} ms): {floor_late} of {} \
+         wake-ups more than {} ms late, latest {:.1} ms, steal {}; rejects counted: \
+         {counted:?}",
         sent.sent,
         sent.elapsed.as_secs_f64(),
         sent.rate(),
-        sent.errors
+        sent.errors,
+        threshold.as_millis(),
+        Node::ALL.len(),
+        KEEPALIVE.as_millis(),
+        floor.samples(),
+        threshold.as_millis(),
+        floor.max_us as f64 / 1e3,
+        floor
+            .steal
+            .map_or("unknown".to_owned(), |d| format!("{} ms", d.as_millis())),
     );
+    println!("{verdict}");
     for node in Node::ALL {
         for bad in [
             "is dead",
@@ -127,8 +194,9 @@ fn flood_holds(xdp: XdpSetting, path: &str) {
         sent.rate()
     );
     assert!(
-        late <= MAX_LATE,
-        "{path}: {late} late-heartbeat or late-wakeup warnings during the flood\n{}",
+        late <= allowed,
+        "{path}: {late} late-heartbeat or late-wakeup warnings during the flood, more than the \
+         machine explains ({allowed})\n{verdict}\n{}",
         logs(&lab, 40)
     );
     // Each node got half of the flood; nearly all of it must show as rejects (a few may be lost

@@ -47,6 +47,9 @@ pub const BASE_PACKAGES: &[&str] = &[
     "protobuf-compiler",
     "libprotobuf-dev",
     "etcd-server",
+    // The machine's wake-up floor (`hb_tests::floor`): cyclictest, beside hb in the flood test
+    // and the 1 kHz benchmark.
+    "rt-tests",
 ];
 
 /// Prints a progress line.

@@ -175,8 +175,8 @@ fn bench(opts: &bench::BenchOptions) -> Result<()> {
         // Only redraws docs/bench/*.svg: no packages, no build, no root.
         return bench::bench(&workspace_root()?, &demo::Binaries::default(), opts);
     }
-    // The peers, and cyclictest (rt-tests): the 1 kHz benchmark's floor of the machine.
-    bootstrap::ensure(&["keepalived", "heartbeat", "rt-tests"])?;
+    // The peers.
+    bootstrap::ensure(&["keepalived", "heartbeat"])?;
     if !opts.only.is_empty()
         && opts
             .only

@@ -12,7 +12,7 @@
 use std::{fmt::Write as _, path::Path, time::Duration};
 
 use anyhow::{Context as _, Result};
-use hb_tests::lab::Node;
+use hb_tests::{floor::FloorSpec, lab::Node};
 use serde::Serialize;
 
 use super::{
@@ -58,12 +58,10 @@ pub(super) struct Window {
     pub(super) floor: Option<Floor>,
 }
 
-/// The machine's floor for hb's send thread over one window: cyclictest (rt-tests) as a bare
-/// 1 kHz sleeper, one thread at SCHED_FIFO [`FLOOR_PRIORITY`] (hb's send thread's), absolute
-/// CLOCK_MONOTONIC sleeps of 1 ms, memory locked (`-m`), and without its `/dev/cpu_dma_latency`
-/// request (`--laptop`: hbd makes none, and on a haltpoll guest it would change how idle CPUs
-/// wait). Its wake-up latency is what any program sending at 1 kHz gets here; its CPU is the
-/// cost of waking 1000 times a second and doing nothing else.
+/// The machine's floor for hb's send thread over one window ([`hb_tests::floor`]): cyclictest
+/// as a bare 1 kHz sleeper, one thread at SCHED_FIFO [`FLOOR_PRIORITY`] (hb's send thread's).
+/// Its wake-up latency is what any program sending at 1 kHz gets here; its CPU is the cost of
+/// waking 1000 times a second and doing nothing else.
 #[derive(Debug, Clone, Default, Serialize)]
 pub(super) struct Floor {
     /// What else ran: `as is` or `all cores busy` (hb's cluster is up in both).
@@ -89,96 +87,32 @@ const FLOOR_PRIORITY: u32 = 51;
 /// Histogram range of cyclictest, us (a latency beyond it counts as an overflow).
 const FLOOR_HISTOGRAM_US: u32 = 20_000;
 
-/// Wake-up latency percentiles from cyclictest's `-h` output (`(samples, p99, p99.9, max)`,
-/// the latencies in us). Buckets are 1 us; a percentile that falls among the overflows is
-/// reported as the largest latency.
-fn cyclictest_latency(out: &str) -> Result<(u64, u64, u64, u64)> {
-    let mut buckets = Vec::new();
-    let mut overflows = 0;
-    let mut max = None;
-    for line in out.lines() {
-        if let Some(v) = line.strip_prefix("# Histogram Overflows:") {
-            overflows = v.trim().parse().context("cyclictest overflows")?;
-        } else if let Some(v) = line.strip_prefix("# Max Latencies:") {
-            max = Some(v.trim().parse::<u64>().context("cyclictest max")?);
-        } else if !line.starts_with('#') {
-            let mut f = line.split_whitespace();
-            if let (Some(us), Some(n), None) = (f.next(), f.next(), f.next())
-                && let (Ok(us), Ok(n)) = (us.parse::<u64>(), n.parse::<u64>())
-            {
-                buckets.push((us, n));
-            }
-        }
-    }
-    let max = max.context("cyclictest printed no `# Max Latencies` line")?;
-    let total = buckets.iter().map(|(_, n)| n).sum::<u64>() + overflows;
-    anyhow::ensure!(total > 0, "cyclictest measured nothing");
-    let pct = |q: f64| {
-        let want = (q * total as f64).ceil() as u64;
-        let mut acc = 0;
-        for (us, n) in &buckets {
-            acc += n;
-            if acc >= want {
-                return *us;
-            }
-        }
-        max
-    };
-    Ok((total, pct(0.99), pct(0.999), max))
-}
-
 /// Runs the floor's sleeper for `len` (see [`Floor`]).
 fn floor(len: Duration, pressure: &str) -> Result<Floor> {
-    let run = len + Duration::from_secs(2);
-    let child = std::process::Command::new("cyclictest")
-        .args(["-q", "-m", "--laptop", "-t", "1", "-i", "1000"])
-        .arg(format!("-p{FLOOR_PRIORITY}"))
-        .arg(format!("-D{}", run.as_secs()))
-        .arg(format!("-h{FLOOR_HISTOGRAM_US}"))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("starting cyclictest (Debian's rt-tests)")?;
-    let pid = child.id();
-    // Killed if anything below fails or Ctrl-C comes.
-    struct Reap(Option<std::process::Child>);
-    impl Drop for Reap {
-        fn drop(&mut self) {
-            if let Some(c) = self.0.as_mut() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
-    let mut child = Reap(Some(child));
+    // Killed on drop if anything below fails or Ctrl-C comes.
+    let running = hb_tests::floor::Floor::start(FloorSpec {
+        threads: 1,
+        interval: Duration::from_millis(1),
+        priority: FLOOR_PRIORITY,
+        histogram_us: FLOOR_HISTOGRAM_US,
+    })?;
+    let pid = running.pid().context("cyclictest pid")?;
     crate::interrupt::sleep(Duration::from_secs(1))?;
     let cpu0 = cpu_seconds(pid)?;
     let t0 = std::time::Instant::now();
     crate::interrupt::sleep(len)?;
     let cpu1 = cpu_seconds(pid)?;
     let secs = t0.elapsed().as_secs_f64();
-    let out = child
-        .0
-        .take()
-        .context("cyclictest")?
-        .wait_with_output()
-        .context("waiting for cyclictest")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "cyclictest failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    let (samples, p99, p999, max) = cyclictest_latency(&String::from_utf8_lossy(&out.stdout))?;
+    crate::interrupt::sleep(Duration::from_secs(1))?;
+    let l = running.stop()?;
     let us_ms = |us: u64| us as f64 / 1e3;
     let f = Floor {
         pressure: pressure.to_owned(),
         secs,
-        samples,
-        p99_ms: us_ms(p99),
-        p999_ms: us_ms(p999),
-        max_ms: us_ms(max),
+        samples: l.samples(),
+        p99_ms: us_ms(l.percentile(0.99)),
+        p999_ms: us_ms(l.percentile(0.999)),
+        max_ms: us_ms(l.max_us),
         cpu_percent: (cpu1 - cpu0) / secs * 100.0,
         load: loadavg(),
     };
@@ -484,29 +418,4 @@ fn report(
         }),
     );
     body
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cyclictest_histogram_percentiles() {
-        // The shape of `cyclictest -q -h N` (rt-tests 2.4), shortened: 1000 wake-ups.
-        let mut out = String::from("# /dev/cpu_dma_latency set to 0us\n# Histogram\n");
-        out += "000000 000000\n000003 000900\n000010 000090\n000400 000009\n000401 000000\n";
-        out += "# Total: 000000999\n# Min Latencies: 00003\n# Avg Latencies: 00004\n";
-        out += "# Max Latencies: 25000\n# Histogram Overflows: 00001\n";
-        out += "# Histogram Overflow at cycle number:\n# Thread 0: 00517\n";
-        assert_eq!(cyclictest_latency(&out).ok(), Some((1000, 10, 400, 25000)));
-        // p99.9 among the overflows: reported as the largest latency.
-        let out = out
-            .replace("000400 000009", "000400 000008")
-            .replace("Overflows: 00001", "Overflows: 00002");
-        assert_eq!(
-            cyclictest_latency(&out).ok(),
-            Some((1000, 10, 25000, 25000))
-        );
-        assert!(cyclictest_latency("# Histogram\n").is_err());
-    }
 }

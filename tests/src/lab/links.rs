@@ -41,6 +41,21 @@ impl Lab {
         Ok(())
     }
 
+    /// The client forgets its ARP entry for the VIP (it asks again at its next request). After
+    /// a false takeover that the preferred node outlived (it never left MASTER, so it sent no
+    /// gratuitous ARP, as keepalived does with no GARP refresh), the entry names the node that
+    /// gave the address back until it goes stale and fails: up to about a minute.
+    pub fn forget_vip_neighbour(&self) -> Result<()> {
+        let vip = self.vip().to_string();
+        cmd(
+            "ip",
+            &["-n", &self.client_netns(), "neigh", "flush", "to", &vip],
+        )?;
+        let at = monotonic_ns();
+        self.note(at, format!("client forgot its ARP entry for {vip}"));
+        Ok(())
+    }
+
     /// Pulls all of `node`'s cables at the same instant: one `ip -batch` in the bridges'
     /// namespace sets every bridge port of the node down. Returns the time just before the
     /// command ran (the links go down within it).

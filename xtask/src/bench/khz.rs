@@ -320,7 +320,8 @@ fn report(
             body,
             "\nThe machine's floor, measured for as long just before each window (the cluster \
             up, the same pressure): cyclictest (Debian's rt-tests) alone, a 1 kHz sleeper that \
-            sends nothing: one thread at SCHED_FIFO {FLOOR_PRIORITY} like hb's send thread, absolute 1 ms \
+            sends nothing: one thread at SCHED_FIFO {FLOOR_PRIORITY} like hb's send thread (pinned to \
+            CPU 0, cyclictest's way, where hb's may run on either), absolute 1 ms \
             CLOCK_MONOTONIC sleeps, memory locked, no `/dev/cpu_dma_latency` request \
             (`--laptop`; hbd makes none). Its wake-up latency is what any program waking 1000 \
             times a second gets here; its CPU is the cost of the wake-ups alone.\n\n\

@@ -75,13 +75,14 @@ impl Floor {
         let pid = i32::try_from(child.id()).context("cyclictest pid")?;
         let sent = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGINT);
         let out = child.wait_with_output().context("waiting for cyclictest")?;
-        sent.context("stopping cyclictest")?;
+        // An exit before the signal (cyclictest refused its arguments, say) says why on stderr.
         ensure!(
             out.status.success(),
             "cyclictest failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
+        sent.context("stopping cyclictest")?;
         let mut l = Latencies::parse(&String::from_utf8_lossy(&out.stdout))?;
         if let (Some(a), Some(b)) = (self.steal_at_start, steal_ticks()) {
             l.steal = Some(ticks(b.saturating_sub(a)));
